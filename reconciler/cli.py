@@ -1,0 +1,332 @@
+"""The ``reconciler`` command line.
+
+Exit codes are part of the contract (scripts branch on them):
+
+====  ==========================================================
+0     done / in sync
+1     an error: invalid flow, unreadable file, unreachable platform, bad config
+2     ``plan``: changes are pending
+3     ``sync``/``export``: conflicts were left for a person to resolve
+64    usage error (unknown command or option)
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from reconciler import __version__
+from reconciler.config import Config, find_config, load_config
+from reconciler.engine import Engine, Outcome
+from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.flows import FlowKey
+from reconciler.logsetup import setup_logging
+from reconciler.names import InvalidName, flow_path
+from reconciler.plan import Action
+
+__all__ = ["main", "EXIT_OK", "EXIT_ERROR", "EXIT_PENDING", "EXIT_CONFLICT", "EXIT_USAGE"]
+
+EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_CONFLICT, EXIT_USAGE = 0, 1, 2, 3, 64
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit 2, which means "pending" here
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", metavar="PATH", help="config file (default $RECONCILER_CONFIG or ./reconciler.toml)")
+    common.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"], help="log level (default warning; info with -v)")
+    common.add_argument("--log-format", default="auto", choices=["auto", "json", "console"], help="log format on stderr (default: console on a terminal, JSON otherwise)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log every action (same as --log-level info)")
+    common.add_argument("--no-progress", action="store_true", help="never show progress, even on a terminal")
+
+    p = _Parser(prog="reconciler", description="GitOps reconciler for flows: git is the system of record.", parents=[common])
+    p.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("export", parents=[common], help="commit the environment's live flows to its branch")
+    s.add_argument("env")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("plan", parents=[common], help="show what a sync would do (changes nothing); exit 2 if changes are pending")
+    s.add_argument("env")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("sync", parents=[common], help="reconcile the environment with its branch now")
+    s.add_argument("env")
+    s.add_argument("--dry-run", action="store_true", help="plan only, change nothing")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("status", parents=[common], help="per environment: branch tip, applied marker, flow counts")
+    s.add_argument("env", nargs="?")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("history", parents=[common], help="commits of an environment's branch, or of one flow")
+    s.add_argument("env")
+    s.add_argument("name", nargs="?")
+    s.add_argument("version", nargs="?")
+    s.add_argument("--drift", action="store_true", help="show drift/<env> (live versions saved before overwriting)")
+    s.add_argument("-n", "--limit", type=int, default=None, help="at most this many commits")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level or ("info" if args.verbose else "warning"), args.log_format)
+    try:
+        config = load_config(find_config(args.config))
+        return COMMANDS[args.command](args, config)
+    except ConfigError as exc:
+        _emit_error(args, "invalid configuration", [str(p) for p in exc.problems])
+        return EXIT_ERROR
+    except ReconcilerError as exc:
+        _emit_error(args, str(exc), [])
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _emit_error(args: argparse.Namespace, message: str, details: list[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "details": details}))
+    print(f"reconciler: error: {message}", file=sys.stderr)
+    for d in details:
+        print(f"  {d}", file=sys.stderr)
+
+
+# -- progress ---------------------------------------------------------------------
+
+
+class _Progress:
+    """A one-line counter on a terminal's stderr; silent when piped."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        if not self.enabled or (total is not None and total < 50):
+            return
+        of = f"/{total}" if total else ""
+        sys.stderr.write(f"\r{phase}: {done}{of} flows ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def _engine(config: Config) -> Engine:
+    return Engine(config)
+
+
+def cmd_export(args: argparse.Namespace, config: Config) -> int:
+    progress = _Progress(not args.no_progress)
+    try:
+        out = _engine(config).export(args.env, progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        _print_json(out.as_dict())
+    else:
+        if out.commit:
+            print(f"{args.env}: exported to {config.env(args.env).branch_name} as {out.commit}")
+        else:
+            print(f"{args.env}: nothing to export; {config.env(args.env).branch_name} already holds the environment's flows")
+        _print_steps(out, only={Action.ADOPT}, verb="exported", failed_only=False)
+        pending = [s for s in out.plan.steps if s.action in (Action.IMPORT, Action.DELETE, Action.BLOCKED)]
+        if pending:
+            print(f"  {len(pending)} change(s) in git are not applied yet; run `reconciler sync {args.env}`")
+        _print_conflicts_and_problems(out)
+    return _exit_for(out)
+
+
+def cmd_plan(args: argparse.Namespace, config: Config) -> int:
+    progress = _Progress(not args.no_progress)
+    try:
+        out = _engine(config).sync(args.env, dry_run=True, progress=progress)
+    finally:
+        progress.close()
+    _render(args, out)
+    if out.errors:
+        return EXIT_ERROR
+    return EXIT_PENDING if any(s.action != Action.NONE for s in out.plan.steps) else EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace, config: Config) -> int:
+    progress = _Progress(not args.no_progress)
+    try:
+        out = _engine(config).sync(args.env, dry_run=args.dry_run, progress=progress)
+    finally:
+        progress.close()
+    _render(args, out)
+    return _exit_for(out)
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    names = [args.env] if args.env else [e.name for e in config.environments]
+    engine = _engine(config)
+    rows: list[dict[str, Any]] = []
+    worst = EXIT_OK
+    for name in names:
+        env = config.env(name)
+        try:
+            out = engine.sync(name, dry_run=True)
+        except ReconcilerError as exc:
+            rows.append({"environment": name, "branch": env.branch_name, "error": str(exc)})
+            worst = EXIT_ERROR
+            continue
+        rows.append(
+            {
+                "environment": name,
+                "branch": env.branch_name,
+                "branch_tip": out.tip,
+                "applied": out.marker,
+                "drift": env.drift,
+                "counts": out.states,
+                "problems": [p.as_dict() for p in out.problems],
+                "error": None,
+            }
+        )
+        if out.errors:
+            worst = EXIT_ERROR
+    if args.json:
+        _print_json({"environments": rows})
+        return worst
+    for r in rows:
+        if r.get("error"):
+            print(f"{r['environment']:<14} error: {r['error']}")
+            continue
+        c = r["counts"]
+        tip = (r["branch_tip"] or "(no branch yet)")[:12]
+        applied = (r["applied"] or "(never)")[:12]
+        print(
+            f"{r['environment']:<14} {r['branch']}@{tip}  applied {applied}  "
+            f"in sync {c['in_sync']} · pending {c['pending']} · drifted {c['drifted']} · "
+            f"conflict {c['conflict']} · invalid {c['invalid']}"
+        )
+        for p in r["problems"]:
+            print(f"  ! {p['where']}{':' + p['pointer'] if p['pointer'] else ''}: {p['message']}")
+    return worst
+
+
+def cmd_history(args: argparse.Namespace, config: Config) -> int:
+    env = config.env(args.env)
+    engine = _engine(config)
+    ref = f"drift/{env.name}" if args.drift else env.branch_name
+    path = None
+    if args.name:
+        try:
+            if args.version:
+                path = flow_path(env.folder, args.name, args.version)
+            else:
+                path = flow_path(env.folder, args.name, "x").rsplit("/", 1)[0]
+        except InvalidName as exc:
+            raise ReconcilerError(f"invalid flow name: {exc}") from exc
+    commits = engine.store.history(ref, path, limit=args.limit)
+    if args.json:
+        _print_json({"environment": env.name, "ref": ref, "path": path, "commits": [c.as_dict() for c in commits]})
+        return EXIT_OK
+    if not commits:
+        print(f"no commits on {ref}" + (f" touching {path}" if path else ""))
+    for c in commits:
+        when = dt.datetime.fromtimestamp(c.time, dt.timezone(dt.timedelta(minutes=c.offset))).isoformat(timespec="seconds")
+        print(f"{c.id[:12]}  {when}  {c.author} <{c.email}>  {c.message.splitlines()[0] if c.message else ''}")
+    return EXIT_OK
+
+
+COMMANDS = {"export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status, "history": cmd_history}
+
+
+# -- rendering ---------------------------------------------------------------------
+
+_VERBS = {
+    Action.IMPORT: "import",
+    Action.DELETE: "delete",
+    Action.ADOPT: "adopt",
+    Action.ADVANCE: "agree",
+    Action.REPORT: "drifted",
+    Action.BLOCKED: "blocked",
+    Action.CONFLICT: "CONFLICT",
+    Action.INVALID: "INVALID",
+    Action.UNKNOWN: "unknown",
+}
+
+
+def _render(args: argparse.Namespace, out: Outcome) -> None:
+    if args.json:
+        _print_json(out.as_dict())
+        return
+    c = out.states
+    mode = "plan" if out.dry_run else "sync"
+    print(
+        f"{out.env} ({mode}): in sync {c['in_sync']} · pending {c['pending']} · drifted {c['drifted']} · "
+        f"conflict {c['conflict']} · invalid {c['invalid']}"
+    )
+    done = {s.key for s in out.done}
+    for s in out.plan.steps:
+        if s.action in (Action.NONE, Action.CONFLICT, Action.INVALID):
+            continue
+        mark = ""
+        if not out.dry_run and s.action in (Action.IMPORT, Action.DELETE, Action.ADOPT, Action.ADVANCE):
+            mark = " ✓" if s.key in done else " ✗ " + out.failed.get(s.key, "not done")
+        print(f"  {_VERBS[s.action]:<8} {s.key}  {s.reason}{mark}")
+    if out.drift_commit:
+        print(f"  live versions saved to drift/{out.env} as {out.drift_commit[:12]}")
+    if out.commit:
+        print(f"  committed to the branch as {out.commit[:12]}")
+    _print_conflicts_and_problems(out)
+
+
+def _print_steps(out: Outcome, only: set[Action], verb: str, failed_only: bool) -> None:
+    done = {s.key for s in out.done}
+    for s in out.plan.steps:
+        if s.action in only and (not failed_only or s.key not in done):
+            status = verb if s.key in done else f"not {verb}: {out.failed.get(s.key, '')}"
+            print(f"  {status:<10} {s.key}  {s.reason}")
+
+
+def _print_conflicts_and_problems(out: Outcome) -> None:
+    for s in out.plan.steps:
+        if s.action == Action.CONFLICT:
+            print(f"  CONFLICT {s.key}: {s.reason}")
+    for key, why in out.failed.items():
+        if not any(st.key == key for st in out.plan.steps if st.action != Action.NONE):
+            print(f"  ✗ {key}: {why}")
+    for p in out.problems:
+        print(f"  ! {p}", file=sys.stderr)
+    for s in out.plan.steps:
+        if s.action == Action.INVALID and not any(p.flow == str(s.key) for p in out.problems):
+            print(f"  ! {s.key}: {s.reason}", file=sys.stderr)
+
+
+def _exit_for(out: Outcome) -> int:
+    if out.errors or any(s.action == Action.INVALID for s in out.plan.steps):
+        return EXIT_ERROR
+    if out.conflicts:
+        return EXIT_CONFLICT
+    return EXIT_OK
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _key(name: str, version: str) -> FlowKey:
+    return FlowKey(name, version)

@@ -1,0 +1,294 @@
+"""The configuration file: TOML, validated with pydantic; every default lives here.
+
+Found at ``--config PATH``, else ``$RECONCILER_CONFIG``, else ``./reconciler.toml``.
+Relative paths in it are relative to the file. A bad file is reported as one
+line per problem: ``file: key = value: why``.
+
+Environments are a list of tables, each validated by the model of its
+``driver``; :data:`DRIVER_MODELS` is the registry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import pygit2
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from reconciler.canonical import Rules, parse_pointer
+from reconciler.errors import ConfigError, Problem
+from reconciler.flows import Identity
+from reconciler.plan import Policy
+
+__all__ = [
+    "Config",
+    "RepositoryConfig",
+    "ServerConfig",
+    "EnvironmentConfig",
+    "DirectoryEnvironment",
+    "DRIVER_MODELS",
+    "load_config",
+    "find_config",
+    "config_json_schema",
+]
+
+_ENV_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RepositoryConfig(_Model):
+    path: Path = Field(Path("state/flows.git"), description="Bare git repository; created if missing.")
+    author_name: str = Field("flow-reconciler", description="Author and committer name of the reconciler's commits.")
+    author_email: str = Field("reconciler@localhost", description="Author and committer e-mail.")
+
+
+class ServerConfig(_Model):
+    listen: str = Field("127.0.0.1:9420", description="HOST:PORT of the HTTP surface of `reconciler run`.")
+
+
+class IdentityConfig(_Model):
+    name: str = Field("/name", description="JSON pointer of the flow's name in an export.")
+    version: str = Field("/version", description="JSON pointer of the flow's version.")
+
+    @field_validator("name", "version")
+    @classmethod
+    def _pointer(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must be a JSON pointer starting with '/'")
+        return v
+
+
+class EnvironmentConfig(_Model):
+    """Settings every environment has, whatever its driver."""
+
+    name: str = Field(pattern=_ENV_NAME, description="Environment name (letters, digits, . _ -).")
+    driver: str
+    branch: str | None = Field(None, description="Branch holding the desired state; default env/<name>.")
+    folder: str = Field("flows", description="Folder in the branch holding <name>/<version>.json files.")
+    drift: Literal["restore", "adopt", "report"] = Field(
+        "report", description="What to do when the environment was edited outside git."
+    )
+    prune: bool = Field(False, description="May the reconciler delete flows from the environment?")
+    override: bool = Field(True, description="May it replace an existing name+version?")
+    ignore: tuple[str, ...] = Field((), description="JSON pointers of volatile fields; '*' matches any key or index.")
+    sort: dict[str, str] = Field(
+        {}, description="Order-insensitive arrays: pointer of the array -> pointer of the sort key in each element."
+    )
+    identity: IdentityConfig = IdentityConfig()
+    schema_: Path | None = Field(None, alias="schema", description="JSON Schema every flow must satisfy before import.")
+    interval: float = Field(60.0, gt=0, description="Seconds between drift checks in `reconciler run`.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("ignore")
+    @classmethod
+    def _ignore(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not p.startswith("/"):
+                raise ValueError(f"{p!r} must be a JSON pointer starting with '/'")
+        return v
+
+    @field_validator("sort")
+    @classmethod
+    def _sort(cls, v: dict[str, str]) -> dict[str, str]:
+        for array, key in v.items():
+            if not array.startswith("/"):
+                raise ValueError(f"{array!r} must be a JSON pointer starting with '/'")
+            parse_pointer(key)
+        return v
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, v: str) -> str:
+        parts = v.split("/")
+        if not v or any(p in ("", ".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]+", p) for p in parts):
+            raise ValueError("must be a relative folder made of letters, digits, '.', '_' and '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _branch(self) -> "EnvironmentConfig":
+        if self.branch is None:
+            object.__setattr__(self, "branch", f"env/{self.name}")
+        ref = self.branch if self.branch.startswith("refs/") else f"refs/heads/{self.branch}"
+        if not pygit2.reference_is_valid_name(ref) or ref.startswith("refs/heads/drift/"):
+            raise ValueError(f"branch {self.branch!r} is not a valid branch name (drift/* is reserved)")
+        return self
+
+    @property
+    def branch_name(self) -> str:
+        assert self.branch is not None
+        return self.branch
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(drift=self.drift, prune=self.prune, override=self.override)
+
+    @property
+    def rules(self) -> Rules:
+        return Rules.of(self.ignore, self.sort)
+
+    @property
+    def flow_identity(self) -> Identity:
+        return Identity(self.identity.name, self.identity.version)
+
+
+class DirectoryEnvironment(EnvironmentConfig):
+    """An environment that is a folder of JSON exports."""
+
+    driver: Literal["directory"]
+    path: Path = Field(description="The folder; created if missing.")
+
+
+DRIVER_MODELS: dict[str, type[EnvironmentConfig]] = {"directory": DirectoryEnvironment}
+
+
+class Config(_Model):
+    repository: RepositoryConfig = RepositoryConfig()
+    server: ServerConfig = ServerConfig()
+    environments: tuple[EnvironmentConfig, ...] = Field((), alias="environment")
+    source: Path | None = Field(None, exclude=True)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def env(self, name: str) -> EnvironmentConfig:
+        for e in self.environments:
+            if e.name == name:
+                return e
+        known = ", ".join(e.name for e in self.environments) or "none"
+        raise ConfigError([Problem(str(self.source or "config"), f"no environment named {name!r} (known: {known})")])
+
+
+def find_config(explicit: str | None) -> Path:
+    return Path(explicit or os.environ.get("RECONCILER_CONFIG") or "reconciler.toml")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and resolve a config file; raises ConfigError listing every problem."""
+    path = Path(path)
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError([Problem(where, "no such file; pass --config PATH or set RECONCILER_CONFIG")]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(where, f"cannot read: {exc}")]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem(where, f"not valid TOML: {exc}")]) from exc
+    return parse_config(raw, base=path.parent.resolve(), where=where)
+
+
+def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> Config:
+    problems: list[Problem] = []
+    envs_raw = raw.pop("environment", [])
+    if not isinstance(envs_raw, list):
+        problems.append(Problem(where, "environment: must be an array of tables ([[environment]])"))
+        envs_raw = []
+    envs: list[EnvironmentConfig] = []
+    for i, env in enumerate(envs_raw):
+        loc = f"environment[{i}]"
+        if not isinstance(env, dict):
+            problems.append(Problem(where, f"{loc}: must be a table"))
+            continue
+        driver = env.get("driver")
+        model = DRIVER_MODELS.get(driver) if isinstance(driver, str) else None
+        if model is None:
+            known = ", ".join(sorted(DRIVER_MODELS))
+            problems.append(Problem(where, f"{loc}.driver = {driver!r}: unknown driver; use one of {known}"))
+            continue
+        try:
+            envs.append(model.model_validate(env))
+        except ValidationError as exc:
+            problems.extend(_problems(exc, where, loc, env))
+    try:
+        top = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, where, "", raw))
+        top = None
+    names: dict[str, int] = {}
+    places: dict[tuple[str, str], str] = {}
+    for i, env in enumerate(envs):
+        if env.name in names:
+            problems.append(Problem(where, f"environment[{i}].name = {env.name!r}: also used by environment[{names[env.name]}]"))
+        names.setdefault(env.name, i)
+        place = (env.branch_name, env.folder)
+        if place in places:
+            problems.append(
+                Problem(where, f"environment[{i}]: branch {env.branch_name!r} folder {env.folder!r} is also used by {places[place]!r}")
+            )
+        places.setdefault(place, env.name)
+    resolved = [_resolve_paths(env, base, where, problems) for env in envs]
+    if problems or top is None:
+        raise ConfigError(problems)
+    repo = top.repository.model_copy(update={"path": _abs(base, top.repository.path)})
+    return top.model_copy(update={"repository": repo, "environments": tuple(resolved), "source": Path(where)})
+
+
+def _abs(base: Path, p: Path) -> Path:
+    p = p.expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _resolve_paths(env: EnvironmentConfig, base: Path, where: str, problems: list[Problem]) -> EnvironmentConfig:
+    update: dict[str, Any] = {}
+    if isinstance(env, DirectoryEnvironment):
+        update["path"] = _abs(base, env.path)
+    if env.schema_ is not None:
+        schema_path = _abs(base, env.schema_)
+        update["schema_"] = schema_path
+        try:
+            import jsonschema
+            import orjson
+
+            jsonschema.validators.validator_for(orjson.loads(schema_path.read_bytes())).check_schema(
+                orjson.loads(schema_path.read_bytes())
+            )
+        except FileNotFoundError:
+            problems.append(Problem(where, f"environment {env.name!r}: schema = {str(env.schema_)!r}: no such file"))
+        except Exception as exc:  # noqa: BLE001 - any failure here means the schema is unusable
+            problems.append(Problem(where, f"environment {env.name!r}: schema = {str(env.schema_)!r}: not a usable JSON Schema ({exc})"))
+    return env.model_copy(update=update) if update else env
+
+
+def _problems(exc: ValidationError, where: str, prefix: str, raw: Any) -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        loc = prefix
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        if err["type"] == "extra_forbidden":
+            out.append(Problem(where, f"{loc}: unknown key; check the spelling (see manifests/schemas/config.schema.json)"))
+        elif err["type"] == "missing":
+            out.append(Problem(where, f"{loc}: required key is missing"))
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            out.append(Problem(where, f"{loc} = {err.get('input')!r}: {msg}"))
+    return out
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file (published under manifests/schemas/)."""
+    schema = Config.model_json_schema(by_alias=True, mode="validation")
+    defs = schema.setdefault("$defs", {})
+    variants = []
+    for driver, model in sorted(DRIVER_MODELS.items()):
+        sub = model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[model.__name__] = sub
+        variants.append({"$ref": f"#/$defs/{model.__name__}"})
+    schema["properties"]["environment"] = {
+        "type": "array",
+        "items": {"oneOf": variants},
+        "description": "The environments, one table each ([[environment]]).",
+    }
+    schema["properties"].pop("source", None)
+    defs.pop("EnvironmentConfig", None)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "flow-reconciler configuration"
+    return schema

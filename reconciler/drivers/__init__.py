@@ -1,0 +1,105 @@
+"""Drivers: the only code that talks to a platform.
+
+A driver lists and exports the live flows of one environment (already in
+canonical form), and applies a batch of changes (import with override, or
+delete). Each change carries the canonical blob id of the live content the plan
+saw (``expect``); a driver refuses to overwrite or delete a flow whose live
+content no longer matches, so an edit made in the platform during a sync is
+never clobbered: the next run sees it as drift or a conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from reconciler.canonical import Rules
+from reconciler.errors import Problem
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
+
+__all__ = ["Change", "LiveSet", "Driver", "Progress", "LiveCollector"]
+
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Change:
+    """Set a flow to ``data`` (canonical bytes) or delete it (``data is None``).
+
+    ``expect`` is the canonical blob id of the live flow the plan saw, None when
+    the plan saw no live flow (then the flow must still be absent).
+    """
+
+    key: FlowKey
+    data: bytes | None
+    expect: str | None
+
+
+@dataclass(frozen=True)
+class LiveSet:
+    """What an environment holds, in canonical form.
+
+    ``invalid``: keys seen more than once (or otherwise unusable) -> reason.
+    ``complete``: False when some entry could not be read, so a flow missing
+    from ``flows`` may exist in the platform after all.
+    """
+
+    flows: Mapping[FlowKey, CanonicalFlow]
+    where: Mapping[FlowKey, str] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+    invalid: Mapping[FlowKey, str] = field(default_factory=dict)
+    complete: bool = True
+
+    def oids(self) -> dict[FlowKey, str]:
+        return {k: f.oid for k, f in self.flows.items()}
+
+
+class Driver(Protocol):
+    """A platform, as the reconciler sees it."""
+
+    #: human name of the environment's location (a folder, a URL), for messages
+    location: str
+
+    def export(self, progress: Progress | None = None) -> LiveSet:
+        """Read every live flow. Raises RetryableError when the platform is unreachable."""
+        ...
+
+    def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> dict[FlowKey, str]:
+        """Carry out changes; returns the ones that failed, with the reason. Never raises for one flow."""
+        ...
+
+
+class LiveCollector:
+    """Builds a :class:`LiveSet` from documents, spotting duplicate keys."""
+
+    def __init__(self, identity: Identity, rules: Rules):
+        self.identity, self.rules = identity, rules
+        self.flows: dict[FlowKey, CanonicalFlow] = {}
+        self.where: dict[FlowKey, str] = {}
+        self.problems: list[Problem] = []
+        self.invalid: dict[FlowKey, str] = {}
+        self.complete = True
+
+    def add(self, doc: object, where: str) -> CanonicalFlow | None:
+        got = flow_from_doc(doc, self.identity, self.rules, where=where)
+        if isinstance(got, Problem):
+            self.problem(got)
+            return None
+        if got.key in self.where:
+            first = self.where[got.key]
+            self.invalid[got.key] = f"{where} and {first} both hold {got.key}; remove one of them"
+            self.problems.append(Problem(where, f"duplicate of {first}: both hold {got.key}", flow=str(got.key)))
+            return None
+        self.flows[got.key] = got
+        self.where[got.key] = where
+        return got
+
+    def problem(self, problem: Problem) -> None:
+        self.problems.append(problem)
+        self.complete = False
+
+    def result(self) -> LiveSet:
+        for key in self.invalid:
+            self.flows.pop(key, None)
+        return LiveSet(dict(self.flows), dict(self.where), tuple(self.problems), dict(self.invalid), self.complete)

@@ -1,0 +1,233 @@
+"""The directory driver: an environment is a folder of ``*.json`` flow exports.
+
+It is the embedded default and the simplest real integration (a shared folder
+another tool watches). Identity comes from the documents, not the file names:
+users may drop ``my-export.json`` into the folder. New flows are written as
+``<name>@<version>.json`` (names encoded as in git).
+
+Guarantees:
+
+- writes are atomic (temporary file in the same folder, fsync, rename) and
+  never leave the folder: file names come from :mod:`reconciler.names` and
+  every path is checked to stay inside it;
+- a new file never replaces an existing one (hard link, which fails if the
+  name is taken);
+- before overwriting or deleting a file the driver re-reads it and compares
+  its canonical form with what the plan saw, so an edit made during a sync is
+  never clobbered;
+- a file that cannot be read or parsed is reported (path and reason) and left
+  as it is; so are symlinks, sub-folders and special files.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconciler.canonical import InvalidJSON, Rules, parse_json
+from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
+from reconciler.errors import Problem, RetryableError
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
+from reconciler.names import encode
+
+__all__ = ["DirectoryDriver"]
+
+# Flow exports are small; a bigger file is refused rather than read into memory.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+class DirectoryDriver:
+    def __init__(self, path: str | Path, identity: Identity = Identity(), rules: Rules = Rules(), *, create: bool = True):
+        self.root = Path(path)
+        self.identity, self.rules = identity, rules
+        self.location = str(self.root)
+        self._create = create
+        self._files: dict[FlowKey, Path] | None = None
+
+    # -- export ------------------------------------------------------------------
+
+    def export(self, progress: Progress | None = None) -> LiveSet:
+        self._ensure_root()
+        collect = LiveCollector(self.identity, self.rules)
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except OSError as exc:
+            raise RetryableError(f"cannot list {self.root}: {exc.strerror}") from exc
+        files = [e for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+        total = len(files)
+        for i, entry in enumerate(files, 1):
+            self._read_entry(entry, collect)
+            if progress is not None and (i % 200 == 0 or i == total):
+                progress(i, total)
+        self._files = {k: Path(w) for k, w in collect.where.items()}
+        return collect.result()
+
+    def _read_entry(self, entry: os.DirEntry, collect: LiveCollector) -> None:
+        where = os.path.join(self.root, entry.name)
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            collect.problem(Problem(where, f"cannot stat: {exc.strerror}; left as it is"))
+            return
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            collect.problem(Problem(where, f"{kind}; skipped and left as it is (flows must be regular files)"))
+            return
+        if st.st_size > MAX_FILE_BYTES:
+            collect.problem(Problem(where, f"{st.st_size} bytes is larger than the {MAX_FILE_BYTES}-byte limit; skipped"))
+            return
+        try:
+            raw = _read_nofollow(where)
+        except OSError as exc:
+            collect.problem(Problem(where, f"cannot read: {exc.strerror}; left as it is"))
+            return
+        try:
+            doc = parse_json(raw)
+        except InvalidJSON as exc:
+            collect.problem(Problem(where, f"{exc}; skipped and left as it is until it is fixed", exc.pointer))
+            return
+        collect.add(doc, where)
+
+    def _ensure_root(self) -> None:
+        if self.root.is_dir():
+            return
+        if self._create and not self.root.exists():
+            try:
+                self.root.mkdir(parents=True)
+                return
+            except OSError as exc:
+                raise RetryableError(f"cannot create {self.root}: {exc.strerror}") from exc
+        raise RetryableError(f"{self.root} is not a folder")
+
+    # -- apply ---------------------------------------------------------------------
+
+    def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> dict[FlowKey, str]:
+        self._ensure_root()
+        if self._files is None:
+            self.export()
+        assert self._files is not None
+        failed: dict[FlowKey, str] = {}
+        total = len(changes)
+        for i, change in enumerate(changes, 1):
+            try:
+                self._apply_one(change)
+            except _Refused as exc:
+                failed[change.key] = str(exc)
+            except OSError as exc:
+                failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
+            if progress is not None and (i % 200 == 0 or i == total):
+                progress(i, total)
+        return failed
+
+    def _apply_one(self, change: Change) -> None:
+        assert self._files is not None
+        path = self._files.get(change.key)
+        current = self._current(path) if path is not None else None
+        if current != change.expect:
+            raise _Refused(
+                f"{path or 'the flow'} changed since it was read (expected {_short(change.expect)}, "
+                f"found {_short(current)}); left as it is, the next run re-checks it"
+            )
+        if change.data is None:
+            if path is not None:
+                os.unlink(path)
+                del self._files[change.key]
+            return
+        if path is None:
+            path = self._new_file(change.key, change.data)
+            self._files[change.key] = path
+        else:
+            self._replace(path, change.data)
+
+    def _current(self, path: Path) -> str | None:
+        """Canonical blob id of the flow a file now holds (None if gone or unreadable)."""
+        try:
+            raw = _read_nofollow(str(path))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _Refused(f"cannot re-read {path}: {exc.strerror}") from exc
+        try:
+            got = flow_from_doc(parse_json(raw), self.identity, self.rules, where=str(path))
+        except InvalidJSON:
+            return "invalid"
+        return got.oid if isinstance(got, CanonicalFlow) else "invalid"
+
+    def _inside(self, name: str) -> Path:
+        path = self.root / name
+        if path.parent != self.root or name in (".", "..") or "/" in name or "\0" in name:
+            raise _Refused(f"refusing to write {name!r}: it would leave {self.root}")
+        return path
+
+    def _new_file(self, key: FlowKey, data: bytes) -> Path:
+        stem = f"{encode(key.name)}@{encode(key.version)}"
+        tmp = self._write_temp(data)
+        try:
+            for n in range(1, 1000):
+                path = self._inside(f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
+                try:
+                    os.link(tmp, path)  # fails if the name is taken: never replaces a file
+                    _fsync_dir(self.root)
+                    return path
+                except FileExistsError:
+                    continue
+            raise _Refused(f"no free file name for {key} in {self.root}")
+        finally:
+            os.unlink(tmp)
+
+    def _replace(self, path: Path, data: bytes) -> None:
+        tmp = self._write_temp(data)
+        try:
+            os.replace(tmp, self._inside(path.name))
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        _fsync_dir(self.root)
+
+    def _write_temp(self, data: bytes) -> str:
+        fd, tmp = tempfile.mkstemp(prefix=".reconciler-", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        os.chmod(tmp, 0o644)
+        return tmp
+
+
+class _Refused(Exception):
+    pass
+
+
+def _short(oid: str | None) -> str:
+    return "nothing" if oid is None else oid[:12]
+
+
+def _read_nofollow(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,374 @@
+"""The engine: one reconcile of one environment as a short list of named steps.
+
+``read`` gathers the three sides (applied marker A, branch tip D, live L) in
+canonical form; :func:`reconciler.plan.plan` decides; ``apply`` carries the
+plan out in this order, each step idempotent so a crash anywhere is repaired
+by the next run:
+
+1. ``save_drift``: live content about to be overwritten or deleted is
+   committed to ``drift/<env>`` first;
+2. ``adopt``: live changes taken into git are committed to the branch
+   (compare-and-swap; a moved tip means re-read and re-plan);
+3. ``write``: imports and deletions through the driver, each guarded by the
+   live content the plan saw;
+4. ``verify``: the environment is re-exported and every written flow compared
+   with what was meant (read-after-write);
+5. ``mark``: the applied marker moves to a commit whose tree is exactly what
+   the environment now holds.
+
+The outcome is frozen data; the CLI and the service render it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from reconciler.config import Config, DirectoryEnvironment, EnvironmentConfig
+from reconciler.drivers import Change, Driver, LiveSet
+from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
+from reconciler.flows import CanonicalFlow, FlowKey, read_flow
+from reconciler.gitstore import GitStore
+from reconciler.names import case_collisions, encode, flow_path
+from reconciler.plan import Action, Plan, Policy, State, Step, plan
+
+__all__ = ["Engine", "Snapshot", "Outcome", "make_driver", "ProgressFn"]
+
+log = structlog.get_logger("reconciler.engine")
+
+ProgressFn = Callable[[str, int, int | None], None]
+
+
+def make_driver(env: EnvironmentConfig) -> Driver:
+    """Build the driver an environment's config names."""
+    if isinstance(env, DirectoryEnvironment):
+        from reconciler.drivers.directory import DirectoryDriver
+
+        return DirectoryDriver(env.path, env.flow_identity, env.rules)
+    raise StallError(f"environment {env.name}: driver {env.driver!r} is not available")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The three sides of one environment, read at one moment."""
+
+    env: str
+    branch: str
+    tip: str | None
+    marker: str | None
+    base: Mapping[FlowKey, str]
+    desired: Mapping[FlowKey, CanonicalFlow]
+    tip_blobs: Mapping[FlowKey, str]  # raw blob ids at the tip (may be non-canonical)
+    live: LiveSet
+    invalid: Mapping[FlowKey, str]
+    problems: tuple[Problem, ...]
+
+    def desired_oids(self) -> dict[FlowKey, str]:
+        return {k: f.oid for k, f in self.desired.items()}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run did (or, for a dry run, would do)."""
+
+    env: str
+    plan: Plan
+    dry_run: bool
+    tip: str | None
+    marker: str | None
+    commit: str | None = None  # a commit the run made on the branch (adopt / export)
+    drift_commit: str | None = None  # a commit the run made on drift/<env>
+    failed: Mapping[FlowKey, str] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+    done: tuple[Step, ...] = ()
+
+    @property
+    def states(self) -> dict[str, int]:
+        counts = self.plan.counts()
+        if not self.dry_run:
+            # Steps carried out are now in sync; failed ones keep their state.
+            for s in self.done:
+                if s.state != State.IN_SYNC:
+                    counts[s.state.value] -= 1
+                    counts[State.IN_SYNC.value] += 1
+        return counts
+
+    @property
+    def conflicts(self) -> int:
+        return sum(1 for s in self.plan.steps if s.action == Action.CONFLICT)
+
+    @property
+    def errors(self) -> int:
+        return len(self.failed) + len(self.problems)
+
+    def as_dict(self) -> dict[str, Any]:
+        done = {s.key for s in self.done}
+        return {
+            "environment": self.env,
+            "dry_run": self.dry_run,
+            "branch_tip": self.tip,
+            "applied": self.marker,
+            "commit": self.commit,
+            "drift_commit": self.drift_commit,
+            "counts": self.states,
+            "steps": [
+                {**s.as_dict(), "done": s.key in done, "error": self.failed.get(s.key)}
+                for s in self.plan.steps
+                if s.action != Action.NONE
+            ],
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+class Engine:
+    """Reconciles the environments of one config against one repository."""
+
+    def __init__(self, config: Config, *, store: GitStore | None = None, drivers: Mapping[str, Driver] | None = None):
+        self.config = config
+        self.store = store or GitStore(
+            config.repository.path,
+            author_name=config.repository.author_name,
+            author_email=config.repository.author_email,
+        )
+        self._drivers: dict[str, Driver] = dict(drivers or {})
+        # (blob id, key, env) -> canonical flow or problem; blobs never change.
+        self._canon: dict[tuple[str, FlowKey, str], CanonicalFlow | Problem] = {}
+        self._validators: dict[str, Callable[[Any], list[tuple[str, str]]] | None] = {}
+
+    def driver(self, env: EnvironmentConfig) -> Driver:
+        if env.name not in self._drivers:
+            self._drivers[env.name] = make_driver(env)
+        return self._drivers[env.name]
+
+    # -- step 0: read ------------------------------------------------------------
+
+    def read(self, env: EnvironmentConfig, progress: ProgressFn | None = None) -> Snapshot:
+        branch = env.branch_name
+        tip, marker = self.store.tip(branch), self.store.marker(env.name)
+        at_tip = self.store.flows_at(tip, env.folder)
+        at_marker = at_tip if marker == tip else self.store.flows_at(marker, env.folder)
+        validate = self._validator(env)
+        problems = list(at_tip.problems)
+        invalid: dict[FlowKey, str] = {}
+        desired: dict[FlowKey, CanonicalFlow] = {}
+        for key, oid in at_tip.flows.items():
+            got = self._canonical(env, oid, key, validate, f"{branch}:{flow_path(env.folder, key.name, key.version)}")
+            if isinstance(got, Problem):
+                problems.append(got)
+                invalid[key] = f"invalid in git: {got.message}"
+            else:
+                desired[key] = got
+        base: dict[FlowKey, str] = {}
+        for key, oid in at_marker.flows.items():
+            got = self._canonical(env, oid, key, None, f"applied:{key}")
+            base[key] = got.oid if isinstance(got, CanonicalFlow) else oid
+        live = self.driver(env).export(progress=_phase(progress, "export"))
+        problems.extend(live.problems)
+        for key, reason in live.invalid.items():
+            invalid.setdefault(key, f"invalid in the environment: {reason}")
+        return Snapshot(
+            env.name, branch, tip, marker, base, desired, dict(at_tip.flows), live, invalid, tuple(problems)
+        )
+
+    def _canonical(self, env, oid: str, key: FlowKey, validate, where: str) -> CanonicalFlow | Problem:
+        ck = (oid, key, env.name)
+        got = self._canon.get(ck)
+        if got is None:
+            got = read_flow(
+                self.store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key, validate=validate
+            )
+            self._canon[ck] = got
+        return got
+
+    def _validator(self, env: EnvironmentConfig):
+        if env.name not in self._validators:
+            fn = None
+            if env.schema_ is not None:
+                import jsonschema
+                import orjson
+
+                schema = orjson.loads(env.schema_.read_bytes())
+                validator = jsonschema.validators.validator_for(schema)(schema)
+
+                def fn(doc: Any, _v=validator) -> list[tuple[str, str]]:
+                    errs = sorted(_v.iter_errors(doc), key=lambda e: list(e.absolute_path))
+                    return [("".join(f"/{p}" for p in e.absolute_path), e.message) for e in errs]
+
+            self._validators[env.name] = fn
+        return self._validators[env.name]
+
+    def plan(self, env: EnvironmentConfig, snap: Snapshot, policy: Policy | None = None) -> Plan:
+        return plan(
+            snap.base,
+            snap.desired_oids(),
+            snap.live.oids(),
+            policy or env.policy,
+            invalid=snap.invalid,
+            live_complete=snap.live.complete,
+        )
+
+    # -- commands ------------------------------------------------------------------
+
+    def sync(self, name: str, *, dry_run: bool = False, progress: ProgressFn | None = None) -> Outcome:
+        """Reconcile one environment per its policy."""
+        env = self.config.env(name)
+        return self._run(env, env.policy, dry_run=dry_run, progress=progress, allowed=None)
+
+    def export(self, name: str, *, progress: ProgressFn | None = None) -> Outcome:
+        """Commit the environment's live flows to its branch.
+
+        This is a reconcile with drift policy ``adopt`` that writes nothing to the
+        environment: changes made in git but not yet synced are left pending (and
+        a flow changed on both sides is a conflict), so an export never undoes a
+        push.
+        """
+        env = self.config.env(name)
+        policy = Policy(drift="adopt", prune=env.prune, override=env.override)
+        return self._run(env, policy, dry_run=False, progress=progress, allowed=frozenset({Action.ADOPT, Action.ADVANCE}))
+
+    def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed) -> Outcome:
+        with self.store.lock(env.name):
+            for attempt in range(5):
+                snap = self.read(env, progress)
+                p = self.plan(env, snap, policy)
+                if dry_run:
+                    return Outcome(env.name, p, True, snap.tip, snap.marker, problems=snap.problems)
+                try:
+                    return self._apply(env, snap, p, allowed, progress)
+                except BranchMovedError as exc:
+                    log.info("branch moved, re-planning", environment=env.name, attempt=attempt + 1, error=str(exc))
+            raise RetryableError(f"{env.branch_name} kept moving during 5 attempts; try again")
+
+    # -- apply -----------------------------------------------------------------------
+
+    def _apply(self, env, snap: Snapshot, p: Plan, allowed, progress) -> Outcome:
+        steps = [s for s in p.changes if allowed is None or s.action in allowed]
+        failed: dict[FlowKey, str] = {}
+        drift_commit = self._save_drift(env, snap, steps)
+        tip, commit, adopted = self._adopt(env, snap, steps, failed)
+        written = self._write(env, snap, steps, failed, progress)
+        self._verify(env, written, failed)
+        done = tuple(
+            s for s in steps
+            if s.key not in failed and (s.action != Action.ADOPT or s.key in adopted)
+        )
+        marker = self._mark(env, snap, tip, p, done)
+        for s in done:
+            log.info("flow reconciled", environment=env.name, flow=str(s.key), action=s.action.value, commit=tip, reason=s.reason)
+        for key, why in failed.items():
+            log.warning("flow not reconciled", environment=env.name, flow=str(key), error=why, commit=tip)
+        return Outcome(env.name, p, False, tip, marker, commit, drift_commit, failed, snap.problems, done)
+
+    def _save_drift(self, env, snap: Snapshot, steps: list[Step]) -> str | None:
+        saving = {s.key: snap.live.flows[s.key].data for s in steps if s.overwrites_live}
+        if not saving:
+            return None
+        lines = "\n".join(f"- {k} ({next(s.reason for s in steps if s.key == k)})" for k in sorted(saving))
+        msg = f"drift({env.name}): save live flows before overwriting them\n\n{lines}\n"
+        return self.store.save_drift(env.name, env.folder, saving, msg)
+
+    def _adopt(self, env, snap: Snapshot, steps: list[Step], failed: dict[FlowKey, str]):
+        adopts = [s for s in steps if s.action == Action.ADOPT]
+        if not adopts:
+            return snap.tip, None, set()
+        # A plain name differing only in case from another would collide on a
+        # case-insensitive checkout: refuse the newcomer, keep the rest.
+        existing = {encode(k.name) for k in snap.tip_blobs}
+        new_names = [encode(s.key.name) for s in adopts if s.live is not None and s.key not in snap.tip_blobs]
+        clash = {b for a, b in case_collisions([*sorted(existing), *new_names])}
+        changes: dict[FlowKey, bytes | None] = {}
+        for s in adopts:
+            if s.live is not None and s.key not in snap.tip_blobs and encode(s.key.name) in clash:
+                failed[s.key] = f"name {s.key.name!r} differs only in case from a flow already in git; rename it"
+                continue
+            changes[s.key] = None if s.live is None else snap.live.flows[s.key].data
+        if not changes:
+            return snap.tip, None, set()
+        commit = self.store.commit_changes(snap.branch, snap.tip, env.folder, changes, _adopt_message(env.name, snap, changes))
+        return (commit or snap.tip), commit, set(changes)
+
+    def _write(self, env, snap: Snapshot, steps: list[Step], failed, progress) -> list[Step]:
+        writes = [s for s in steps if s.action in (Action.IMPORT, Action.DELETE)]
+        if not writes:
+            return []
+        changes = [
+            Change(s.key, snap.desired[s.key].data if s.action == Action.IMPORT else None, s.live) for s in writes
+        ]
+        failed.update(self.driver(env).apply(changes, progress=_phase(progress, "write")))
+        return [s for s in writes if s.key not in failed]
+
+    def _verify(self, env, written: list[Step], failed: dict[FlowKey, str]) -> None:
+        if not written:
+            return
+        after = self.driver(env).export()
+        for s in written:
+            now = after.flows.get(s.key)
+            want = s.desired if s.action == Action.IMPORT else None
+            got = None if now is None else now.oid
+            if got != want:
+                failed[s.key] = (
+                    "read-after-write check failed: the environment does not hold what was written "
+                    f"(expected {want and want[:12]}, found {got and got[:12]}); if the platform rewrites "
+                    "fields on import, list them in the environment's `ignore`"
+                )
+
+    def _mark(self, env, snap: Snapshot, tip: str | None, p: Plan, done: tuple[Step, ...]) -> str | None:
+        """Move the marker to a commit whose tree is what the environment now holds."""
+        done_keys = {s.key for s in done}
+        new_base: dict[FlowKey, str] = {}
+        for s in p.steps:
+            value = s.next_base if s.key in done_keys else s.base
+            if value is not None:
+                new_base[s.key] = value
+        tip_flows = self.store.flows_at(tip, env.folder).flows if tip else {}
+        edits: dict[FlowKey, str | None] = {}
+        for key in set(new_base) | set(tip_flows):
+            want = new_base.get(key)
+            if tip_flows.get(key) != want:
+                edits[key] = want
+        for key, oid in edits.items():
+            if oid is not None and not self.store.has_object(oid):
+                flow = snap.desired.get(key) or snap.live.flows.get(key)
+                if flow is None or flow.oid != oid:
+                    raise RetryableError(f"content {oid[:12]} of {key} is missing from the repository")
+                self.store.write_blob(flow.data)
+        if tip is None and not new_base:
+            return snap.marker
+        if not edits and tip is not None:
+            target = tip
+        else:
+            tree = self.store.tree_with(tip, env.folder, edits)
+            n = len(edits)
+            target = self.store.commit(
+                None,
+                tip,
+                tree,
+                f"reconciler: what {env.name} holds ({n} flow{'s' * (n != 1)} differ from the branch)\n",
+            )
+        if target != snap.marker:
+            self.store.set_marker(env.name, target)
+        return target
+
+
+def _adopt_message(env: str, snap: Snapshot, changes: Mapping[FlowKey, bytes | None]) -> str:
+    added = sorted(k for k, v in changes.items() if v is not None and k not in snap.tip_blobs)
+    changed = sorted(k for k, v in changes.items() if v is not None and k in snap.tip_blobs)
+    removed = sorted(k for k, v in changes.items() if v is None)
+    parts = []
+    for word, keys in (("add", added), ("update", changed), ("remove", removed)):
+        if keys:
+            parts.append(f"{word} {len(keys)}")
+    lines = [f"{env}: {', '.join(parts)} flow{'s' * (len(changes) != 1)} from the environment", ""]
+    for word, keys in (("added", added), ("changed", changed), ("removed", removed)):
+        lines.extend(f"{word}: {k}" for k in keys)
+    lines += ["", f"Environment: {env}"]
+    return "\n".join(lines) + "\n"
+
+
+def _phase(progress: ProgressFn | None, phase: str):
+    if progress is None:
+        return None
+    return lambda done, total: progress(phase, done, total)

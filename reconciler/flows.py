@@ -1,0 +1,150 @@
+"""Flows: identity, validation and the canonical form of one document (pure).
+
+A flow's identity is ``(name, version)`` read from the document at two JSON
+pointers (default ``/name`` and ``/version``). Numbers are accepted as versions
+(``1`` and ``"1"`` are the same version) because exports of some products carry
+them so; anything else (objects, booleans, empty strings) is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.canonical import InvalidJSON, Rules, blob_id, canonicalize, parse_json, parse_pointer
+from reconciler.errors import Problem
+from reconciler.names import InvalidName, encode
+
+__all__ = ["FlowKey", "Identity", "CanonicalFlow", "read_flow", "flow_from_doc", "FlowInvalid"]
+
+
+@dataclass(frozen=True, order=True)
+class FlowKey:
+    """The identity of a flow: name and version."""
+
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Where a platform's export keeps the flow's name and version."""
+
+    name: str = "/name"
+    version: str = "/version"
+
+    def key_of(self, doc: Any) -> FlowKey:
+        """Read the key; raises :class:`FlowInvalid` naming the pointer."""
+        if not isinstance(doc, dict):
+            raise FlowInvalid(f"a flow must be a JSON object, not {type(doc).__name__}", "")
+        return FlowKey(self._read(doc, self.name, "name"), self._read(doc, self.version, "version"))
+
+    def set_key(self, doc: dict, key: FlowKey) -> None:
+        """Write name and version into ``doc`` (used when a flow is renamed)."""
+        for pointer, value in ((self.name, key.name), (self.version, key.version)):
+            *parents, last = parse_pointer(pointer)
+            node = doc
+            for seg in parents:
+                node = node.setdefault(seg, {})
+            node[last] = value
+
+    @staticmethod
+    def _read(doc: dict, pointer: str, what: str) -> str:
+        node: Any = doc
+        for seg in parse_pointer(pointer):
+            if isinstance(node, dict) and seg in node:
+                node = node[seg]
+            elif isinstance(node, list) and seg.isdigit() and int(seg) < len(node):
+                node = node[int(seg)]
+            else:
+                raise FlowInvalid(f"the flow has no {what} (nothing at {pointer})", pointer)
+        if isinstance(node, bool) or not isinstance(node, (str, int, float)):
+            raise FlowInvalid(f"the flow's {what} must be a string or a number, not {type(node).__name__}", pointer)
+        value = node if isinstance(node, str) else _number_text(node)
+        try:
+            encode(value)
+        except InvalidName as exc:
+            raise FlowInvalid(f"the flow's {what} cannot be used: {exc}", pointer) from exc
+        return value
+
+
+def _number_text(n: int | float) -> str:
+    return str(int(n)) if isinstance(n, float) and n.is_integer() else str(n)
+
+
+class FlowInvalid(ValueError):
+    """A flow document that cannot be used; ``pointer`` says where."""
+
+    def __init__(self, message: str, pointer: str = ""):
+        super().__init__(message)
+        self.pointer = pointer
+
+
+@dataclass(frozen=True)
+class CanonicalFlow:
+    """A flow in canonical form: its key, its bytes and their git blob id."""
+
+    key: FlowKey
+    data: bytes
+    oid: str
+
+
+def read_flow(
+    raw: bytes,
+    identity: Identity,
+    rules: Rules,
+    *,
+    where: str,
+    expect: FlowKey | None = None,
+    validate: Callable[[Any], list[tuple[str, str]]] | None = None,
+) -> CanonicalFlow | Problem:
+    """Parse, identify, validate and canonicalise one flow document.
+
+    Returns a :class:`Problem` (never raises for bad input) naming ``where``, the
+    JSON pointer and what to do. ``expect`` is the key implied by the file's
+    path; ``validate`` returns ``(pointer, message)`` pairs (a JSON Schema).
+    """
+    try:
+        doc = parse_json(raw)
+    except InvalidJSON as exc:
+        return Problem(where, f"{exc}; fix the file's syntax", exc.pointer, str(expect or ""))
+    return flow_from_doc(doc, identity, rules, where=where, expect=expect, validate=validate)
+
+
+def flow_from_doc(
+    doc: Any,
+    identity: Identity,
+    rules: Rules,
+    *,
+    where: str,
+    expect: FlowKey | None = None,
+    validate: Callable[[Any], list[tuple[str, str]]] | None = None,
+) -> CanonicalFlow | Problem:
+    """Like :func:`read_flow` for an already parsed document (modified in place)."""
+    try:
+        key = identity.key_of(doc)
+    except FlowInvalid as exc:
+        return Problem(where, str(exc), exc.pointer, str(expect or ""))
+    if expect is not None and key != expect:
+        pointer = identity.name if key.name != expect.name else identity.version
+        return Problem(
+            where,
+            f"the flow says it is {key} but its path says {expect}; move the file or fix the field",
+            pointer,
+            str(expect),
+        )
+    if validate is not None:
+        errors = validate(doc)
+        if errors:
+            pointer, message = errors[0]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            return Problem(where, f"schema: {message}{more}", pointer, str(key))
+    try:
+        data = canonicalize(doc, rules)
+    except InvalidJSON as exc:
+        return Problem(where, str(exc), exc.pointer, str(key))
+    return CanonicalFlow(key, data, blob_id(data))

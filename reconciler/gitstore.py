@@ -1,0 +1,317 @@
+"""The git store: flows in a bare repository, read and written with pygit2.
+
+Layout per environment branch: ``<folder>/<name>/<version>.json`` (folder
+``flows`` by default; names encoded by :mod:`reconciler.names`). Besides the
+branches the store keeps, per environment:
+
+- ``refs/reconciler/applied/<env>``: the applied marker, a commit whose tree
+  is what the environment was last known to hold (the base of the three-way
+  comparison);
+- ``refs/heads/drift/<env>``: live content saved before the reconciler
+  overwrote or deleted it.
+
+Branch updates are compare-and-swap: ``create_commit(ref, ..., parents=[tip])``
+fails when the tip moved, which surfaces as :class:`BranchMovedError` so the
+caller re-reads and re-plans instead of losing a concurrent push. Every
+``pygit2`` error is translated here; none reaches the core.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
+from reconciler.flows import FlowKey
+from reconciler.names import InvalidName, encode, parse_flow_path
+
+__all__ = ["GitStore", "CommitInfo", "FlowTree", "MARKER_PREFIX"]
+
+MARKER_PREFIX = "refs/reconciler/applied/"
+_BLOB = pygit2.GIT_OBJECT_BLOB
+_TREE = pygit2.GIT_OBJECT_TREE
+_FILEMODE_BLOB = pygit2.GIT_FILEMODE_BLOB
+_FILEMODE_TREE = pygit2.GIT_FILEMODE_TREE
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    id: str
+    time: int  # seconds since the epoch
+    offset: int  # minutes east of UTC
+    author: str
+    email: str
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "time": self.time,
+            "author": self.author,
+            "email": self.email,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class FlowTree:
+    """The flows of one folder at one commit: key -> blob id, plus bad entries."""
+
+    commit: str | None
+    flows: Mapping[FlowKey, str]
+    problems: tuple[Problem, ...] = ()
+
+
+class GitStore:
+    """A bare repository holding every environment's branch."""
+
+    def __init__(self, path: str | Path, *, author_name: str, author_email: str, create: bool = True):
+        self.path = Path(path)
+        self._author = (author_name, author_email)
+        try:
+            if (self.path / "HEAD").exists() or (self.path / ".git").exists():
+                self.repo = pygit2.Repository(str(self.path))
+            elif create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.repo = pygit2.init_repository(str(self.path), bare=True, initial_head="main")
+            else:
+                raise StallError(f"no git repository at {self.path}")
+        except pygit2.GitError as exc:
+            raise StallError(f"cannot open the git repository at {self.path}: {exc}") from exc
+
+    # -- refs ------------------------------------------------------------------
+
+    @staticmethod
+    def branch_ref(branch: str) -> str:
+        return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+
+    def tip(self, ref: str) -> str | None:
+        """The commit a ref points at, or None when it does not exist."""
+        try:
+            reference = self.repo.references.get(self.branch_ref(ref))
+            return None if reference is None else str(reference.resolve().target)
+        except (pygit2.GitError, ValueError) as exc:
+            raise RetryableError(f"cannot read {ref} in {self.path}: {exc}") from exc
+
+    def marker(self, env: str) -> str | None:
+        return self.tip(MARKER_PREFIX + env)
+
+    def set_marker(self, env: str, commit: str) -> None:
+        self._set_ref(MARKER_PREFIX + env, commit, f"reconciler: applied marker of {env}")
+
+    def _set_ref(self, ref: str, commit: str, message: str) -> None:
+        try:
+            self.repo.create_reference_direct(ref, pygit2.Oid(hex=commit), True, message=message)
+        except pygit2.GitError as exc:
+            raise RetryableError(f"cannot update {ref}: {exc}") from exc
+
+    # -- reading ---------------------------------------------------------------
+
+    def flows_at(self, commit: str | None, folder: str) -> FlowTree:
+        """Every ``<folder>/<name>/<version>.json`` of a commit."""
+        if commit is None:
+            return FlowTree(None, {})
+        tree = self._subtree(self._commit(commit).tree, folder)
+        if tree is None:
+            return FlowTree(commit, {})
+        flows: dict[FlowKey, str] = {}
+        problems: list[Problem] = []
+        for entry in tree:
+            where = f"{folder}/{entry.name}"
+            if entry.type != _TREE:
+                problems.append(Problem(where, f"unexpected file in {folder}/: flows live at {folder}/<name>/<version>.json"))
+                continue
+            for sub in self.repo[entry.id]:
+                rel = f"{entry.name}/{sub.name}"
+                try:
+                    if sub.type != _BLOB:
+                        raise InvalidName("not a file")
+                    name, version = parse_flow_path(rel)
+                except InvalidName as exc:
+                    problems.append(Problem(f"{folder}/{rel}", f"not a flow path ({exc}); expected {folder}/<name>/<version>.json"))
+                    continue
+                flows[FlowKey(name, version)] = str(sub.id)
+        return FlowTree(commit, flows, tuple(problems))
+
+    def read_blob(self, oid: str) -> bytes:
+        try:
+            return self.repo[pygit2.Oid(hex=oid)].data
+        except (KeyError, pygit2.GitError) as exc:
+            raise RetryableError(f"cannot read object {oid}: {exc}") from exc
+
+    def has_object(self, oid: str) -> bool:
+        return pygit2.Oid(hex=oid) in self.repo.odb
+
+    def _commit(self, oid: str) -> pygit2.Commit:
+        try:
+            obj = self.repo[pygit2.Oid(hex=oid)]
+            return obj.peel(pygit2.Commit)
+        except (KeyError, pygit2.GitError, ValueError) as exc:
+            raise RetryableError(f"cannot read commit {oid}: {exc}") from exc
+
+    def _subtree(self, tree: pygit2.Tree, folder: str) -> pygit2.Tree | None:
+        for seg in folder.split("/"):
+            if seg not in tree:
+                return None
+            entry = tree[seg]
+            if entry.type != _TREE:
+                return None
+            tree = self.repo[entry.id]
+        return tree
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        if ancestor == descendant:
+            return True
+        try:
+            return self.repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor))
+        except pygit2.GitError:
+            return False
+
+    # -- writing ---------------------------------------------------------------
+
+    def write_blob(self, data: bytes) -> str:
+        try:
+            return str(self.repo.create_blob(data))
+        except pygit2.GitError as exc:
+            raise RetryableError(f"cannot write to {self.path}: {exc}") from exc
+
+    def tree_with(self, commit: str | None, folder: str, changes: Mapping[FlowKey, str | None]) -> str:
+        """Tree id of ``commit``'s tree with the flows in ``changes`` set (blob id) or removed (None)."""
+        base = self._commit(commit).tree if commit else None
+        edits: dict[tuple[str, ...], str | None] = {}
+        for key, oid in changes.items():
+            edits[(*folder.split("/"), encode(key.name), encode(key.version) + ".json")] = oid
+        try:
+            new = self._edit(base, edits)
+            if new is None:
+                new = self.repo.TreeBuilder().write()
+            return str(new)
+        except pygit2.GitError as exc:
+            raise RetryableError(f"cannot write a tree in {self.path}: {exc}") from exc
+
+    def _edit(self, tree: pygit2.Tree | None, edits: Mapping[tuple[str, ...], str | None]) -> pygit2.Oid | None:
+        """Apply path edits to a tree; returns None when the result is empty."""
+        builder = self.repo.TreeBuilder(tree) if tree is not None else self.repo.TreeBuilder()
+        groups: dict[str, dict[tuple[str, ...], str | None]] = {}
+        for path, oid in edits.items():
+            if len(path) == 1:
+                if oid is None:
+                    if builder.get(path[0]) is not None:
+                        builder.remove(path[0])
+                else:
+                    builder.insert(path[0], pygit2.Oid(hex=oid), _FILEMODE_BLOB)
+            else:
+                groups.setdefault(path[0], {})[path[1:]] = oid
+        for name, sub in groups.items():
+            existing = builder.get(name)
+            subtree = self.repo[existing.id] if existing is not None and existing.type == _TREE else None
+            new = self._edit(subtree, sub)
+            if new is None:
+                if existing is not None:
+                    builder.remove(name)
+            else:
+                builder.insert(name, new, _FILEMODE_TREE)
+        if len(builder) == 0:
+            return None
+        return builder.write()
+
+    def commit(self, ref: str | None, parent: str | None, tree: str, message: str, *, extra_parents: tuple[str, ...] = ()) -> str:
+        """Create a commit; when ``ref`` is given, move it by compare-and-swap from ``parent``."""
+        sig = pygit2.Signature(*self._author)
+        parents = [pygit2.Oid(hex=p) for p in (parent, *extra_parents) if p]
+        try:
+            oid = self.repo.create_commit(
+                self.branch_ref(ref) if ref else None, sig, sig, message, pygit2.Oid(hex=tree), parents
+            )
+        except pygit2.GitError as exc:
+            if "current tip is not the first parent" in str(exc):
+                raise BranchMovedError(f"{ref} moved while the reconciler was writing to it") from exc
+            raise RetryableError(f"cannot commit to {ref or 'the repository'}: {exc}") from exc
+        return str(oid)
+
+    def tree_of(self, commit: str | None) -> str | None:
+        return None if commit is None else str(self._commit(commit).tree_id)
+
+    def commit_changes(self, branch: str, parent: str | None, folder: str, changes: Mapping[FlowKey, bytes | None], message: str) -> str | None:
+        """Write flows to a branch in one commit (compare-and-swap from ``parent``).
+
+        Returns the new commit id, or None when the tree did not change (no
+        empty commits). Raises :class:`BranchMovedError` when the tip moved.
+        """
+        blobs = {k: (None if v is None else self.write_blob(v)) for k, v in changes.items()}
+        tree = self.tree_with(parent, folder, blobs)
+        if parent is not None and tree == self.tree_of(parent):
+            return None
+        return self.commit(branch, parent, tree, message)
+
+    def save_drift(self, env: str, folder: str, flows: Mapping[FlowKey, bytes], message: str, attempts: int = 5) -> str | None:
+        """Commit live content to ``drift/<env>`` before it is overwritten; retries on a moved tip."""
+        ref = f"refs/heads/drift/{env}"
+        for _ in range(attempts):
+            try:
+                return self.commit_changes(ref, self.tip(ref), folder, flows, message)
+            except BranchMovedError:
+                continue
+        raise RetryableError(f"drift/{env} kept moving; live content was not saved, nothing was overwritten")
+
+    # -- history ---------------------------------------------------------------
+
+    def history(self, ref: str, path: str | None = None, limit: int | None = None) -> list[CommitInfo]:
+        """Commits reachable from ``ref`` (newest first); with ``path``, those that changed it."""
+        tip = self.tip(ref)
+        if tip is None:
+            return []
+        out: list[CommitInfo] = []
+        try:
+            walker = self.repo.walk(pygit2.Oid(hex=tip), pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_TIME)
+            for c in walker:
+                if path is not None:
+                    mine = _entry_id(c.tree, path)
+                    parents = c.parents
+                    if parents and all(_entry_id(p.tree, path) == mine for p in parents):
+                        continue
+                    if not parents and mine is None:
+                        continue
+                    if parents and len(parents) > 1 and any(_entry_id(p.tree, path) == mine for p in parents):
+                        continue  # a merge that took one side's version unchanged
+                out.append(
+                    CommitInfo(str(c.id), c.author.time, c.author.offset, c.author.name, c.author.email, c.message.strip())
+                )
+                if limit is not None and len(out) >= limit:
+                    break
+        except pygit2.GitError as exc:
+            raise RetryableError(f"cannot walk the history of {ref}: {exc}") from exc
+        return out
+
+    # -- locking -----------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, env: str) -> Iterator[None]:
+        """One reconciler at a time per environment, across processes (flock)."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", env):
+            raise StallError(f"invalid environment name {env!r}")
+        lockdir = self.path / "reconciler-locks"
+        lockdir.mkdir(exist_ok=True)
+        fd = os.open(lockdir / f"{env}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise RetryableError(f"environment {env} is being reconciled by another process; try again") from exc
+            yield
+        finally:
+            os.close(fd)
+
+
+def _entry_id(tree: pygit2.Tree, path: str) -> str | None:
+    try:
+        return str(tree[path].id)
+    except KeyError:
+        return None

@@ -1,0 +1,126 @@
+"""Reversible, traversal-proof encoding of flow names and versions as path segments.
+
+A name made only of ``A-Za-z0-9._-`` (and not ``.`` or ``..``) is its own path
+segment, so ``flows/orders/1.0.json`` reads naturally. Anything else becomes
+``~`` followed by an ASCII encoding:
+
+- ``a-z 0-9 . _ -`` stand for themselves;
+- an upper-case letter ``X`` is written ``^x``;
+- every other character is ``%HH`` per UTF-8 byte (upper-case hex).
+
+The result never holds ``/``, ``\\``, NUL or upper-case letters, so it cannot
+leave its folder, and two different names can never encode to segments that
+differ only in case (a case-insensitive checkout stays collision free: lower
+the encoding and it still decodes to the same name). Plain names never start
+with ``~``, so they never collide with encoded ones. Two *plain* names that
+differ only in case (``Orders`` and ``orders``) would; :func:`case_collisions`
+finds them so the caller can refuse the second one with a clear error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = [
+    "InvalidName",
+    "encode",
+    "decode",
+    "flow_path",
+    "parse_flow_path",
+    "case_collisions",
+    "MAX_SEGMENT",
+]
+
+_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
+_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
+# Most file systems cap a path segment at 255 bytes; keep room for ".json".
+MAX_SEGMENT = 240
+
+
+class InvalidName(ValueError):
+    """A name or path segment that cannot be used."""
+
+
+def encode(name: str) -> str:
+    """Path segment for a flow name or version."""
+    if not isinstance(name, str) or name == "":
+        raise InvalidName("a flow name or version must be a non-empty string")
+    if _PLAIN.fullmatch(name) and name not in (".", ".."):
+        seg = name
+    else:
+        out = ["~"]
+        for ch in name:
+            if ch in _LITERAL:
+                out.append(ch)
+            elif "A" <= ch <= "Z":
+                out.append("^" + ch.lower())
+            else:
+                try:
+                    raw = ch.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise InvalidName(f"{name!r} holds a lone surrogate, not valid text") from exc
+                out.extend(f"%{b:02X}" for b in raw)
+        seg = "".join(out)
+    if len(seg) > MAX_SEGMENT:
+        raise InvalidName(
+            f"{name[:40]!r}... is too long: its path segment would be {len(seg)} bytes (limit {MAX_SEGMENT})"
+        )
+    return seg
+
+
+def decode(segment: str) -> str:
+    """Inverse of :func:`encode`; refuses any segment :func:`encode` cannot produce."""
+    if not segment.startswith("~"):
+        if _PLAIN.fullmatch(segment) and segment not in (".", ".."):
+            return segment
+        raise InvalidName(f"{segment!r} is not a valid flow path segment")
+    raw = bytearray()
+    i, body = 0, segment[1:]
+    while i < len(body):
+        ch = body[i]
+        if ch in _LITERAL:
+            raw += ch.encode()
+            i += 1
+        elif ch == "^" and i + 1 < len(body) and body[i + 1] in "abcdefghijklmnopqrstuvwxyz":
+            raw += body[i + 1].upper().encode()
+            i += 2
+        elif ch == "%" and re.fullmatch(r"[0-9A-Fa-f]{2}", body[i + 1 : i + 3]):
+            raw.append(int(body[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raise InvalidName(f"{segment!r} is not a valid encoded flow path segment")
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidName(f"{segment!r} does not decode to UTF-8 text") from exc
+    if encode(name).lower() != segment.lower():
+        # Only the canonical spelling is accepted, so one name has one path.
+        raise InvalidName(f"{segment!r} is not the canonical encoding of {name!r}; expected {encode(name)!r}")
+    return name
+
+
+def flow_path(folder: str, name: str, version: str) -> str:
+    """``<folder>/<name>/<version>.json`` with both parts encoded."""
+    return f"{folder}/{encode(name)}/{encode(version)}.json"
+
+
+def parse_flow_path(rel: str) -> tuple[str, str]:
+    """``<name>/<version>.json`` (relative to the flows folder) -> (name, version)."""
+    parts = rel.split("/")
+    if len(parts) != 2 or not parts[1].endswith(".json"):
+        raise InvalidName(f"{rel!r} is not <name>/<version>.json")
+    return decode(parts[0]), decode(parts[1][: -len(".json")])
+
+
+def case_collisions(segments: Iterable[str]) -> list[tuple[str, str]]:
+    """Pairs of distinct segments that are equal ignoring case (first seen, later)."""
+    seen: dict[str, str] = {}
+    out = []
+    for seg in segments:
+        low = seg.lower()
+        if low in seen and seen[low] != seg:
+            out.append((seen[low], seg))
+        else:
+            seen.setdefault(low, seg)
+    return out

@@ -1,0 +1,214 @@
+"""The three-way reconcile decision (pure): ``plan(A, D, L, policy) -> Plan``.
+
+For every flow key, ``A`` is its content at the applied marker (the base),
+``D`` at the tip of the environment's branch (desired), ``L`` in the
+environment (live). Values are canonical blob ids; ``None`` means absent, and
+absent is a value like any other:
+
+=========  =========  =========================  ======================================
+D vs A     L vs A     meaning                    action
+=========  =========  =========================  ======================================
+same       same       in sync                    none
+changed    same       change landed in git       import D (override) / delete (prune)
+same       changed    drift (edited in the UI)   restore: import D · adopt: commit L ·
+                                                 report: mark drifted
+changed    changed    both agree (L = D)         advance the marker
+changed    changed    conflict (L != D)          report, touch nothing
+=========  =========  =========================  ======================================
+
+Nothing here does I/O; the applier (:mod:`reconciler.engine`) carries a plan out.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from reconciler.flows import FlowKey
+
+__all__ = ["Action", "State", "Policy", "Step", "Plan", "plan"]
+
+DriftPolicy = Literal["restore", "adopt", "report"]
+
+
+class Action(str, enum.Enum):
+    NONE = "none"  # in sync
+    IMPORT = "import"  # write D into the environment
+    DELETE = "delete"  # remove the flow from the environment
+    ADOPT = "adopt"  # commit L to the branch (a deletion when L is absent)
+    ADVANCE = "advance"  # both sides agree: move the base
+    REPORT = "report"  # drift left as it is, by policy
+    BLOCKED = "blocked"  # a change the environment's policy does not allow (prune/override off)
+    CONFLICT = "conflict"  # both changed differently
+    INVALID = "invalid"  # the flow cannot be used (bad file in git or in the environment)
+    UNKNOWN = "unknown"  # the environment could not be read completely; absence proves nothing
+
+
+class State(str, enum.Enum):
+    IN_SYNC = "in_sync"
+    PENDING = "pending"
+    DRIFTED = "drifted"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Policy:
+    drift: DriftPolicy = "report"
+    prune: bool = False
+    override: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """What to do with one flow, and why."""
+
+    key: FlowKey
+    action: Action
+    state: State
+    reason: str
+    base: str | None
+    desired: str | None
+    live: str | None
+
+    @property
+    def next_base(self) -> str | None:
+        """The base value once this step has been carried out."""
+        if self.action in (Action.IMPORT, Action.ADVANCE, Action.NONE):
+            return self.desired if self.action != Action.NONE else self.base
+        if self.action == Action.DELETE:
+            return None
+        if self.action == Action.ADOPT:
+            return self.live
+        return self.base
+
+    @property
+    def overwrites_live(self) -> bool:
+        """True when carrying the step out replaces or removes live content."""
+        return self.action in (Action.IMPORT, Action.DELETE) and self.live is not None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.key.name,
+            "version": self.key.version,
+            "action": self.action.value,
+            "state": self.state.value,
+            "reason": self.reason,
+            "base": self.base,
+            "desired": self.desired,
+            "live": self.live,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+
+    @property
+    def changes(self) -> tuple[Step, ...]:
+        """Steps that change the environment, the branch or the marker."""
+        return tuple(s for s in self.steps if s.action in _CHANGING)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(s.state.value for s in self.steps)
+        return {state.value: c.get(state.value, 0) for state in State}
+
+    def with_action(self, *actions: Action) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.action in actions)
+
+
+_CHANGING = frozenset({Action.IMPORT, Action.DELETE, Action.ADOPT, Action.ADVANCE})
+
+
+def plan(
+    base: Mapping[FlowKey, str],
+    desired: Mapping[FlowKey, str],
+    live: Mapping[FlowKey, str],
+    policy: Policy,
+    *,
+    invalid: Mapping[FlowKey, str] | None = None,
+    live_complete: bool = True,
+) -> Plan:
+    """Decide, per flow, what reconciling the environment means.
+
+    ``invalid`` maps keys whose git or live document cannot be used to the
+    reason; they are left alone. When ``live_complete`` is false (some live
+    documents could not be read), a flow missing from ``live`` may be one of
+    the unreadable ones, so its absence is not treated as a deletion.
+    """
+    invalid = invalid or {}
+    keys = sorted(set(base) | set(desired) | set(live) | set(invalid))
+    return Plan(
+        tuple(
+            _decide(k, base.get(k), desired.get(k), live.get(k), policy, invalid.get(k), live_complete)
+            for k in keys
+        )
+    )
+
+
+def _decide(
+    key: FlowKey,
+    a: str | None,
+    d: str | None,
+    l: str | None,  # noqa: E741 - the table's own letter
+    policy: Policy,
+    invalid: str | None,
+    live_complete: bool,
+) -> Step:
+    def step(action: Action, state: State, reason: str) -> Step:
+        return Step(key, action, state, reason, a, d, l)
+
+    if invalid is not None:
+        return step(Action.INVALID, State.INVALID, invalid)
+    if l is None and a is not None and not live_complete:
+        return step(
+            Action.UNKNOWN,
+            State.PENDING,
+            "not found in the environment, which has unreadable files; left alone until they are fixed",
+        )
+
+    d_changed, l_changed = d != a, l != a
+    if not d_changed and not l_changed:
+        return step(Action.NONE, State.IN_SYNC, "in sync")
+    if d_changed and l_changed:
+        if l == d:
+            return step(Action.ADVANCE, State.IN_SYNC, "git and the environment agree")
+        return step(
+            Action.CONFLICT,
+            State.CONFLICT,
+            "changed in git and in the environment differently; resolve by hand "
+            "(commit the environment's version to the branch, or restore git's)",
+        )
+    if d_changed:
+        return _git_change(step, d, l, policy)
+    return _drift(step, d, l, policy)
+
+
+def _git_change(step, d, l, policy: Policy) -> Step:  # noqa: E741
+    if d is None:
+        if not policy.prune:
+            return step(Action.BLOCKED, State.PENDING, "deleted in git; prune is off, so it stays in the environment")
+        return step(Action.DELETE, State.PENDING, "deleted in git")
+    if l is not None and not policy.override:
+        return step(Action.BLOCKED, State.PENDING, "changed in git; override is off, so the existing flow stays")
+    return step(Action.IMPORT, State.PENDING, "added in git" if l is None else "changed in git")
+
+
+def _drift(step, d, l, policy: Policy) -> Step:  # noqa: E741
+    what = "added in the environment" if d is None else (
+        "deleted in the environment" if l is None else "changed in the environment"
+    )
+    if policy.drift == "adopt":
+        return step(Action.ADOPT, State.DRIFTED, f"{what}; adopting it into git")
+    if policy.drift == "restore":
+        if d is None:
+            if not policy.prune:
+                return step(Action.REPORT, State.DRIFTED, f"{what}; restoring would delete it but prune is off")
+            return step(Action.DELETE, State.DRIFTED, f"{what}; restoring git's state (delete)")
+        if l is not None and not policy.override:
+            return step(Action.REPORT, State.DRIFTED, f"{what}; restoring would replace it but override is off")
+        return step(Action.IMPORT, State.DRIFTED, f"{what}; restoring git's version")
+    return step(Action.REPORT, State.DRIFTED, f"{what}; drift policy is report")
