@@ -12,7 +12,8 @@ habits are guarded because they would change data:
 - it parses integers beyond 64 bits as floats, silently losing digits, so text
   with a run of 19+ digits is parsed by the standard library instead;
 - it refuses to serialise such integers, so a document holding one is written
-  by the standard library with the same layout.
+  by a small fallback with the same layout, orjson still spelling every other
+  value (the standard library would spell floats differently: ``1e-05``).
 
 Which serialiser runs depends only on the logical document, so the output stays
 a function of the document.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -108,20 +110,27 @@ def parse_json(data: bytes) -> Any:
         except UnicodeDecodeError as exc:
             raise InvalidJSON(f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
         try:
-            doc = json.loads(text, parse_constant=_refuse_constant)
+            doc = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except InvalidJSON:
+            raise
         except json.JSONDecodeError as exc:
             raise InvalidJSON(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
         except RecursionError as exc:
             raise InvalidJSON(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from exc
+        except ValueError as exc:  # an integer beyond Python's int/str digit limit
+            raise InvalidJSON(f"invalid JSON: {exc}") from exc
+        # orjson refuses lone surrogate escapes ("\ud800"); the standard library
+        # does not, so the walk below checks the strings too.
+        _check_depth(doc, strings=True)
     else:
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             msg = str(exc)
-            if "recursion" in msg.lower():
+            if "recursion" in msg.lower() or "depth" in msg.lower():
                 msg = f"nested deeper than {MAX_DEPTH} levels"
             raise InvalidJSON(f"invalid JSON: {msg}") from exc
-    _check_depth(doc)
+        _check_depth(doc)
     return doc
 
 
@@ -129,16 +138,41 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidJSON(f"invalid JSON: {name} is not a JSON number")
 
 
-def _check_depth(doc: Any) -> None:
+def _finite_float(text: str) -> float:
+    # The standard library turns 1e400 into inf, which orjson would write as null.
+    value = float(text)
+    if math.isinf(value):
+        raise InvalidJSON(f"invalid JSON: number {text} is out of range for a double")
+    return value
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidJSON(f"invalid JSON: lone surrogate escape in string {text!r}") from exc
+
+
+def _check_depth(doc: Any, strings: bool = False) -> None:
     stack = [(doc, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise InvalidJSON(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+            if strings:
+                for k in node:
+                    _check_text(k)
+            stack.extend((v, depth + 1) for v in node.values() if strings or isinstance(v, (dict, list)))
         elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+            stack.extend((v, depth + 1) for v in node if strings or isinstance(v, (dict, list)))
+        elif isinstance(node, str):
+            _check_text(node)
+
+
+def _is_index(seg: str) -> bool:
+    # str.isdigit() alone also accepts "²" and "١", which int() then rejects or misreads.
+    return seg.isascii() and seg.isdigit()
 
 
 def _remove(node: Any, segs: tuple[str, ...]) -> None:
@@ -159,7 +193,7 @@ def _remove(node: Any, segs: tuple[str, ...]) -> None:
                     _remove(item, rest)
             else:
                 node.clear()
-        elif head.isdigit() and int(head) < len(node):
+        elif _is_index(head) and int(head) < len(node):
             if rest:
                 _remove(node[int(head)], rest)
             else:
@@ -177,18 +211,21 @@ def _resolve(node: Any, segs: tuple[str, ...]) -> list[Any]:
             elif isinstance(n, list):
                 if seg == "*":
                     nxt.extend(n)
-                elif seg.isdigit() and int(seg) < len(n):
+                elif _is_index(seg) and int(seg) < len(n):
                     nxt.append(n[int(seg)])
         nodes = nxt
     return nodes
 
 
-def _sort_key(item: Any, key_segs: tuple[str, ...]) -> tuple[int, str]:
+def _sort_key(item: Any, key_segs: tuple[str, ...]) -> tuple[int, str, str]:
+    # The whole element breaks ties, so elements with equal keys (or 10 and "10")
+    # end in one order whatever order they came in.
+    whole = _dumps(item).decode("utf-8")
     found = _resolve(item, key_segs)
     if found and not isinstance(found[0], (dict, list)):
         value = found[0]
-        return (0, value if isinstance(value, str) else json.dumps(value))
-    return (1, _dumps(item).decode("utf-8"))
+        return (0, value if isinstance(value, str) else json.dumps(value), whole)
+    return (1, whole, "")
 
 
 def canonicalize(doc: Any, rules: Rules = Rules()) -> bytes:
@@ -196,7 +233,8 @@ def canonicalize(doc: Any, rules: Rules = Rules()) -> bytes:
     for segs in rules._ignore_segs:
         if segs:
             _remove(doc, segs)
-    for array_segs, key_segs in rules._sort_segs:
+    # Deepest arrays first: an outer array's tie-break then sees sorted inner ones.
+    for array_segs, key_segs in sorted(rules._sort_segs, key=lambda rule: -len(rule[0])):
         for arr in _resolve(doc, array_segs):
             if isinstance(arr, list):
                 arr.sort(key=lambda item: _sort_key(item, key_segs))
@@ -207,11 +245,38 @@ def _dumps(doc: Any) -> bytes:
     try:
         return orjson.dumps(doc, option=_DUMP_OPTS)
     except orjson.JSONEncodeError:
-        # Integers beyond 64 bits: same layout from the standard library.
+        # Integers beyond 64 bits: same layout, and orjson's spelling of
+        # everything else, so a float reads the same next to a big integer.
+        out: list[str] = []
         try:
-            return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        except (ValueError, UnicodeEncodeError) as exc:
+            _write(doc, "\n", out)
+        except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
             raise InvalidJSON(f"cannot serialise: {exc}") from exc
+        return "".join(out).encode("utf-8")
+
+
+def _write(node: Any, newline: str, out: list[str]) -> None:
+    """orjson's OPT_INDENT_2 | OPT_SORT_KEYS layout, allowing any integer."""
+    inner = newline + "  "
+    if isinstance(node, dict) and node:
+        out.append("{")
+        if not all(isinstance(key, str) for key in node):
+            raise TypeError("object keys must be strings")
+        for i, key in enumerate(sorted(node)):
+            out.append(("," if i else "") + inner + orjson.dumps(key).decode("utf-8") + ": ")
+            _write(node[key], inner, out)
+        out.append(newline + "}")
+    elif isinstance(node, list) and node:
+        out.append("[")
+        for i, item in enumerate(node):
+            out.append("," if i else "")
+            out.append(inner)
+            _write(item, inner, out)
+        out.append(newline + "]")
+    elif isinstance(node, int) and not isinstance(node, bool):
+        out.append(str(node))
+    else:
+        out.append(orjson.dumps(node).decode("utf-8"))
 
 
 def canonical_bytes(data: bytes, rules: Rules = Rules()) -> bytes:

@@ -21,10 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler import __version__
-from reconciler.config import Config, find_config, load_config
+from reconciler.config import Config, config_json_schema, find_config, load_config
 from reconciler.engine import Engine, Outcome
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.flows import FlowKey
 from reconciler.logsetup import setup_logging
 from reconciler.names import InvalidName, flow_path
 from reconciler.plan import Action
@@ -77,12 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--drift", action="store_true", help="show drift/<env> (live versions saved before overwriting)")
     s.add_argument("-n", "--limit", type=int, default=None, help="at most this many commits")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("schema", parents=[common], help="print the JSON Schema of the config file")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level or ("info" if args.verbose else "warning"), args.log_format)
+    if args.command == "schema":
+        _print_json(config_json_schema())
+        return EXIT_OK
     try:
         config = load_config(find_config(args.config))
         return COMMANDS[args.command](args, config)
@@ -326,7 +330,3 @@ def _exit_for(out: Outcome) -> int:
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-
-
-def _key(name: str, version: str) -> FlowKey:
-    return FlowKey(name, version)

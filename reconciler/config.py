@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pygit2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from reconciler.canonical import Rules, parse_pointer
 from reconciler.errors import ConfigError, Problem
@@ -75,8 +75,8 @@ class EnvironmentConfig(_Model):
     drift: Literal["restore", "adopt", "report"] = Field(
         "report", description="What to do when the environment was edited outside git."
     )
-    prune: bool = Field(False, description="May the reconciler delete flows from the environment?")
-    override: bool = Field(True, description="May it replace an existing name+version?")
+    prune: StrictBool = Field(False, description="May the reconciler delete flows from the environment?")
+    override: StrictBool = Field(True, description="May it replace an existing name+version?")
     ignore: tuple[str, ...] = Field((), description="JSON pointers of volatile fields; '*' matches any key or index.")
     sort: dict[str, str] = Field(
         {}, description="Order-insensitive arrays: pointer of the array -> pointer of the sort key in each element."
@@ -112,13 +112,19 @@ class EnvironmentConfig(_Model):
             raise ValueError("must be a relative folder made of letters, digits, '.', '_' and '-'")
         return v
 
+    @field_validator("branch")
+    @classmethod
+    def _branch_valid(cls, v: str | None) -> str | None:
+        if v is not None:
+            ref = v if v.startswith("refs/") else f"refs/heads/{v}"
+            if not pygit2.reference_is_valid_name(ref) or ref.startswith("refs/heads/drift/"):
+                raise ValueError("not a valid branch name (drift/* is reserved for saved live versions)")
+        return v
+
     @model_validator(mode="after")
-    def _branch(self) -> "EnvironmentConfig":
+    def _branch_default(self) -> "EnvironmentConfig":
         if self.branch is None:
             object.__setattr__(self, "branch", f"env/{self.name}")
-        ref = self.branch if self.branch.startswith("refs/") else f"refs/heads/{self.branch}"
-        if not pygit2.reference_is_valid_name(ref) or ref.startswith("refs/heads/drift/"):
-            raise ValueError(f"branch {self.branch!r} is not a valid branch name (drift/* is reserved)")
         return self
 
     @property

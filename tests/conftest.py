@@ -1,0 +1,128 @@
+"""Shared fixtures: a workspace with a config, environment folders and a bare
+repository, and the `git` CLI playing the user who clones, edits and pushes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        HOME=str(home),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+        GIT_AUTHOR_NAME="Ada User",
+        GIT_AUTHOR_EMAIL="ada@example.com",
+        GIT_COMMITTER_NAME="Ada User",
+        GIT_COMMITTER_EMAIL="ada@example.com",
+    )
+    return env
+
+
+def flow(name: str, version: str = "1.0", **fields: Any) -> dict[str, Any]:
+    """A small realistic flow export."""
+    doc: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "exportedAt": "2026-11-23T10:00:00Z",
+        "steps": [
+            {"id": "s1", "type": "http-in", "config": {"url": f"/{name}", "method": "POST"}},
+            {"id": "s2", "type": "transform", "config": {"expr": "payload.total * 1.2"}},
+        ],
+    }
+    doc.update(fields)
+    return doc
+
+
+@dataclass
+class Workspace:
+    root: Path
+    envs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "reconciler.toml"
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "state" / "flows.git"
+
+    def env_dir(self, env: str) -> Path:
+        return self.root / "envs" / env
+
+    def add_env(self, name: str, **settings: Any) -> Path:
+        settings.setdefault("drift", "report")
+        settings.setdefault("ignore", ["/exportedAt"])
+        self.envs[name] = settings
+        self.env_dir(name).mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        return self.env_dir(name)
+
+    def write_config(self, extra: str = "") -> None:
+        lines = ['[repository]', 'path = "state/flows.git"', ""]
+        for name, s in self.envs.items():
+            lines += ["[[environment]]", f'name = "{name}"', 'driver = "directory"', f'path = "envs/{name}"']
+            for k, v in s.items():
+                lines.append(f"{k} = {json.dumps(v)}")
+            lines.append("")
+        self.config.write_text("\n".join(lines) + extra)
+
+    def put(self, env: str, filename: str, doc: Any) -> Path:
+        path = self.env_dir(env) / filename
+        path.write_text(json.dumps(doc, indent=4) if not isinstance(doc, str) else doc)
+        return path
+
+    def live(self, env: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """Flows in an environment folder, by (name, version)."""
+        out = {}
+        for p in sorted(self.env_dir(env).glob("*.json")):
+            doc = json.loads(p.read_text())
+            out[(doc["name"], str(doc["version"]))] = doc
+        return out
+
+    def cli(self, *args: str, check: bool | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the real command line in a subprocess, as a user would."""
+        env = dict(os.environ, RECONCILER_CONFIG=str(self.config))
+        proc = subprocess.run(
+            [sys.executable, "-m", "reconciler", *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check:
+            assert proc.returncode == 0, f"{args} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd or self.root, env=git_env(self.root), capture_output=True, text=True, timeout=60
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def clone(self, branch: str | None = None, name: str = "clone") -> Path:
+        dest = self.root / name
+        args = ["clone", "-q", str(self.repo), str(dest)]
+        if branch:
+            args[2:2] = ["-b", branch]
+        self.git(*args)
+        return dest
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path)

@@ -1,0 +1,101 @@
+"""The directory driver on real folders: atomic writes, nothing outside, bad files left alone."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler.canonical import Rules, canonical_bytes
+from reconciler.drivers import Change
+from reconciler.drivers.directory import DirectoryDriver
+from reconciler.flows import FlowKey
+from tests.conftest import flow
+
+RULES = Rules.of(["/exportedAt"])
+K = FlowKey("orders", "1.0")
+
+
+def canon(doc) -> bytes:
+    return canonical_bytes(json.dumps(doc).encode(), RULES)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "env"
+    d.mkdir()
+    return d
+
+
+def test_identity_comes_from_the_document_not_the_file_name(folder: Path) -> None:
+    """Any *.json file name works; hidden files and other extensions are ignored."""
+    (folder / "my export (3).json").write_text(json.dumps(flow("orders")))
+    (folder / ".hidden.json").write_text(json.dumps(flow("hidden")))
+    (folder / "notes.txt").write_text("x")
+    live = DirectoryDriver(folder, rules=RULES).export()
+    assert list(live.flows) == [K] and live.complete
+
+
+def test_a_new_flow_never_replaces_an_existing_file(folder: Path) -> None:
+    """If <name>@<version>.json is taken by something else, another name is chosen."""
+    squatter = folder / "orders@1.0.json"
+    squatter.write_text("not a flow")
+    d = DirectoryDriver(folder, rules=RULES)
+    d.export()
+    assert d.apply([Change(K, canon(flow("orders")), None)]) == {}
+    assert squatter.read_text() == "not a flow"
+    assert json.loads((folder / "orders@1.0-2.json").read_text())["name"] == "orders"
+
+
+def test_writes_leave_no_temporary_files(folder: Path) -> None:
+    """Atomic writes: only the flow file remains, readable by others."""
+    d = DirectoryDriver(folder, rules=RULES)
+    d.export()
+    d.apply([Change(K, canon(flow("orders")), None)])
+    d.apply([Change(K, canon(flow("orders", retries=1)), d.export().flows[K].oid)])
+    assert [p.name for p in folder.iterdir()] == ["orders@1.0.json"]
+    assert oct((folder / "orders@1.0.json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_symlinks_are_reported_and_never_followed(folder: Path, tmp_path: Path) -> None:
+    """A symlink to a flow outside the folder is skipped; the outside file is never written."""
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps(flow("orders")))
+    os.symlink(outside, folder / "link.json")
+    d = DirectoryDriver(folder, rules=RULES)
+    live = d.export()
+    assert live.flows == {} and not live.complete
+    assert "symlink" in live.problems[0].message
+    d.apply([Change(K, canon(flow("orders", hacked=True)), None)])
+    assert "hacked" not in outside.read_text()
+
+
+@pytest.mark.parametrize("content", [b"{", b"\xff\xfe{}", b"[1, 2]", b'{"name": "x"}', b'{"name": {}, "version": 1}'])
+def test_bad_files_are_reported_with_their_path_and_left_alone(folder: Path, content: bytes) -> None:
+    """Invalid JSON, non-UTF-8, non-objects, missing or odd identity: reported, not touched."""
+    bad = folder / "bad.json"
+    bad.write_bytes(content)
+    live = DirectoryDriver(folder, rules=RULES).export()
+    assert live.flows == {}
+    assert live.problems[0].where == str(bad)
+    assert bad.read_bytes() == content
+
+
+def test_a_delete_is_refused_when_the_file_changed_since_it_was_read(folder: Path) -> None:
+    """The expected live content is a precondition of every overwrite and delete."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    (folder / "o.json").write_text(json.dumps(flow("orders", edited=True)))
+    failed = d.apply([Change(K, None, seen)])
+    assert "changed since it was read" in failed[K]
+    assert json.loads((folder / "o.json").read_text())["edited"] is True
+
+
+def test_a_missing_folder_is_created(tmp_path: Path) -> None:
+    """An environment folder that does not exist yet is an empty environment."""
+    d = DirectoryDriver(tmp_path / "new" / "env", rules=RULES)
+    assert d.export().flows == {}
+    assert (tmp_path / "new" / "env").is_dir()

@@ -1,0 +1,43 @@
+"""The README's walk-through works word for word, from an empty folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import git_env
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def shell_blocks(md: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", md, flags=re.S)
+
+
+def test_the_walk_through_runs_word_for_word(tmp_path: Path) -> None:
+    """Every sh block of the walk-through runs in order with bash -e, as a new user would type it."""
+    script = "set -euo pipefail\n" + "\n".join(shell_blocks(section("Walk-through")))
+    env = git_env(tmp_path)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    env.pop("RECONCILER_CONFIG", None)
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    out = proc.stdout
+    assert "plan exit code: 2" in out
+    assert "sync exit code: 3" in out
+    assert "sync exit code: 1" in out
+    assert "env/production:flows/orders/1.0.json" in proc.stderr
+    demo = tmp_path / "flows-demo"
+    log = subprocess.run(["git", "log", "--format=%s", "env/acceptance"], cwd=demo / "state/flows.git",
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert log.count("acceptance:") == 3
