@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +42,10 @@ __all__ = [
 ]
 
 _DUMP_OPTS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# A run of 19+ digits is the only way to write an integer orjson would turn into
+# a float. translate() + find() spot one ~10x faster than a regex.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
 # Deeper documents are refused: no real flow nests this deep, and it bounds the
 # recursion of every walk over a document (orjson's own limit is 1024).
 MAX_DEPTH = 512
@@ -104,7 +106,7 @@ def parse_json(data: bytes) -> Any:
     Raises :class:`InvalidJSON` with line/column for syntax errors, non-UTF-8
     bytes, NaN/Infinity and over-deep nesting.
     """
-    if _LONG_DIGITS.search(data):
+    if data.translate(_DIGITS_TO_ZERO).find(_LONG_RUN) != -1:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -130,7 +132,10 @@ def parse_json(data: bytes) -> Any:
             if "recursion" in msg.lower() or "depth" in msg.lower():
                 msg = f"nested deeper than {MAX_DEPTH} levels"
             raise InvalidJSON(f"invalid JSON: {msg}") from exc
-        _check_depth(doc)
+        # Nesting needs an opening bracket per level: with few brackets in the
+        # text there is no need to walk the document (the common case).
+        if data.count(b"[") + data.count(b"{") > MAX_DEPTH:
+            _check_depth(doc)
     return doc
 
 
@@ -154,6 +159,9 @@ def _check_text(text: str) -> None:
 
 
 def _check_depth(doc: Any, strings: bool = False) -> None:
+    """Refuse over-deep nesting and, if ``strings``, text that is not valid Unicode."""
+    if strings and isinstance(doc, str):
+        _check_text(doc)
     stack = [(doc, 1)]
     while stack:
         node, depth = stack.pop()
@@ -163,11 +171,16 @@ def _check_depth(doc: Any, strings: bool = False) -> None:
             if strings:
                 for k in node:
                     _check_text(k)
-            stack.extend((v, depth + 1) for v in node.values() if strings or isinstance(v, (dict, list)))
+            children = node.values()
         elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if strings or isinstance(v, (dict, list)))
-        elif isinstance(node, str):
-            _check_text(node)
+            children = node
+        else:
+            continue
+        for v in children:
+            if isinstance(v, (dict, list)):
+                stack.append((v, depth + 1))
+            elif strings and isinstance(v, str):
+                _check_text(v)
 
 
 def _is_index(seg: str) -> bool:
@@ -217,15 +230,24 @@ def _resolve(node: Any, segs: tuple[str, ...]) -> list[Any]:
     return nodes
 
 
-def _sort_key(item: Any, key_segs: tuple[str, ...]) -> tuple[int, str, str]:
-    # The whole element breaks ties, so elements with equal keys (or 10 and "10")
-    # end in one order whatever order they came in.
-    whole = _dumps(item).decode("utf-8")
-    found = _resolve(item, key_segs)
+def _primary_key(item: Any, key_segs: tuple[str, ...]) -> tuple[int, str]:
+    found = _resolve(item, key_segs) if key_segs else []
     if found and not isinstance(found[0], (dict, list)):
         value = found[0]
-        return (0, value if isinstance(value, str) else json.dumps(value), whole)
-    return (1, whole, "")
+        return (0, value if isinstance(value, str) else json.dumps(value))
+    return (1, _dumps(item).decode("utf-8"))
+
+
+def _sort_array(arr: list[Any], key_segs: tuple[str, ...]) -> None:
+    keys = [_primary_key(item, key_segs) for item in arr]
+    if len(set(keys)) == len(keys):
+        order = sorted(range(len(arr)), key=keys.__getitem__)
+    else:
+        # Ties (equal keys, or 10 and "10") are broken by the whole element, so
+        # equal arrays end in one order whatever order they came in.
+        whole = [_dumps(item) for item in arr]
+        order = sorted(range(len(arr)), key=lambda i: (keys[i], whole[i]))
+    arr[:] = [arr[i] for i in order]
 
 
 def canonicalize(doc: Any, rules: Rules = Rules()) -> bytes:
@@ -237,7 +259,7 @@ def canonicalize(doc: Any, rules: Rules = Rules()) -> bytes:
     for array_segs, key_segs in sorted(rules._sort_segs, key=lambda rule: -len(rule[0])):
         for arr in _resolve(doc, array_segs):
             if isinstance(arr, list):
-                arr.sort(key=lambda item: _sort_key(item, key_segs))
+                _sort_array(arr, key_segs)
     return _dumps(doc) + b"\n"
 
 
