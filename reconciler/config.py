@@ -93,6 +93,10 @@ class EnvironmentConfig(_Model):
         for p in v:
             if not p.startswith("/"):
                 raise ValueError(f"{p!r} must be a JSON pointer starting with '/'")
+            if any(seg.isascii() and seg.isdigit() for seg in parse_pointer(p)):
+                # Removing element 0 of an array is not idempotent: each pass
+                # would remove another one. Name fields, or use '*'.
+                raise ValueError(f"{p!r} selects an array element by index; use '*' or a field name")
         return v
 
     @field_validator("sort")
