@@ -31,14 +31,15 @@ import pygit2
 from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
 from reconciler.flows import FlowKey
 from reconciler.names import InvalidName, encode, parse_flow_path
+from reconciler.packwriter import MODE_BLOB, MODE_TREE, OBJ_BLOB, OBJ_TREE, PackWriter, tree_bytes
 
 __all__ = ["GitStore", "CommitInfo", "FlowTree", "MARKER_PREFIX"]
 
 MARKER_PREFIX = "refs/reconciler/applied/"
 _BLOB = pygit2.GIT_OBJECT_BLOB
 _TREE = pygit2.GIT_OBJECT_TREE
-_FILEMODE_BLOB = pygit2.GIT_FILEMODE_BLOB
-_FILEMODE_TREE = pygit2.GIT_FILEMODE_TREE
+# Fewer queued objects than this are written loose; more go into one pack.
+PACK_THRESHOLD = 64
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class GitStore:
     def __init__(self, path: str | Path, *, author_name: str, author_email: str, create: bool = True):
         self.path = Path(path)
         self._author = (author_name, author_email)
+        self._pending = PackWriter()
         try:
             if (self.path / "HEAD").exists() or (self.path / ".git").exists():
                 self.repo = pygit2.Repository(str(self.path))
@@ -141,13 +143,15 @@ class GitStore:
         return FlowTree(commit, flows, tuple(problems))
 
     def read_blob(self, oid: str) -> bytes:
+        if bytes.fromhex(oid) in self._pending:
+            return self._pending.get(bytes.fromhex(oid))
         try:
             return self.repo[pygit2.Oid(hex=oid)].data
         except (KeyError, pygit2.GitError) as exc:
             raise RetryableError(f"cannot read object {oid}: {exc}") from exc
 
     def has_object(self, oid: str) -> bool:
-        return pygit2.Oid(hex=oid) in self.repo.odb
+        return bytes.fromhex(oid) in self._pending or pygit2.Oid(hex=oid) in self.repo.odb
 
     def _commit(self, oid: str) -> pygit2.Commit:
         try:
@@ -177,53 +181,72 @@ class GitStore:
     # -- writing ---------------------------------------------------------------
 
     def write_blob(self, data: bytes) -> str:
+        """Queue a blob for the next commit's pack; returns its id."""
+        return self._pending.add(OBJ_BLOB, data).hex()
+
+    def flush(self) -> None:
+        """Store queued objects: one pack for a batch, loose objects for a handful."""
+        if not len(self._pending):
+            return
         try:
-            return str(self.repo.create_blob(data))
-        except pygit2.GitError as exc:
-            raise RetryableError(f"cannot write to {self.path}: {exc}") from exc
+            if len(self._pending) >= PACK_THRESHOLD:
+                self._pending.write(Path(self.repo.path) / "objects")
+            else:
+                for _, kind, data in self._pending.items():
+                    self.repo.odb.write(kind, data)
+                self._pending.clear()
+        except (OSError, pygit2.GitError) as exc:
+            self._pending.clear()
+            raise RetryableError(f"cannot write objects to {self.path}: {exc}") from exc
 
     def tree_with(self, commit: str | None, folder: str, changes: Mapping[FlowKey, str | None]) -> str:
         """Tree id of ``commit``'s tree with the flows in ``changes`` set (blob id) or removed (None)."""
-        base = self._commit(commit).tree if commit else None
-        edits: dict[tuple[str, ...], str | None] = {}
+        base = self._commit(commit).tree_id.raw if commit else None
+        edits: dict[tuple[str, ...], bytes | None] = {}
         for key, oid in changes.items():
-            edits[(*folder.split("/"), encode(key.name), encode(key.version) + ".json")] = oid
+            path = (*folder.split("/"), encode(key.name), encode(key.version) + ".json")
+            edits[path] = None if oid is None else bytes.fromhex(oid)
         try:
             new = self._edit(base, edits)
-            if new is None:
-                new = self.repo.TreeBuilder().write()
-            return str(new)
         except pygit2.GitError as exc:
-            raise RetryableError(f"cannot write a tree in {self.path}: {exc}") from exc
+            raise RetryableError(f"cannot read a tree in {self.path}: {exc}") from exc
+        return (new if new is not None else self._pending.add(OBJ_TREE, b"")).hex()
 
-    def _edit(self, tree: pygit2.Tree | None, edits: Mapping[tuple[str, ...], str | None]) -> pygit2.Oid | None:
-        """Apply path edits to a tree; returns None when the result is empty."""
-        builder = self.repo.TreeBuilder(tree) if tree is not None else self.repo.TreeBuilder()
-        groups: dict[str, dict[tuple[str, ...], str | None]] = {}
-        for path, oid in edits.items():
+    def _entries(self, raw_id: bytes) -> dict[str, tuple[int, bytes]]:
+        """name -> (mode, raw id) of a stored or queued tree."""
+        if raw_id in self._pending:
+            return _parse_tree(self._pending.get(raw_id))
+        tree = self.repo[pygit2.Oid(raw=raw_id)]
+        return {e.name: (e.filemode, e.id.raw) for e in tree}
+
+    def _edit(self, tree: bytes | None, edits: Mapping[tuple[str, ...], bytes | None]) -> bytes | None:
+        """Apply path edits to a tree; returns the new tree's id, None when it is empty."""
+        entries = self._entries(tree) if tree is not None else {}
+        groups: dict[str, dict[tuple[str, ...], bytes | None]] = {}
+        for path, raw in edits.items():
             if len(path) == 1:
-                if oid is None:
-                    if builder.get(path[0]) is not None:
-                        builder.remove(path[0])
+                if raw is None:
+                    entries.pop(path[0], None)
                 else:
-                    builder.insert(path[0], pygit2.Oid(hex=oid), _FILEMODE_BLOB)
+                    entries[path[0]] = (MODE_BLOB, raw)
             else:
-                groups.setdefault(path[0], {})[path[1:]] = oid
+                groups.setdefault(path[0], {})[path[1:]] = raw
         for name, sub in groups.items():
-            existing = builder.get(name)
-            subtree = self.repo[existing.id] if existing is not None and existing.type == _TREE else None
+            existing = entries.get(name)
+            subtree = existing[1] if existing is not None and existing[0] == MODE_TREE else None
             new = self._edit(subtree, sub)
             if new is None:
-                if existing is not None:
-                    builder.remove(name)
+                entries.pop(name, None)
             else:
-                builder.insert(name, new, _FILEMODE_TREE)
-        if len(builder) == 0:
+                entries[name] = (MODE_TREE, new)
+        if not entries:
             return None
-        return builder.write()
+        data = tree_bytes((mode, name, raw) for name, (mode, raw) in entries.items())
+        return self._pending.add(OBJ_TREE, data)
 
     def commit(self, ref: str | None, parent: str | None, tree: str, message: str, *, extra_parents: tuple[str, ...] = ()) -> str:
         """Create a commit; when ``ref`` is given, move it by compare-and-swap from ``parent``."""
+        self.flush()
         sig = pygit2.Signature(*self._author)
         parents = [pygit2.Oid(hex=p) for p in (parent, *extra_parents) if p]
         try:
@@ -248,6 +271,7 @@ class GitStore:
         blobs = {k: (None if v is None else self.write_blob(v)) for k, v in changes.items()}
         tree = self.tree_with(parent, folder, blobs)
         if parent is not None and tree == self.tree_of(parent):
+            self._pending.clear()  # everything queued already exists
             return None
         return self.commit(branch, parent, tree, message)
 
@@ -308,6 +332,17 @@ class GitStore:
             yield
         finally:
             os.close(fd)
+
+
+def _parse_tree(data: bytes) -> dict[str, tuple[int, bytes]]:
+    out: dict[str, tuple[int, bytes]] = {}
+    i = 0
+    while i < len(data):
+        space = data.index(b" ", i)
+        nul = data.index(b"\0", space)
+        out[data[space + 1 : nul].decode("utf-8")] = (int(data[i:space], 8), data[nul + 1 : nul + 21])
+        i = nul + 21
+    return out
 
 
 def _entry_id(tree: pygit2.Tree, path: str) -> str | None:

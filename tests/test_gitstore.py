@@ -102,3 +102,16 @@ def test_the_marker_is_a_ref_outside_the_branches(store: GitStore) -> None:
     assert store.marker("a") == c
     assert git(store, "rev-parse", "refs/reconciler/applied/a").strip() == c
     assert "applied" not in git(store, "branch", "-a")
+
+
+def test_a_large_commit_is_written_as_one_valid_pack(store: GitStore) -> None:
+    """Hundreds of flows become one pack that git fsck --strict accepts, readable by the git CLI."""
+    flows = {FlowKey(f"flow-{i}", "1"): b'{"n": %d}\n' % i for i in range(300)}
+    c = store.commit_changes("env/a", None, "flows", flows, "many")
+    packs = list((store.path / "objects" / "pack").glob("*.pack"))
+    assert len(packs) == 1
+    git(store, "fsck", "--strict", "--no-dangling")
+    assert git(store, "show", f"{c}:flows/flow-7/1.json") == '{"n": 7}\n'
+    c2 = store.commit_changes("env/a", c, "flows", {FlowKey("flow-7", "1"): None}, "one less")
+    assert git(store, "ls-tree", "-r", "--name-only", c2).count("\n") == 299
+    git(store, "fsck", "--strict", "--no-dangling")
