@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the config file")
+
+    s = sub.add_parser("run", parents=[common], help="run the service: keep every environment in sync")
+    s.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default: the config's [server] listen, 127.0.0.1:9420)")
+    s.add_argument("--shard", metavar="I/N", help="own only environments whose hash mod N is I (or $RECONCILER_SHARD)")
+
+    s = sub.add_parser("demo", parents=[common], help="write a ready demo (repository + two folder environments) and run the service on it")
+    s.add_argument("--dir", default="demo", help="folder of the demo (default ./demo; reused if it exists)")
+    s.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:9420)")
+    s.add_argument("--no-run", action="store_true", help="only write the demo")
     return p
 
 
@@ -94,10 +103,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level or ("info" if args.verbose else "warning"), args.log_format)
+    service = args.command in ("run", "demo")
+    setup_logging(args.log_level or ("info" if args.verbose or service else "warning"), args.log_format)
     if args.command == "schema":
         _print_json(config_json_schema())
         return EXIT_OK
+    if args.command == "demo":
+        from reconciler.daemon import demo_main
+
+        try:
+            return demo_main(args.dir, args.listen, not args.no_run)
+        except ReconcilerError as exc:
+            _emit_error(args, str(exc), [str(p) for p in getattr(exc, "problems", [])])
+            return EXIT_ERROR
     try:
         config = load_config(find_config(args.config))
         return COMMANDS[args.command](args, config)
@@ -266,7 +284,13 @@ def cmd_history(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status, "history": cmd_history}
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from reconciler.daemon import run_service
+
+    return run_service(config, listen=args.listen, shard=args.shard)
+
+
+COMMANDS = {"run": cmd_run, "export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status, "history": cmd_history}
 
 
 # -- rendering ---------------------------------------------------------------------

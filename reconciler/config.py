@@ -33,6 +33,7 @@ __all__ = [
     "DRIVER_MODELS",
     "load_config",
     "find_config",
+    "parse_listen",
     "config_json_schema",
 ]
 
@@ -47,10 +48,44 @@ class RepositoryConfig(_Model):
     path: Path = Field(Path("state/flows.git"), description="Bare git repository; created if missing.")
     author_name: str = Field("flow-reconciler", description="Author and committer name of the reconciler's commits.")
     author_email: str = Field("reconciler@localhost", description="Author and committer e-mail.")
+    remote: str | None = Field(
+        None,
+        description="URL of the git server holding the branches (https://, ssh:// or a path). "
+        "Fetched every fetch_interval and on webhooks; the reconciler's commits are pushed there.",
+    )
+    fetch_interval: float = Field(60.0, gt=0, description="Seconds between fetches from the remote.")
+    remote_token_env: str = Field(
+        "RECONCILER_GIT_TOKEN", description="Environment variable holding an https token for the remote."
+    )
 
 
 class ServerConfig(_Model):
     listen: str = Field("127.0.0.1:9420", description="HOST:PORT of the HTTP surface of `reconciler run`.")
+    token_file: Path | None = Field(
+        None, description="File holding the bearer token for POST /api/v1/... (else $RECONCILER_API_TOKEN)."
+    )
+    webhook_secret_file: Path | None = Field(
+        None, description="File holding the webhook secret (else $RECONCILER_WEBHOOK_SECRET)."
+    )
+    shutdown_grace: float = Field(30.0, ge=0, description="Seconds a reconcile in flight may take to finish on SIGTERM.")
+    max_body: int = Field(1_048_576, gt=0, description="Largest accepted request body in bytes.")
+    retry_base: float = Field(1.0, gt=0, description="First retry delay (seconds) after a transient failure.")
+    retry_max: float = Field(300.0, gt=0, description="Longest retry delay (seconds); delays double up to it.")
+    debounce_ms: int = Field(50, ge=0, description="Quiet time (ms) that ends a burst of file or ref changes.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 class IdentityConfig(_Model):
@@ -237,7 +272,19 @@ def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> C
     if problems or top is None:
         raise ConfigError(problems)
     repo = top.repository.model_copy(update={"path": _abs(base, top.repository.path)})
-    return top.model_copy(update={"repository": repo, "environments": tuple(resolved), "source": Path(where)})
+    remote = top.repository.remote
+    if remote and "://" not in remote and not remote.startswith("git@"):
+        repo = repo.model_copy(update={"remote": str(_abs(base, Path(remote)))})
+    server = top.server.model_copy(
+        update={
+            k: _abs(base, getattr(top.server, k))
+            for k in ("token_file", "webhook_secret_file")
+            if getattr(top.server, k) is not None
+        }
+    )
+    return top.model_copy(
+        update={"repository": repo, "server": server, "environments": tuple(resolved), "source": Path(where)}
+    )
 
 
 def _abs(base: Path, p: Path) -> Path:

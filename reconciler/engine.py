@@ -212,10 +212,21 @@ class Engine:
 
     # -- commands ------------------------------------------------------------------
 
-    def sync(self, name: str, *, dry_run: bool = False, progress: ProgressFn | None = None) -> Outcome:
-        """Reconcile one environment per its policy."""
+    def sync(
+        self,
+        name: str,
+        *,
+        dry_run: bool = False,
+        progress: ProgressFn | None = None,
+        before: Callable[[EnvironmentConfig], object] | None = None,
+    ) -> Outcome:
+        """Reconcile one environment per its policy.
+
+        ``before`` runs under the environment's lock ahead of the read (the
+        service brings the branch up to the remote's there).
+        """
         env = self.config.env(name)
-        return self._run(env, env.policy, dry_run=dry_run, progress=progress, allowed=None)
+        return self._run(env, env.policy, dry_run=dry_run, progress=progress, allowed=None, before=before)
 
     def export(self, name: str, *, progress: ProgressFn | None = None) -> Outcome:
         """Commit the environment's live flows to its branch.
@@ -229,8 +240,10 @@ class Engine:
         policy = Policy(drift="adopt", prune=env.prune, override=env.override)
         return self._run(env, policy, dry_run=False, progress=progress, allowed=frozenset({Action.ADOPT, Action.ADVANCE}))
 
-    def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed) -> Outcome:
+    def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before=None) -> Outcome:
         with self.store.lock(env.name):
+            if before is not None:
+                before(env)
             for attempt in range(5):
                 snap = self.read(env, progress)
                 p = self.plan(env, snap, policy)

@@ -1,0 +1,79 @@
+"""Prometheus metrics of the service, in a registry of their own (no globals).
+
+Every metric is written in one place, :meth:`Metrics.record`, from the outcome
+of a reconcile; the rest of the code never touches a counter.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from reconciler import __version__
+from reconciler.plan import Action, State
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.runs = Counter("reconciler_reconcile_runs", "Reconcile runs by result.", ["environment", "result"], registry=r)
+        self.duration = Histogram(
+            "reconciler_reconcile_duration_seconds", "Time one reconcile took.", ["environment"], registry=r
+        )
+        self.flows = Gauge("reconciler_flows", "Flows by state after the last reconcile.", ["environment", "state"], registry=r)
+        self.drift = Counter(
+            "reconciler_drift_events", "Drift handled, by action (restored, adopted, reported).", ["environment", "action"], registry=r
+        )
+        self.imports = Counter("reconciler_flow_imports", "Flows written to the environment.", ["environment", "result"], registry=r)
+        self.deletes = Counter("reconciler_flow_deletes", "Flows deleted from the environment.", ["environment", "result"], registry=r)
+        self.exports = Counter("reconciler_flow_exports", "Flows committed from the environment to git.", ["environment"], registry=r)
+        self.fetch_failures = Counter("reconciler_git_fetch_failures", "Failed fetches from the remote.", registry=r)
+        self.push_failures = Counter("reconciler_git_push_failures", "Failed pushes to the remote.", ["environment"], registry=r)
+        self.fetches = Counter("reconciler_git_fetches", "Fetches from the remote.", registry=r)
+        self.last_success = Gauge(
+            "reconciler_last_success_timestamp_seconds", "When the environment last reconciled without error.", ["environment"], registry=r
+        )
+        self.latency = Histogram(
+            "reconciler_commit_to_applied_seconds",
+            "From a commit landing on the branch to the environment holding it.",
+            ["environment"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.triggers = Counter("reconciler_triggers", "Reconcile requests by source.", ["environment", "source"], registry=r)
+        info = Gauge("reconciler_build_info", "Version of the running reconciler.", ["version"], registry=r)
+        info.labels(__version__).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def record(self, env: str, outcome, seconds: float, result: str, new_reports: int, latency: float | None) -> None:
+        """Everything one finished reconcile says, written at once."""
+        self.runs.labels(env, result).inc()
+        self.duration.labels(env).observe(seconds)
+        if outcome is None:
+            return
+        for state, n in outcome.states.items():
+            self.flows.labels(env, state).set(n)
+        done = {s.key for s in outcome.done}
+        for s in outcome.plan.changes:
+            ok = s.key in done
+            if s.action == Action.IMPORT:
+                self.imports.labels(env, "ok" if ok else "failed").inc()
+            elif s.action == Action.DELETE:
+                self.deletes.labels(env, "ok" if ok else "failed").inc()
+            elif s.action == Action.ADOPT and ok:
+                self.exports.labels(env).inc()
+            if ok and s.state == State.DRIFTED:
+                self.drift.labels(env, "adopted" if s.action == Action.ADOPT else "restored").inc()
+        if new_reports:
+            self.drift.labels(env, "reported").inc(new_reports)
+        if result in ("ok", "conflict"):
+            import time
+
+            self.last_success.labels(env).set(time.time())
+        if latency is not None:
+            self.latency.labels(env).observe(latency)

@@ -1,0 +1,356 @@
+"""The long-running service: one worker per environment, fed by triggers.
+
+Triggers (a ref moved, a folder changed, the schedule, a webhook, the API)
+only *request* a reconcile: requests for one environment coalesce into one
+pending run, one worker thread per environment runs them one at a time, and
+environments run in parallel, so a slow platform delays only its own
+environment.
+
+What an error means decides what happens next (see :mod:`reconciler.errors`):
+
+- :class:`RetryableError` (platform down, lock held, push rejected): retry
+  with exponential backoff, capped; triggers arriving meanwhile wait for it;
+- :class:`StallError` or a run with invalid flows: nothing is retried; the
+  environment waits for the next trigger (a new commit, a file change, the
+  interval), and a flow whose file did not change stays refused without
+  re-logging;
+- a conflict: reported, left alone, re-checked on every trigger.
+
+Status, metrics and logs of a run are written in one place, ``_record``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from reconciler.config import Config, DirectoryEnvironment, EnvironmentConfig
+from reconciler.engine import Engine, Outcome
+from reconciler.errors import ReconcilerError, RetryableError
+from reconciler.gitstore import GitStore
+from reconciler.metrics import Metrics
+from reconciler.plan import Action
+from reconciler.remote import Remote
+from reconciler.shard import Shard
+
+__all__ = ["Service", "EnvStatus"]
+
+log = structlog.get_logger("reconciler.service")
+
+
+@dataclass
+class EnvStatus:
+    name: str
+    branch: str
+    runs: int = 0
+    result: str | None = None  # ok | conflict | error | retry
+    error: str | None = None
+    branch_tip: str | None = None
+    applied: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    last_run: float | None = None
+    last_success: float | None = None
+    retry_in: float | None = None
+    failures: int = 0
+    next_check: str | None = None
+    running: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class EnvWorker(threading.Thread):
+    """Reconciles one environment whenever asked, one run at a time."""
+
+    def __init__(self, service: "Service", env: EnvironmentConfig):
+        super().__init__(name=f"env-{env.name}", daemon=True)
+        self.service, self.env = service, env
+        self.status = EnvStatus(env.name, env.branch_name)
+        self._cond = threading.Condition()
+        self._reasons: set[str] = set()
+        self._stopping = False
+        self._retry_at: float | None = None
+        self._seen_problems: frozenset[str] = frozenset()
+        self._reported: frozenset[str] = frozenset()
+        self._applied_tip: str | None = None
+        self.idle = threading.Event()
+        self.idle.set()
+        cfg = service.config
+        self.store = GitStore(cfg.repository.path, author_name=cfg.repository.author_name, author_email=cfg.repository.author_email)
+        self.engine = Engine(cfg, store=self.store)
+        self.remote = Remote(self.store, cfg.repository.remote, cfg.repository.remote_token_env) if cfg.repository.remote else None
+
+    # -- requests --------------------------------------------------------------------
+
+    def trigger(self, reason: str) -> None:
+        with self._cond:
+            if self._stopping:
+                return
+            self._reasons.add(reason)
+            self.idle.clear()
+            self._cond.notify()
+        self.service.metrics.triggers.labels(self.env.name, reason.split(":")[0]).inc()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def run(self) -> None:
+        clock = self.service.clock
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    now = clock()
+                    if self._retry_at is not None:
+                        if now >= self._retry_at:
+                            self._reasons.add("retry")
+                            self._retry_at = None
+                            break
+                        self._cond.wait(self._retry_at - now)  # backoff: new triggers wait too
+                        continue
+                    if self._reasons:
+                        break
+                    self.idle.set()
+                    self._cond.wait()
+                if self._stopping:
+                    self.idle.set()
+                    return
+                reasons, self._reasons = self._reasons, set()
+            self._reconcile(reasons)
+
+    # -- one run -----------------------------------------------------------------------
+
+    def _reconcile(self, reasons: set[str]) -> None:
+        env, clock = self.env, self.service.clock
+        self.status.running = True
+        started = clock()
+        outcome: Outcome | None = None
+        error: str | None = None
+        result = "ok"
+        try:
+            outcome = self.engine.sync(env.name, before=self._integrate if self.remote else None)
+            if self.remote is not None:
+                rejected = self.remote.publish(env.name, env.branch_name)
+                if rejected:
+                    self.service.metrics.push_failures.labels(env.name).inc()
+                    raise RetryableError(f"the remote rejected {', '.join(rejected)} (it moved); fetching again")
+            if outcome.errors or any(s.action == Action.INVALID for s in outcome.plan.steps):
+                result = "error"
+            elif outcome.conflicts:
+                result = "conflict"
+        except RetryableError as exc:
+            result, error = "retry", str(exc)
+        except ReconcilerError as exc:
+            result, error = "error", str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker; back off and say so
+            log.exception("reconcile crashed", environment=env.name)
+            result, error = "retry", f"internal error: {exc!r}"
+        self._record(reasons, outcome, result, error, clock() - started)
+
+    def _integrate(self, env: EnvironmentConfig) -> None:
+        assert self.remote is not None
+        got = self.remote.integrate(env.name, env.branch_name)
+        if got.action not in ("none", "ahead"):
+            log.info("branch updated from the remote", environment=env.name, action=got.action, commit=got.local)
+
+    def _latency(self, outcome: Outcome) -> float | None:
+        """Seconds from the applied tip landing on the branch to now, once per tip."""
+        tip = outcome.tip
+        if tip is None or tip == self._applied_tip or outcome.marker != tip:
+            return None
+        first = self._applied_tip is None
+        self._applied_tip = tip
+        if first:
+            return None  # the tip was there before the service started
+        ref = self.store.path / "refs" / "heads" / self.env.branch_name
+        try:
+            landed = os.stat(ref).st_mtime
+        except OSError:
+            landed = self.store._commit(tip).commit_time
+        return max(0.0, self.service.wall() - landed)
+
+    def _record(self, reasons: set[str], outcome: Outcome | None, result: str, error: str | None, seconds: float) -> None:
+        st, env, svc = self.status, self.env, self.service
+        st.runs += 1
+        st.result, st.error = result, error
+        st.last_run = svc.wall()
+        st.running = False
+        new_reports = 0
+        latency = None
+        if result == "retry":
+            st.failures += 1
+            delay = min(svc.config.server.retry_max, svc.config.server.retry_base * 2 ** (st.failures - 1))
+            self._retry_at = svc.clock() + delay
+            st.retry_in = delay
+            log.warning("reconcile failed, will retry", environment=env.name, error=error, retry_in=delay, reasons=sorted(reasons))
+        else:
+            st.failures, st.retry_in = 0, None
+            if error:
+                log.error("reconcile stopped", environment=env.name, error=error, reasons=sorted(reasons))
+        if outcome is not None:
+            st.branch_tip, st.applied, st.counts = outcome.tip, outcome.marker, outcome.states
+            problems = frozenset(str(p) for p in outcome.problems) | frozenset(
+                f"{k}: {why}" for k, why in outcome.failed.items()
+            )
+            for p in sorted(problems - self._seen_problems):
+                log.warning("flow problem", environment=env.name, problem=p, commit=outcome.tip)
+            self._seen_problems = problems
+            st.problems = sorted(problems)[:100]
+            st.conflicts = [str(s.key) for s in outcome.plan.steps if s.action == Action.CONFLICT]
+            reported = frozenset(str(s.key) for s in outcome.plan.steps if s.action == Action.REPORT)
+            new_reports = len(reported - self._reported)
+            for key in sorted(reported - self._reported):
+                log.warning("drift reported", environment=env.name, flow=key, action="report", commit=outcome.tip)
+            self._reported = reported
+            if result in ("ok", "conflict"):
+                st.last_success = svc.wall()
+            latency = self._latency(outcome)
+            if outcome.plan.changes or result != "ok":
+                log.info(
+                    "reconciled",
+                    environment=env.name,
+                    result=result,
+                    commit=outcome.tip,
+                    applied=outcome.marker,
+                    changes=len(outcome.done),
+                    seconds=round(seconds, 3),
+                    reasons=sorted(reasons),
+                )
+        svc.metrics.record(env.name, outcome, seconds, result, new_reports, latency)
+        svc.on_run(env.name, result)
+
+
+class Service:
+    """Every owned environment's worker, the triggers, and the HTTP surface."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        shard: Shard = Shard(),
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        api_token: str | None = None,
+        webhook_secret: str | None = None,
+    ):
+        self.config, self.shard = config, shard
+        self.metrics = metrics or Metrics()
+        self.clock, self.wall = clock, wall
+        self.api_token, self.webhook_secret = api_token, webhook_secret
+        self.store = GitStore(config.repository.path, author_name=config.repository.author_name, author_email=config.repository.author_email)
+        self.remote = Remote(self.store, config.repository.remote, config.repository.remote_token_env) if config.repository.remote else None
+        owned = set(shard.select(e.name for e in config.environments))
+        self.workers = {e.name: EnvWorker(self, e) for e in config.environments if e.name in owned}
+        self._fetch_lock = threading.Lock()
+        self._run_listeners: list[Callable[[str, str], None]] = []
+        self.scheduler = None
+        self.watcher = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        from reconciler.triggers import Scheduler, Watcher
+
+        for env in self.owned_envs():
+            if isinstance(env, DirectoryEnvironment):
+                env.path.mkdir(parents=True, exist_ok=True)
+        for w in self.workers.values():
+            w.start()
+        self.scheduler = Scheduler(self)
+        self.scheduler.start()
+        self.watcher = Watcher(self)
+        self.watcher.start()
+        if self.remote is not None:
+            self.fetch_and_trigger("startup")
+        for name in self.workers:
+            self.trigger(name, "startup")
+        log.info("service started", environments=sorted(self.workers), shard=str(self.shard), repository=str(self.config.repository.path))
+
+    def stop(self, grace: float | None = None) -> bool:
+        """Stop taking work, let runs in flight finish within ``grace``; True if they all did."""
+        grace = self.config.server.shutdown_grace if grace is None else grace
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        for w in self.workers.values():
+            w.stop()
+        deadline = self.clock() + grace
+        clean = True
+        for w in self.workers.values():
+            w.join(max(0.0, deadline - self.clock()))
+            clean = clean and not w.is_alive()
+        log.info("service stopped", clean=clean)
+        return clean
+
+    # -- triggers ------------------------------------------------------------------------
+
+    def owned_envs(self) -> list[EnvironmentConfig]:
+        return [e for e in self.config.environments if e.name in self.workers]
+
+    def trigger(self, env: str, reason: str) -> bool:
+        worker = self.workers.get(env)
+        if worker is None:
+            return False
+        worker.trigger(reason)
+        return True
+
+    def trigger_branch(self, branch: str, reason: str) -> list[str]:
+        hit = [e.name for e in self.owned_envs() if e.branch_name == branch]
+        for name in hit:
+            self.trigger(name, reason)
+        return hit
+
+    def fetch_and_trigger(self, reason: str, branches: tuple[str, ...] | None = None) -> None:
+        """Fetch from the remote, then reconcile the environments on the fetched branches."""
+        if self.remote is not None:
+            with self._fetch_lock:
+                self.metrics.fetches.inc()
+                try:
+                    self.remote.fetch()
+                except RetryableError as exc:
+                    self.metrics.fetch_failures.inc()
+                    log.warning("fetch failed", error=str(exc))
+                    return
+        for env in self.owned_envs():
+            if branches is None or env.branch_name in branches:
+                self.trigger(env.name, reason)
+
+    def on_run(self, env: str, result: str) -> None:
+        for listener in list(self._run_listeners):
+            listener(env, result)
+
+    def add_run_listener(self, fn: Callable[[str, str], None]) -> None:
+        self._run_listeners.append(fn)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        envs = []
+        for name, w in sorted(self.workers.items()):
+            st = w.status.as_dict()
+            if self.scheduler is not None:
+                st["next_check"] = self.scheduler.next_run(name)
+            envs.append(st)
+        return {"shard": str(self.shard), "environments": envs}
+
+    def ready(self) -> tuple[bool, list[str]]:
+        reasons = []
+        try:
+            self.store.tip("HEAD")
+        except ReconcilerError as exc:
+            reasons.append(f"repository not readable: {exc}")
+        for name, w in self.workers.items():
+            if w.status.runs == 0:
+                reasons.append(f"{name}: not reconciled yet")
+        return (not reasons, reasons)
