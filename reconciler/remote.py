@@ -96,7 +96,8 @@ class Remote:
                 return Integration("ahead", local, remote)
             index = store.repo.merge_commits(pygit2.Oid(hex=local), pygit2.Oid(hex=remote))
             if index.conflicts is not None:
-                paths = sorted({(e.our or e.their or e.ancestor).path for e in index.conflicts if (e.our or e.their or e.ancestor)})
+                # Each conflict is (ancestor, ours, theirs); any of them may be None.
+                paths = sorted({next(e for e in entries if e is not None).path for entries in index.conflicts})
                 raise StallError(
                     f"{branch} and the remote's {branch} diverged and conflict on {', '.join(paths[:5])}; "
                     "merge them on the remote by hand"
