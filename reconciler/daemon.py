@@ -165,15 +165,16 @@ flow-reconciler demo is running at {{url}}  (Ctrl-C stops it)
 Try, in another terminal:
 
   # 1. a change pushed to git lands in production within a second
-  git clone -q -b env/production {folder}/state/flows.git work && cd work
-  sed -i 's/orders"/orders-v2"/' flows/orders/1.0.json
-  git -c user.name=you -c user.email=you@example.com commit -qam "orders: new topic" && git push -q
-  grep topic {folder}/envs/production/orders@1.0.json
+  git clone -q -b env/production {folder}/state/flows.git work
+  sed -i 's/"topic": "orders"/"topic": "orders-v2"/' work/flows/orders/1.0.json
+  git -C work -c user.name=you -c user.email=you@example.com commit -qam "orders: new topic"
+  git -C work push -q
+  sleep 1; grep orders-v2 {folder}/envs/production/orders@1.0.json
 
-  # 2. an edit made directly in production is saved to drift/production and restored
+  # 2. an edit made directly in production is saved to drift/production and undone
   sed -i 's/1.21/9.99/' {folder}/envs/production/orders@1.0.json
-  grep expr {folder}/envs/production/orders@1.0.json
-  git -C {folder}/state/flows.git log --oneline drift/production
+  sleep 1; grep expr {folder}/envs/production/orders@1.0.json
+  git -C {folder}/state/flows.git show drift/production:flows/orders/1.0.json | grep 9.99
 
   # 3. status and metrics
   curl -s {{url}}/api/v1/status
