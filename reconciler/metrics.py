@@ -47,6 +47,20 @@ class Metrics:
         info = Gauge("reconciler_build_info", "Version of the running reconciler.", ["version"], registry=r)
         info.labels(__version__).set(1)
 
+    def register(self, env: str) -> None:
+        """Create an environment's series at zero, so they exist before the first event."""
+        for result in ("ok", "conflict", "error", "retry"):
+            self.runs.labels(env, result)
+        for action in ("restored", "adopted", "reported"):
+            self.drift.labels(env, action)
+        for result in ("ok", "failed"):
+            self.imports.labels(env, result)
+            self.deletes.labels(env, result)
+        self.exports.labels(env)
+        self.push_failures.labels(env)
+        self.duration.labels(env)
+        self.latency.labels(env)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -251,6 +251,8 @@ class Service:
         self.remote = Remote(self.store, config.repository.remote, config.repository.remote_token_env) if config.repository.remote else None
         owned = set(shard.select(e.name for e in config.environments))
         self.workers = {e.name: EnvWorker(self, e) for e in config.environments if e.name in owned}
+        for name in self.workers:
+            self.metrics.register(name)
         self._fetch_lock = threading.Lock()
         self._run_listeners: list[Callable[[str, str], None]] = []
         self.scheduler = None
@@ -263,7 +265,10 @@ class Service:
 
         for env in self.owned_envs():
             if isinstance(env, DirectoryEnvironment):
-                env.path.mkdir(parents=True, exist_ok=True)
+                try:
+                    env.path.mkdir(parents=True, exist_ok=True)
+                except OSError:
+                    pass  # its worker reports the problem and retries; the others go on
         for w in self.workers.values():
             w.start()
         self.scheduler = Scheduler(self)

@@ -38,6 +38,11 @@ class Watcher(threading.Thread):
         self.folders = {
             Path(e.path).resolve(): e.name for e in service.owned_envs() if isinstance(e, DirectoryEnvironment)
         }
+        for folder, env in list(self.folders.items()):
+            if not folder.is_dir():
+                # Watching it would fail; its drift checks still run on the schedule.
+                log.warning("not watching the environment's folder: not a folder", environment=env, path=str(folder))
+                del self.folders[folder]
         self._stop = threading.Event()
         self.ready = threading.Event()
 

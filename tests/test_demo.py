@@ -36,7 +36,7 @@ def test_the_demo_runs_and_its_printed_instructions_work(tmp_path: Path) -> None
         wait_for(lambda: any("reconciler_flows" in line for line in out), 5, what="the whole help text")
         text = "".join(out)
         assert proc.poll() is None, text
-        assert (tmp_path / "demo/envs/production/orders@1.0.json").exists()
+        wait_for(lambda: (tmp_path / "demo/envs/production/orders@1.0.json").exists(), 15, what="the startup sync")
         for n in (1, 2):
             run = subprocess.run(["bash", "-ec", steps(text, n)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
             assert run.returncode == 0, f"step {n} failed:\n{steps(text, n)}\n{run.stdout}\n{run.stderr}"
