@@ -11,18 +11,14 @@ Environments are a list of tables, each validated by the model of its
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import pygit2
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
-from reconciler.canonical import Rules, parse_pointer
+from reconciler.envconfig import EnvironmentConfig, Model as _Model
 from reconciler.errors import ConfigError, Problem
-from reconciler.flows import Identity
-from reconciler.plan import Policy
 
 __all__ = [
     "Config",
@@ -36,13 +32,6 @@ __all__ = [
     "parse_listen",
     "config_json_schema",
 ]
-
-_ENV_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 class RepositoryConfig(_Model):
     path: Path = Field(Path("state/flows.git"), description="Bare git repository; created if missing.")
@@ -88,107 +77,16 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-class IdentityConfig(_Model):
-    name: str = Field("/name", description="JSON pointer of the flow's name in an export.")
-    version: str = Field("/version", description="JSON pointer of the flow's version.")
-
-    @field_validator("name", "version")
-    @classmethod
-    def _pointer(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError("must be a JSON pointer starting with '/'")
-        return v
-
-
-class EnvironmentConfig(_Model):
-    """Settings every environment has, whatever its driver."""
-
-    name: str = Field(pattern=_ENV_NAME, description="Environment name (letters, digits, . _ -).")
-    driver: str
-    branch: str | None = Field(None, description="Branch holding the desired state; default env/<name>.")
-    folder: str = Field("flows", description="Folder in the branch holding <name>/<version>.json files.")
-    drift: Literal["restore", "adopt", "report"] = Field(
-        "report", description="What to do when the environment was edited outside git."
-    )
-    prune: StrictBool = Field(False, description="May the reconciler delete flows from the environment?")
-    override: StrictBool = Field(True, description="May it replace an existing name+version?")
-    ignore: tuple[str, ...] = Field((), description="JSON pointers of volatile fields; '*' matches any key or index.")
-    sort: dict[str, str] = Field(
-        {}, description="Order-insensitive arrays: pointer of the array -> pointer of the sort key in each element."
-    )
-    identity: IdentityConfig = IdentityConfig()
-    schema_: Path | None = Field(None, alias="schema", description="JSON Schema every flow must satisfy before import.")
-    interval: float = Field(60.0, gt=0, description="Seconds between drift checks in `reconciler run`.")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("ignore")
-    @classmethod
-    def _ignore(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for p in v:
-            if not p.startswith("/"):
-                raise ValueError(f"{p!r} must be a JSON pointer starting with '/'")
-            if any(seg.isascii() and seg.isdigit() for seg in parse_pointer(p)):
-                # Removing element 0 of an array is not idempotent: each pass
-                # would remove another one. Name fields, or use '*'.
-                raise ValueError(f"{p!r} selects an array element by index; use '*' or a field name")
-        return v
-
-    @field_validator("sort")
-    @classmethod
-    def _sort(cls, v: dict[str, str]) -> dict[str, str]:
-        for array, key in v.items():
-            if not array.startswith("/"):
-                raise ValueError(f"{array!r} must be a JSON pointer starting with '/'")
-            parse_pointer(key)
-        return v
-
-    @field_validator("folder")
-    @classmethod
-    def _folder(cls, v: str) -> str:
-        parts = v.split("/")
-        if not v or any(p in ("", ".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]+", p) for p in parts):
-            raise ValueError("must be a relative folder made of letters, digits, '.', '_' and '-'")
-        return v
-
-    @field_validator("branch")
-    @classmethod
-    def _branch_valid(cls, v: str | None) -> str | None:
-        if v is not None:
-            ref = v if v.startswith("refs/") else f"refs/heads/{v}"
-            if not pygit2.reference_is_valid_name(ref) or ref.startswith("refs/heads/drift/"):
-                raise ValueError("not a valid branch name (drift/* is reserved for saved live versions)")
-        return v
-
-    @model_validator(mode="after")
-    def _branch_default(self) -> "EnvironmentConfig":
-        if self.branch is None:
-            object.__setattr__(self, "branch", f"env/{self.name}")
-        return self
-
-    @property
-    def branch_name(self) -> str:
-        assert self.branch is not None
-        return self.branch
-
-    @property
-    def policy(self) -> Policy:
-        return Policy(drift=self.drift, prune=self.prune, override=self.override)
-
-    @property
-    def rules(self) -> Rules:
-        return Rules.of(self.ignore, self.sort)
-
-    @property
-    def flow_identity(self) -> Identity:
-        return Identity(self.identity.name, self.identity.version)
-
-
 class DirectoryEnvironment(EnvironmentConfig):
     """An environment that is a folder of JSON exports."""
 
     driver: Literal["directory"]
     path: Path = Field(description="The folder; created if missing.")
+
+    def build_driver(self):
+        from reconciler.drivers.directory import DirectoryDriver
+
+        return DirectoryDriver(self.path, self.flow_identity, self.rules)
 
 
 DRIVER_MODELS: dict[str, type[EnvironmentConfig]] = {"directory": DirectoryEnvironment}

@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from reconciler.config import Config, DirectoryEnvironment, EnvironmentConfig
+from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Change, Driver, LiveSet
 from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
@@ -44,11 +44,10 @@ ProgressFn = Callable[[str, int, int | None], None]
 
 def make_driver(env: EnvironmentConfig) -> Driver:
     """Build the driver an environment's config names."""
-    if isinstance(env, DirectoryEnvironment):
-        from reconciler.drivers.directory import DirectoryDriver
-
-        return DirectoryDriver(env.path, env.flow_identity, env.rules)
-    raise StallError(f"environment {env.name}: driver {env.driver!r} is not available")
+    try:
+        return env.build_driver()
+    except NotImplementedError as exc:
+        raise StallError(f"environment {env.name}: {exc}") from exc
 
 
 @dataclass(frozen=True)
