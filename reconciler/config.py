@@ -10,6 +10,7 @@ Environments are a list of tables, each validated by the model of its
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
 from pathlib import Path
@@ -89,7 +90,23 @@ class DirectoryEnvironment(EnvironmentConfig):
         return DirectoryDriver(self.path, self.flow_identity, self.rules)
 
 
-DRIVER_MODELS: dict[str, type[EnvironmentConfig]] = {"directory": DirectoryEnvironment}
+# Each driver module defines its settings model as SETTINGS (a subclass of
+# EnvironmentConfig with `driver: Literal[...]` and `build_driver()`).
+_DRIVER_MODULES = {"node-red": "reconciler.drivers.node_red", "http": "reconciler.drivers.http"}
+
+
+def _driver_models() -> dict[str, type[EnvironmentConfig]]:
+    models: dict[str, type[EnvironmentConfig]] = {"directory": DirectoryEnvironment}
+    for name, module in _DRIVER_MODULES.items():
+        try:
+            models[name] = importlib.import_module(module).SETTINGS
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return models
+
+
+DRIVER_MODELS: dict[str, type[EnvironmentConfig]] = _driver_models()
 
 
 class Config(_Model):

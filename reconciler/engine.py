@@ -29,7 +29,7 @@ import structlog
 
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Change, Driver, LiveSet
-from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
+from reconciler.errors import BranchMovedError, LiveMovedError, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import GitStore
 from reconciler.names import case_collisions, encode, flow_path
@@ -250,9 +250,9 @@ class Engine:
                     return Outcome(env.name, p, True, snap.tip, snap.marker, problems=snap.problems)
                 try:
                     return self._apply(env, snap, p, allowed, progress)
-                except BranchMovedError as exc:
-                    log.info("branch moved, re-planning", environment=env.name, attempt=attempt + 1, error=str(exc))
-            raise RetryableError(f"{env.branch_name} kept moving during 5 attempts; try again")
+                except (BranchMovedError, LiveMovedError) as exc:
+                    log.info("state moved, re-planning", environment=env.name, attempt=attempt + 1, error=str(exc))
+            raise RetryableError(f"{env.branch_name} or the environment kept moving during 5 attempts; try again")
 
     # -- apply -----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ __all__ = [
     "ConflictError",
     "ConfigError",
     "BranchMovedError",
+    "LiveMovedError",
     "Problem",
 ]
 
@@ -65,6 +66,14 @@ class ConflictError(ReconcilerError):
 
 class BranchMovedError(RetryableError):
     """The branch tip moved between read and compare-and-swap update."""
+
+
+class LiveMovedError(RetryableError):
+    """The platform's state changed between export and write (e.g. Node-RED's rev).
+
+    Like :class:`BranchMovedError`, the engine re-reads and re-plans, so an edit
+    made in the platform during a sync becomes drift or a conflict, never lost.
+    """
 
 
 class ConfigError(StallError):
