@@ -1,0 +1,21 @@
+"""The benchmark command works (a smoke run at small N; timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_python_m_bench_runs_at_small_n_and_writes_its_json(tmp_path: Path) -> None:
+    """python -m bench --flows 30 prints the table and writes results with every scenario."""
+    proc = subprocess.run([sys.executable, "-m", "bench", "--flows", "30", "--runs", "1", "--pushes", "3",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1. initial export" in proc.stdout and "commit-to-applied latency" in proc.stdout
+    doc = json.loads((tmp_path / "latest-30.json").read_text())
+    assert len(doc["results"]) == 7
+    assert doc["results"]["5. commit-to-applied latency"]["pushes"] == 3
