@@ -77,6 +77,7 @@ class GitStore:
         self.path = Path(path)
         self._author = (author_name, author_email)
         self._pending = PackWriter()
+        self._trees: dict[tuple[str, str], FlowTree] = {}
         try:
             if (self.path / "HEAD").exists() or (self.path / ".git").exists():
                 self.repo = pygit2.Repository(str(self.path))
@@ -117,12 +118,26 @@ class GitStore:
     # -- reading ---------------------------------------------------------------
 
     def flows_at(self, commit: str | None, folder: str) -> FlowTree:
-        """Every ``<folder>/<name>/<version>.json`` of a commit."""
+        """Every ``<folder>/<name>/<version>.json`` of a commit.
+
+        Trees never change, so the result is cached by the folder's tree id: a
+        reconcile where nothing changed in git reads no tree at all.
+        """
         if commit is None:
             return FlowTree(None, {})
         tree = self._subtree(self._commit(commit).tree, folder)
         if tree is None:
             return FlowTree(commit, {})
+        cached = self._trees.get((str(tree.id), folder))
+        if cached is not None:
+            return FlowTree(commit, cached.flows, cached.problems)
+        result = self._read_flows(commit, tree, folder)
+        if len(self._trees) >= 8:
+            self._trees.pop(next(iter(self._trees)))
+        self._trees[(str(tree.id), folder)] = result
+        return result
+
+    def _read_flows(self, commit: str, tree: pygit2.Tree, folder: str) -> FlowTree:
         flows: dict[FlowKey, str] = {}
         problems: list[Problem] = []
         for entry in tree:

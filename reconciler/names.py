@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 __all__ = [
     "InvalidName",
@@ -46,6 +47,12 @@ def encode(name: str) -> str:
     """Path segment for a flow name or version."""
     if not isinstance(name, str) or name == "":
         raise InvalidName("a flow name or version must be a non-empty string")
+    return _encode(name)
+
+
+@lru_cache(maxsize=1 << 17)
+def _encode(name: str) -> str:
+    # Memoised: pure, and called for every flow of every reconcile.
     if _PLAIN.fullmatch(name) and name not in (".", ".."):
         seg = name
     else:
@@ -71,6 +78,13 @@ def encode(name: str) -> str:
 
 def decode(segment: str) -> str:
     """Inverse of :func:`encode`; refuses any segment :func:`encode` cannot produce."""
+    if not isinstance(segment, str):
+        raise InvalidName(f"{segment!r} is not a valid flow path segment")
+    return _decode(segment)
+
+
+@lru_cache(maxsize=1 << 17)
+def _decode(segment: str) -> str:
     if not segment.startswith("~"):
         if _PLAIN.fullmatch(segment) and segment not in (".", ".."):
             return segment

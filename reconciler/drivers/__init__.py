@@ -81,11 +81,17 @@ class LiveCollector:
         self.invalid: dict[FlowKey, str] = {}
         self.complete = True
 
-    def add(self, doc: object, where: str) -> CanonicalFlow | None:
+    def add(self, doc: object, where: str) -> CanonicalFlow | Problem:
+        """Canonicalise a document and add it; returns the flow, or the problem with it."""
         got = flow_from_doc(doc, self.identity, self.rules, where=where)
         if isinstance(got, Problem):
             self.problem(got)
-            return None
+        else:
+            self.add_flow(got, where)
+        return got
+
+    def add_flow(self, got: CanonicalFlow, where: str) -> CanonicalFlow | None:
+        """Add an already canonical flow (e.g. from a cache)."""
         if got.key in self.where:
             first = self.where[got.key]
             self.invalid[got.key] = f"{where} and {first} both hold {got.key}; remove one of them"

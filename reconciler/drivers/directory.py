@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,7 @@ __all__ = ["DirectoryDriver"]
 
 # Flow exports are small; a bigger file is refused rather than read into memory.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+_RACY_NS = 1_000_000_000
 
 
 class DirectoryDriver:
@@ -46,8 +48,11 @@ class DirectoryDriver:
         self.identity, self.rules = identity, rules
         self.location = str(self.root)
         self._create = create
-        self._files: dict[FlowKey, Path] | None = None
+        self._files: dict[FlowKey, str] | None = None  # where each flow lives
         self._seq = 0
+        # file name -> (stat signature, what it held): an unchanged file is not re-read.
+        self._cache: dict[str, tuple[tuple[int, int, int, int], CanonicalFlow | Problem]] = {}
+        self._now_ns = 0
 
     # -- export ------------------------------------------------------------------
 
@@ -60,11 +65,16 @@ class DirectoryDriver:
             raise RetryableError(f"cannot list {self.root}: {exc.strerror}") from exc
         files = [e for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
         total = len(files)
+        self._now_ns = time.time_ns()
+        seen: set[str] = set()
         for i, entry in enumerate(files, 1):
+            seen.add(entry.name)
             self._read_entry(entry, collect)
             if progress is not None and (i % 200 == 0 or i == total):
                 progress(i, total)
-        self._files = {k: Path(w) for k, w in collect.where.items()}
+        for gone in set(self._cache) - seen:
+            del self._cache[gone]
+        self._files = dict(collect.where)
         return collect.result()
 
     def _read_entry(self, entry: os.DirEntry, collect: LiveCollector) -> None:
@@ -81,17 +91,31 @@ class DirectoryDriver:
         if st.st_size > MAX_FILE_BYTES:
             collect.problem(Problem(where, f"{st.st_size} bytes is larger than the {MAX_FILE_BYTES}-byte limit; skipped"))
             return
+        sig = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+        cached = self._cache.get(entry.name)
+        if cached is not None and cached[0] == sig:
+            got: CanonicalFlow | Problem = cached[1]
+            if isinstance(got, Problem):
+                collect.problem(got)
+            else:
+                collect.add_flow(got, where)
+            return
         try:
             raw = _read_nofollow(where)
         except OSError as exc:
             collect.problem(Problem(where, f"cannot read: {exc.strerror}; left as it is"))
             return
         try:
-            doc = parse_json(raw)
+            got = collect.add(parse_json(raw), where)
         except InvalidJSON as exc:
-            collect.problem(Problem(where, f"{exc}; skipped and left as it is until it is fixed", exc.pointer))
-            return
-        collect.add(doc, where)
+            got = Problem(where, f"{exc}; skipped and left as it is until it is fixed", exc.pointer)
+            collect.problem(got)
+        # A file changed within the last second may change again without its
+        # timestamps moving (coarse clocks): trust the cache only for older ones.
+        if self._now_ns - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+            self._cache[entry.name] = (sig, got)
+        else:
+            self._cache.pop(entry.name, None)
 
     def _ensure_root(self) -> None:
         if self.root.is_dir():
@@ -169,11 +193,11 @@ class DirectoryDriver:
             return
         assert tmp is not None
         if path is None:
-            self._files[change.key] = self._link_new(change.key, tmp)
+            self._files[change.key] = str(self._link_new(change.key, tmp))
         else:
-            os.replace(tmp, self._inside(path.name))
+            os.replace(tmp, self._inside(os.path.basename(path)))
 
-    def _current(self, path: Path) -> str | None:
+    def _current(self, path: str) -> str | None:
         """Canonical blob id of the flow a file now holds (None if gone or unreadable)."""
         try:
             raw = _read_nofollow(str(path))
