@@ -127,6 +127,7 @@ class Bench:
     def git_commit_all(self, tree: Path) -> float:
         shutil.rmtree(tree / ".git", ignore_errors=True)
         git(tree, "init", "-q", env=self.env)
+        git(tree, "config", "gc.auto", "0", env=self.env)  # no background gc racing the timings
         return timed(lambda: (git(tree, "add", "-A", env=self.env), git(tree, "commit", "-q", "-m", "all", env=self.env)))
 
     # -- scenarios ---------------------------------------------------------------------

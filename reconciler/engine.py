@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -64,9 +64,26 @@ class Snapshot:
     live: LiveSet
     invalid: Mapping[FlowKey, str]
     problems: tuple[Problem, ...]
+    desired_oids_map: Mapping[FlowKey, str] = field(default_factory=dict)
 
     def desired_oids(self) -> dict[FlowKey, str]:
-        return {k: f.oid for k, f in self.desired.items()}
+        return dict(self.desired_oids_map)
+
+
+class _Memo(NamedTuple):
+    """What one environment's last read derived from its (immutable) inputs."""
+
+    tip_flows: Mapping[FlowKey, str]
+    tip_keys: tuple[tuple[str, FlowKey], ...]
+    desired: dict[FlowKey, CanonicalFlow]
+    desired_oids: dict[FlowKey, str]
+    git_invalid: dict[FlowKey, str]
+    git_problems: list[Problem]
+    marker_flows: Mapping[FlowKey, str]
+    base: dict[FlowKey, str]
+    plan_key: tuple | None
+    plan: Plan | None
+    live: LiveSet | None = None
 
 
 @dataclass(frozen=True)
@@ -133,8 +150,9 @@ class Engine:
             author_email=config.repository.author_email,
         )
         self._drivers: dict[str, Driver] = dict(drivers or {})
-        # (blob id, key, env) -> canonical flow or problem; blobs never change.
-        self._canon: dict[tuple[str, FlowKey, str], CanonicalFlow | Problem] = {}
+        # per environment: (blob id, key) -> canonical flow or problem; blobs never change.
+        self._canon: dict[str, dict[tuple[str, FlowKey], CanonicalFlow | Problem]] = {}
+        self._memo: dict[str, _Memo] = {}
         self._validators: dict[str, Callable[[Any], list[tuple[str, str]]] | None] = {}
 
     def driver(self, env: EnvironmentConfig) -> Driver:
@@ -145,42 +163,60 @@ class Engine:
     # -- step 0: read ------------------------------------------------------------
 
     def read(self, env: EnvironmentConfig, progress: ProgressFn | None = None) -> Snapshot:
+        """The three sides in canonical form.
+
+        Trees and live snapshots are immutable, so what was derived from them
+        last time is reused when they are the same objects: a reconcile where
+        nothing changed re-derives nothing.
+        """
         branch = env.branch_name
         tip, marker = self.store.tip(branch), self.store.marker(env.name)
         at_tip = self.store.flows_at(tip, env.folder)
         at_marker = at_tip if marker == tip else self.store.flows_at(marker, env.folder)
-        validate = self._validator(env)
-        problems = list(at_tip.problems)
-        invalid: dict[FlowKey, str] = {}
-        desired: dict[FlowKey, CanonicalFlow] = {}
-        for key, oid in at_tip.flows.items():
-            got = self._canonical(env, oid, key, validate, f"{branch}:{flow_path(env.folder, key.name, key.version)}")
-            if isinstance(got, Problem):
-                problems.append(got)
-                invalid[key] = f"invalid in git: {got.message}"
-            else:
-                desired[key] = got
-        base: dict[FlowKey, str] = {}
-        for key, oid in at_marker.flows.items():
-            got = self._canonical(env, oid, key, None, f"applied:{key}")
-            base[key] = got.oid if isinstance(got, CanonicalFlow) else oid
+        memo = self._memo.get(env.name)
+        old_cache = self._canon.get(env.name, {})
+        cache: dict[tuple[str, FlowKey], CanonicalFlow | Problem] = {}
+        if memo is not None and memo.tip_flows is at_tip.flows:
+            desired, desired_oids, git_invalid, git_problems = memo.desired, memo.desired_oids, memo.git_invalid, memo.git_problems
+            cache.update((k, old_cache[k]) for k in memo.tip_keys if k in old_cache)
+        else:
+            validate = self._validator(env)
+            desired, git_invalid, git_problems = {}, {}, list(at_tip.problems)
+            for key, oid in at_tip.flows.items():
+                ck = (oid, key)
+                got = old_cache.get(ck)
+                if got is None:
+                    where = f"{branch}:{flow_path(env.folder, key.name, key.version)}"
+                    got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key, validate=validate)
+                cache[ck] = got
+                if isinstance(got, Problem):
+                    git_problems.append(got)
+                    git_invalid[key] = f"invalid in git: {got.message}"
+                else:
+                    desired[key] = got
+            desired_oids = {k: f.oid for k, f in desired.items()}
+        if memo is not None and memo.marker_flows is at_marker.flows:
+            base = memo.base
+        else:
+            base = {}
+            for key, oid in at_marker.flows.items():
+                ck = (oid, key)
+                got = cache.get(ck) or old_cache.get(ck)
+                if got is None:
+                    got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=f"applied:{key}", expect=key)
+                cache[ck] = got
+                base[key] = got.oid if isinstance(got, CanonicalFlow) else oid
+        self._canon[env.name] = cache  # only what the current trees use: memory stays bounded
+        self._memo[env.name] = _Memo(at_tip.flows, tuple(cache), desired, desired_oids, git_invalid, git_problems,
+                                     at_marker.flows, base, memo.plan_key if memo else None, memo.plan if memo else None)
         live = self.driver(env).export(progress=_phase(progress, "export"))
-        problems.extend(live.problems)
+        invalid = dict(git_invalid)
         for key, reason in live.invalid.items():
             invalid.setdefault(key, f"invalid in the environment: {reason}")
         return Snapshot(
-            env.name, branch, tip, marker, base, desired, dict(at_tip.flows), live, invalid, tuple(problems)
+            env.name, branch, tip, marker, base, desired, dict(at_tip.flows), live, invalid,
+            (*git_problems, *live.problems), desired_oids,
         )
-
-    def _canonical(self, env, oid: str, key: FlowKey, validate, where: str) -> CanonicalFlow | Problem:
-        ck = (oid, key, env.name)
-        got = self._canon.get(ck)
-        if got is None:
-            got = read_flow(
-                self.store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key, validate=validate
-            )
-            self._canon[ck] = got
-        return got
 
     def _validator(self, env: EnvironmentConfig):
         if env.name not in self._validators:
@@ -200,14 +236,23 @@ class Engine:
         return self._validators[env.name]
 
     def plan(self, env: EnvironmentConfig, snap: Snapshot, policy: Policy | None = None) -> Plan:
-        return plan(
+        policy = policy or env.policy
+        memo = self._memo.get(env.name)
+        key = (id(snap.desired_oids_map), id(snap.base), id(snap.live), policy, tuple(sorted(snap.invalid.items())))
+        if memo is not None and memo.plan_key == key and memo.plan is not None:
+            return memo.plan  # same immutable inputs, same plan
+        p = plan(
             snap.base,
-            snap.desired_oids(),
+            snap.desired_oids_map,
             snap.live.oids(),
-            policy or env.policy,
+            policy,
             invalid=snap.invalid,
             live_complete=snap.live.complete,
         )
+        if memo is not None and memo.desired_oids is snap.desired_oids_map and memo.base is snap.base:
+            # Keep the inputs alive with the memo so their ids stay theirs.
+            self._memo[env.name] = memo._replace(plan_key=key, plan=p, live=snap.live)
+        return p
 
     # -- commands ------------------------------------------------------------------
 
@@ -258,6 +303,9 @@ class Engine:
 
     def _apply(self, env, snap: Snapshot, p: Plan, allowed, progress) -> Outcome:
         steps = [s for s in p.changes if allowed is None or s.action in allowed]
+        if not steps and snap.marker is not None:
+            # Nothing to do: the marker already tells the truth.
+            return Outcome(env.name, p, False, snap.tip, snap.marker, problems=snap.problems)
         failed: dict[FlowKey, str] = {}
         drift_commit = self._save_drift(env, snap, steps)
         tip, commit, adopted = self._adopt(env, snap, steps, failed)
@@ -315,11 +363,16 @@ class Engine:
     def _verify(self, env, written: list[Step], failed: dict[FlowKey, str]) -> None:
         if not written:
             return
-        after = self.driver(env).export()
+        driver = self.driver(env)
+        reread = getattr(driver, "reread", None)  # optional: re-read just these flows
+        if reread is not None:
+            now_oids = reread([s.key for s in written])
+        else:
+            after = driver.export()
+            now_oids = {s.key: (f.oid if (f := after.flows.get(s.key)) else None) for s in written}
         for s in written:
-            now = after.flows.get(s.key)
             want = s.desired if s.action == Action.IMPORT else None
-            got = None if now is None else now.oid
+            got = now_oids.get(s.key)
             if got != want:
                 failed[s.key] = (
                     "read-after-write check failed: the environment does not hold what was written "

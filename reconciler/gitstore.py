@@ -38,6 +38,7 @@ __all__ = ["GitStore", "CommitInfo", "FlowTree", "MARKER_PREFIX"]
 MARKER_PREFIX = "refs/reconciler/applied/"
 _BLOB = pygit2.GIT_OBJECT_BLOB
 _TREE = pygit2.GIT_OBJECT_TREE
+_ZERO_ID = b"\0" * 20
 # Fewer queued objects than this are written loose; more go into one pack.
 PACK_THRESHOLD = 64
 
@@ -78,6 +79,7 @@ class GitStore:
         self._author = (author_name, author_email)
         self._pending = PackWriter()
         self._trees: dict[tuple[str, str], FlowTree] = {}
+        self._last: dict[str, tuple[pygit2.Tree, FlowTree]] = {}  # per folder: the last tree read
         try:
             if (self.path / "HEAD").exists() or (self.path / ".git").exists():
                 self.repo = pygit2.Repository(str(self.path))
@@ -131,11 +133,42 @@ class GitStore:
         cached = self._trees.get((str(tree.id), folder))
         if cached is not None:
             return FlowTree(commit, cached.flows, cached.problems)
-        result = self._read_flows(commit, tree, folder)
+        result = self._read_changed(commit, tree, folder) or self._read_flows(commit, tree, folder)
         if len(self._trees) >= 8:
             self._trees.pop(next(iter(self._trees)))
         self._trees[(str(tree.id), folder)] = result
+        self._last[folder] = (tree, result)
         return result
+
+    def _read_changed(self, commit: str, tree: pygit2.Tree, folder: str) -> FlowTree | None:
+        """The flows of ``tree`` from the last tree read and a tree-to-tree diff.
+
+        libgit2 descends only into sub-trees whose ids differ, so the cost grows
+        with the number of changed flows, not with the number of flows. Returns
+        None (read everything) when there is nothing to start from, or when
+        either side has entries that are not flow paths.
+        """
+        last = self._last.get(folder)
+        if last is None or last[1].problems:
+            return None
+        old_tree, old = last
+        flows = dict(old.flows)
+        try:
+            deltas = old_tree.diff_to_tree(tree).deltas
+            for delta in deltas:
+                for side, removing in ((delta.old_file, True), (delta.new_file, False)):
+                    if side.id.raw == _ZERO_ID:  # the side that does not exist
+                        continue
+                    key = FlowKey(*parse_flow_path(side.path))
+                    if removing:
+                        flows.pop(key, None)
+                    else:
+                        flows[key] = str(side.id)
+        except InvalidName:
+            return None
+        except pygit2.GitError as exc:
+            raise RetryableError(f"cannot diff trees in {self.path}: {exc}") from exc
+        return FlowTree(commit, flows)
 
     def _read_flows(self, commit: str, tree: pygit2.Tree, folder: str) -> FlowTree:
         flows: dict[FlowKey, str] = {}

@@ -25,7 +25,7 @@ import enum
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from reconciler.flows import FlowKey
 
@@ -62,9 +62,8 @@ class Policy:
     override: bool = True
 
 
-@dataclass(frozen=True)
-class Step:
-    """What to do with one flow, and why."""
+class Step(NamedTuple):
+    """What to do with one flow, and why (a named tuple: plans have one per flow)."""
 
     key: FlowKey
     action: Action

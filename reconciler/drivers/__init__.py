@@ -69,6 +69,9 @@ class Driver(Protocol):
         """Carry out changes; returns the ones that failed, with the reason. Never raises for one flow."""
         ...
 
+    # Optional: ``reread(keys) -> {key: canonical blob id or None}`` re-reads just
+    # those flows for the read-after-write check; without it the engine re-exports.
+
 
 class LiveCollector:
     """Builds a :class:`LiveSet` from documents, spotting duplicate keys."""

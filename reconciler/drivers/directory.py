@@ -51,60 +51,77 @@ class DirectoryDriver:
         self._files: dict[FlowKey, str] | None = None  # where each flow lives
         self._seq = 0
         # file name -> (stat signature, what it held): an unchanged file is not re-read.
-        self._cache: dict[str, tuple[tuple[int, int, int, int], CanonicalFlow | Problem]] = {}
-        self._now_ns = 0
+        self._cache: dict[str, tuple[tuple[int, ...], CanonicalFlow | Problem]] = {}
+        # the signatures and result of the last export, when every file in it was cached
+        self._last: tuple[dict[str, tuple[int, ...] | None], LiveSet] | None = None
 
     # -- export ------------------------------------------------------------------
 
     def export(self, progress: Progress | None = None) -> LiveSet:
+        """Read every flow file; unchanged files (same stat signature) are not re-read.
+
+        When no file's signature changed since the last export, the previous
+        (immutable) result is returned as it is, so a reconcile where nothing
+        changed costs one ``stat`` per file, like ``git status``.
+        """
         self._ensure_root()
-        collect = LiveCollector(self.identity, self.rules)
+        now = time.time_ns()
+        stats: dict[str, os.stat_result | OSError] = {}
         try:
-            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+            with os.scandir(self.root) as it:
+                for entry in it:
+                    name = entry.name
+                    if name.endswith(".json") and not name.startswith("."):
+                        try:
+                            stats[name] = entry.stat(follow_symlinks=False)
+                        except OSError as exc:
+                            stats[name] = exc
         except OSError as exc:
             raise RetryableError(f"cannot list {self.root}: {exc.strerror}") from exc
-        files = [e for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
-        total = len(files)
-        self._now_ns = time.time_ns()
-        seen: set[str] = set()
-        for i, entry in enumerate(files, 1):
-            seen.add(entry.name)
-            self._read_entry(entry, collect)
+        sigs = {n: _sig(st) for n, st in stats.items()}
+        if self._last is not None and sigs == self._last[0]:
+            return self._last[1]
+        collect = LiveCollector(self.identity, self.rules)
+        total = len(stats)
+        all_cached = True
+        for i, name in enumerate(sorted(stats), 1):
+            all_cached &= self._read_entry(name, stats[name], now, collect)
             if progress is not None and (i % 200 == 0 or i == total):
                 progress(i, total)
-        for gone in set(self._cache) - seen:
+        for gone in set(self._cache) - set(stats):
             del self._cache[gone]
         self._files = dict(collect.where)
-        return collect.result()
+        result = collect.result()
+        self._last = (sigs, result) if all_cached else None
+        return result
 
-    def _read_entry(self, entry: os.DirEntry, collect: LiveCollector) -> None:
-        where = os.path.join(self.root, entry.name)
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError as exc:
-            collect.problem(Problem(where, f"cannot stat: {exc.strerror}; left as it is"))
-            return
+    def _read_entry(self, name: str, st: os.stat_result | OSError, now: int, collect: LiveCollector) -> bool:
+        """Add one file's flow (or problem); True when the outcome is cached for next time."""
+        where = os.path.join(self.root, name)
+        if isinstance(st, OSError):
+            collect.problem(Problem(where, f"cannot stat: {st.strerror}; left as it is"))
+            return False
         if not stat.S_ISREG(st.st_mode):
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
             collect.problem(Problem(where, f"{kind}; skipped and left as it is (flows must be regular files)"))
-            return
+            return True
         if st.st_size > MAX_FILE_BYTES:
             collect.problem(Problem(where, f"{st.st_size} bytes is larger than the {MAX_FILE_BYTES}-byte limit; skipped"))
-            return
-        sig = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
-        cached = self._cache.get(entry.name)
+            return True
+        sig = _sig(st)
+        cached = self._cache.get(name)
         if cached is not None and cached[0] == sig:
             got: CanonicalFlow | Problem = cached[1]
             if isinstance(got, Problem):
                 collect.problem(got)
             else:
                 collect.add_flow(got, where)
-            return
+            return True
         try:
             raw = _read_nofollow(where)
         except OSError as exc:
             collect.problem(Problem(where, f"cannot read: {exc.strerror}; left as it is"))
-            return
+            return False
         try:
             got = collect.add(parse_json(raw), where)
         except InvalidJSON as exc:
@@ -112,10 +129,11 @@ class DirectoryDriver:
             collect.problem(got)
         # A file changed within the last second may change again without its
         # timestamps moving (coarse clocks): trust the cache only for older ones.
-        if self._now_ns - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
-            self._cache[entry.name] = (sig, got)
-        else:
-            self._cache.pop(entry.name, None)
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+            self._cache[name] = (sig, got)
+            return True
+        self._cache.pop(name, None)
+        return False
 
     def _ensure_root(self) -> None:
         if self.root.is_dir():
@@ -169,6 +187,18 @@ class DirectoryDriver:
             for tmp in temps.values():
                 _unlink_quietly(tmp)
         return failed
+
+    def reread(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
+        """Canonical blob ids of these flows as the files hold them now (for read-after-write)."""
+        files = self._files or {}
+        out: dict[FlowKey, str | None] = {}
+        for key in keys:
+            path = files.get(key)
+            try:
+                out[key] = None if path is None else self._current(path)
+            except _Refused:
+                out[key] = "unreadable"
+        return out
 
     def _remove_leftovers(self) -> None:
         """Temporary files of a run that crashed (the engine holds the environment's lock)."""
@@ -264,6 +294,12 @@ def _read_nofollow(path: str) -> bytes:
             return f.read(MAX_FILE_BYTES + 1)
     finally:
         os.close(fd)
+
+
+def _sig(st: os.stat_result | OSError) -> tuple[int, ...] | None:
+    if isinstance(st, OSError):
+        return None
+    return (st.st_mode, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
 def _unlink_quietly(path: str) -> None:
