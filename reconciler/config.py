@@ -240,8 +240,16 @@ def _problems(exc: ValidationError, where: str, prefix: str, raw: Any) -> list[P
             out.append(Problem(where, f"{loc}: required key is missing"))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            out.append(Problem(where, f"{loc} = {err.get('input')!r}: {msg}"))
+            out.append(Problem(where, f"{loc} = {_redact(err.get('input'))!r}: {msg}"))
     return out
+
+
+def _redact(value: Any) -> Any:
+    """Never echo credentials: a URL's user:password@ part is masked in messages."""
+    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = value.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return value
 
 
 def config_json_schema() -> dict[str, Any]:

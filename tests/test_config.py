@@ -103,3 +103,11 @@ def test_the_schema_rejects_what_the_loader_rejects() -> None:
     bad = {"environment": [{"name": "a", "driver": "directory", "path": "x", "drift": "sometimes"}]}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, config_json_schema())
+
+
+def test_credentials_in_a_url_are_never_echoed(tmp_path: Path) -> None:
+    """A bad value holding user:password@ is shown masked."""
+    from reconciler.config import _redact
+
+    assert _redact("https://bob:hunter2@dpm.example.com/api") == "https://***@dpm.example.com/api"
+    assert _redact("https://dpm.example.com/a@b") == "https://dpm.example.com/a@b"
