@@ -1,0 +1,127 @@
+"""Time to sync N small tabs (default 1,000) into an empty Node-RED.
+
+``python -m bench.node_red_sync [--tabs N] [--url URL --token-env VAR]``
+
+Writes N small Node-RED flows (inject -> function -> change -> debug; every
+tenth also uses one shared subflow) into a directory environment, exports it
+to ``env/acceptance``, makes ``env/production`` from it, and times one
+``sync production`` into an empty Node-RED: export (GET /flows), plan, one
+deploy (POST /flows), read-after-write (GET /flows), marker. Then times a sync
+when nothing changed (what every drift check costs). Without ``--url`` it
+starts a Node-RED of its own (as the tests do: tests/nodered.py), with its
+flows running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from reconciler.config import load_config  # noqa: E402
+from reconciler.engine import Engine  # noqa: E402
+from reconciler.logsetup import setup_logging  # noqa: E402
+
+SUBFLOW = [
+    {"id": "bench-sf", "type": "subflow", "name": "stamp", "info": "", "env": [],
+     "in": [{"x": 60, "y": 40, "wires": [{"id": "bench-sf-fn"}]}],
+     "out": [{"x": 320, "y": 40, "wires": [{"id": "bench-sf-fn", "port": 0}]}]},
+    {"id": "bench-sf-fn", "type": "function", "z": "bench-sf", "name": "stamp", "func": "msg.stamp = Date.now();\nreturn msg;",
+     "outputs": 1, "x": 190, "y": 40, "wires": [[]]},
+]
+
+
+def tab_flow(i: int) -> dict[str, Any]:
+    t = f"bench-{i:05d}"
+    last = f"{t}-chg"
+    nodes = [
+        {"id": f"{t}-in", "type": "inject", "z": t, "name": f"tick {i}", "props": [{"p": "payload"}], "repeat": "",
+         "crontab": "", "once": False, "topic": f"t{i}", "payload": "", "payloadType": "date", "x": 120, "y": 80,
+         "wires": [[f"{t}-fn"]]},
+        {"id": f"{t}-fn", "type": "function", "z": t, "name": "scale", "func": f"msg.payload = msg.payload * {i};\nreturn msg;",
+         "outputs": 1, "x": 300, "y": 80, "wires": [[f"{t}-chg"]]},
+        {"id": f"{t}-chg", "type": "change", "z": t, "name": "", "rules": [{"t": "set", "p": "flow", "pt": "msg",
+         "to": f"bench {i}", "tot": "str"}], "x": 480, "y": 80, "wires": [[f"{t}-out"]]},
+        {"id": f"{t}-out", "type": "debug", "z": t, "name": "", "active": False, "x": 660, "y": 80, "wires": []},
+    ]
+    doc: dict[str, Any] = {"name": f"bench flow {i:05d}", "version": f"1.{i % 3}",
+                           "tab": {"id": t, "type": "tab", "disabled": False, "info": f"benchmark tab {i}"}}
+    if i % 10 == 0:
+        nodes[1]["wires"] = [[f"{t}-sf"]]
+        nodes.append({"id": f"{t}-sf", "type": "subflow:bench-sf", "z": t, "x": 390, "y": 140, "wires": [[last]]})
+        doc["subflows"] = SUBFLOW
+    doc["nodes"] = sorted(nodes, key=lambda n: n["id"])
+    return doc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tabs", type=int, default=1000)
+    ap.add_argument("--url", help="an empty Node-RED to sync into (default: start one)")
+    ap.add_argument("--token-env", default="BENCH_NODE_RED_TOKEN", help="variable holding its token (with --url)")
+    args = ap.parse_args()
+    setup_logging("warning", "console")
+
+    node_red = None
+    with tempfile.TemporaryDirectory(prefix="bench-node-red-") as tmp:
+        root = Path(tmp)
+        try:
+            if args.url:
+                url = args.url.rstrip("/")
+            else:
+                from tests.nodered import NodeRed, node_red_bin
+
+                binary = node_red_bin()
+                if binary is None:
+                    print("no node-red binary: run `bash .ci/run` first, or pass --url", file=sys.stderr)
+                    return 1
+                node_red = NodeRed(binary, root / "node-red")
+                url = node_red.url
+                os.environ[args.token_env] = node_red.token
+            (root / "envs/acceptance").mkdir(parents=True)
+            for i in range(args.tabs):
+                (root / f"envs/acceptance/{i:05d}.json").write_text(json.dumps(tab_flow(i)))
+            (root / "reconciler.toml").write_text(
+                '[repository]\npath = "state/flows.git"\n\n'
+                '[[environment]]\nname = "acceptance"\ndriver = "directory"\npath = "envs/acceptance"\n\n'
+                f'[[environment]]\nname = "production"\ndriver = "node-red"\nurl = "{url}"\n'
+                f'token_env = "{args.token_env}"\ntimeout = 120\n'
+            )
+            config = load_config(root / "reconciler.toml")
+            t0 = time.perf_counter()
+            Engine(config).export("acceptance")
+            exported = time.perf_counter() - t0
+            subprocess.run(["git", "branch", "env/production", "env/acceptance"], cwd=config.repository.path, check=True)
+
+            t0 = time.perf_counter()
+            out = Engine(config).sync("production")
+            synced = time.perf_counter() - t0
+            if out.failed or out.problems or len(out.done) != args.tabs:
+                print(f"sync did not import every tab: {dict(list(out.failed.items())[:3])} {out.problems[:3]}", file=sys.stderr)
+                return 1
+            t0 = time.perf_counter()
+            again = Engine(config).sync("production")
+            idle = time.perf_counter() - t0
+            assert not again.plan.changes, "a second sync found changes"
+            nodes = sum(len(tab_flow(i)["nodes"]) for i in range(args.tabs))
+            print(f"export of {args.tabs} flows from the folder into git: {exported:.2f} s")
+            print(f"sync of {args.tabs} tabs ({nodes} nodes) into an empty Node-RED: {synced:.2f} s")
+            print(f"sync when nothing changed (a drift check): {idle:.2f} s")
+        finally:
+            if node_red is not None:
+                node_red.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
