@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["HttpServer", "DEFAULT_LISTEN", "HEALTH_PATH", "READY_PATH", "METRICS_PATH"]
 
 log = structlog.get_logger("reconciler.http")
+_DRAIN_MAX = 16 * 1024 * 1024
 _SYNC = re.compile(r"^/api/v1/environments/([A-Za-z0-9][A-Za-z0-9._-]{0,62})/sync$")
 
 
@@ -70,6 +71,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(raw)
         if length > self.max_body:
             self.close_connection = True
+            # Read (and drop) a bounded amount so the client sees the 413 instead of
+            # a reset connection; never more than _DRAIN_MAX, never into memory.
+            left = min(length, _DRAIN_MAX)
+            while left > 0:
+                chunk = self.rfile.read(min(left, 65536))
+                if not chunk:
+                    break
+                left -= len(chunk)
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {self.max_body} bytes")
             return None
         return self.rfile.read(length) if length else b""
