@@ -211,6 +211,8 @@ def _resolve_paths(env: EnvironmentConfig, base: Path, where: str, problems: lis
     update: dict[str, Any] = {}
     if isinstance(env, DirectoryEnvironment):
         update["path"] = _abs(base, env.path)
+    if env.secrets_dir is not None:
+        update["secrets_dir"] = _abs(base, env.secrets_dir)
     if env.schema_ is not None:
         schema_path = _abs(base, env.schema_)
         update["schema_"] = schema_path

@@ -21,12 +21,14 @@ The outcome is frozen data; the CLI and the service render it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import structlog
 
+from reconciler.canonical import blob_id, canonicalize, parse_json
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Change, Driver, LiveSet
 from reconciler.errors import BranchMovedError, LiveMovedError, Problem, RetryableError, StallError
@@ -34,6 +36,7 @@ from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import GitStore
 from reconciler.names import case_collisions, encode, flow_path
 from reconciler.plan import Action, Plan, Policy, State, Step, plan
+from reconciler.templating import Templating
 
 __all__ = ["Engine", "Snapshot", "Outcome", "make_driver", "ProgressFn"]
 
@@ -65,6 +68,8 @@ class Snapshot:
     invalid: Mapping[FlowKey, str]
     problems: tuple[Problem, ...]
     desired_oids_map: Mapping[FlowKey, str] = field(default_factory=dict)
+    base_blobs: Mapping[FlowKey, str] = field(default_factory=dict)  # git blob ids at the marker
+    templating: Templating = Templating()
 
     def desired_oids(self) -> dict[FlowKey, str]:
         return dict(self.desired_oids_map)
@@ -73,6 +78,7 @@ class Snapshot:
 class _Memo(NamedTuple):
     """What one environment's last read derived from its (immutable) inputs."""
 
+    fingerprint: str
     tip_flows: Mapping[FlowKey, str]
     tip_keys: tuple[tuple[str, FlowKey], ...]
     desired: dict[FlowKey, CanonicalFlow]
@@ -173,7 +179,13 @@ class Engine:
         tip, marker = self.store.tip(branch), self.store.marker(env.name)
         at_tip = self.store.flows_at(tip, env.folder)
         at_marker = at_tip if marker == tip else self.store.flows_at(marker, env.folder)
+        templating = self._templating(env)
+        fingerprint = templating.fingerprint()
+        render = templating.render if templating.active else None
         memo = self._memo.get(env.name)
+        if memo is not None and memo.fingerprint != fingerprint:
+            memo = None  # a parameter or secret changed: re-render everything
+            self._canon.pop(env.name, None)
         old_cache = self._canon.get(env.name, {})
         cache: dict[tuple[str, FlowKey], CanonicalFlow | Problem] = {}
         if memo is not None and memo.tip_flows is at_tip.flows:
@@ -187,7 +199,8 @@ class Engine:
                 got = old_cache.get(ck)
                 if got is None:
                     where = f"{branch}:{flow_path(env.folder, key.name, key.version)}"
-                    got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key, validate=validate)
+                    got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key,
+                                    validate=validate, render=render)
                 cache[ck] = got
                 if isinstance(got, Problem):
                     git_problems.append(got)
@@ -203,11 +216,12 @@ class Engine:
                 ck = (oid, key)
                 got = cache.get(ck) or old_cache.get(ck)
                 if got is None:
-                    got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=f"applied:{key}", expect=key)
+                    got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=f"applied:{key}",
+                                    expect=key, render=render)
                 cache[ck] = got
                 base[key] = got.oid if isinstance(got, CanonicalFlow) else oid
         self._canon[env.name] = cache  # only what the current trees use: memory stays bounded
-        self._memo[env.name] = _Memo(at_tip.flows, tuple(cache), desired, desired_oids, git_invalid, git_problems,
+        self._memo[env.name] = _Memo(fingerprint, at_tip.flows, tuple(cache), desired, desired_oids, git_invalid, git_problems,
                                      at_marker.flows, base, memo.plan_key if memo else None, memo.plan if memo else None)
         live = self.driver(env).export(progress=_phase(progress, "export"))
         invalid = dict(git_invalid)
@@ -215,7 +229,31 @@ class Engine:
             invalid.setdefault(key, f"invalid in the environment: {reason}")
         return Snapshot(
             env.name, branch, tip, marker, base, desired, dict(at_tip.flows), live, invalid,
-            (*git_problems, *live.problems), desired_oids,
+            (*git_problems, *live.problems), desired_oids, at_marker.flows, templating,
+        )
+
+    def _templating(self, env: EnvironmentConfig) -> Templating:
+        """Parameters and secrets of an environment (secrets read from files and env vars now)."""
+        secrets: dict[str, str] = {}
+        prefix = env.secrets_env_prefix
+        if prefix:
+            secrets.update((k[len(prefix):], v) for k, v in os.environ.items() if k.startswith(prefix) and len(k) > len(prefix))
+        if env.secrets_dir is not None:
+            try:
+                for entry in os.scandir(env.secrets_dir):
+                    if entry.is_file() and not entry.name.startswith("."):
+                        with open(entry.path, encoding="utf-8") as f:
+                            secrets[entry.name] = f.read().rstrip("\n")
+            except OSError as exc:
+                raise RetryableError(f"environment {env.name}: cannot read secrets_dir {env.secrets_dir}: {exc.strerror}") from exc
+        if not env.params and not secrets and not env.secret_fields:
+            return Templating()
+        return Templating(
+            params=dict(env.params),
+            secrets=secrets,
+            secret_pointers=tuple(env.secret_fields),
+            secret_keys=tuple(env.secret_keys),
+            keep=(env.identity.name, env.identity.version),
         )
 
     def _validator(self, env: EnvironmentConfig):
@@ -307,7 +345,7 @@ class Engine:
             # Nothing to do: the marker already tells the truth.
             return Outcome(env.name, p, False, snap.tip, snap.marker, problems=snap.problems)
         failed: dict[FlowKey, str] = {}
-        drift_commit = self._save_drift(env, snap, steps)
+        drift_commit = self._save_drift(env, snap, steps, failed)
         tip, commit, adopted = self._adopt(env, snap, steps, failed)
         written = self._write(env, snap, steps, failed, progress)
         self._verify(env, written, failed)
@@ -315,15 +353,41 @@ class Engine:
             s for s in steps
             if s.key not in failed and (s.action != Action.ADOPT or s.key in adopted)
         )
-        marker = self._mark(env, snap, tip, p, done)
+        marker = self._mark(env, snap, tip, p, done, adopted)
         for s in done:
             log.info("flow reconciled", environment=env.name, flow=str(s.key), action=s.action.value, commit=tip, reason=s.reason)
         for key, why in failed.items():
             log.warning("flow not reconciled", environment=env.name, flow=str(key), error=why, commit=tip)
         return Outcome(env.name, p, False, tip, marker, commit, drift_commit, failed, snap.problems, done)
 
-    def _save_drift(self, env, snap: Snapshot, steps: list[Step]) -> str | None:
-        saving = {s.key: snap.live.flows[s.key].data for s in steps if s.overwrites_live}
+    def _for_git(self, env, snap: Snapshot, key: FlowKey) -> bytes:
+        """A live flow as git may hold it: placeholders back in, nothing secret left.
+
+        Raises :class:`_Unsafe` naming the pointer (never the value) when the
+        flow holds a secret that cannot be replaced by a placeholder.
+        """
+        flow = snap.live.flows[key]
+        t = snap.templating
+        if not t.active and not t.secret_keys:
+            return flow.data
+        doc = parse_json(flow.data)
+        if t.active:
+            doc, problems = t.templatize(doc)
+            if problems:
+                raise _Unsafe(problems)
+        problems = t.scan(doc)
+        if problems:
+            raise _Unsafe(problems)
+        return canonicalize(doc, env.rules)
+
+    def _save_drift(self, env, snap: Snapshot, steps: list[Step], failed: dict[FlowKey, str]) -> str | None:
+        saving: dict[FlowKey, bytes] = {}
+        for s in steps:
+            if s.overwrites_live:
+                try:
+                    saving[s.key] = self._for_git(env, snap, s.key)
+                except _Unsafe as exc:
+                    failed[s.key] = f"not overwritten: its live version cannot be saved to drift/{env.name}: {exc}"
         if not saving:
             return None
         lines = "\n".join(f"- {k} ({next(s.reason for s in steps if s.key == k)})" for k in sorted(saving))
@@ -333,7 +397,7 @@ class Engine:
     def _adopt(self, env, snap: Snapshot, steps: list[Step], failed: dict[FlowKey, str]):
         adopts = [s for s in steps if s.action == Action.ADOPT]
         if not adopts:
-            return snap.tip, None, set()
+            return snap.tip, None, {}
         # A plain name differing only in case from another would collide on a
         # case-insensitive checkout: refuse the newcomer, keep the rest.
         existing = {encode(k.name) for k in snap.tip_blobs}
@@ -344,14 +408,18 @@ class Engine:
             if s.live is not None and s.key not in snap.tip_blobs and encode(s.key.name) in clash:
                 failed[s.key] = f"name {s.key.name!r} differs only in case from a flow already in git; rename it"
                 continue
-            changes[s.key] = None if s.live is None else snap.live.flows[s.key].data
+            try:
+                changes[s.key] = None if s.live is None else self._for_git(env, snap, s.key)
+            except _Unsafe as exc:
+                failed[s.key] = f"not committed (secret scan): {exc}"
         if not changes:
-            return snap.tip, None, set()
+            return snap.tip, None, {}
         commit = self.store.commit_changes(snap.branch, snap.tip, env.folder, changes, _adopt_message(env.name, snap, changes))
-        return (commit or snap.tip), commit, set(changes)
+        blobs = {k: (None if v is None else blob_id(v)) for k, v in changes.items()}
+        return (commit or snap.tip), commit, blobs
 
     def _write(self, env, snap: Snapshot, steps: list[Step], failed, progress) -> list[Step]:
-        writes = [s for s in steps if s.action in (Action.IMPORT, Action.DELETE)]
+        writes = [s for s in steps if s.action in (Action.IMPORT, Action.DELETE) and s.key not in failed]
         if not writes:
             return []
         changes = [
@@ -380,27 +448,27 @@ class Engine:
                     "fields on import, list them in the environment's `ignore`"
                 )
 
-    def _mark(self, env, snap: Snapshot, tip: str | None, p: Plan, done: tuple[Step, ...]) -> str | None:
-        """Move the marker to a commit whose tree is what the environment now holds."""
+    def _mark(self, env, snap: Snapshot, tip: str | None, p: Plan, done: tuple[Step, ...], adopted: Mapping[FlowKey, str | None]) -> str | None:
+        """Move the marker to a commit whose tree is what the environment now holds.
+
+        The tree holds git's own blobs (with placeholders, never secrets): the
+        tip's blob where the environment now matches the tip, the adopted blob
+        for adopted flows, the old marker's blob where nothing was done.
+        """
         done_keys = {s.key for s in done}
-        new_base: dict[FlowKey, str] = {}
-        for s in p.steps:
-            value = s.next_base if s.key in done_keys else s.base
-            if value is not None:
-                new_base[s.key] = value
         tip_flows = self.store.flows_at(tip, env.folder).flows if tip else {}
         edits: dict[FlowKey, str | None] = {}
-        for key in set(new_base) | set(tip_flows):
-            want = new_base.get(key)
+        for s in p.steps:
+            if s.action == Action.NONE:
+                continue  # in sync: the tip's blob, already in the tip's tree
+            key = s.key
+            if key in done_keys:
+                want = adopted[key] if s.action == Action.ADOPT else (None if s.action == Action.DELETE else snap.tip_blobs.get(key))
+            else:
+                want = snap.base_blobs.get(key)
             if tip_flows.get(key) != want:
                 edits[key] = want
-        for key, oid in edits.items():
-            if oid is not None and not self.store.has_object(oid):
-                flow = snap.desired.get(key) or snap.live.flows.get(key)
-                if flow is None or flow.oid != oid:
-                    raise RetryableError(f"content {oid[:12]} of {key} is missing from the repository")
-                self.store.write_blob(flow.data)
-        if tip is None and not new_base:
+        if tip is None and not edits:
             return snap.marker
         if not edits and tip is not None:
             target = tip
@@ -416,6 +484,14 @@ class Engine:
         if target != snap.marker:
             self.store.set_marker(env.name, target)
         return target
+
+
+class _Unsafe(Exception):
+    """A flow that must not be written to git as it is (secret scan)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{p or '/'}: {m}" for p, m in problems[:5]))
 
 
 def _adopt_message(env: str, snap: Snapshot, changes: Mapping[FlowKey, bytes | None]) -> str:

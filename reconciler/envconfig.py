@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 from reconciler.canonical import Rules, parse_pointer
 from reconciler.flows import Identity
 from reconciler.plan import Policy
+from reconciler.templating import DEFAULT_SECRET_KEYS
 
 __all__ = ["EnvironmentConfig", "IdentityConfig", "Model"]
 
@@ -58,6 +59,19 @@ class EnvironmentConfig(Model):
     identity: IdentityConfig = IdentityConfig()
     schema_: Path | None = Field(None, alias="schema", description="JSON Schema every flow must satisfy before import.")
     interval: float = Field(60.0, gt=0, description="Seconds between drift checks in `reconciler run`.")
+    params: dict[str, str] = Field(
+        {}, description="Values of ${param:NAME} placeholders in this environment; exported values become placeholders again."
+    )
+    secrets_dir: Path | None = Field(None, description="Folder of files NAME holding the values of ${secret:NAME}.")
+    secrets_env_prefix: str = Field(
+        "RECONCILER_SECRET_", description="Environment variables <prefix>NAME also hold secret values."
+    )
+    secret_fields: tuple[str, ...] = Field(
+        (), description="JSON pointers ('*' allowed) of fields that hold secrets: exported as ${secret:NAME}, never as values."
+    )
+    secret_keys: tuple[str, ...] = Field(
+        DEFAULT_SECRET_KEYS, description="Key names (case-insensitive, substring) of fields that hold secrets."
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -71,6 +85,14 @@ class EnvironmentConfig(Model):
                 # Removing element 0 of an array is not idempotent: each pass
                 # would remove another one. Name fields, or use '*'.
                 raise ValueError(f"{p!r} selects an array element by index; use '*' or a field name")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"parameter name {name!r} may only hold letters, digits, '_', '.', '-'")
         return v
 
     @field_validator("sort")

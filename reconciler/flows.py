@@ -104,6 +104,7 @@ def read_flow(
     where: str,
     expect: FlowKey | None = None,
     validate: Callable[[Any], list[tuple[str, str]]] | None = None,
+    render: Callable[[Any], tuple[Any, list[tuple[str, str]]]] | None = None,
 ) -> CanonicalFlow | Problem:
     """Parse, identify, validate and canonicalise one flow document.
 
@@ -115,7 +116,7 @@ def read_flow(
         doc = parse_json(raw)
     except InvalidJSON as exc:
         return Problem(where, f"{exc}; fix the file's syntax", exc.pointer, str(expect or ""))
-    return flow_from_doc(doc, identity, rules, where=where, expect=expect, validate=validate)
+    return flow_from_doc(doc, identity, rules, where=where, expect=expect, validate=validate, render=render)
 
 
 def flow_from_doc(
@@ -126,8 +127,13 @@ def flow_from_doc(
     where: str,
     expect: FlowKey | None = None,
     validate: Callable[[Any], list[tuple[str, str]]] | None = None,
+    render: Callable[[Any], tuple[Any, list[tuple[str, str]]]] | None = None,
 ) -> CanonicalFlow | Problem:
-    """Like :func:`read_flow` for an already parsed document (modified in place)."""
+    """Like :func:`read_flow` for an already parsed document (modified in place).
+
+    ``render`` (placeholders -> values) runs after identity checks and before
+    validation, so a schema sees what the platform will get.
+    """
     try:
         key = identity.key_of(doc)
     except FlowInvalid as exc:
@@ -140,6 +146,12 @@ def flow_from_doc(
             pointer,
             str(expect),
         )
+    if render is not None:
+        doc, unresolved = render(doc)
+        if unresolved:
+            pointer, message = unresolved[0]
+            more = f" (and {len(unresolved) - 1} more)" if len(unresolved) > 1 else ""
+            return Problem(where, message + more, pointer, str(key))
     if validate is not None:
         errors = validate(doc)
         if errors:

@@ -1,0 +1,186 @@
+"""Per-environment parameters and secrets (pure: values are passed in).
+
+Flows in git may hold placeholders in string values:
+
+- ``${param:NAME}``: the environment's ``params.NAME``;
+- ``${secret:NAME}``: a secret, resolved at import from the environment's
+  secret store (the adapter reads it; nothing here touches files or env vars).
+
+``render`` substitutes them for import. ``templatize`` is its inverse for
+export: every exact occurrence of a parameter's value becomes its placeholder
+(longest value first, never inside a longer token: ``prod`` is not replaced
+in ``production``), and the value of a *secret field* (JSON pointers, or key
+names such as ``password``) becomes ``${secret:NAME}`` when it is a known
+secret. So the same flow exported from acceptance and from production gives
+the same bytes, and a merge between their branches has no conflicts.
+
+``scan`` refuses what must never reach git: a configured secret value
+anywhere, or anything but a placeholder in a secret field. Problems name the
+pointer and the secret's name, never its value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.canonical import format_pointer, parse_pointer
+
+__all__ = ["Templating", "PLACEHOLDER", "DEFAULT_SECRET_KEYS"]
+
+PLACEHOLDER = re.compile(r"\$\{(param|secret):([A-Za-z0-9_.-]+)\}")
+DEFAULT_SECRET_KEYS = ("password", "passwd", "secret", "token", "apikey", "api_key", "privatekey", "private_key", "credential")
+# A secret shorter than this is not searched for in free text (it would match everywhere).
+_MIN_SECRET = 4
+_WORD = re.compile(r"\w")
+
+
+@dataclass(frozen=True)
+class Templating:
+    params: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)  # name -> value, resolved by the adapter
+    secret_pointers: tuple[str, ...] = ()
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    keep: tuple[str, ...] = ()  # pointers never rewritten (the flow's identity)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.params or self.secrets or self.secret_pointers)
+
+    # -- import: placeholders -> values ---------------------------------------------
+
+    def render(self, doc: Any) -> tuple[Any, list[tuple[str, str]]]:
+        """Substitute placeholders; returns (new document, [(pointer, problem)])."""
+        problems: list[tuple[str, str]] = []
+
+        def sub(text: str, path: list[Any]) -> str:
+            if self._kept(path):
+                return text
+
+            def one(m: re.Match[str]) -> str:
+                kind, name = m.group(1), m.group(2)
+                table = self.params if kind == "param" else self.secrets
+                if name in table:
+                    return table[name]
+                where = format_pointer(path)
+                if kind == "param":
+                    problems.append((where, f"unknown parameter {name!r}: add it to the environment's params"))
+                else:
+                    problems.append((where, f"secret {name!r} is not in the environment's secret store"))
+                return m.group(0)
+
+            return PLACEHOLDER.sub(one, text) if "${" in text else text
+
+        return _map_strings(doc, sub, []), problems
+
+    # -- export: values -> placeholders -------------------------------------------------
+
+    def templatize(self, doc: Any) -> tuple[Any, list[tuple[str, str]]]:
+        """Put placeholders back; returns (new document, [(pointer, problem)])."""
+        problems: list[tuple[str, str]] = []
+        by_value = {v: k for k, v in self.secrets.items() if v}
+        pattern = self._param_pattern()
+        names = {v: k for k, v in self.params.items() if v}
+
+        def sub(text: str, path: list[Any]) -> str:
+            if self._kept(path):
+                return text
+            if self._is_secret_field(path):
+                if text == "" or PLACEHOLDER.fullmatch(text):
+                    return text
+                if text in by_value:
+                    return "${secret:" + by_value[text] + "}"
+                problems.append((format_pointer(path),
+                                 "a secret field holds a value that is not in the secret store; store it there "
+                                 "and the flow is exported with ${secret:NAME}"))
+                return text
+            if pattern is None:
+                return text
+            return pattern.sub(lambda m: "${param:" + names[m.group(0)] + "}", text)
+
+        return _map_strings(doc, sub, []), problems
+
+    def _param_pattern(self) -> re.Pattern[str] | None:
+        values = sorted((v for v in self.params.values() if v), key=len, reverse=True)
+        if not values:
+            return None
+        alts = []
+        for v in values:
+            before = r"(?<!\w)" if _WORD.match(v[0]) else ""
+            after = r"(?!\w)" if _WORD.match(v[-1]) else ""
+            alts.append(before + re.escape(v) + after)
+        return re.compile("|".join(alts))
+
+    def _kept(self, path: list[Any]) -> bool:
+        return bool(self.keep) and format_pointer(path) in self.keep
+
+    def fingerprint(self) -> str:
+        """Changes when any parameter or secret value changes (never reveals them)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for table in (self.params, self.secrets):
+            for k in sorted(table):
+                h.update(k.encode() + b"\0" + table[k].encode() + b"\0")
+            h.update(b"\1")
+        h.update(repr((self.secret_pointers, self.secret_keys, self.keep)).encode())
+        return h.hexdigest()
+
+    def _is_secret_field(self, path: list[Any]) -> bool:
+        if path and isinstance(path[-1], str):
+            # Suffix match on the normalised key: dbPassword, api_token and
+            # clientSecret are secret fields; tokenizer and tokens are not.
+            key = _norm(path[-1])
+            if any(key.endswith(_norm(k)) for k in self.secret_keys):
+                return True
+        for pointer in self.secret_pointers:
+            segs = parse_pointer(pointer)
+            if len(segs) == len(path) and all(s == "*" or s == str(p) for s, p in zip(segs, path)):
+                return True
+        return False
+
+    # -- before any commit ------------------------------------------------------------------
+
+    def scan(self, doc: Any) -> list[tuple[str, str]]:
+        """Secrets that would reach git: (pointer, message) without the value."""
+        problems: list[tuple[str, str]] = []
+        known = [(k, v) for k, v in self.secrets.items() if len(v) >= _MIN_SECRET]
+
+        def check(text: str, path: list[Any]) -> str:
+            where = format_pointer(path)
+            for name, value in known:
+                if value in text:
+                    problems.append((where, f"holds the value of secret {name!r}; it must stay out of git"))
+            if self._is_secret_field(path) and text and not PLACEHOLDER.fullmatch(text):
+                problems.append((where, "looks like a credential (a secret field that is not a ${secret:NAME} placeholder)"))
+            return text
+
+        _map_strings(doc, check, [])
+        return problems
+
+
+def _norm(key: str) -> str:
+    return key.lower().replace("-", "").replace("_", "")
+
+
+def _map_strings(node: Any, fn, path: list[Any]) -> Any:
+    """A copy of ``node`` with every string value replaced by ``fn(value, path)``."""
+    if isinstance(node, str):
+        return fn(node, path)
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            path.append(k)
+            out[k] = _map_strings(v, fn, path)
+            path.pop()
+        return out
+    if isinstance(node, list):
+        out_list = []
+        for i, v in enumerate(node):
+            path.append(i)
+            out_list.append(_map_strings(v, fn, path))
+            path.pop()
+        return out_list
+    return node
