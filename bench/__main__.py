@@ -221,8 +221,21 @@ class Bench:
                     break
             assert ready, "service did not start"
             import threading
+            import urllib.request
 
+            url = json.loads(line)["url"]
             threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # drain
+            deadline = time.perf_counter() + 600
+            while True:  # measure pushes only once the startup reconcile of every environment is done
+                try:
+                    with urllib.request.urlopen(url + "/readyz", timeout=5) as resp:
+                        if resp.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.perf_counter() > deadline:
+                    raise AssertionError("service not ready after 600 s")
+                time.sleep(0.1)
             clone = self.work / "clone"
             shutil.rmtree(clone, ignore_errors=True)
             git(self.work, "clone", "-q", "-b", "env/production", str(root / "state/flows.git"), str(clone), env=self.env)

@@ -75,21 +75,79 @@ class Snapshot:
         return dict(self.desired_oids_map)
 
 
+class _Derived(NamedTuple):
+    """Canonical flows derived from one tree's ``key -> blob id`` mapping."""
+
+    source: Mapping[FlowKey, str]
+    flows_by_key: dict[FlowKey, CanonicalFlow]  # valid flows (ids only unless data is kept)
+    oids: dict[FlowKey, str]  # comparison ids (rendered canonical blob ids)
+    problems: dict[FlowKey, Problem]
+
+
+def _derive(source: Mapping[FlowKey, str], prev: _Derived | None, read, donor: _Derived | None,
+            keep_data: bool = True) -> _Derived:
+    """Derive canonical flows, re-reading only keys whose blob id changed since ``prev``.
+
+    ``donor`` is another derivation (the tip's, for the marker) whose results
+    are reused for identical blobs.
+    """
+    if prev is not None and prev.source is source:
+        return prev
+    if prev is None:
+        flows, oids, problems, changed = {}, {}, {}, source.keys()
+    else:
+        flows, oids, problems = dict(prev.flows_by_key), dict(prev.oids), dict(prev.problems)
+        changed = {k for k, _ in set(source.items()) ^ set(prev.source.items())}
+        for k in changed:
+            flows.pop(k, None)
+            oids.pop(k, None)
+            problems.pop(k, None)
+    for key in changed:
+        oid = source.get(key)
+        if oid is None:
+            continue
+        got = None
+        if donor is not None and donor.source.get(key) == oid:
+            got = donor.flows_by_key.get(key) or donor.problems.get(key)
+        if got is None:
+            got = read(key, oid)
+        if isinstance(got, Problem):
+            problems[key] = got
+            oids[key] = oid  # an unreadable base still differs from anything valid
+        else:
+            oids[key] = got.oid
+            flows[key] = got if keep_data else got.light()
+    return _Derived(source, flows, oids, problems)
+
+
+class _PlanInputs(NamedTuple):
+    base: Mapping[FlowKey, str]
+    desired: Mapping[FlowKey, str]
+    live: Mapping[FlowKey, str]
+    invalid: Mapping[FlowKey, str]
+    policy: Policy
+    live_complete: bool
+
+    def changed_since(self, old: "_PlanInputs") -> set[FlowKey]:
+        changed: set[FlowKey] = set()
+        for new_map, old_map in ((self.base, old.base), (self.desired, old.desired), (self.live, old.live),
+                                 (self.invalid, old.invalid)):
+            if new_map is not old_map:
+                changed.update(k for k, _ in set(new_map.items()) ^ set(old_map.items()))
+        return changed
+
+
+def _only(mapping: Mapping[FlowKey, str], keys: set[FlowKey]) -> dict[FlowKey, str]:
+    return {k: mapping[k] for k in keys if k in mapping}
+
+
 class _Memo(NamedTuple):
-    """What one environment's last read derived from its (immutable) inputs."""
+    """What one environment's last read and plan derived from their (immutable) inputs."""
 
     fingerprint: str
-    tip_flows: Mapping[FlowKey, str]
-    tip_keys: tuple[tuple[str, FlowKey], ...]
-    desired: dict[FlowKey, CanonicalFlow]
-    desired_oids: dict[FlowKey, str]
-    git_invalid: dict[FlowKey, str]
-    git_problems: list[Problem]
-    marker_flows: Mapping[FlowKey, str]
-    base: dict[FlowKey, str]
-    plan_key: tuple | None
-    plan: Plan | None
-    live: LiveSet | None = None
+    desired: _Derived
+    base: _Derived
+    planned: tuple[_PlanInputs, dict[FlowKey, Step]] | None
 
 
 @dataclass(frozen=True)
@@ -156,9 +214,7 @@ class Engine:
             author_email=config.repository.author_email,
         )
         self._drivers: dict[str, Driver] = dict(drivers or {})
-        # per environment: (blob id, key) -> canonical flow or problem; blobs never change.
-        self._canon: dict[str, dict[tuple[str, FlowKey], CanonicalFlow | Problem]] = {}
-        self._memo: dict[str, _Memo] = {}
+        self._memo: dict[str, _Memo] = {}  # per environment: what the last read and plan derived
         self._validators: dict[str, Callable[[Any], list[tuple[str, str]]] | None] = {}
 
     def driver(self, env: EnvironmentConfig) -> Driver:
@@ -171,9 +227,9 @@ class Engine:
     def read(self, env: EnvironmentConfig, progress: ProgressFn | None = None) -> Snapshot:
         """The three sides in canonical form.
 
-        Trees and live snapshots are immutable, so what was derived from them
-        last time is reused when they are the same objects: a reconcile where
-        nothing changed re-derives nothing.
+        Trees and live snapshots are immutable; what was derived from the last
+        ones is patched for the keys whose blob ids changed, so the cost of a
+        read grows with what changed, not with the number of flows.
         """
         branch = env.branch_name
         tip, marker = self.store.tip(branch), self.store.marker(env.name)
@@ -185,51 +241,29 @@ class Engine:
         memo = self._memo.get(env.name)
         if memo is not None and memo.fingerprint != fingerprint:
             memo = None  # a parameter or secret changed: re-render everything
-            self._canon.pop(env.name, None)
-        old_cache = self._canon.get(env.name, {})
-        cache: dict[tuple[str, FlowKey], CanonicalFlow | Problem] = {}
-        if memo is not None and memo.tip_flows is at_tip.flows:
-            desired, desired_oids, git_invalid, git_problems = memo.desired, memo.desired_oids, memo.git_invalid, memo.git_problems
-            cache.update((k, old_cache[k]) for k in memo.tip_keys if k in old_cache)
-        else:
-            validate = self._validator(env)
-            desired, git_invalid, git_problems = {}, {}, list(at_tip.problems)
-            for key, oid in at_tip.flows.items():
-                ck = (oid, key)
-                got = old_cache.get(ck)
-                if got is None:
-                    where = f"{branch}:{flow_path(env.folder, key.name, key.version)}"
-                    got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key,
-                                    validate=validate, render=render)
-                cache[ck] = got
-                if isinstance(got, Problem):
-                    git_problems.append(got)
-                    git_invalid[key] = f"invalid in git: {got.message}"
-                else:
-                    desired[key] = got
-            desired_oids = {k: f.oid for k, f in desired.items()}
-        if memo is not None and memo.marker_flows is at_marker.flows:
-            base = memo.base
-        else:
-            base = {}
-            for key, oid in at_marker.flows.items():
-                ck = (oid, key)
-                got = cache.get(ck) or old_cache.get(ck)
-                if got is None:
-                    got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=f"applied:{key}",
-                                    expect=key, render=render)
-                cache[ck] = got
-                base[key] = got.oid if isinstance(got, CanonicalFlow) else oid
-        self._canon[env.name] = cache  # only what the current trees use: memory stays bounded
-        self._memo[env.name] = _Memo(fingerprint, at_tip.flows, tuple(cache), desired, desired_oids, git_invalid, git_problems,
-                                     at_marker.flows, base, memo.plan_key if memo else None, memo.plan if memo else None)
+        validate = self._validator(env)
+
+        def from_tip(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
+            where = f"{branch}:{flow_path(env.folder, key.name, key.version)}"
+            return read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key,
+                             validate=validate, render=render)
+
+        desired = _derive(at_tip.flows, memo.desired if memo else None, from_tip, None, keep_data=False)
+
+        def from_marker(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
+            return read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=f"applied:{key}",
+                             expect=key, render=render)
+
+        base = _derive(at_marker.flows, memo.base if memo else None, from_marker, desired, keep_data=False)
         live = self.driver(env).export(progress=_phase(progress, "export"))
-        invalid = dict(git_invalid)
+        self._memo[env.name] = _Memo(fingerprint, desired, base, memo.planned if memo else None)
+        invalid = {k: f"invalid in git: {p.message}" for k, p in desired.problems.items()}
         for key, reason in live.invalid.items():
             invalid.setdefault(key, f"invalid in the environment: {reason}")
+        git_problems = (*at_tip.problems, *desired.problems.values())
         return Snapshot(
-            env.name, branch, tip, marker, base, desired, dict(at_tip.flows), live, invalid,
-            (*git_problems, *live.problems), desired_oids, at_marker.flows, templating,
+            env.name, branch, tip, marker, base.oids, desired.flows_by_key, dict(at_tip.flows), live, invalid,
+            (*git_problems, *live.problems), desired.oids, at_marker.flows, templating,
         )
 
     def _templating(self, env: EnvironmentConfig) -> Templating:
@@ -274,23 +308,27 @@ class Engine:
         return self._validators[env.name]
 
     def plan(self, env: EnvironmentConfig, snap: Snapshot, policy: Policy | None = None) -> Plan:
+        """The plan for a snapshot; only keys whose inputs changed since the last plan are decided again."""
         policy = policy or env.policy
+        inputs = _PlanInputs(snap.base, snap.desired_oids_map, snap.live.oids(), dict(snap.invalid), policy,
+                             snap.live.complete)
         memo = self._memo.get(env.name)
-        key = (id(snap.desired_oids_map), id(snap.base), id(snap.live), policy, tuple(sorted(snap.invalid.items())))
-        if memo is not None and memo.plan_key == key and memo.plan is not None:
-            return memo.plan  # same immutable inputs, same plan
-        p = plan(
-            snap.base,
-            snap.desired_oids_map,
-            snap.live.oids(),
-            policy,
-            invalid=snap.invalid,
-            live_complete=snap.live.complete,
-        )
-        if memo is not None and memo.desired_oids is snap.desired_oids_map and memo.base is snap.base:
-            # Keep the inputs alive with the memo so their ids stay theirs.
-            self._memo[env.name] = memo._replace(plan_key=key, plan=p, live=snap.live)
-        return p
+        last = memo.planned if memo is not None else None
+        if last is not None and last[0].policy == policy and last[0].live_complete == inputs.live_complete:
+            changed = inputs.changed_since(last[0])
+            steps = dict(last[1])
+            for key in changed:
+                steps.pop(key, None)
+            sub = plan(*(_only(m, changed) for m in (inputs.base, inputs.desired, inputs.live)), policy,
+                       invalid=_only(inputs.invalid, changed), live_complete=inputs.live_complete)
+            steps.update((s.key, s) for s in sub.steps)
+        else:
+            full = plan(inputs.base, inputs.desired, inputs.live, policy, invalid=inputs.invalid,
+                        live_complete=inputs.live_complete)
+            steps = {s.key: s for s in full.steps}
+        if memo is not None:
+            self._memo[env.name] = memo._replace(planned=(inputs, steps))
+        return Plan(tuple(steps[k] for k in sorted(steps)))
 
     # -- commands ------------------------------------------------------------------
 
@@ -367,10 +405,16 @@ class Engine:
         flow holds a secret that cannot be replaced by a placeholder.
         """
         flow = snap.live.flows[key]
+        data = flow.data
+        if data is None:  # a snapshot that keeps ids only: read the bytes again, as planned?
+            loaded = getattr(self.driver(env), "load", lambda _k: None)(key)
+            if loaded is None or loaded.oid != flow.oid or loaded.data is None:
+                raise _Moved(f"{key} changed in the environment since it was read; the next run re-checks it")
+            data = loaded.data
         t = snap.templating
         if not t.active and not t.secret_keys:
-            return flow.data
-        doc = parse_json(flow.data)
+            return data
+        doc = parse_json(data)
         if t.active:
             doc, problems = t.templatize(doc)
             if problems:
@@ -388,6 +432,8 @@ class Engine:
                     saving[s.key] = self._for_git(env, snap, s.key)
                 except _Unsafe as exc:
                     failed[s.key] = f"not overwritten: its live version cannot be saved to drift/{env.name}: {exc}"
+                except _Moved as exc:
+                    failed[s.key] = f"not overwritten: {exc}"
         if not saving:
             return None
         lines = "\n".join(f"- {k} ({next(s.reason for s in steps if s.key == k)})" for k in sorted(saving))
@@ -412,6 +458,8 @@ class Engine:
                 changes[s.key] = None if s.live is None else self._for_git(env, snap, s.key)
             except _Unsafe as exc:
                 failed[s.key] = f"not committed (secret scan): {exc}"
+            except _Moved as exc:
+                failed[s.key] = f"not committed: {exc}"
         if not changes:
             return snap.tip, None, {}
         commit = self.store.commit_changes(snap.branch, snap.tip, env.folder, changes, _adopt_message(env.name, snap, changes))
@@ -422,11 +470,27 @@ class Engine:
         writes = [s for s in steps if s.action in (Action.IMPORT, Action.DELETE) and s.key not in failed]
         if not writes:
             return []
-        changes = [
-            Change(s.key, snap.desired[s.key].data if s.action == Action.IMPORT else None, s.live) for s in writes
-        ]
+        changes = []
+        for s in writes:
+            data = None
+            if s.action == Action.IMPORT:
+                data = self._desired_data(env, snap, s)
+                if data is None:
+                    failed[s.key] = "its version in git changed while it was being read; the next run re-checks it"
+                    continue
+            changes.append(Change(s.key, data, s.live))
         failed.update(self.driver(env).apply(changes, progress=_phase(progress, "write")))
         return [s for s in writes if s.key not in failed]
+
+    def _desired_data(self, env, snap: Snapshot, step: Step) -> bytes | None:
+        """The rendered canonical bytes of git's version (read again: snapshots keep ids only)."""
+        oid = snap.tip_blobs.get(step.key)
+        if oid is None:
+            return None
+        render = snap.templating.render if snap.templating.active else None
+        got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=step.key, expect=step.key,
+                        render=render)
+        return got.data if isinstance(got, CanonicalFlow) and got.oid == step.desired else None
 
     def _verify(self, env, written: list[Step], failed: dict[FlowKey, str]) -> None:
         if not written:
@@ -484,6 +548,10 @@ class Engine:
         if target != snap.marker:
             self.store.set_marker(env.name, target)
         return target
+
+
+class _Moved(Exception):
+    """A live flow that is no longer what the plan saw."""
 
 
 class _Unsafe(Exception):

@@ -89,11 +89,19 @@ class FlowInvalid(ValueError):
 
 @dataclass(frozen=True)
 class CanonicalFlow:
-    """A flow in canonical form: its key, its bytes and their git blob id."""
+    """A flow in canonical form: its key, its bytes and their git blob id.
+
+    ``data`` may be None in snapshots that keep only ids (to hold tens of
+    thousands of flows in little memory); the bytes are then read again when a
+    flow is written, and checked against ``oid``.
+    """
 
     key: FlowKey
-    data: bytes
+    data: bytes | None
     oid: str
+
+    def light(self) -> "CanonicalFlow":
+        return self if self.data is None else CanonicalFlow(self.key, None, self.oid)
 
 
 def read_flow(

@@ -137,6 +137,10 @@ class EnvWorker(threading.Thread):
         error: str | None = None
         result = "ok"
         try:
+            if self._folder_quiet(reasons):
+                driver = self.engine.driver(env)
+                if hasattr(driver, "assume_unchanged"):
+                    driver.assume_unchanged = True
             outcome = self.engine.sync(env.name, before=self._integrate if self.remote else None)
             if self.remote is not None:
                 rejected = self.remote.publish(env.name, env.branch_name)
@@ -155,6 +159,13 @@ class EnvWorker(threading.Thread):
             log.exception("reconcile crashed", environment=env.name)
             result, error = "retry", f"internal error: {exc!r}"
         self._record(reasons, outcome, result, error, clock() - started)
+
+    def _folder_quiet(self, reasons: set[str]) -> bool:
+        """True when only git moved and the folder watch vouches that the folder did not."""
+        if not reasons or any(not (r == "ref" or r.startswith("webhook")) for r in reasons):
+            return False  # folder events, the schedule, startup, retries and the API re-scan
+        watcher = self.service.watcher
+        return watcher is not None and watcher.is_alive() and watcher.ready.is_set() and watcher.watches(self.env.name)
 
     def _integrate(self, env: EnvironmentConfig) -> None:
         assert self.remote is not None

@@ -49,6 +49,9 @@ class Watcher(threading.Thread):
     def stop(self) -> None:
         self._stop.set()
 
+    def watches(self, env: str) -> bool:
+        return env in self.folders.values()
+
     def _keep(self, change: Change, path: str) -> bool:
         p = Path(path)
         if p.is_relative_to(self.repo):

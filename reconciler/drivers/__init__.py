@@ -10,6 +10,7 @@ never clobbered: the next run sees it as drift or a conflict.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -52,6 +53,11 @@ class LiveSet:
     complete: bool = True
 
     def oids(self) -> dict[FlowKey, str]:
+        """key -> canonical blob id; the same dict object on every call (do not modify it)."""
+        return self._oids
+
+    @functools.cached_property
+    def _oids(self) -> dict[FlowKey, str]:
         return {k: f.oid for k, f in self.flows.items()}
 
 
