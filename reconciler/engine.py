@@ -97,7 +97,7 @@ def _derive(source: Mapping[FlowKey, str], prev: _Derived | None, read, donor: _
         flows, oids, problems, changed = {}, {}, {}, source.keys()
     else:
         flows, oids, problems = dict(prev.flows_by_key), dict(prev.oids), dict(prev.problems)
-        changed = {k for k, _ in set(source.items()) ^ set(prev.source.items())}
+        changed = _changed_keys(source, prev.source)
         for k in changed:
             flows.pop(k, None)
             oids.pop(k, None)
@@ -133,8 +133,17 @@ class _PlanInputs(NamedTuple):
         for new_map, old_map in ((self.base, old.base), (self.desired, old.desired), (self.live, old.live),
                                  (self.invalid, old.invalid)):
             if new_map is not old_map:
-                changed.update(k for k, _ in set(new_map.items()) ^ set(old_map.items()))
+                changed |= _changed_keys(new_map, old_map)
         return changed
+
+
+def _changed_keys(new: Mapping[FlowKey, Any], old: Mapping[FlowKey, Any]) -> set[FlowKey]:
+    """Keys added, removed or with another value (dict lookups: no tuple hashing of items)."""
+    get = old.get
+    changed = {k for k, v in new.items() if get(k) != v}
+    if len(new) != len(old) or changed:
+        changed.update(k for k in old if k not in new)
+    return changed
 
 
 def _only(mapping: Mapping[FlowKey, str], keys: set[FlowKey]) -> dict[FlowKey, str]:

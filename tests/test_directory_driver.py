@@ -99,3 +99,49 @@ def test_a_missing_folder_is_created(tmp_path: Path) -> None:
     d = DirectoryDriver(tmp_path / "new" / "env", rules=RULES)
     assert d.export().flows == {}
     assert (tmp_path / "new" / "env").is_dir()
+
+
+def test_an_edit_after_an_export_is_seen_by_the_next_one(folder: Path) -> None:
+    """The next export patches its last result with the files whose signature changed."""
+    for i in range(5):
+        (folder / f"f{i}.json").write_text(json.dumps(flow(f"f{i}")))
+    d = DirectoryDriver(folder, rules=RULES)
+    first = d.export()
+    (folder / "f3.json").write_text(json.dumps(flow("f3", retries=9)))
+    second = d.export()
+    assert second.flows[FlowKey("f3", "1.0")].oid != first.flows[FlowKey("f3", "1.0")].oid
+    assert {k: f.oid for k, f in second.flows.items() if k.name != "f3"} == {
+        k: f.oid for k, f in first.flows.items() if k.name != "f3"}
+
+
+def test_a_same_size_rewrite_within_the_same_second_is_still_seen(folder: Path) -> None:
+    """Recently modified ("racy") files are re-read even when their signature looks unchanged."""
+    path = folder / "o.json"
+    path.write_text(json.dumps(flow("orders", tag="aaaa")))
+    d = DirectoryDriver(folder, rules=RULES)
+    d.export()
+    st = path.stat()
+    path.write_text(json.dumps(flow("orders", tag="bbbb")))  # same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same mtime
+    assert canon(flow("orders", tag="bbbb")) == d.load(K).data
+    assert d.export().flows[K].oid == d.load(K).oid
+
+
+def test_a_duplicate_that_appears_after_an_export_is_reported(folder: Path) -> None:
+    """A change that creates a duplicate falls back to a full read, which reports it."""
+    (folder / "a.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    d.export()
+    (folder / "b.json").write_text(json.dumps(flow("orders", copy=True)))
+    live = d.export()
+    assert K in live.invalid and K not in live.flows
+
+
+def test_trusting_the_watch_still_rereads_what_the_driver_wrote(folder: Path) -> None:
+    """assume_unchanged skips the stat pass, but never the files the last apply touched."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    assert d.apply([Change(K, canon(flow("orders", retries=2)), seen)]) == {}
+    d.assume_unchanged = True
+    assert d.export().flows[K].oid == DirectoryDriver(folder, rules=RULES).export().flows[K].oid

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
+from typing import NamedTuple
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,25 +58,55 @@ class DirectoryDriver:
         # Set by the service when its folder watch saw no change since the last
         # export (a run caused only by a push): the next export reuses the last result.
         self.assume_unchanged = False
-        # the signatures and result of the last export, when every file in it was cached
-        self._last: tuple[dict[str, tuple[int, ...] | None], LiveSet] | None = None
+        # the last export (ids only) with each file's stat, for patching; None after problems
+        self._last: _Kept | None = None
+        self._dirty: set[str] = set()  # files written by apply() since the last export
+        self._deleted: dict[FlowKey, str] = {}  # files the current apply() removed
 
     # -- export ------------------------------------------------------------------
 
     def export(self, progress: Progress | None = None) -> LiveSet:
-        """Read every flow file; unchanged files (same stat signature) are not re-read.
+        """Read every flow file; only files whose stat signature changed are re-read.
 
-        When no file's signature changed since the last export, the previous
-        (immutable) result is returned as it is, so a reconcile where nothing
-        changed costs one ``stat`` per file, like ``git status``.
+        The last result is kept (ids only) with each file's signature. The next
+        export stats every file, like ``git status``, and patches that result
+        for the files that changed, were written by :meth:`apply`, or were
+        "racy" (modified within a second of being read, when a later edit
+        might not move their timestamps). When the service's folder watch
+        vouches that nothing changed (``assume_unchanged``), not even the stat
+        pass runs. Anything unusual (problems, duplicates) rebuilds it all.
         """
         self._ensure_root()
-        if self.assume_unchanged and self._last is not None:
-            # The service's folder watch saw no change since the last export.
-            self.assume_unchanged = False
-            return self._last[1]
-        self.assume_unchanged = False
+        trust_watch, self.assume_unchanged = self.assume_unchanged, False
+        last = self._last
+        if trust_watch and last is not None:
+            suspects = self._dirty | last.racy
+            stats = last.stats if not suspects else dict(last.stats)
+            for name in suspects:
+                try:
+                    stats[name] = os.lstat(os.path.join(self.root, name))
+                except FileNotFoundError:
+                    stats.pop(name, None)
+                except OSError as exc:
+                    stats[name] = exc
+        else:
+            stats = self._scan()
         now = time.time_ns()
+        if last is not None:
+            changed = self._dirty | last.racy
+            if trust_watch:  # only the suspects were stat'ed again
+                changed |= {n for n in changed if _sig(stats.get(n)) != last.sigs.get(n)}
+            else:
+                changed |= {n for n, st in stats.items() if _sig(st) != last.sigs.get(n)}
+                changed |= last.sigs.keys() - stats.keys()
+            if not changed:
+                return last.live
+            patched = self._patch(last, stats, changed, now)
+            if patched is not None:
+                return patched
+        return self._rebuild(stats, now, progress)
+
+    def _scan(self) -> dict[str, os.stat_result | OSError]:
         stats: dict[str, os.stat_result | OSError] = {}
         try:
             with os.scandir(self.root) as it:
@@ -87,36 +119,78 @@ class DirectoryDriver:
                             stats[name] = exc
         except OSError as exc:
             raise RetryableError(f"cannot list {self.root}: {exc.strerror}") from exc
-        sigs = {n: _sig(st) for n, st in stats.items()}
-        if self._last is not None and sigs == self._last[0]:
-            return self._last[1]
+        return stats
+
+    def _rebuild(self, stats: dict[str, os.stat_result | OSError], now: int, progress: Progress | None) -> LiveSet:
         collect = LiveCollector(self.identity, self.rules)
         total = len(stats)
-        all_cached = True
         for i, name in enumerate(sorted(stats), 1):
-            all_cached &= self._read_entry(name, stats[name], now, collect)
+            self._read_entry(name, stats[name], now, collect)
             if progress is not None and (i % 200 == 0 or i == total):
                 progress(i, total)
         for gone in set(self._cache) - set(stats):
             del self._cache[gone]
         self._files = dict(collect.where)
         result = collect.result()
-        self._last = (sigs, result) if all_cached else None
+        self._remember(stats, result, now)
         return result
 
-    def _read_entry(self, name: str, st: os.stat_result | OSError, now: int, collect: LiveCollector) -> bool:
-        """Add one file's flow (or problem); True when the outcome is cached for next time."""
+    def _patch(self, last: "_Kept", stats: dict[str, os.stat_result | OSError], changed: set[str], now: int) -> LiveSet | None:
+        """The last result with the changed files read again; None when only a rebuild is safe."""
+        flows, where = dict(last.live.flows), dict(last.live.where)
+        by_name = dict(last.names)
+        for name in changed:
+            key = by_name.pop(name, None)
+            if key is not None:
+                flows.pop(key, None)
+                where.pop(key, None)
+        fresh = LiveCollector(self.identity, self.rules)
+        for name in sorted(changed):
+            if name in stats:
+                self._read_entry(name, stats[name], now, fresh)
+        if fresh.problems or fresh.invalid or any(k in flows for k in fresh.flows):
+            return None  # problems or duplicates: let a full rebuild report them properly
+        for key, flow in fresh.flows.items():
+            flows[key], where[key] = flow, fresh.where[key]
+        for name in changed - stats.keys():
+            self._cache.pop(name, None)
+        self._files = dict(where)
+        result = LiveSet(flows, where)
+        self._dirty = set()
+        names = dict(by_name)
+        names.update((os.path.basename(fresh.where[k]), k) for k in fresh.flows)
+        sigs = dict(last.sigs)
+        for name in changed:
+            if name in stats:
+                sigs[name] = _sig(stats[name])
+            else:
+                sigs.pop(name, None)
+        racy = {n for n in changed if n in stats and _is_racy(stats[n], now)}
+        self._last = _Kept(stats, sigs, _light(result), names, racy)
+        return result
+
+    def _remember(self, stats: dict[str, os.stat_result | OSError], result: LiveSet, now: int) -> None:
+        self._dirty = set()
+        if result.problems or result.invalid or not result.complete:
+            self._last = None
+            return
+        racy = {n for n, st in stats.items() if _is_racy(st, now)}
+        names = {os.path.basename(w): k for k, w in result.where.items()}
+        self._last = _Kept(stats, {n: _sig(st) for n, st in stats.items()}, _light(result), names, racy)
+
+    def _read_entry(self, name: str, st: os.stat_result | OSError, now: int, collect: LiveCollector) -> None:
+        """Add one file's flow (or problem) to ``collect``, from the cache when its signature is unchanged."""
         where = os.path.join(self.root, name)
         if isinstance(st, OSError):
             collect.problem(Problem(where, f"cannot stat: {st.strerror}; left as it is"))
-            return False
+            return
         if not stat.S_ISREG(st.st_mode):
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
             collect.problem(Problem(where, f"{kind}; skipped and left as it is (flows must be regular files)"))
-            return True
+            return
         if st.st_size > MAX_FILE_BYTES:
             collect.problem(Problem(where, f"{st.st_size} bytes is larger than the {MAX_FILE_BYTES}-byte limit; skipped"))
-            return True
+            return
         sig = _sig(st)
         cached = self._cache.get(name)
         if cached is not None and cached[0] == sig:
@@ -125,12 +199,12 @@ class DirectoryDriver:
                 collect.problem(got)
             else:
                 collect.add_flow(got, where)
-            return True
+            return
         try:
             raw = _read_nofollow(where)
         except OSError as exc:
             collect.problem(Problem(where, f"cannot read: {exc.strerror}; left as it is"))
-            return False
+            return
         try:
             got = flow_from_doc(parse_json(raw), self.identity, self.rules, where=where)
         except InvalidJSON as exc:
@@ -138,15 +212,16 @@ class DirectoryDriver:
         if isinstance(got, Problem):
             collect.problem(got)
         else:
-            got = got.light()  # ids only: the bytes are read again by load() when needed
+            # This export's result carries the bytes just read (an adopt of many
+            # flows needs them); the cache keeps ids only, re-read by load().
             collect.add_flow(got, where)
+            got = got.light()
         # A file changed within the last second may change again without its
         # timestamps moving (coarse clocks): trust the cache only for older ones.
         if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
             self._cache[name] = (sig, got)
-            return True
-        self._cache.pop(name, None)
-        return False
+        else:
+            self._cache.pop(name, None)
 
     def _ensure_root(self) -> None:
         if self.root.is_dir():
@@ -172,8 +247,10 @@ class DirectoryDriver:
         self._remove_leftovers()
         if self._files is None:
             self.export()
+        written = [c.key for c in changes]
         failed: dict[FlowKey, str] = {}
         temps: dict[FlowKey, str] = {}
+        deleted = self._deleted = {}
         # A few files: fsync each (cheap). A batch: one syncfs, instead of
         # thousands of fsyncs. Either way data is on disk before any rename.
         each = sum(1 for c in changes if c.data is not None) <= _FSYNC_EACH
@@ -202,6 +279,8 @@ class DirectoryDriver:
         finally:
             for tmp in temps.values():
                 _unlink_quietly(tmp)
+            # The next export re-reads what this batch touched, whatever happened.
+            self._dirty |= {os.path.basename(p) for k in written if (p := (self._files or {}).get(k) or deleted.get(k))}
         return failed
 
     def load(self, key: FlowKey) -> CanonicalFlow | None:
@@ -247,6 +326,7 @@ class DirectoryDriver:
             if path is not None:
                 os.unlink(path)
                 del self._files[change.key]
+                self._deleted[change.key] = path
             return
         assert tmp is not None
         if path is None:
@@ -323,8 +403,27 @@ def _read_nofollow(path: str) -> bytes:
         os.close(fd)
 
 
-def _sig(st: os.stat_result | OSError) -> tuple[int, ...] | None:
-    if isinstance(st, OSError):
+class _Kept(NamedTuple):
+    stats: dict[str, os.stat_result | OSError]
+    sigs: dict[str, tuple[int, ...] | None]
+    live: LiveSet  # ids only
+    names: dict[str, FlowKey]  # file name -> the flow it held
+    racy: set[str]  # files modified within a second of being read: always re-read
+
+
+def _light(live: LiveSet) -> LiveSet:
+    """The same snapshot holding ids only (what is kept between exports)."""
+    if all(f.data is None for f in live.flows.values()):
+        return live
+    return replace(live, flows={k: f.light() for k, f in live.flows.items()})
+
+
+def _is_racy(st: os.stat_result | OSError, now: int) -> bool:
+    return not isinstance(st, OSError) and now - max(st.st_mtime_ns, st.st_ctime_ns) <= _RACY_NS
+
+
+def _sig(st: os.stat_result | OSError | None) -> tuple[int, ...] | None:
+    if st is None or isinstance(st, OSError):
         return None
     return (st.st_mode, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
