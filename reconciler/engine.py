@@ -43,6 +43,8 @@ __all__ = ["Engine", "Snapshot", "Outcome", "make_driver", "ProgressFn"]
 log = structlog.get_logger("reconciler.engine")
 
 ProgressFn = Callable[[str, int, int | None], None]
+# A flow larger than this in git is refused before it is read into memory.
+MAX_FLOW_BYTES = 64 * 1024 * 1024
 
 
 def make_driver(env: EnvironmentConfig) -> Driver:
@@ -254,6 +256,9 @@ class Engine:
 
         def from_tip(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
             where = f"{branch}:{flow_path(env.folder, key.name, key.version)}"
+            size = self.store.blob_size(oid)
+            if size > MAX_FLOW_BYTES:
+                return Problem(where, f"{size} bytes is larger than the {MAX_FLOW_BYTES}-byte limit for a flow", "", str(key))
             return read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key,
                              validate=validate, render=render)
 

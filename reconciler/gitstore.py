@@ -88,7 +88,7 @@ class GitStore:
                 self.repo = pygit2.init_repository(str(self.path), bare=True, initial_head="main")
             else:
                 raise StallError(f"no git repository at {self.path}")
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:
             raise StallError(f"cannot open the git repository at {self.path}: {exc}") from exc
 
     # -- refs ------------------------------------------------------------------
@@ -114,7 +114,7 @@ class GitStore:
     def _set_ref(self, ref: str, commit: str, message: str) -> None:
         try:
             self.repo.create_reference_direct(ref, pygit2.Oid(hex=commit), True, message=message)
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:
             raise RetryableError(f"cannot update {ref}: {exc}") from exc
 
     # -- reading ---------------------------------------------------------------
@@ -166,7 +166,7 @@ class GitStore:
                         flows[key] = str(side.id)
         except InvalidName:
             return None
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:
             raise RetryableError(f"cannot diff trees in {self.path}: {exc}") from exc
         return FlowTree(commit, flows)
 
@@ -189,6 +189,12 @@ class GitStore:
                     continue
                 flows[FlowKey(name, version)] = str(sub.id)
         return FlowTree(commit, flows, tuple(problems))
+
+    def blob_size(self, oid: str) -> int:
+        try:
+            return self.repo.odb.read_header(pygit2.Oid(hex=oid))[1]
+        except (KeyError, pygit2.GitError, ValueError) as exc:
+            raise RetryableError(f"cannot read object {oid}: {exc}") from exc
 
     def read_blob(self, oid: str) -> bytes:
         if bytes.fromhex(oid) in self._pending:
@@ -223,7 +229,7 @@ class GitStore:
             return True
         try:
             return self.repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor))
-        except pygit2.GitError:
+        except (pygit2.GitError, OSError):
             return False
 
     # -- writing ---------------------------------------------------------------
@@ -256,7 +262,7 @@ class GitStore:
             edits[path] = None if oid is None else bytes.fromhex(oid)
         try:
             new = self._edit(base, edits)
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:
             raise RetryableError(f"cannot read a tree in {self.path}: {exc}") from exc
         return (new if new is not None else self._pending.add(OBJ_TREE, b"")).hex()
 
@@ -301,9 +307,15 @@ class GitStore:
             oid = self.repo.create_commit(
                 self.branch_ref(ref) if ref else None, sig, sig, message, pygit2.Oid(hex=tree), parents
             )
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:  # pygit2 reports a held ref lock as OSError
             if "current tip is not the first parent" in str(exc):
                 raise BranchMovedError(f"{ref} moved while the reconciler was writing to it") from exc
+            lock = self.path / (self.branch_ref(ref) + ".lock") if ref else None
+            if lock is not None and lock.exists():
+                raise RetryableError(
+                    f"cannot update {ref}: {lock} exists. Another git process holds it, or one crashed and left "
+                    "it behind; if no git process is running on this repository, delete that file"
+                ) from exc
             raise RetryableError(f"cannot commit to {ref or 'the repository'}: {exc}") from exc
         return str(oid)
 
@@ -358,7 +370,7 @@ class GitStore:
                 )
                 if limit is not None and len(out) >= limit:
                     break
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:
             raise RetryableError(f"cannot walk the history of {ref}: {exc}") from exc
         return out
 

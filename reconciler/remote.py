@@ -103,7 +103,7 @@ class Remote:
                     "merge them on the remote by hand"
                 )
             tree = str(index.write_tree(store.repo))
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:
             raise RetryableError(f"cannot integrate {branch} with the remote: {exc}") from exc
         merged = store.commit(branch, local, tree, f"Merge {branch} from the remote into the reconciler's commits\n", extra_parents=(remote,))
         return Integration("merge", merged, remote)

@@ -28,6 +28,7 @@ import stat
 from dataclasses import replace
 from typing import NamedTuple
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,6 +63,7 @@ class DirectoryDriver:
         self._last: _Kept | None = None
         self._dirty: set[str] = set()  # files written by apply() since the last export
         self._deleted: dict[FlowKey, str] = {}  # files the current apply() removed
+        self._fresh: dict[FlowKey, tuple[str, bytes]] = {}  # read by the last export: id, compressed bytes
 
     # -- export ------------------------------------------------------------------
 
@@ -77,6 +79,7 @@ class DirectoryDriver:
         pass runs. Anything unusual (problems, duplicates) rebuilds it all.
         """
         self._ensure_root()
+        self._fresh = {}
         trust_watch, self.assume_unchanged = self.assume_unchanged, False
         last = self._last
         if trust_watch and last is not None:
@@ -212,10 +215,12 @@ class DirectoryDriver:
         if isinstance(got, Problem):
             collect.problem(got)
         else:
-            # This export's result carries the bytes just read (an adopt of many
-            # flows needs them); the cache keeps ids only, re-read by load().
-            collect.add_flow(got, where)
+            # Snapshots keep ids only; the bytes just read are kept compressed
+            # (about a quarter of their size) until the next export, so an adopt
+            # of many flows does not read them again.
+            self._fresh[got.key] = (got.oid, zlib.compress(got.data, 1))
             got = got.light()
+            collect.add_flow(got, where)
         # A file changed within the last second may change again without its
         # timestamps moving (coarse clocks): trust the cache only for older ones.
         if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
@@ -284,7 +289,13 @@ class DirectoryDriver:
         return failed
 
     def load(self, key: FlowKey) -> CanonicalFlow | None:
-        """The flow with its canonical bytes, read from its file now (None if gone or unreadable)."""
+        """The flow with its canonical bytes: as the last export read it, else from its file now.
+
+        The caller compares the result's id with the one it planned with.
+        """
+        kept = self._fresh.get(key)
+        if kept is not None:
+            return CanonicalFlow(key, zlib.decompress(kept[1]), kept[0])
         path = (self._files or {}).get(key)
         if path is None:
             return None
@@ -393,7 +404,8 @@ def _short(oid: str | None) -> str:
 
 
 def _read_nofollow(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    # O_NONBLOCK: a file swapped for a FIFO after the scan must not hang us.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(0, "not a regular file")
