@@ -426,8 +426,8 @@ class Engine:
                 raise _Moved(f"{key} changed in the environment since it was read; the next run re-checks it")
             data = loaded.data
         t = snap.templating
-        if not t.active and not t.secret_keys:
-            return data
+        if t.quick_clean(data):
+            return data  # provably nothing to put back and nothing secret: no walk
         doc = parse_json(data)
         if t.active:
             doc, problems = t.templatize(doc)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ DEFAULT_SECRET_KEYS = ("password", "passwd", "secret", "token", "apikey", "api_k
 # A secret shorter than this is not searched for in free text (it would match everywhere).
 _MIN_SECRET = 4
 _WORD = re.compile(r"\w")
+# Characters JSON text escapes: a value holding one cannot be found by a plain text search.
+_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,26 @@ class Templating:
             alts.append(before + re.escape(v) + after)
         return re.compile("|".join(alts))
 
+    def quick_clean(self, data: bytes) -> bool:
+        """True when canonical JSON text provably needs no templating and holds no secret.
+
+        A C-speed pre-check on the text: no parameter value, no secret value and
+        no key that could be a secret field appears in it. Conservative: any
+        doubt (a value JSON would escape, a wildcard pointer) answers False and
+        the caller walks the document.
+        """
+        values = [v for v in (*self.params.values(), *self.secrets.values()) if v]
+        if any(_ESCAPED.search(v) for v in values):
+            return False
+        if any(v.encode("utf-8") in data for v in values):
+            return False
+        for pointer in self.secret_pointers:
+            last = parse_pointer(pointer)[-1] if pointer else ""
+            if last in ("", "*") or f'"{last}":'.encode() in data:
+                return False
+        folded = data.lower().translate(None, b"-_")
+        return not any(k in folded for k in _norm_keys(self.secret_keys))
+
     def _kept(self, path: list[Any]) -> bool:
         return bool(self.keep) and format_pointer(path) in self.keep
 
@@ -133,7 +156,7 @@ class Templating:
             # Suffix match on the normalised key: dbPassword, api_token and
             # clientSecret are secret fields; tokenizer and tokens are not.
             key = _norm(path[-1])
-            if any(key.endswith(_norm(k)) for k in self.secret_keys):
+            if any(key.endswith(k.decode()) for k in _norm_keys(self.secret_keys)):
                 return True
         for pointer in self.secret_pointers:
             segs = parse_pointer(pointer)
@@ -161,8 +184,14 @@ class Templating:
         return problems
 
 
+@lru_cache(maxsize=4096)
 def _norm(key: str) -> str:
     return key.lower().replace("-", "").replace("_", "")
+
+
+@lru_cache(maxsize=64)
+def _norm_keys(keys: tuple[str, ...]) -> tuple[bytes, ...]:
+    return tuple(_norm(k).encode() for k in keys)
 
 
 def _map_strings(node: Any, fn, path: list[Any]) -> Any:

@@ -95,3 +95,19 @@ def test_the_fingerprint_changes_with_any_value_but_does_not_reveal_it() -> None
                        secret_pointers=T.secret_pointers)
     assert other.fingerprint() != T.fingerprint()
     assert "pr0d" not in T.fingerprint()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.one_of(st.sampled_from(["https://api.prod.example.com/x", "prod", "pr0d-db-pa55", "plain", 'q"uote']),
+                              st.text(max_size=12), st.integers()),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                        st.sampled_from(["url", "dbPassword", "api-token", "auth", "name", "Tokenizer", "x"]), c, max_size=3),
+                    max_leaves=12))
+def test_the_quick_text_check_never_skips_a_document_the_walk_would_change(doc) -> None:
+    """quick_clean(text) => templatize changes nothing and the scan finds nothing."""
+    from reconciler.canonical import canonicalize
+
+    data = canonicalize(doc)
+    if T.quick_clean(data):
+        assert T.templatize(doc) == (doc, [])
+        assert T.scan(doc) == []
