@@ -3,9 +3,10 @@
 Exit codes are part of the contract (scripts branch on them):
 
 ====  ==========================================================
-0     done / in sync
-1     an error: invalid flow, unreadable file, unreachable platform, bad config
-2     ``plan``: changes are pending
+0     done / in sync / ``validate`` found nothing
+1     an error: invalid flow, unreadable file, unreachable platform, bad config,
+      a ``validate`` problem, a merge that conflicts, a promotion refused by the secret scan
+2     ``plan``: changes are pending (``plan --against``: merging would change the environment)
 3     ``sync``/``export``: conflicts were left for a person to resolve
 64    usage error (unknown command or option)
 ====  ==========================================================
@@ -59,6 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("plan", parents=[common], help="show what a sync would do (changes nothing); exit 2 if changes are pending")
     s.add_argument("env")
+    s.add_argument("--against", metavar="REF", help="plan the merge of REF (a branch, tag or commit) into the environment's branch")
+    s.add_argument("--format", choices=["text", "json", "markdown"], default=None,
+                   help="output format (markdown: a merge-request comment; needs --against)")
+    s.add_argument("--json", action="store_true", help="machine-readable output (same as --format json)")
+
+    s = sub.add_parser("validate", parents=[common], help="check flow files: syntax, path/identity, schema, placeholders, secrets")
+    s.add_argument("paths", nargs="*", metavar="PATH", help="flow files or folders in a working tree")
+    s.add_argument("--branch", "-b", metavar="B", help="check a branch of the repository instead (no checkout needed)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("promote", parents=[common], help="prepare a branch promote/FROM-to-TO/<id> with FROM's versions of flows, for a merge request")
+    s.add_argument("source", metavar="FROM")
+    s.add_argument("target", metavar="TO")
+    s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="promote only this flow (repeatable; default: all)")
+    s.add_argument("--as", dest="rename", metavar="NAME@VERSION", help="write the one --flow under this name and version")
+    s.add_argument("--push", action="store_true", help="push the branch to [repository] remote")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("rollback", parents=[common], help="commit to the environment's branch its flows as they were at REV")
+    s.add_argument("env")
+    s.add_argument("--to", required=True, metavar="REV", help="a commit, tag or revision (env/production~2)")
+    s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="roll back only this flow (repeatable; default: all)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = sub.add_parser("sync", parents=[common], help="reconcile the environment with its branch now")
@@ -117,7 +140,7 @@ def _main(argv: Sequence[str] | None) -> int:
             _emit_error(args, str(exc), [str(p) for p in getattr(exc, "problems", [])])
             return EXIT_ERROR
     try:
-        config = load_config(find_config(args.config))
+        config = _load_config(args)
         return COMMANDS[args.command](args, config)
     except ConfigError as exc:
         _emit_error(args, "invalid configuration", [str(p) for p in exc.problems])
@@ -128,6 +151,16 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    path = find_config(args.config)
+    if args.command == "validate" and args.paths and not args.config and not os.environ.get("RECONCILER_CONFIG") and not path.exists():
+        # A merge-request job may have flows but no config: check what needs none.
+        print("reconciler: no reconciler.toml; checking syntax, paths, identity and the default schema only",
+              file=sys.stderr)
+        return Config()
+    return load_config(path)
 
 
 def _emit_error(args: argparse.Namespace, message: str, details: list[str]) -> None:
@@ -191,6 +224,13 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, config: Config) -> int:
+    fmt = "json" if args.json else (args.format or "text")
+    args.json = fmt == "json"  # errors are JSON too
+    if args.against is not None:
+        return cmd_plan_against(args, config, fmt)
+    if fmt == "markdown":
+        print("reconciler plan: error: --format markdown needs --against REF", file=sys.stderr)
+        return EXIT_USAGE
     progress = _Progress(not args.no_progress)
     try:
         out = _engine(config).sync(args.env, dry_run=True, progress=progress)
@@ -290,7 +330,123 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     return run_service(config, listen=args.listen, shard=args.shard)
 
 
-COMMANDS = {"run": cmd_run, "export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status, "history": cmd_history}
+def cmd_plan_against(args: argparse.Namespace, config: Config, fmt: str) -> int:
+    from reconciler.review import plan_against, render_review_markdown, render_review_text
+
+    review = plan_against(_engine(config), args.env, args.against)
+    if fmt == "json":
+        _print_json(review.as_dict())
+    elif fmt == "markdown":
+        sys.stdout.write(render_review_markdown(review))
+    else:
+        print("\n".join(render_review_text(review)))
+    if review.conflicts:
+        print(f"reconciler: error: merging {args.against} into {review.branch} conflicts in "
+              f"{len(review.conflicts)} file(s)", file=sys.stderr)
+    if review.errors:
+        return EXIT_ERROR
+    return EXIT_PENDING if review.pending else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace, config: Config) -> int:
+    from reconciler.review import fetch_remote, validate_branch, validate_environments, validate_paths
+
+    if args.branch and args.paths:
+        print("reconciler validate: error: give --branch B or paths, not both", file=sys.stderr)
+        return EXIT_USAGE
+    if args.paths:
+        results = [validate_paths(config, args.paths)]
+    else:
+        store = _engine(config).store
+        remote = fetch_remote(config, store) if args.branch else None
+        results = ([validate_branch(config, store, args.branch, prefer_remote=remote is not None)] if args.branch
+                   else validate_environments(config, store))
+    if args.json:
+        _print_json({"ok": all(r.ok for r in results), "results": [r.as_dict() for r in results]})
+    else:
+        for r in results:
+            for f in r.findings:
+                print(f)
+        n_files, n_problems = sum(r.files for r in results), sum(len(r.findings) for r in results)
+        targets = ", ".join(r.target for r in results) or "no branch"
+        envs = sorted({e for r in results for e in r.environments})
+        against = f" against {', '.join(envs)}" if envs else ""
+        print(f"{n_problems} problem{'s' * (n_problems != 1)} in {n_files} flow file{'s' * (n_files != 1)} "
+              f"({targets}){against}", file=sys.stderr)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+
+
+def _selectors(args: argparse.Namespace):
+    from reconciler.promote import parse_selector
+
+    return [parse_selector(f) for f in args.flow]
+
+
+def cmd_promote(args: argparse.Namespace, config: Config) -> int:
+    from reconciler.promote import SecretScanRefused, parse_selector, promote
+
+    rename = parse_selector(args.rename, need_version=True) if args.rename else None
+    store = _engine(config).store
+    try:
+        out = promote(config, store, args.source, args.target, _selectors(args), rename=rename, push=args.push)
+    except SecretScanRefused as exc:
+        _emit_error(args, str(exc), [str(p) for p in exc.problems])
+        return EXIT_ERROR
+    if args.json:
+        _print_json(out.as_dict())
+        return EXIT_OK
+    if out.branch is None:
+        print(f"{out.target}: nothing to promote; {out.target_branch} already holds {out.source}'s versions")
+        return EXIT_OK
+    print(f"{out.target}: created {out.branch} ({out.commit[:12]}) from {out.target_branch}"
+          f"{' at ' + out.base[:12] if out.base else ''} with {out.source}'s versions ({out.source_commit[:12]})")
+    renames = {new: old for old, new in out.renamed}
+    for word, keys in (("add", out.added), ("change", out.changed), ("remove", out.removed)):
+        for k in keys:
+            print(f"  {word:<7} {k}" + (f"  (as {renames[k]} in {out.source})" if k in renames else ""))
+    repo = config.repository
+    if out.pushed_to:
+        print(f"pushed {out.branch} to {out.pushed_to}; open a merge request from {out.branch} into {out.target_branch}")
+    else:
+        if args.push:
+            print("  (--push: no [repository] remote is configured; the branch is in the local repository)", file=sys.stderr)
+        where = repo.remote or "<your git server>"
+        print("Next: review it as a merge request, then merge it:")
+        print(f"  git -C {repo.path} push {where} {out.branch}")
+        print(f"  open a merge request from {out.branch} into {out.target_branch}; CI runs:")
+        print(f"    reconciler validate --branch {out.branch}")
+        print(f"    reconciler plan {out.target} --against {out.branch} --format markdown")
+        print(f"  or merge it with git in a clone of {repo.remote or repo.path}:")
+        print(f"    git fetch origin && git checkout {out.target_branch} && git merge origin/{out.branch} && git push origin {out.target_branch}")
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace, config: Config) -> int:
+    from reconciler.promote import rollback
+
+    out = rollback(config, _engine(config).store, args.env, args.to, _selectors(args))
+    if args.json:
+        _print_json(out.as_dict())
+        return EXIT_OK
+    subject = f' ("{out.to_subject}")' if out.to_subject else ""
+    if out.commit is None:
+        print(f"{out.env}: nothing to roll back; the flows of {out.branch} already are as at {out.to[:12]}{subject}")
+        return EXIT_OK
+    print(f"{out.env}: rolled back to {out.to[:12]}{subject}: committed {out.commit} on {out.branch}")
+    for k in out.restored:
+        print(f"  restore  {k}")
+    for k in out.removed:
+        print(f"  remove   {k}")
+    if not out.in_history:
+        print(f"  note: {out.to[:12]} is not in the history of {out.branch}", file=sys.stderr)
+    print(f"the next sync applies it: `reconciler sync {out.env}` (a running service does it by itself)")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run, "export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status,
+    "history": cmd_history, "validate": cmd_validate, "promote": cmd_promote, "rollback": cmd_rollback,
+}
 
 
 # -- rendering ---------------------------------------------------------------------

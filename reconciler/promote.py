@@ -1,0 +1,359 @@
+"""Promotion and rollback: changes to an environment's branch prepared as ordinary git commits.
+
+- :func:`promote` writes a branch ``promote/FROM-to-TO/<id>`` starting at TO's
+  branch tip with FROM's versions of the chosen flows (all by default), one
+  commit. A person reviews it as a merge request (``validate``, ``plan
+  --against``) and merges it; the normal sync applies it. ``--as`` imports a
+  flow under another name or version, as the platforms' import dialogs allow:
+  the file moves and the identity fields inside change with it.
+- :func:`rollback` commits to an environment's branch the flows as they were
+  at an earlier revision (a revert-style commit: history is kept). The branch
+  is updated by compare-and-swap on its tip and retried when a push or the
+  running service moved it, so it is safe while the service syncs.
+
+Both refuse to write anything the secret scan objects to, naming the file and
+the JSON pointer, never the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pygit2
+
+from reconciler.canonical import InvalidJSON, blob_id, canonicalize, parse_json, parse_pointer
+from reconciler.config import Config, EnvironmentConfig
+from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
+from reconciler.flows import FlowInvalid, FlowKey
+from reconciler.gitstore import GitStore
+from reconciler.names import InvalidName, case_collisions, encode, flow_path
+from reconciler.remote import REMOTE_PREFIX, Remote
+from reconciler.review import environment_templating, fetch_remote, resolve_commit
+
+__all__ = [
+    "FlowSelector",
+    "parse_selector",
+    "Promotion",
+    "Rollback",
+    "SecretScanRefused",
+    "promote",
+    "rollback",
+    "PROMOTE_PREFIX",
+]
+
+PROMOTE_PREFIX = "promote/"
+
+
+class FlowSelector(NamedTuple):
+    """``NAME`` (every version) or ``NAME@VERSION`` (split at the last ``@``)."""
+
+    name: str
+    version: str | None = None
+
+    def matches(self, key: FlowKey) -> bool:
+        return key.name == self.name and (self.version is None or key.version == self.version)
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}@{self.version}"
+
+
+def parse_selector(text: str, *, need_version: bool = False) -> FlowSelector:
+    name, at, version = text.rpartition("@")
+    if not at:
+        name, version = text, ""
+    if not name or (at and not version):
+        raise StallError(f"{text!r} is not NAME or NAME@VERSION")
+    if need_version and not at:
+        raise StallError(f"{text!r} needs a version: NAME@VERSION")
+    try:
+        encode(name)
+        if version:
+            encode(version)
+    except InvalidName as exc:
+        raise StallError(f"{text!r}: {exc}") from exc
+    return FlowSelector(name, version or None)
+
+
+class SecretScanRefused(StallError):
+    """A commit refused by the secret scan; ``problems`` name files and pointers, never values."""
+
+    def __init__(self, what: str, problems: list[Problem]):
+        self.problems = problems
+        super().__init__(f"{what} refused by the secret scan: {len(problems)} problem(s); nothing was written")
+
+
+def _select(selectors: Sequence[FlowSelector], *sides: Mapping[FlowKey, Any], where: str) -> set[FlowKey]:
+    """Keys of ``sides`` the selectors name; a selector naming nothing is an error."""
+    keys = set().union(*sides)
+    chosen: set[FlowKey] = set()
+    missing = []
+    for sel in selectors:
+        hit = {k for k in keys if sel.matches(k)}
+        if not hit:
+            missing.append(str(sel))
+        chosen |= hit
+    if missing:
+        raise StallError(f"no flow {', '.join(repr(m) for m in missing)} in {where}")
+    return chosen
+
+
+def _tip(store: GitStore, branch: str, remote: Remote | None) -> str | None:
+    """A branch's tip; with a remote, the remote's branch (what a merge request targets) when it exists."""
+    if remote is not None:
+        tip = store.tip(REMOTE_PREFIX + branch)
+        if tip is not None:
+            return tip
+    return store.tip(branch)
+
+
+def _scan(envs: Sequence[EnvironmentConfig], folder: str, contents: Mapping[FlowKey, bytes]) -> list[Problem]:
+    scanner = environment_templating(envs)
+    problems = []
+    for key, data in sorted(contents.items()):
+        where = flow_path(folder, key.name, key.version)
+        try:
+            doc = parse_json(data)
+        except InvalidJSON as exc:
+            problems.append(Problem(where, f"not valid JSON ({exc}); it cannot be scanned for secrets", exc.pointer, str(key)))
+            continue
+        problems += [Problem(where, message, pointer, str(key)) for pointer, message in scanner.scan(doc)]
+    return problems
+
+
+# -- promote --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Promotion:
+    source: str
+    target: str
+    source_branch: str
+    target_branch: str
+    source_commit: str
+    base: str | None  # the target branch's tip the promotion starts from
+    branch: str | None  # None: nothing to promote
+    commit: str | None
+    added: tuple[FlowKey, ...] = ()
+    changed: tuple[FlowKey, ...] = ()
+    removed: tuple[FlowKey, ...] = ()
+    renamed: tuple[tuple[FlowKey, FlowKey], ...] = ()  # (as in FROM, as written)
+    pushed_to: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.source,
+            "to": self.target,
+            "from_branch": self.source_branch,
+            "to_branch": self.target_branch,
+            "from_commit": self.source_commit,
+            "base": self.base,
+            "branch": self.branch,
+            "commit": self.commit,
+            "added": [str(k) for k in self.added],
+            "changed": [str(k) for k in self.changed],
+            "removed": [str(k) for k in self.removed],
+            "renamed": [{"from": str(a), "to": str(b)} for a, b in self.renamed],
+            "pushed_to": self.pushed_to,
+            "merge_request": {"source": self.branch, "target": self.target_branch} if self.branch else None,
+        }
+
+
+def promote(
+    config: Config,
+    store: GitStore,
+    source: str,
+    target: str,
+    selectors: Sequence[FlowSelector] = (),
+    *,
+    rename: FlowSelector | None = None,
+    push: bool = False,
+) -> Promotion:
+    """Prepare the promotion of ``source``'s flows to ``target`` as a branch (and push it with ``push``)."""
+    src, dst = config.env(source), config.env(target)
+    if src.name == dst.name:
+        raise StallError("promote needs two different environments")
+    if rename is not None and (len(selectors) != 1):
+        raise StallError("--as renames one flow: give exactly one --flow")
+    remote = fetch_remote(config, store)
+    from_tip = _tip(store, src.branch_name, remote)
+    if from_tip is None:
+        raise StallError(f"{src.branch_name} does not exist yet; run `reconciler export {src.name}` first")
+    to_tip = _tip(store, dst.branch_name, remote)
+    there = store.flows_at(from_tip, src.folder).flows
+    here = store.flows_at(to_tip, dst.folder).flows if to_tip else {}
+    chosen = _select(selectors, there, where=f"{src.branch_name} ({src.name})") if selectors else set(there)
+
+    contents: dict[FlowKey, bytes | None] = {}
+    renamed: tuple[tuple[FlowKey, FlowKey], ...] = ()
+    if rename is not None:
+        if len(chosen) != 1:
+            raise StallError(f"--as renames one flow, but {selectors[0]} names {len(chosen)} in {src.name}: add @VERSION")
+        (old,) = chosen
+        new = FlowKey(rename.name, rename.version or old.version)
+        contents[new] = _renamed(store.read_blob(there[old]), src, dst, old, new)
+        renamed = ((old, new),)
+    else:
+        for key in chosen:
+            contents[key] = store.read_blob(there[key])
+        if not selectors:
+            contents.update((key, None) for key in here if key not in there)
+    # What already holds the same bytes is no change.
+    oids = {k: (None if v is None else blob_id(v)) for k, v in contents.items()}
+    contents = {k: v for k, v in contents.items() if here.get(k) != oids[k]}
+
+    base = Promotion(src.name, dst.name, src.branch_name, dst.branch_name, from_tip, to_tip, None, None)
+    if not contents:
+        return base
+    problems = _scan([src, dst], dst.folder, {k: v for k, v in contents.items() if v is not None})
+    if problems:
+        raise SecretScanRefused(f"promoting {src.name} to {dst.name}", problems)
+    added = tuple(sorted(k for k, v in contents.items() if v is not None and k not in here))
+    clash = case_collisions([*sorted({encode(k.name) for k in here}), *(encode(k.name) for k in added)])
+    if clash:
+        first, later = clash[0]
+        raise StallError(f"{later!r} differs only in case from {first!r} in {dst.branch_name}; "
+                         "they would collide on a case-insensitive checkout: promote it under another name (--as)")
+    changed = tuple(sorted(k for k, v in contents.items() if v is not None and k in here))
+    removed = tuple(sorted(k for k, v in contents.items() if v is None))
+    message = _promote_message(src, dst, from_tip, added, changed, removed, renamed)
+    tree = store.tree_with(to_tip, dst.folder, {k: (None if v is None else store.write_blob(v)) for k, v in contents.items()})
+    commit = store.commit(None, to_tip, tree, message)
+    branch = f"{PROMOTE_PREFIX}{src.name}-to-{dst.name}/{commit[:10]}"
+    try:
+        store.repo.create_reference_direct(f"refs/heads/{branch}", pygit2.Oid(hex=commit), False,
+                                           message=f"reconciler: promote {src.name} to {dst.name}")
+    except (pygit2.GitError, ValueError) as exc:
+        raise RetryableError(f"cannot create the branch {branch}: {exc}") from exc
+    pushed = None
+    if push and remote is not None:
+        pusher = _BranchRemote(store, remote.url, config.repository.remote_token_env)
+        pusher.push_branch(f"refs/heads/{branch}")
+        pushed = pusher.safe_url
+    return Promotion(src.name, dst.name, src.branch_name, dst.branch_name, from_tip, to_tip, branch, commit,
+                     added, changed, removed, renamed, pushed)
+
+
+def _renamed(raw: bytes, src: EnvironmentConfig, dst: EnvironmentConfig, old: FlowKey, new: FlowKey) -> bytes:
+    """The document with its identity fields set to ``new`` (the target environment's identity pointers)."""
+    try:
+        doc = parse_json(raw)
+        if src.flow_identity.key_of(doc) != old:
+            raise StallError(f"{old} in {src.branch_name}: its name or version fields disagree with its path; fix it first")
+        if src.flow_identity != dst.flow_identity:
+            for pointer in (src.identity.name, src.identity.version):
+                _remove(doc, pointer)
+        dst.flow_identity.set_key(doc, new)
+        return canonicalize(doc, dst.rules)
+    except (InvalidJSON, FlowInvalid) as exc:
+        raise StallError(f"{old} in {src.branch_name} cannot be renamed: {exc}") from exc
+
+
+def _remove(doc: Any, pointer: str) -> None:
+    *parents, last = parse_pointer(pointer)
+    node = doc
+    for seg in parents:
+        node = node.get(seg) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(last, None)
+
+
+def _promote_message(src, dst, from_tip: str, added, changed, removed, renamed) -> str:
+    n = len(added) + len(changed) + len(removed)
+    lines = [f"promote {src.name} to {dst.name}: {n} flow{'s' * (n != 1)}", "",
+             f"{dst.branch_name} gets {src.name}'s versions from {src.branch_name} at {from_tip[:12]}.", ""]
+    renames = {new: old for old, new in renamed}
+    for word, keys in (("added", added), ("changed", changed), ("removed", removed)):
+        for k in keys:
+            lines.append(f"{word}: {k}" + (f" (as {renames[k]} in {src.name})" if k in renames else ""))
+    lines += ["", f"Promoted-From: {src.name} {from_tip}", f"Environment: {dst.name}"]
+    return "\n".join(lines) + "\n"
+
+
+class _BranchRemote(Remote):
+    """The configured remote, pushing one branch (never forced)."""
+
+    @property
+    def safe_url(self) -> str:
+        return self._safe_url()
+
+    def push_branch(self, ref: str) -> None:
+        callbacks = self._callbacks()
+        try:
+            self._remote().push([f"{ref}:{ref}"], callbacks=callbacks)
+        except (pygit2.GitError, OSError) as exc:
+            raise RetryableError(f"cannot push {ref} to {self._safe_url()}: {exc}") from exc
+        if callbacks.rejected:
+            raise RetryableError(f"{self._safe_url()} rejected {ref}: {'; '.join(callbacks.rejected.values())}")
+
+
+# -- rollback -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rollback:
+    env: str
+    branch: str
+    to: str  # the commit whose flows are restored
+    to_subject: str
+    in_history: bool  # is ``to`` an ancestor of the branch tip?
+    parent: str | None
+    commit: str | None  # None: the flows already are as at ``to``
+    restored: tuple[FlowKey, ...] = ()
+    removed: tuple[FlowKey, ...] = ()
+    attempts: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.env,
+            "branch": self.branch,
+            "to": self.to,
+            "to_subject": self.to_subject,
+            "in_history": self.in_history,
+            "parent": self.parent,
+            "commit": self.commit,
+            "restored": [str(k) for k in self.restored],
+            "removed": [str(k) for k in self.removed],
+        }
+
+
+def rollback(config: Config, store: GitStore, name: str, rev: str, selectors: Sequence[FlowSelector] = (),
+             *, attempts: int = 10) -> Rollback:
+    """Commit to ``name``'s branch the chosen flows (all by default) as they were at ``rev``."""
+    env = config.env(name)
+    branch = env.branch_name
+    to = resolve_commit(store, rev)
+    subject = store.repo[pygit2.Oid(hex=to)].peel(pygit2.Commit).message.strip().splitlines()[0:1] or [""]
+    then = store.flows_at(to, env.folder).flows
+    for attempt in range(1, attempts + 1):
+        tip = store.tip(branch)
+        if tip is None:
+            raise StallError(f"{branch} does not exist; there is nothing to roll back")
+        now = store.flows_at(tip, env.folder).flows
+        keys = _select(selectors, then, now, where=f"{branch} or {rev}") if selectors else set(then) | set(now)
+        changes = {k: then.get(k) for k in keys if then.get(k) != now.get(k)}
+        restored = tuple(sorted(k for k, v in changes.items() if v is not None))
+        removed = tuple(sorted(k for k, v in changes.items() if v is None))
+        in_history = store.is_ancestor(to, tip)
+        if not changes:
+            return Rollback(env.name, branch, to, subject[0], in_history, tip, None, attempts=attempt)
+        tree = store.tree_with(tip, env.folder, changes)
+        message = _rollback_message(env, to, subject[0], restored, removed, whole=not selectors)
+        try:
+            commit = store.commit(branch, tip, tree, message)
+        except BranchMovedError:
+            continue  # a push or the service moved the branch: read it again
+        return Rollback(env.name, branch, to, subject[0], in_history, tip, commit, restored, removed, attempt)
+    raise RetryableError(f"{branch} kept moving during {attempts} attempts; nothing was committed, try again")
+
+
+def _rollback_message(env, to: str, subject: str, restored, removed, *, whole: bool) -> str:
+    n = len(restored) + len(removed)
+    scope = "every flow" if whole else "the chosen flows"
+    lines = [f"{env.name}: roll back {n} flow{'s' * (n != 1)} to {to[:12]}", "",
+             f"Restores {scope} of {env.branch_name} as they were at {to[:12]}" + (f' ("{subject}")' if subject else "") + ".", ""]
+    lines += [f"restored: {k}" for k in restored]
+    lines += [f"removed: {k} (not there at {to[:12]})" for k in removed]
+    lines += ["", f"Rollback-To: {to}", f"Environment: {env.name}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,332 @@
+"""A semantic diff of two flow documents (pure): what changed, by JSON pointer.
+
+A line diff of two JSON exports tells a reviewer that line 212 changed; this
+tells them that step ``s1``'s ``config.url`` went from ``"/orders"`` to
+``"/orders/v2"`` and that step ``s3`` was added:
+
+- objects are compared key by key;
+- arrays whose elements are all objects with a unique scalar ``id`` (steps,
+  Node-RED nodes) are matched by ``id``, so inserting a step does not show
+  every later step as changed; a changed order of the same ids is one
+  ``reorder`` item;
+- other arrays are compared index by index.
+
+Items are frozen :class:`DiffItem` values ``(op, pointer, old, new, node)``.
+Values are masked when they are built, so nothing secret can leak from any
+rendering: a value in a secret field (a key ending in one of the secret key
+names, or a configured pointer, as :mod:`reconciler.templating` defines them)
+becomes :data:`MASKED`, and every ``${secret:NAME}`` inside a string becomes
+``***``. Renderings truncate long values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from reconciler.canonical import format_pointer, parse_pointer
+from reconciler.templating import DEFAULT_SECRET_KEYS
+
+__all__ = ["DiffItem", "NodeRef", "SecretFields", "MASKED", "diff", "summary", "render_value", "render_item", "render_text"]
+
+Op = Literal["add", "remove", "change", "reorder"]
+
+_SECRET_PLACEHOLDER = re.compile(r"\$\{secret:[A-Za-z0-9_.-]+\}")
+
+
+class _Masked:
+    """Stands for a value that must not be shown; rendered as ``***``."""
+
+    _instance: "_Masked | None" = None
+
+    def __new__(cls) -> "_Masked":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "***"
+
+
+MASKED = _Masked()
+
+
+class NodeRef(NamedTuple):
+    """The id-matched array element an item is in (or is): ``steps`` / ``s1`` at ``/steps/0``."""
+
+    collection: str  # the array's key ("steps", "nodes"), or its pointer when it has no key
+    id: str
+    pointer: str  # the element's pointer (new side; old side for a removed element)
+    parent: "NodeRef | None" = None  # the element this one is nested in
+
+    def __str__(self) -> str:
+        return f"{self.collection}[{self.id}]"
+
+
+@dataclass(frozen=True)
+class DiffItem:
+    """One difference. ``old``/``new`` are masked values (None where not applicable)."""
+
+    op: Op
+    pointer: str
+    old: Any = None
+    new: Any = None
+    node: NodeRef | None = None
+
+    @property
+    def is_node(self) -> bool:
+        """True when the item is a whole id-matched element added or removed."""
+        return self.node is not None and self.pointer == self.node.pointer and self.op in ("add", "remove")
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.op, "pointer": self.pointer}
+        if self.op in ("remove", "change", "reorder"):
+            out["old"] = _plain(self.old)
+        if self.op in ("add", "change", "reorder"):
+            out["new"] = _plain(self.new)
+        if self.node is not None:
+            out["node"] = {"in": self.node.collection, "id": self.node.id}
+        return out
+
+
+@dataclass(frozen=True)
+class SecretFields:
+    """Which fields hold secrets: key names (suffix, case and ``-``/``_`` insensitive) and pointers.
+
+    The same rule :class:`reconciler.templating.Templating` applies on export.
+    """
+
+    keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    pointers: tuple[str, ...] = ()
+
+    def __call__(self, path: Sequence[Any]) -> bool:
+        if path and isinstance(path[-1], str):
+            key = _norm(path[-1])
+            if any(key.endswith(_norm(k)) for k in self.keys):
+                return True
+        for pointer in self.pointers:
+            segs = parse_pointer(pointer)
+            if len(segs) == len(path) and all(s == "*" or s == str(p) for s, p in zip(segs, path)):
+                return True
+        return False
+
+
+def _norm(key: str) -> str:
+    return key.lower().replace("-", "").replace("_", "")
+
+
+# -- the diff -------------------------------------------------------------------------
+
+
+def diff(old: Any, new: Any, *, secret: SecretFields = SecretFields()) -> tuple[DiffItem, ...]:
+    """The differences from ``old`` to ``new``.
+
+    ``None`` on either side means the whole flow is absent. A new flow is
+    shown field by field and node by node (as if its id-matched arrays had
+    been empty); a removed one is one ``remove`` item at the root pointer ``""``.
+    """
+    if old is None and new is None:
+        return ()
+    if old is None:
+        if isinstance(new, dict):
+            skeleton = {k: [] for k, v in new.items() if isinstance(v, list) and v and _by_id(v)}
+            return diff(skeleton, new, secret=secret)
+        return (DiffItem("add", "", new=_mask(new, [], secret)),)
+    if new is None:
+        return (DiffItem("remove", "", old=_mask(old, [], secret)),)
+    out: list[DiffItem] = []
+    _walk(old, new, [], None, secret, out)
+    return tuple(out)
+
+
+def _walk(old: Any, new: Any, path: list[Any], node: NodeRef | None, secret: SecretFields, out: list[DiffItem]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            path.append(key)
+            if key not in new:
+                out.append(DiffItem("remove", format_pointer(path), old=_mask(old[key], path, secret), node=node))
+            elif key not in old:
+                out.append(DiffItem("add", format_pointer(path), new=_mask(new[key], path, secret), node=node))
+            else:
+                _walk(old[key], new[key], path, node, secret, out)
+            path.pop()
+        return
+    if isinstance(old, list) and isinstance(new, list):
+        if (old or new) and _by_id(old) and _by_id(new):
+            _walk_by_id(old, new, path, node, secret, out)
+        else:
+            _walk_by_index(old, new, path, node, secret, out)
+        return
+    if not _same(old, new):
+        where = format_pointer(path)
+        out.append(DiffItem("change", where, _mask(old, path, secret), _mask(new, path, secret), node))
+
+
+def _walk_by_index(old: list, new: list, path: list[Any], node, secret, out: list[DiffItem]) -> None:
+    for i in range(max(len(old), len(new))):
+        path.append(i)
+        if i >= len(new):
+            out.append(DiffItem("remove", format_pointer(path), old=_mask(old[i], path, secret), node=node))
+        elif i >= len(old):
+            out.append(DiffItem("add", format_pointer(path), new=_mask(new[i], path, secret), node=node))
+        else:
+            _walk(old[i], new[i], path, node, secret, out)
+        path.pop()
+
+
+def _walk_by_id(old: list, new: list, path: list[Any], node, secret, out: list[DiffItem]) -> None:
+    collection = str(path[-1]) if path else ""
+    if not collection or isinstance(path[-1], int):
+        collection = format_pointer(path) or "/"
+    old_at = {_id(e): i for i, e in enumerate(old)}
+    new_at = {_id(e): i for i, e in enumerate(new)}
+    for ident, i in old_at.items():
+        if ident not in new_at:
+            path.append(i)
+            where = format_pointer(path)
+            out.append(DiffItem("remove", where, old=_mask(old[i], path, secret), node=NodeRef(collection, ident, where, node)))
+            path.pop()
+    for ident, j in new_at.items():
+        path.append(j)
+        where = format_pointer(path)
+        ref = NodeRef(collection, ident, where, node)
+        if ident not in old_at:
+            out.append(DiffItem("add", where, new=_mask(new[j], path, secret), node=ref))
+        else:
+            _walk(old[old_at[ident]], new[j], path, ref, secret, out)
+        path.pop()
+    order_old = [i for i in old_at if i in new_at]
+    order_new = [i for i in new_at if i in old_at]
+    if order_old != order_new:
+        out.append(DiffItem("reorder", format_pointer(path), order_old, order_new, node))
+
+
+def _id(element: dict) -> str:
+    return str(element["id"])
+
+
+def _by_id(items: list) -> bool:
+    """Every element an object with a unique string or integer ``id``."""
+    seen: set[str] = set()
+    for e in items:
+        if not isinstance(e, dict):
+            return False
+        ident = e.get("id")
+        if isinstance(ident, bool) or not isinstance(ident, (str, int)) or str(ident) in seen:
+            return False
+        seen.add(str(ident))
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    # 1 == 1.0 == True in Python, but they are different JSON documents.
+    return type(a) is type(b) and a == b
+
+
+def _mask(value: Any, path: list[Any], secret: SecretFields) -> Any:
+    """A copy of ``value`` (found at ``path``) with everything secret masked."""
+    if path and secret(path):
+        return MASKED
+    if isinstance(value, str):
+        return _SECRET_PLACEHOLDER.sub("***", value) if "${secret:" in value else value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            path.append(k)
+            out[k] = _mask(v, path, secret)
+            path.pop()
+        return out
+    if isinstance(value, list):
+        out_list = []
+        for i, v in enumerate(value):
+            path.append(i)
+            out_list.append(_mask(v, path, secret))
+            path.pop()
+        return out_list
+    return value
+
+
+def _plain(value: Any, mark: str = "***") -> Any:
+    """A masked value as plain JSON data (MASKED becomes ``mark``)."""
+    if value is MASKED:
+        return mark
+    if isinstance(value, dict):
+        return {k: _plain(v, mark) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, mark) for v in value]
+    return value
+
+
+# -- renderings -----------------------------------------------------------------------
+
+
+def render_value(value: Any, width: int = 72) -> str:
+    """One line of compact JSON (``***`` for a masked value), cut to ``width`` characters."""
+    text = json.dumps(_plain(value, _MARK), ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+    text = text.replace(_MARK_JSON, "***")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# Stands for MASKED while a value is serialised; no flow text can hold it (JSON escapes NUL).
+_MARK = "\x00masked\x00"
+_MARK_JSON = json.dumps(_MARK)
+
+
+def render_item(item: DiffItem, width: int = 72) -> str:
+    """``~ /steps/0/config/url (steps[s1]): "/orders" -> "/orders/v2"``."""
+    where = item.pointer or "(the whole flow)"
+    if item.node is not None:
+        where += f" ({item.node})"
+    if item.op == "add":
+        return f"+ {where}: {render_value(item.new, width)}"
+    if item.op == "remove":
+        return f"- {where}: {render_value(item.old, width)}"
+    if item.op == "reorder":
+        return f"~ {where}: order {', '.join(item.old)} -> {', '.join(item.new)}"
+    return f"~ {where}: {render_value(item.old, width)} -> {render_value(item.new, width)}"
+
+
+def summary(items: Iterable[DiffItem]) -> str:
+    """``steps: 1 added (s3), 1 changed (s1); fields: 1 added, 1 changed``; ``no changes`` when empty."""
+    items = list(items)
+    if not items:
+        return "no changes"
+    if len(items) == 1 and items[0].pointer == "":
+        return "the whole flow added" if items[0].op == "add" else "the whole flow removed"
+    groups: dict[str, dict[str, list[str]]] = {}
+    fields = {"added": 0, "removed": 0, "changed": 0}
+    for it in items:
+        word = {"add": "added", "remove": "removed"}.get(it.op, "changed")
+        if it.op == "reorder":
+            segs = parse_pointer(it.pointer)
+            collection = segs[-1] if segs and not segs[-1].isdigit() else (it.pointer or "/")
+            groups.setdefault(collection, {"added": [], "removed": [], "changed": []})["reordered"] = [""]
+            continue
+        if it.node is None:
+            fields[word] += 1
+            continue
+        ref: NodeRef | None = it.node
+        if not it.is_node:
+            word = "changed"
+        while ref is not None:  # the element, then the ones it is nested in (changed)
+            g = groups.setdefault(ref.collection, {"added": [], "removed": [], "changed": []})
+            if ref.id not in g[word] and not (word == "changed" and (ref.id in g["added"] or ref.id in g["removed"])):
+                g[word].append(ref.id)
+            ref, word = ref.parent, "changed"
+    parts = []
+    for collection, g in groups.items():
+        bits = [f"{len(ids)} {word} ({', '.join(ids[:5])}{', …' if len(ids) > 5 else ''})" for word, ids in g.items()
+                if ids and word != "reordered"]
+        bits += ["reordered"] if "reordered" in g else []
+        parts.append(f"{collection}: {', '.join(bits)}")
+    if any(fields.values()):
+        parts.append("fields: " + ", ".join(f"{n} {word}" for word, n in fields.items() if n))
+    return "; ".join(parts)
+
+
+def render_text(items: Sequence[DiffItem], width: int = 72) -> list[str]:
+    """The summary line, then one line per item."""
+    return [summary(items), *(render_item(i, width) for i in items)]

@@ -1,0 +1,115 @@
+"""The example merge-request pipelines under deploy/ci/ run, as written, on a real promotion.
+
+The jobs' shell scripts are run by bash in a workspace (the CI variables set
+as GitLab and GitHub set them), with the real ``reconciler`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import Workspace, git_env
+from tests.promokit import ACC_API, ACC_PW, VALUES, orders, promote_branch, setup_two
+
+CI = Path(__file__).resolve().parent.parent / "deploy" / "ci"
+
+
+@pytest.fixture(scope="module")
+def promotion(tmp_path_factory) -> tuple[Workspace, str]:
+    ws = setup_two(Workspace(tmp_path_factory.mktemp("ci")))
+    ws.put("acceptance", "orders.json", orders(ACC_API, ACC_PW, retries=3))
+    ws.cli("export", "acceptance", check=True)
+    ws.cli("promote", "acceptance", "production", check=True)
+    return ws, promote_branch(ws)
+
+
+def run(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = git_env(cwd)
+    full["PATH"] = os.path.dirname(sys.executable) + os.pathsep + full["PATH"]
+    full.pop("RECONCILER_CONFIG", None)
+    full.update(env)
+    return subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=cwd, env=full, capture_output=True, text=True,
+                          timeout=120)
+
+
+def gitlab() -> dict:
+    return yaml.safe_load((CI / "gitlab-ci.yml").read_text())
+
+
+def github() -> dict:
+    return yaml.safe_load((CI / "github-actions.yml").read_text())
+
+
+def step(job: dict, name: str) -> dict:
+    return next(s for s in job["steps"] if s.get("name") == name)
+
+
+def test_the_gitlab_jobs_run_only_for_merge_requests_into_an_environment_branch() -> None:
+    """validate and plan extend the rule; the plan is kept as an artifact even when the job fails."""
+    doc = gitlab()
+    rule = doc[".reconciler"]["rules"][0]["if"]
+    assert "merge_request_event" in rule and "^env" in rule
+    assert doc["validate"]["extends"] == doc["plan"]["extends"] == ".reconciler"
+    assert doc["plan"]["artifacts"] == {"when": "always", "expose_as": "reconciler plan", "paths": ["plan.md"]}
+
+
+def test_the_gitlab_validate_job_passes_on_a_good_checkout(promotion) -> None:
+    """`reconciler validate flows/` in the merge request's checkout, with the config from a File variable."""
+    ws, branch = promotion
+    checkout = ws.clone(branch, name="gitlab-checkout")
+    out = run("\n".join(gitlab()["validate"]["script"]), checkout, RECONCILER_CONFIG=str(ws.config))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_gitlab_plan_job_writes_the_markdown_plan_and_passes(promotion) -> None:
+    """Exit 2 (the merge changes production) passes the job; plan.md is the comment."""
+    ws, branch = promotion
+    job_dir = ws.root / "gitlab-job"
+    job_dir.mkdir()
+    out = run("\n".join(gitlab()["plan"]["script"]), job_dir, RECONCILER_CONFIG=str(ws.config),
+              CI_MERGE_REQUEST_TARGET_BRANCH_NAME="env/production", CI_MERGE_REQUEST_SOURCE_BRANCH_NAME=branch)
+    assert out.returncode == 0, out.stdout + out.stderr
+    md = (job_dir / "plan.md").read_text()
+    assert "| <code>orders@1.0</code> | changed | **import** |" in md and "+ /retries: 3" in md
+    assert not any(v in md for v in VALUES)
+
+
+def test_the_gitlab_plan_job_fails_when_the_source_does_not_merge(promotion) -> None:
+    """Exit 1 fails the job (here: a source branch that does not exist)."""
+    ws, _ = promotion
+    out = run("\n".join(gitlab()["plan"]["script"]), ws.root, RECONCILER_CONFIG=str(ws.config),
+              CI_MERGE_REQUEST_TARGET_BRANCH_NAME="env/production", CI_MERGE_REQUEST_SOURCE_BRANCH_NAME="gone")
+    assert out.returncode != 0
+
+
+def test_the_github_plan_step_writes_the_job_summary_and_passes(promotion) -> None:
+    """The config comes from a secret's text; the branch names from the environment, not the script."""
+    ws, branch = promotion
+    config = ws.config.read_text()
+    for rel in ("state/", "envs/", "secrets/"):
+        config = config.replace(f'"{rel}', f'"{ws.root}/{rel}')
+    runner = ws.root / "runner"
+    runner.mkdir()
+    plan = step(github()["jobs"]["plan"], "plan the merge")
+    assert "${{" not in plan["run"]
+    out = run(plan["run"], runner, RECONCILER_TOML=config, RUNNER_TEMP=str(runner), TARGET="env/production",
+              SOURCE=branch, GITHUB_STEP_SUMMARY=str(runner / "summary.md"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (runner / "summary.md").read_text() == (runner / "plan.md").read_text()
+    assert "**import**" in (runner / "plan.md").read_text()
+
+
+def test_the_github_workflow_runs_on_pull_requests_into_environment_branches() -> None:
+    """pull_request into env/**; the comment job only for pull requests from the repository itself."""
+    doc = github()
+    on = doc.get("on", doc.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert on == {"pull_request": {"branches": ["env/**"]}}
+    assert doc["permissions"] == {"contents": "read"}
+    assert doc["jobs"]["comment"]["permissions"] == {"pull-requests": "write"}
+    assert "head.repo.full_name == github.repository" in doc["jobs"]["comment"]["if"]
