@@ -41,3 +41,21 @@ def test_the_walk_through_runs_word_for_word(tmp_path: Path) -> None:
     log = subprocess.run(["git", "log", "--format=%s", "env/acceptance"], cwd=demo / "state/flows.git",
                          env=env, capture_output=True, text=True, check=True).stdout
     assert log.count("acceptance:") == 3
+
+
+def test_the_promotion_section_runs_word_for_word(tmp_path: Path) -> None:
+    """Params and secrets per environment, promote, validate, plan --against, merge, sync, rollback."""
+    script = "set -euo pipefail\n" + "\n".join(shell_blocks(section("Promotion")))
+    env = git_env(tmp_path)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    env.pop("RECONCILER_CONFIG", None)
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "plan exit code: 2" in proc.stdout
+    demo = tmp_path / "promo-demo"
+    prod = (demo / "envs/production/orders@1.0.json").read_text()
+    assert "api.prod.example.com" in prod and "pr0d-pa55w0rd" in prod
+    everything = subprocess.run(["git", "log", "--all", "-p"], cwd=demo / "state/flows.git", env=env,
+                                capture_output=True, text=True, check=True).stdout
+    for secret in ("acc-pa55w0rd", "pr0d-pa55w0rd", "api.prod.example.com", "api.acc.example.com"):
+        assert secret not in everything
