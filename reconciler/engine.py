@@ -21,7 +21,6 @@ The outcome is frozen data; the CLI and the service render it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -282,18 +281,10 @@ class Engine:
 
     def _templating(self, env: EnvironmentConfig) -> Templating:
         """Parameters and secrets of an environment (secrets read from files and env vars now)."""
-        secrets: dict[str, str] = {}
-        prefix = env.secrets_env_prefix
-        if prefix:
-            secrets.update((k[len(prefix):], v) for k, v in os.environ.items() if k.startswith(prefix) and len(k) > len(prefix))
-        if env.secrets_dir is not None:
-            try:
-                for entry in os.scandir(env.secrets_dir):
-                    if entry.is_file() and not entry.name.startswith("."):
-                        with open(entry.path, encoding="utf-8") as f:
-                            secrets[entry.name] = f.read().rstrip("\n")
-            except OSError as exc:
-                raise RetryableError(f"environment {env.name}: cannot read secrets_dir {env.secrets_dir}: {exc.strerror}") from exc
+        try:
+            secrets = env.load_secrets()
+        except OSError as exc:
+            raise RetryableError(f"environment {env.name}: cannot read secrets_dir {env.secrets_dir}: {exc.strerror}") from exc
         if not env.params and not secrets and not env.secret_fields:
             return Templating()
         return Templating(

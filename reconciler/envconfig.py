@@ -145,6 +145,29 @@ class EnvironmentConfig(Model):
         return Identity(self.identity.name, self.identity.version)
 
 
+    def load_secrets(self, *, strict: bool = True) -> dict[str, str]:
+        """Secret values from ``<secrets_env_prefix>NAME`` variables and files in ``secrets_dir``.
+
+        ``strict``: an unreadable ``secrets_dir`` raises OSError (the engine must
+        not render with missing secrets); otherwise it is skipped (CI checks).
+        """
+        import os
+
+        secrets: dict[str, str] = {}
+        prefix = self.secrets_env_prefix
+        if prefix:
+            secrets.update((k[len(prefix):], v) for k, v in os.environ.items() if k.startswith(prefix) and len(k) > len(prefix))
+        if self.secrets_dir is not None:
+            try:
+                for entry in os.scandir(self.secrets_dir):
+                    if entry.is_file() and not entry.name.startswith("."):
+                        with open(entry.path, encoding="utf-8") as f:
+                            secrets[entry.name] = f.read().rstrip("\n")
+            except OSError:
+                if strict:
+                    raise
+        return secrets
+
     def build_driver(self):
         """The driver for this environment (each driver's model implements it)."""
         raise NotImplementedError(f"driver {self.driver!r} has no implementation")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -121,19 +120,7 @@ def read_secrets(env: EnvironmentConfig) -> dict[str, str]:
 
     Used only to search flows for those values; they are never printed.
     """
-    secrets: dict[str, str] = {}
-    prefix = env.secrets_env_prefix
-    if prefix:
-        secrets.update((k[len(prefix):], v) for k, v in os.environ.items() if k.startswith(prefix) and len(k) > len(prefix))
-    if env.secrets_dir is not None:
-        try:
-            for entry in os.scandir(env.secrets_dir):
-                if entry.is_file() and not entry.name.startswith("."):
-                    with open(entry.path, encoding="utf-8") as f:
-                        secrets[entry.name] = f.read().rstrip("\n")
-        except OSError:
-            pass
-    return secrets
+    return env.load_secrets(strict=False)
 
 
 def environment_templating(envs: Iterable[EnvironmentConfig], *, with_secrets: bool = True) -> Templating:
