@@ -367,6 +367,9 @@ class Engine:
 
     def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before=None) -> Outcome:
         with self.store.lock(env.name):
+            recover = getattr(self.driver(env), "recover", None)
+            if recover is not None:
+                recover()  # a crashed run's leftovers, before anything reads the environment
             if before is not None:
                 before(env)
             for attempt in range(5):

@@ -146,3 +146,39 @@ def test_trusting_the_watch_still_rereads_what_the_driver_wrote(folder: Path) ->
     assert d.apply([Change(K, canon(flow("orders", retries=2)), seen)]) == {}
     d.assume_unchanged = True
     assert d.export().flows[K].oid == DirectoryDriver(folder, rules=RULES).export().flows[K].oid
+
+
+def test_a_version_left_aside_by_a_crash_is_put_back_under_its_name(folder: Path) -> None:
+    """kill -9 between moving the old file aside and linking the new one: the flow returns."""
+    (folder / ".reconciler-99-3.aside.o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    d.recover()
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+    assert list(d.export().flows) == [K]
+
+
+def test_a_version_left_aside_next_to_a_newer_file_is_kept_and_reported(folder: Path) -> None:
+    """Crash after the new file was linked: the old one is kept beside it (a duplicate to resolve)."""
+    (folder / "o.json").write_text(json.dumps(flow("orders", retries=2)))
+    (folder / ".reconciler-99-3.aside.o.json").write_text(json.dumps(flow("orders")))
+    (folder / ".reconciler-99-4.aside.p.json").write_bytes((folder / "o.json").read_bytes().replace(b"orders", b"pay"))
+    (folder / "p.json").write_bytes((folder / ".reconciler-99-4.aside.p.json").read_bytes())
+    d = DirectoryDriver(folder, rules=RULES)
+    d.recover()
+    assert sorted(p.name for p in folder.iterdir()) == ["o-kept-2.json", "o.json", "p.json"]
+    assert json.loads((folder / "o-kept-2.json").read_text()) == flow("orders")
+    assert K in d.export().invalid  # both files hold orders@1.0: reported, nothing dropped
+
+
+def test_a_crashed_runs_files_seen_later_are_recovered_by_the_next_run(folder: Path) -> None:
+    """Another process killed mid-write: the next scan notices, the next run recovers."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    d.recover()
+    d.export()
+    os.rename(folder / "o.json", folder / ".reconciler-7-1.aside.o.json")
+    (folder / ".reconciler-7-2.tmp").write_text("half a fl")
+    assert K not in d.export().flows
+    d.recover()
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+    assert K in d.export().flows

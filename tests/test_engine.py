@@ -7,6 +7,7 @@ failures; git is always real.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -116,6 +117,17 @@ def test_a_crash_before_the_marker_moves_is_repaired_without_importing_twice(two
     assert watching.applied == []
     again = engine_for(ws).sync("production", dry_run=True)
     assert again.plan.changes == ()
+
+
+def test_a_flow_left_aside_by_a_killed_write_is_not_adopted_as_deleted(two: Workspace) -> None:
+    """kill -9 inside the driver's write leaves the old file aside; the next run puts it back first."""
+    ws = two
+    folder = ws.env_dir("production")
+    os.rename(folder / "orders.json", folder / ".reconciler-4242-1.aside.orders.json")
+    out = engine_for(ws).sync("production")  # drift policy adopt: a missing file would be a deletion
+    assert not out.failed and out.plan.changes == ()
+    assert ws.live("production")[("orders", "1.0")]["name"] == "orders"
+    assert json.loads(ws.git("show", "env/production:flows/orders/1.0.json", cwd=ws.repo))["name"] == "orders"
 
 
 def test_after_a_partial_apply_the_marker_holds_exactly_what_the_environment_holds(two: Workspace) -> None:

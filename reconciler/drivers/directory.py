@@ -54,6 +54,7 @@ class DirectoryDriver:
         self._create = create
         self._files: dict[FlowKey, str] | None = None  # where each flow lives
         self._seq = 0
+        self._recovered = self._saw_leftovers = False
         # file name -> (stat signature, what it held): an unchanged file is not re-read.
         self._cache: dict[str, tuple[tuple[int, ...], CanonicalFlow | Problem]] = {}
         # Set by the service when its folder watch saw no change since the last
@@ -120,6 +121,8 @@ class DirectoryDriver:
                             stats[name] = entry.stat(follow_symlinks=False)
                         except OSError as exc:
                             stats[name] = exc
+                    elif name.startswith(".reconciler-"):
+                        self._saw_leftovers = True
         except OSError as exc:
             raise RetryableError(f"cannot list {self.root}: {exc.strerror}") from exc
         return stats
@@ -317,33 +320,112 @@ class DirectoryDriver:
                 out[key] = "unreadable"
         return out
 
+    def recover(self) -> None:
+        """Clean up after a run that crashed; the engine calls it under the environment's lock.
+
+        The folder is looked at once per driver, then again only when a scan
+        saw a crashed run's files (another process killed mid-write).
+        """
+        if self._recovered and not self._saw_leftovers:
+            return
+        self._recovered, self._saw_leftovers = True, False
+        self._remove_leftovers()
+
     def _remove_leftovers(self) -> None:
         """Temporary files of a run that crashed (the engine holds the environment's lock)."""
         for leftover in self.root.glob(".reconciler-*.tmp"):
             _unlink_quietly(str(leftover))
+        for aside in sorted(self.root.glob(".reconciler-*.aside*")):
+            # A crash left an old version aside: put it back under its own name when that is
+            # free, next to it otherwise (a duplicate is reported, never silently dropped).
+            _, _, original = aside.name.partition(".aside.")
+            if not original or original.startswith("."):
+                original = "recovered.json"
+            try:
+                target = self._inside(original)
+                if target.is_file() and not target.is_symlink() and target.read_bytes() == aside.read_bytes():
+                    _unlink_quietly(str(aside))  # the same bytes are in place already
+                    continue
+            except (OSError, _Refused):
+                target = self.root / "recovered.json"
+            self._restore(str(aside), str(target), FlowKey("", ""))
 
     def _apply_one(self, change: Change, tmp: str | None) -> None:
+        """Replace or delete one file only if it still holds what the plan saw.
+
+        Check-then-write would lose a save landing between the two steps, so the
+        file is first moved aside (atomic), the moved file is compared, and the
+        new one is linked in with ``os.link``, which never replaces a file saved
+        meanwhile. Whatever differs from the plan is kept under a free name,
+        never deleted.
+        """
         assert self._files is not None
         path = self._files.get(change.key)
-        current = self._current(path) if path is not None else None
+        if path is None:
+            if change.expect is not None:
+                raise _Refused(f"the flow's file is gone (expected {_short(change.expect)}); the next run re-checks it")
+            if change.data is not None:
+                assert tmp is not None
+                self._files[change.key] = str(self._link_new(change.key, tmp))
+            return
+        self._seq += 1
+        aside = os.path.join(self.root, f".reconciler-{os.getpid()}-{self._seq}.aside")
+        if len(os.path.basename(aside)) + len(os.path.basename(path)) < 250:
+            aside += "." + os.path.basename(path)  # so a crash recovery can put it back by name
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            aside = ""
+        current = self._current(aside) if aside else None
         if current != change.expect:
+            if aside:
+                self._restore(aside, path, change.key)
             if tmp:
                 _unlink_quietly(tmp)
             raise _Refused(
-                f"{path or 'the flow'} changed since it was read (expected {_short(change.expect)}, "
+                f"{path} changed since it was read (expected {_short(change.expect)}, "
                 f"found {_short(current)}); left as it is, the next run re-checks it"
             )
         if change.data is None:
-            if path is not None:
-                os.unlink(path)
-                del self._files[change.key]
-                self._deleted[change.key] = path
-            return
-        assert tmp is not None
-        if path is None:
-            self._files[change.key] = str(self._link_new(change.key, tmp))
+            del self._files[change.key]
+            self._deleted[change.key] = path
         else:
-            os.replace(tmp, self._inside(os.path.basename(path)))
+            assert tmp is not None
+            try:
+                os.link(tmp, self._inside(os.path.basename(path)))
+            except FileExistsError:
+                # Saved while we held the old version aside: the save wins.
+                _unlink_quietly(tmp)
+                self._discard(aside, change, path)
+                raise _Refused(f"{path} was saved during the write; left as saved, the next run re-checks it")
+            _unlink_quietly(tmp)
+        self._discard(aside, change, path)
+
+    def _discard(self, aside: str, change: Change, path: str) -> None:
+        """Remove the moved-aside old version, unless it changed after the check (an in-place save)."""
+        if not aside:
+            return
+        if self._current(aside) == change.expect:
+            _unlink_quietly(aside)  # what the plan saw: already saved to drift/<env>
+        else:
+            self._restore(aside, path, change.key)
+
+    def _restore(self, aside: str, path: str, key: FlowKey) -> None:
+        """Put a moved-aside file back, or next to a file saved meanwhile (never replace)."""
+        try:
+            os.link(aside, path)
+            _unlink_quietly(aside)
+            return
+        except FileExistsError:
+            pass
+        stem = os.path.basename(path).removesuffix(".json")
+        for n in range(2, 1000):
+            try:
+                os.link(aside, self._inside(f"{stem}-kept-{n}.json"))
+                _unlink_quietly(aside)
+                return
+            except FileExistsError:
+                continue
 
     def _current(self, path: str) -> str | None:
         """Canonical blob id of the flow a file now holds (None if gone or unreadable)."""
