@@ -47,6 +47,11 @@ class RepositoryConfig(_Model):
     remote_token_env: str = Field(
         "RECONCILER_GIT_TOKEN", description="Environment variable holding an https token for the remote."
     )
+    stale_lock_after: float = Field(
+        60.0, ge=0,
+        description="Seconds after which a ref .lock file that blocks the reconciler's own commit is taken "
+        "for one left by a crashed process and removed (git holds one for milliseconds); 0: never, report it.",
+    )
 
 
 class ServerConfig(_Model):

@@ -218,11 +218,7 @@ class Engine:
 
     def __init__(self, config: Config, *, store: GitStore | None = None, drivers: Mapping[str, Driver] | None = None):
         self.config = config
-        self.store = store or GitStore(
-            config.repository.path,
-            author_name=config.repository.author_name,
-            author_email=config.repository.author_email,
-        )
+        self.store = store or GitStore.from_config(config.repository)
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._memo: dict[str, _Memo] = {}  # per environment: what the last read and plan derived
         self._validators: dict[str, Callable[[Any], list[tuple[str, str]]] | None] = {}

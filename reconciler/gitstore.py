@@ -21,17 +21,25 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pygit2
+import structlog
 
 from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
 from reconciler.flows import FlowKey
 from reconciler.names import InvalidName, encode, parse_flow_path
 from reconciler.packwriter import MODE_BLOB, MODE_TREE, OBJ_BLOB, OBJ_TREE, PackWriter, tree_bytes
+
+if TYPE_CHECKING:
+    from reconciler.config import RepositoryConfig
+
+log = structlog.get_logger("reconciler.gitstore")
 
 __all__ = ["GitStore", "CommitInfo", "FlowTree", "MARKER_PREFIX"]
 
@@ -74,8 +82,10 @@ class FlowTree:
 class GitStore:
     """A bare repository holding every environment's branch."""
 
-    def __init__(self, path: str | Path, *, author_name: str, author_email: str, create: bool = True):
+    def __init__(self, path: str | Path, *, author_name: str, author_email: str, create: bool = True,
+                 stale_lock_after: float = 0.0):
         self.path = Path(path)
+        self.stale_lock_after = stale_lock_after
         self._author = (author_name, author_email)
         self._pending = PackWriter()
         self._trees: dict[tuple[str, str], FlowTree] = {}
@@ -91,7 +101,34 @@ class GitStore:
         except (pygit2.GitError, OSError) as exc:
             raise StallError(f"cannot open the git repository at {self.path}: {exc}") from exc
 
+    @classmethod
+    def from_config(cls, repository: "RepositoryConfig") -> "GitStore":
+        return cls(repository.path, author_name=repository.author_name, author_email=repository.author_email,
+                   stale_lock_after=repository.stale_lock_after)
+
     # -- refs ------------------------------------------------------------------
+
+    def _clear_stale_lock(self, ref: str) -> bool:
+        """Remove ``<ref>.lock`` if it is older than ``stale_lock_after``: left by a crash.
+
+        git holds a ref lock for the milliseconds of one update, so a lock that
+        old belongs to a process that died (``kill -9``, power loss) and would
+        otherwise stall the environment until a person deletes it.
+        """
+        if self.stale_lock_after <= 0:
+            return False
+        lock = self.path / (self.branch_ref(ref) + ".lock")
+        try:
+            age = time.time() - lock.stat().st_mtime
+            if age < self.stale_lock_after:
+                return False
+            held = lock.read_bytes()[:64].decode("ascii", "replace").strip()
+            lock.unlink()
+        except OSError:
+            return False
+        log.warning("removed a stale ref lock", file=str(lock), age_s=round(age, 1), held=held)
+        return True
+
 
     @staticmethod
     def branch_ref(branch: str) -> str:
@@ -112,10 +149,22 @@ class GitStore:
         self._set_ref(MARKER_PREFIX + env, commit, f"reconciler: applied marker of {env}")
 
     def _set_ref(self, ref: str, commit: str, message: str) -> None:
-        try:
-            self.repo.create_reference_direct(ref, pygit2.Oid(hex=commit), True, message=message)
-        except (pygit2.GitError, OSError) as exc:
-            raise RetryableError(f"cannot update {ref}: {exc}") from exc
+        for attempt in (1, 2):
+            try:
+                self.repo.create_reference_direct(ref, pygit2.Oid(hex=commit), True, message=message)
+                return
+            except (pygit2.GitError, OSError) as exc:
+                if attempt == 1 and self._clear_stale_lock(ref):
+                    continue
+                raise RetryableError(f"cannot update {ref}: {self._lock_hint(ref) or exc}") from exc
+
+    def _lock_hint(self, ref: str) -> str:
+        lock = self.path / (self.branch_ref(ref) + ".lock")
+        if not lock.exists():
+            return ""
+        after = f"; it is removed automatically once {self.stale_lock_after:g} s old" if self.stale_lock_after > 0 else ""
+        return (f"{lock} exists. Another git process holds it, or one crashed and left it behind; "
+                f"if no git process is running on this repository, delete that file{after}")
 
     # -- reading ---------------------------------------------------------------
 
@@ -303,21 +352,22 @@ class GitStore:
         self.flush()
         sig = pygit2.Signature(*self._author)
         parents = [pygit2.Oid(hex=p) for p in (parent, *extra_parents) if p]
-        try:
-            oid = self.repo.create_commit(
-                self.branch_ref(ref) if ref else None, sig, sig, message, pygit2.Oid(hex=tree), parents
-            )
-        except (pygit2.GitError, OSError) as exc:  # pygit2 reports a held ref lock as OSError
-            if "current tip is not the first parent" in str(exc):
-                raise BranchMovedError(f"{ref} moved while the reconciler was writing to it") from exc
-            lock = self.path / (self.branch_ref(ref) + ".lock") if ref else None
-            if lock is not None and lock.exists():
-                raise RetryableError(
-                    f"cannot update {ref}: {lock} exists. Another git process holds it, or one crashed and left "
-                    "it behind; if no git process is running on this repository, delete that file"
-                ) from exc
-            raise RetryableError(f"cannot commit to {ref or 'the repository'}: {exc}") from exc
-        return str(oid)
+        for attempt in (1, 2):
+            try:
+                oid = self.repo.create_commit(
+                    self.branch_ref(ref) if ref else None, sig, sig, message, pygit2.Oid(hex=tree), parents
+                )
+                return str(oid)
+            except (pygit2.GitError, OSError) as exc:  # pygit2 reports a held ref lock as OSError
+                if "current tip is not the first parent" in str(exc):
+                    raise BranchMovedError(f"{ref} moved while the reconciler was writing to it") from exc
+                if ref and attempt == 1 and self._clear_stale_lock(ref):
+                    continue
+                hint = self._lock_hint(ref) if ref else ""
+                if hint:
+                    raise RetryableError(f"cannot update {ref}: {hint}") from exc
+                raise RetryableError(f"cannot commit to {ref or 'the repository'}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def tree_of(self, commit: str | None) -> str | None:
         return None if commit is None else str(self._commit(commit).tree_id)

@@ -84,7 +84,7 @@ class EnvWorker(threading.Thread):
         self.idle = threading.Event()
         self.idle.set()
         cfg = service.config
-        self.store = GitStore(cfg.repository.path, author_name=cfg.repository.author_name, author_email=cfg.repository.author_email)
+        self.store = GitStore.from_config(cfg.repository)
         self.engine = Engine(cfg, store=self.store)
         self.remote = Remote(self.store, cfg.repository.remote, cfg.repository.remote_token_env) if cfg.repository.remote else None
 
@@ -258,7 +258,7 @@ class Service:
         self.metrics = metrics or Metrics()
         self.clock, self.wall = clock, wall
         self.api_token, self.webhook_secret = api_token, webhook_secret
-        self.store = GitStore(config.repository.path, author_name=config.repository.author_name, author_email=config.repository.author_email)
+        self.store = GitStore.from_config(config.repository)
         self.remote = Remote(self.store, config.repository.remote, config.repository.remote_token_env) if config.repository.remote else None
         owned = set(shard.select(e.name for e in config.environments))
         self.workers = {e.name: EnvWorker(self, e) for e in config.environments if e.name in owned}

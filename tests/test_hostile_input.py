@@ -137,6 +137,24 @@ def test_a_stale_ref_lock_is_named_in_the_error_and_nothing_is_lost(prod: Worksp
     assert '"edited": true' in prod.git("show", "env/acceptance:flows/orders/1.0.json", cwd=prod.repo)
 
 
+@pytest.mark.parametrize("ref", ["heads/env/acceptance", "reconciler/applied/acceptance"])
+def test_a_ref_lock_older_than_stale_lock_after_is_removed_and_the_sync_goes_on(prod: Workspace, ref: str) -> None:
+    """kill -9 during a ref update: an old .lock no longer stalls the environment; a logged warning names it."""
+    prod.put("acceptance", "o.json", flow("orders"))
+    prod.cli("export", "acceptance", check=True)
+    lock = prod.repo / "refs" / f"{ref}.lock"
+    lock.write_text("0" * 40 + "\n")
+    old = time.time() - 61
+    os.utime(lock, (old, old))
+    prod.put("acceptance", "o.json", flow("orders", edited=True))
+    out = prod.cli("sync", "acceptance")
+    assert out.returncode == 0, out.stderr
+    assert "removed a stale ref lock" in out.stderr and f"{ref}.lock" in out.stderr
+    assert not lock.exists()
+    assert '"edited": true' in prod.git("show", "env/acceptance:flows/orders/1.0.json", cwd=prod.repo)
+    assert prod.git("rev-parse", f"refs/{ref}", cwd=prod.repo) == prod.git("rev-parse", "env/acceptance", cwd=prod.repo)
+
+
 _toml_values = st.recursive(
     st.one_of(st.text(max_size=20), st.integers(), st.floats(allow_nan=False), st.booleans()),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=3),
