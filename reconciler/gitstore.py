@@ -404,16 +404,22 @@ class GitStore:
             return []
         out: list[CommitInfo] = []
         try:
-            walker = self.repo.walk(pygit2.Oid(hex=tip), pygit2.GIT_SORT_TOPOLOGICAL | pygit2.GIT_SORT_TIME)
+            # Unsorted is incremental, like `git log`: any sort (time, topological) walks all history first.
+            walker = self.repo.walk(pygit2.Oid(hex=tip), pygit2.GIT_SORT_NONE)
+            ahead: dict[pygit2.Oid, str | None] = {}  # parents' entries, computed once (the walk reaches them next)
             for c in walker:
                 if path is not None:
-                    mine = _entry_id(c.tree, path)
-                    parents = c.parents
-                    if parents and all(_entry_id(p.tree, path) == mine for p in parents):
+                    mine = ahead.pop(c.id) if c.id in ahead else _entry_id(c.tree, path)
+                    theirs = []
+                    for p in c.parent_ids:
+                        if p not in ahead:
+                            ahead[p] = _entry_id(self.repo[p].tree, path)
+                        theirs.append(ahead[p])
+                    if theirs and all(t == mine for t in theirs):
                         continue
-                    if not parents and mine is None:
+                    if not theirs and mine is None:
                         continue
-                    if parents and len(parents) > 1 and any(_entry_id(p.tree, path) == mine for p in parents):
+                    if len(theirs) > 1 and mine in theirs:
                         continue  # a merge that took one side's version unchanged
                 out.append(
                     CommitInfo(str(c.id), c.author.time, c.author.offset, c.author.name, c.author.email, c.message.strip())
