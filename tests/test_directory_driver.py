@@ -182,3 +182,26 @@ def test_a_crashed_runs_files_seen_later_are_recovered_by_the_next_run(folder: P
     d.recover()
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
     assert K in d.export().flows
+
+
+def test_a_failed_link_puts_the_old_file_back(folder: Path, monkeypatch) -> None:
+    """No space for the new directory entry (ENOSPC on link): the old file is back under its name."""
+    import errno
+
+    import reconciler.drivers.directory as directory
+
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    real_link = os.link
+
+    def link(src, dst, *a, **kw):
+        if ".tmp" in str(src):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_link(src, dst, *a, **kw)
+
+    monkeypatch.setattr(directory.os, "link", link)
+    failed = d.apply([Change(K, canon(flow("orders", retries=3)), seen)])
+    assert "No space left on device" in failed[K]
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+    assert json.loads((folder / "o.json").read_text()) == flow("orders")

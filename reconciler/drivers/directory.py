@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import replace
-from typing import NamedTuple
 import time
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
+
+import structlog
 
 from reconciler.canonical import InvalidJSON, Rules, parse_json
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
@@ -39,6 +41,8 @@ from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 from reconciler.names import encode
 
 __all__ = ["DirectoryDriver"]
+
+log = structlog.get_logger("reconciler.drivers.directory")
 
 # Flow exports are small; a bigger file is refused rather than read into memory.
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -376,7 +380,11 @@ class DirectoryDriver:
             os.rename(path, aside)
         except FileNotFoundError:
             aside = ""
-        current = self._current(aside) if aside else None
+        try:
+            current = self._current(aside) if aside else None
+        except BaseException:
+            self._restore(aside, path, change.key)  # unreadable now: put it back as it is
+            raise
         if current != change.expect:
             if aside:
                 self._restore(aside, path, change.key)
@@ -398,6 +406,10 @@ class DirectoryDriver:
                 _unlink_quietly(tmp)
                 self._discard(aside, change, path)
                 raise _Refused(f"{path} was saved during the write; left as saved, the next run re-checks it")
+            except BaseException:
+                _unlink_quietly(tmp)
+                self._restore(aside, path, change.key)  # e.g. no space for the link: the old file stays
+                raise
             _unlink_quietly(tmp)
         self._discard(aside, change, path)
 
@@ -412,20 +424,27 @@ class DirectoryDriver:
 
     def _restore(self, aside: str, path: str, key: FlowKey) -> None:
         """Put a moved-aside file back, or next to a file saved meanwhile (never replace)."""
-        try:
-            os.link(aside, path)
-            _unlink_quietly(aside)
+        if not aside:
             return
-        except FileExistsError:
-            pass
         stem = os.path.basename(path).removesuffix(".json")
-        for n in range(2, 1000):
+        for n in range(1, 1000):
+            target = path if n == 1 else str(self._inside(f"{stem}-kept-{n}.json"))
             try:
-                os.link(aside, self._inside(f"{stem}-kept-{n}.json"))
-                _unlink_quietly(aside)
-                return
+                os.link(aside, target)
             except FileExistsError:
                 continue
+            except FileNotFoundError:
+                return  # nothing aside any more
+            except OSError as exc:
+                log.error("could not put a flow file back; it is kept hidden", file=aside, error=str(exc),
+                          flow=str(key) if key.name else None, action=f"rename it to {path}")
+                return
+            _unlink_quietly(aside)
+            self._dirty.add(os.path.basename(target))  # the next export reads it
+            if n > 1:
+                log.warning("kept a flow file saved during a write next to the newer one", file=target, flow=str(key) if key.name else None)
+            return
+        log.error("no free name to put a flow file back; it is kept hidden", file=aside, action=f"rename it to {path}")
 
     def _current(self, path: str) -> str | None:
         """Canonical blob id of the flow a file now holds (None if gone or unreadable)."""
