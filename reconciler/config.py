@@ -189,6 +189,14 @@ def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> C
             )
         places.setdefault(place, env.name)
     resolved = [_resolve_paths(env, base, where, problems) for env in envs]
+    folders: dict[Path, str] = {}
+    for i, env in enumerate(resolved):
+        if isinstance(env, DirectoryEnvironment):
+            folder = Path(os.path.normpath(env.path))
+            if folder in folders:
+                problems.append(Problem(where, f"environment[{i}].path = {str(env.path)!r}: also the folder of "
+                                               f"environment {folders[folder]!r}; each environment needs its own folder"))
+            folders.setdefault(folder, env.name)
     if problems or top is None:
         raise ConfigError(problems)
     repo = top.repository.model_copy(update={"path": _abs(base, top.repository.path)})

@@ -111,3 +111,13 @@ def test_credentials_in_a_url_are_never_echoed(tmp_path: Path) -> None:
 
     assert _redact("https://bob:hunter2@dpm.example.com/api") == "https://***@dpm.example.com/api"
     assert _redact("https://dpm.example.com/a@b") == "https://dpm.example.com/a@b"
+
+
+def test_two_environments_sharing_a_folder_are_refused(tmp_path: Path) -> None:
+    """Each environment needs its own folder: two would undo each other's writes."""
+    (tmp_path / "reconciler.toml").write_text(
+        '[[environment]]\nname = "a"\ndriver = "directory"\npath = "envs/x"\n\n'
+        '[[environment]]\nname = "b"\ndriver = "directory"\npath = "envs/./x/"\nbranch = "env/other"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "reconciler.toml")
+    assert "environment[1].path" in str(err.value) and "also the folder of environment 'a'" in str(err.value)

@@ -205,3 +205,62 @@ def test_a_failed_link_puts_the_old_file_back(folder: Path, monkeypatch) -> None
     assert "No space left on device" in failed[K]
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
     assert json.loads((folder / "o.json").read_text()) == flow("orders")
+
+
+def test_an_edit_written_in_place_during_a_delete_is_kept_and_the_delete_reported_failed(folder: Path, monkeypatch) -> None:
+    """An editor writing through a file it opened earlier, just after the driver's check: not deleted."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    real, calls = DirectoryDriver._current, []
+
+    def current(self, path):
+        got = real(self, path)
+        calls.append(path)
+        if len(calls) == 1:  # the guard has compared the moved file: the editor writes into it now
+            with open(path, "w") as f:
+                json.dump(flow("orders", note="written in place"), f)
+        return got
+
+    monkeypatch.setattr(DirectoryDriver, "_current", current)
+    failed = d.apply([Change(K, None, seen)])
+    assert "edited during the write" in failed[K]
+    assert json.loads((folder / "o.json").read_text())["note"] == "written in place"
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
+def test_a_write_that_finished_before_a_crash_drops_the_saved_old_version(folder: Path) -> None:
+    """kill -9 after the new file was linked: the aside holds what the plan expected (saved to
+    drift/<env> before the write), so recovery drops it instead of making a duplicate."""
+    old = canon(flow("orders"))
+    (folder / f".reconciler-9-1-abcdef-{blob_id(old)[:12]}.aside.o.json").write_bytes(old)
+    (folder / "o.json").write_text(json.dumps(flow("orders", retries=2)))
+    d = DirectoryDriver(folder, rules=RULES)
+    d.recover()
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+    assert d.export().flows[K].oid == blob_id(canon(flow("orders", retries=2)))
+
+
+def test_a_long_non_ascii_file_name_can_still_be_updated(folder: Path) -> None:
+    """The hidden name of the old version is bounded in bytes, not characters."""
+    name = "é" * 115 + ".json"  # 235 bytes
+    (folder / name).write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    assert d.apply([Change(K, canon(flow("orders", retries=4)), seen)]) == {}
+    assert json.loads((folder / name).read_text())["retries"] == 4
+    assert [p.name for p in folder.iterdir()] == [name]
+
+
+def test_a_folder_swapped_in_for_a_flow_file_is_put_back(folder: Path) -> None:
+    """A directory at the flow's name when the write comes: refused, and the directory stays where it was."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    (folder / "o.json").unlink()
+    (folder / "o.json").mkdir()
+    (folder / "o.json" / "inside.txt").write_text("keep me")
+    failed = d.apply([Change(K, canon(flow("orders", retries=5)), seen)])
+    assert K in failed
+    assert (folder / "o.json" / "inside.txt").read_text() == "keep me"
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]

@@ -58,7 +58,7 @@ class DirectoryDriver:
         self._create = create
         self._files: dict[FlowKey, str] | None = None  # where each flow lives
         self._seq = 0
-        self._recovered = self._saw_leftovers = False
+        self._recovered = False
         # file name -> (stat signature, what it held): an unchanged file is not re-read.
         self._cache: dict[str, tuple[tuple[int, ...], CanonicalFlow | Problem]] = {}
         # Set by the service when its folder watch saw no change since the last
@@ -125,8 +125,6 @@ class DirectoryDriver:
                             stats[name] = entry.stat(follow_symlinks=False)
                         except OSError as exc:
                             stats[name] = exc
-                    elif name.startswith(".reconciler-"):
-                        self._saw_leftovers = True
         except OSError as exc:
             raise RetryableError(f"cannot list {self.root}: {exc.strerror}") from exc
         return stats
@@ -279,12 +277,16 @@ class DirectoryDriver:
             for i, change in enumerate(changes, 1):
                 if change.key in failed:
                     continue
+                tmp = temps.pop(change.key, None)
                 try:
-                    self._apply_one(change, temps.pop(change.key, None))
+                    self._apply_one(change, tmp)
                 except _Refused as exc:
                     failed[change.key] = str(exc)
                 except OSError as exc:
                     failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
+                finally:
+                    if tmp is not None:
+                        _unlink_quietly(tmp)  # linked in, or not used: either way no longer needed
                 if progress is not None and (i % 200 == 0 or i == total):
                     progress(i, total)
             _fsync_dir(self.root)
@@ -327,32 +329,61 @@ class DirectoryDriver:
     def recover(self) -> None:
         """Clean up after a run that crashed; the engine calls it under the environment's lock.
 
-        The folder is looked at once per driver, then again only when a scan
-        saw a crashed run's files (another process killed mid-write).
+        Skipped only when the folder watch vouches that nothing changed since
+        the last export (a crashed process's files would have been an event).
         """
-        if self._recovered and not self._saw_leftovers:
+        if self._recovered and self.assume_unchanged:
             return
-        self._recovered, self._saw_leftovers = True, False
-        self._remove_leftovers()
+        self._recovered = True
+        try:
+            with os.scandir(self.root) as it:
+                crashed = any(e.name.startswith(".reconciler-") for e in it)
+        except OSError:
+            return  # the export reports an unreadable folder
+        if crashed:
+            self._remove_leftovers()
 
     def _remove_leftovers(self) -> None:
-        """Temporary files of a run that crashed (the engine holds the environment's lock)."""
+        """Files of a run that crashed (the engine holds the environment's lock).
+
+        Temporary files go. An old version moved aside goes back under its own
+        name when that is free (the write never happened); when a newer file
+        took the name, it is dropped only if it holds exactly what the plan
+        expected (already saved to drift/<env>), else kept beside it, where the
+        duplicate is reported. Nothing that could be an edit is deleted.
+        """
         for leftover in self.root.glob(".reconciler-*.tmp"):
             _unlink_quietly(str(leftover))
         for aside in sorted(self.root.glob(".reconciler-*.aside*")):
-            # A crash left an old version aside: put it back under its own name when that is
-            # free, next to it otherwise (a duplicate is reported, never silently dropped).
-            _, _, original = aside.name.partition(".aside.")
+            head, _, original = aside.name.partition(".aside.")
+            expect = head.rsplit("-", 1)[-1] if head.count("-") >= 4 else ""
             if not original or original.startswith("."):
                 original = "recovered.json"
             try:
                 target = self._inside(original)
-                if target.is_file() and not target.is_symlink() and target.read_bytes() == aside.read_bytes():
-                    _unlink_quietly(str(aside))  # the same bytes are in place already
-                    continue
-            except (OSError, _Refused):
+            except _Refused:
                 target = self.root / "recovered.json"
+            if os.path.lexists(target):
+                try:
+                    if target.is_file() and not target.is_symlink() and target.read_bytes() == aside.read_bytes():
+                        _unlink_quietly(str(aside))  # the same bytes are in place already
+                        continue
+                    if len(expect) == 12 and (self._current(str(aside)) or "").startswith(expect):
+                        _unlink_quietly(str(aside))  # the write finished; this version is in drift/<env>
+                        continue
+                except (OSError, _Refused):
+                    pass
             self._restore(str(aside), str(target), FlowKey("", ""))
+
+    def _aside_name(self, path: str, expect: str) -> str:
+        """A hidden, unique name for the old version: pid, sequence, a random part, what the plan
+        expected (12 hex digits) and the file's name (when it fits), for a crash recovery."""
+        self._seq += 1
+        aside = f".reconciler-{os.getpid()}-{self._seq}-{os.urandom(3).hex()}-{expect[:12]}.aside"
+        name = os.path.basename(path)
+        if len(os.fsencode(aside)) + len(os.fsencode(name)) < 250:
+            aside += "." + name
+        return os.path.join(self.root, aside)
 
     def _apply_one(self, change: Change, tmp: str | None) -> None:
         """Replace or delete one file only if it still holds what the plan saw.
@@ -361,7 +392,7 @@ class DirectoryDriver:
         file is first moved aside (atomic), the moved file is compared, and the
         new one is linked in with ``os.link``, which never replaces a file saved
         meanwhile. Whatever differs from the plan is kept under a free name,
-        never deleted.
+        never deleted. The caller removes ``tmp``.
         """
         assert self._files is not None
         path = self._files.get(change.key)
@@ -372,10 +403,7 @@ class DirectoryDriver:
                 assert tmp is not None
                 self._files[change.key] = str(self._link_new(change.key, tmp))
             return
-        self._seq += 1
-        aside = os.path.join(self.root, f".reconciler-{os.getpid()}-{self._seq}.aside")
-        if len(os.path.basename(aside)) + len(os.path.basename(path)) < 250:
-            aside += "." + os.path.basename(path)  # so a crash recovery can put it back by name
+        aside = self._aside_name(path, change.expect or "")
         try:
             os.rename(path, aside)
         except FileNotFoundError:
@@ -386,65 +414,82 @@ class DirectoryDriver:
             self._restore(aside, path, change.key)  # unreadable now: put it back as it is
             raise
         if current != change.expect:
-            if aside:
-                self._restore(aside, path, change.key)
-            if tmp:
-                _unlink_quietly(tmp)
+            self._restore(aside, path, change.key)
             raise _Refused(
                 f"{path} changed since it was read (expected {_short(change.expect)}, "
                 f"found {_short(current)}); left as it is, the next run re-checks it"
             )
-        if change.data is None:
-            del self._files[change.key]
-            self._deleted[change.key] = path
-        else:
+        if change.data is not None:
             assert tmp is not None
             try:
                 os.link(tmp, self._inside(os.path.basename(path)))
             except FileExistsError:
                 # Saved while we held the old version aside: the save wins.
-                _unlink_quietly(tmp)
                 self._discard(aside, change, path)
                 raise _Refused(f"{path} was saved during the write; left as saved, the next run re-checks it")
             except BaseException:
-                _unlink_quietly(tmp)
                 self._restore(aside, path, change.key)  # e.g. no space for the link: the old file stays
                 raise
-            _unlink_quietly(tmp)
-        self._discard(aside, change, path)
+        kept = self._discard(aside, change, path)
+        if change.data is None and kept is None:
+            del self._files[change.key]
+            self._deleted[change.key] = path
+        if kept is not None:
+            raise _Refused(f"{path} was edited during the write; the edit is kept as {kept}, the next run re-checks it")
 
-    def _discard(self, aside: str, change: Change, path: str) -> None:
-        """Remove the moved-aside old version, unless it changed after the check (an in-place save)."""
+    def _discard(self, aside: str, change: Change, path: str) -> str | None:
+        """Remove the moved-aside old version, unless it changed after the check (an in-place
+        save): then it is put back, and where it went is returned."""
         if not aside:
-            return
-        if self._current(aside) == change.expect:
+            return None
+        try:
+            same = self._current(aside) == change.expect
+        except _Refused:
+            same = False
+        if same:
             _unlink_quietly(aside)  # what the plan saw: already saved to drift/<env>
-        else:
-            self._restore(aside, path, change.key)
+            return None
+        return self._restore(aside, path, change.key)
 
-    def _restore(self, aside: str, path: str, key: FlowKey) -> None:
-        """Put a moved-aside file back, or next to a file saved meanwhile (never replace)."""
+    def _restore(self, aside: str, path: str, key: FlowKey) -> str | None:
+        """Put a moved-aside file back, or next to a file saved meanwhile; never replace one.
+
+        Returns where it went (None if there was nothing to put back). A hard
+        link is the no-replace primitive; where the file system refuses it, a
+        rename to a name checked to be free.
+        """
         if not aside:
-            return
-        stem = os.path.basename(path).removesuffix(".json")
+            return None
+        stem = os.fsencode(os.path.basename(path).removesuffix(".json"))[:200].decode(errors="ignore")
         for n in range(1, 1000):
-            target = path if n == 1 else str(self._inside(f"{stem}-kept-{n}.json"))
+            target = path if n == 1 else str(self.root / f"{stem}-kept-{n}.json")
             try:
-                os.link(aside, target)
-            except FileExistsError:
-                continue
+                try:
+                    os.link(aside, target)
+                    _unlink_quietly(aside)
+                except FileExistsError:
+                    continue
+                except FileNotFoundError:
+                    return None  # nothing aside any more
+                except OSError:
+                    if os.path.lexists(target):
+                        continue
+                    os.rename(aside, target)  # no hard links here (or a directory was moved aside)
             except FileNotFoundError:
-                return  # nothing aside any more
+                return None
             except OSError as exc:
+                if n == 1:
+                    continue  # e.g. a name too long: try a shorter one
                 log.error("could not put a flow file back; it is kept hidden", file=aside, error=str(exc),
                           flow=str(key) if key.name else None, action=f"rename it to {path}")
-                return
-            _unlink_quietly(aside)
+                return aside
             self._dirty.add(os.path.basename(target))  # the next export reads it
             if n > 1:
-                log.warning("kept a flow file saved during a write next to the newer one", file=target, flow=str(key) if key.name else None)
-            return
+                log.warning("kept a flow file saved during a write next to the newer one", file=target,
+                            flow=str(key) if key.name else None)
+            return target
         log.error("no free name to put a flow file back; it is kept hidden", file=aside, action=f"rename it to {path}")
+        return aside
 
     def _current(self, path: str) -> str | None:
         """Canonical blob id of the flow a file now holds (None if gone or unreadable)."""
