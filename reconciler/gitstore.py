@@ -129,7 +129,6 @@ class GitStore:
         log.warning("removed a stale ref lock", file=str(lock), age_s=round(age, 1), held=held)
         return True
 
-
     @staticmethod
     def branch_ref(branch: str) -> str:
         return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
