@@ -14,44 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Workspace
-
-ACC_API, PROD_API = "https://api.acc.example.com", "https://api.prod.example.com"
-ACC_PW, PROD_PW = "acc-pa55w0rd", "pr0d-pa55w0rd"
-
-
-def live_flow(api: str, password: str, **extra) -> dict:
-    return {"name": "orders", "version": "1.0", "exportedAt": "2026-11-23",
-            "steps": [{"id": "in", "type": "http-in", "config": {"url": f"{api}/orders"}},
-                      {"id": "db", "type": "sql", "config": {"user": "app", "password": password}}], **extra}
-
-
-def write_config(ws: Workspace) -> None:
-    ws.config.write_text(f"""[repository]
-path = "state/flows.git"
-
-[[environment]]
-name = "acceptance"
-driver = "directory"
-path = "envs/acceptance"
-drift = "adopt"
-ignore = ["/exportedAt"]
-secrets_dir = "secrets/acceptance"
-secrets_env_prefix = ""
-[environment.params]
-API = "{ACC_API}"
-
-[[environment]]
-name = "production"
-driver = "directory"
-path = "envs/production"
-drift = "restore"
-prune = true
-ignore = ["/exportedAt"]
-secrets_dir = "secrets/production"
-secrets_env_prefix = ""
-[environment.params]
-API = "{PROD_API}"
-""")
+from tests.promokit import ACC_API, ACC_PW, PROD_API, PROD_PW, everything_in_git, write_config
+from tests.promokit import orders as live_flow
 
 
 @pytest.fixture
@@ -62,15 +26,6 @@ def two(ws: Workspace) -> Workspace:
         ws.env_dir(name).mkdir(parents=True)
     write_config(ws)
     return ws
-
-
-def everything_in_git(ws: Workspace) -> str:
-    refs = ws.git("for-each-ref", "--format=%(refname)", cwd=ws.repo).split()
-    out = []
-    for ref in refs:
-        for path in ws.git("ls-tree", "-r", "--name-only", ref, cwd=ws.repo).split():
-            out.append(ws.git("show", f"{ref}:{path}", cwd=ws.repo))
-    return "\n".join(out)
 
 
 def test_a_promotion_keeps_each_environment_its_endpoint_and_secret_and_git_holds_neither(two: Workspace) -> None:
