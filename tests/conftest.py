@@ -30,6 +30,12 @@ def git_env(home: Path) -> dict[str, str]:
     return env
 
 
+def flow_files(folder: Path) -> list[Path]:
+    """The files the directory driver reads as flows: ``*.json``, not hidden (pathlib's glob,
+    unlike a shell's, matches hidden files such as the driver's own temporary ones)."""
+    return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+
+
 def flow(name: str, version: str = "1.0", **fields: Any) -> dict[str, Any]:
     """A small realistic flow export."""
     doc: dict[str, Any] = {
@@ -86,8 +92,11 @@ class Workspace:
     def live(self, env: str) -> dict[tuple[str, str], dict[str, Any]]:
         """Flows in an environment folder, by (name, version)."""
         out = {}
-        for p in sorted(self.env_dir(env).glob("*.json")):
-            doc = json.loads(p.read_text())
+        for p in flow_files(self.env_dir(env)):
+            try:
+                doc = json.loads(p.read_text())
+            except FileNotFoundError:
+                continue  # replaced by a running service between the listing and the read
             out[(doc["name"], str(doc["version"]))] = doc
         return out
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Workspace, flow
+from tests.conftest import Workspace, flow, flow_files
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_promotion_by_merge_is_imported_into_production(promoted: Workspace) -> 
 def test_drift_is_restored_and_the_drifted_version_is_kept_on_the_drift_branch(promoted: Workspace) -> None:
     """Under drift = restore, a UI edit is replaced by git's version, after being saved to drift/<env>."""
     ws = promoted
-    path = next(p for p in ws.env_dir("production").glob("*.json") if json.loads(p.read_text())["name"] == "orders")
+    path = next(p for p in flow_files(ws.env_dir("production")) if json.loads(p.read_text())["name"] == "orders")
     doc = json.loads(path.read_text())
     doc["steps"][0]["config"]["url"] = "/hand-edited"
     path.write_text(json.dumps(doc))

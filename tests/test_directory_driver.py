@@ -150,7 +150,7 @@ def test_trusting_the_watch_still_rereads_what_the_driver_wrote(folder: Path) ->
 
 def test_a_version_left_aside_by_a_crash_is_put_back_under_its_name(folder: Path) -> None:
     """kill -9 between moving the old file aside and linking the new one: the flow returns."""
-    (folder / ".reconciler-99-3.aside.o.json").write_text(json.dumps(flow("orders")))
+    (folder / ".reconciler-99-3.o.json.aside").write_text(json.dumps(flow("orders")))
     d = DirectoryDriver(folder, rules=RULES)
     d.recover()
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
@@ -160,9 +160,9 @@ def test_a_version_left_aside_by_a_crash_is_put_back_under_its_name(folder: Path
 def test_a_version_left_aside_next_to_a_newer_file_is_kept_and_reported(folder: Path) -> None:
     """Crash after the new file was linked: the old one is kept beside it (a duplicate to resolve)."""
     (folder / "o.json").write_text(json.dumps(flow("orders", retries=2)))
-    (folder / ".reconciler-99-3.aside.o.json").write_text(json.dumps(flow("orders")))
-    (folder / ".reconciler-99-4.aside.p.json").write_bytes((folder / "o.json").read_bytes().replace(b"orders", b"pay"))
-    (folder / "p.json").write_bytes((folder / ".reconciler-99-4.aside.p.json").read_bytes())
+    (folder / ".reconciler-99-3.o.json.aside").write_text(json.dumps(flow("orders")))
+    (folder / ".reconciler-99-4.p.json.aside").write_bytes((folder / "o.json").read_bytes().replace(b"orders", b"pay"))
+    (folder / "p.json").write_bytes((folder / ".reconciler-99-4.p.json.aside").read_bytes())
     d = DirectoryDriver(folder, rules=RULES)
     d.recover()
     assert sorted(p.name for p in folder.iterdir()) == ["o-kept-2.json", "o.json", "p.json"]
@@ -176,7 +176,7 @@ def test_a_crashed_runs_files_seen_later_are_recovered_by_the_next_run(folder: P
     d = DirectoryDriver(folder, rules=RULES)
     d.recover()
     d.export()
-    os.rename(folder / "o.json", folder / ".reconciler-7-1.aside.o.json")
+    os.rename(folder / "o.json", folder / ".reconciler-7-1.o.json.aside")
     (folder / ".reconciler-7-2.tmp").write_text("half a fl")
     assert K not in d.export().flows
     d.recover()
@@ -233,7 +233,7 @@ def test_a_write_that_finished_before_a_crash_drops_the_saved_old_version(folder
     """kill -9 after the new file was linked: the aside holds what the plan expected (saved to
     drift/<env> before the write), so recovery drops it instead of making a duplicate."""
     old = canon(flow("orders"))
-    (folder / f".reconciler-9-1-abcdef-{blob_id(old)[:12]}.aside.o.json").write_bytes(old)
+    (folder / f".reconciler-9-1-abcdef-{blob_id(old)[:12]}.o.json.aside").write_bytes(old)
     (folder / "o.json").write_text(json.dumps(flow("orders", retries=2)))
     d = DirectoryDriver(folder, rules=RULES)
     d.recover()

@@ -123,7 +123,7 @@ def test_a_flow_left_aside_by_a_killed_write_is_not_adopted_as_deleted(two: Work
     """kill -9 inside the driver's write leaves the old file aside; the next run puts it back first."""
     ws = two
     folder = ws.env_dir("production")
-    os.rename(folder / "orders.json", folder / ".reconciler-4242-1.aside.orders.json")
+    os.rename(folder / "orders.json", folder / ".reconciler-4242-1.orders.json.aside")
     out = engine_for(ws).sync("production")  # drift policy adopt: a missing file would be a deletion
     assert not out.failed and out.plan.changes == ()
     assert ws.live("production")[("orders", "1.0")]["name"] == "orders"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Workspace, flow
+from tests.conftest import Workspace, flow, flow_files
 from tests.servicekit import ServiceProcess, wait_for
 
 SECRET, TOKEN = "s3cret-webhook", "t0ken-api"
@@ -222,7 +222,7 @@ def test_kill_9_during_a_big_sync_then_restart_converges_with_nothing_lost_or_im
         first.proc.wait(10)
     finally:
         first.kill()
-    survived = {p.name for p in prod.glob("*.json")}
+    survived = {p.name for p in flow_files(prod)}
     assert len(survived) < n, "the sync finished before the kill; the test proves nothing"
     with ServiceProcess(ws.config) as second:
         wait_for(lambda: second.status("production")["counts"].get("in_sync") == n, timeout=90, what="convergence")

@@ -354,9 +354,9 @@ class DirectoryDriver:
         """
         for leftover in self.root.glob(".reconciler-*.tmp"):
             _unlink_quietly(str(leftover))
-        for aside in sorted(self.root.glob(".reconciler-*.aside*")):
-            head, _, original = aside.name.partition(".aside.")
-            expect = head.rsplit("-", 1)[-1] if head.count("-") >= 4 else ""
+        for aside in sorted(self.root.glob(".reconciler-*.aside")):
+            head, _, original = aside.name[len(".reconciler-"):-len(".aside")].partition(".")
+            expect = head.rsplit("-", 1)[-1] if head.count("-") >= 3 else ""
             if not original or original.startswith("."):
                 original = "recovered.json"
             try:
@@ -377,13 +377,15 @@ class DirectoryDriver:
 
     def _aside_name(self, path: str, expect: str) -> str:
         """A hidden, unique name for the old version: pid, sequence, a random part, what the plan
-        expected (12 hex digits) and the file's name (when it fits), for a crash recovery."""
+        expected (12 hex digits) and the file's name (when it fits), for a crash recovery:
+        ``.reconciler-<pid>-<seq>-<random>-<expect>.<name>.aside``. It ends in ``.aside``, not
+        ``.json``, so that no tool globbing ``*.json`` takes it for a flow."""
         self._seq += 1
-        aside = f".reconciler-{os.getpid()}-{self._seq}-{os.urandom(3).hex()}-{expect[:12]}.aside"
+        head = f".reconciler-{os.getpid()}-{self._seq}-{os.urandom(3).hex()}-{expect[:12]}"
         name = os.path.basename(path)
-        if len(os.fsencode(aside)) + len(os.fsencode(name)) < 250:
-            aside += "." + name
-        return os.path.join(self.root, aside)
+        if len(os.fsencode(head)) + len(os.fsencode(name)) + len(".aside") < 250:
+            head += "." + name
+        return os.path.join(self.root, head + ".aside")
 
     def _apply_one(self, change: Change, tmp: str | None) -> None:
         """Replace or delete one file only if it still holds what the plan saw.
