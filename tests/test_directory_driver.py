@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.canonical import Rules, blob_id, canonical_bytes
+import reconciler.drivers.directory as directory
 from reconciler.drivers import Change
 from reconciler.drivers.directory import DirectoryDriver
 from reconciler.flows import FlowKey
@@ -27,6 +29,29 @@ def folder(tmp_path: Path) -> Path:
     d = tmp_path / "env"
     d.mkdir()
     return d
+
+
+def no_exchange(monkeypatch) -> None:
+    """A file system without renameat2(RENAME_EXCHANGE) (EINVAL, as on NFS): the move-aside write."""
+    def refuse(a: str, b: str) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(directory, "_exchange", refuse)
+
+
+@pytest.fixture(params=["swap", "move-aside"])
+def protocol(request, monkeypatch) -> str:
+    """Both ways a file is replaced: swapped (where the file system can) and moved aside."""
+    if request.param == "move-aside":
+        no_exchange(monkeypatch)
+    return request.param
+
+
+def save(path: Path, doc) -> None:
+    """An editor's save: write a temporary file, rename it over the flow's file."""
+    tmp = path.with_name(path.name + ".editor-tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
 
 
 def test_identity_comes_from_the_document_not_the_file_name(folder: Path) -> None:
@@ -138,7 +163,7 @@ def test_a_duplicate_that_appears_after_an_export_is_reported(folder: Path) -> N
     assert K in live.invalid and K not in live.flows
 
 
-def test_trusting_the_watch_still_rereads_what_the_driver_wrote(folder: Path) -> None:
+def test_trusting_the_watch_still_rereads_what_the_driver_wrote(folder: Path, protocol: str) -> None:
     """assume_unchanged skips the stat pass, but never the files the last apply touched."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
     d = DirectoryDriver(folder, rules=RULES)
@@ -186,17 +211,14 @@ def test_a_crashed_runs_files_seen_later_are_recovered_by_the_next_run(folder: P
 
 def test_a_failed_link_puts_the_old_file_back(folder: Path, monkeypatch) -> None:
     """No space for the new directory entry (ENOSPC on link): the old file is back under its name."""
-    import errno
-
-    import reconciler.drivers.directory as directory
-
+    no_exchange(monkeypatch)
     (folder / "o.json").write_text(json.dumps(flow("orders")))
     d = DirectoryDriver(folder, rules=RULES)
     seen = d.export().flows[K].oid
     real_link = os.link
 
     def link(src, dst, *a, **kw):
-        if ".tmp" in str(src):
+        if str(src).endswith((".tmp", ".swap")):  # the new version, not the old one going back
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_link(src, dst, *a, **kw)
 
@@ -241,7 +263,7 @@ def test_a_write_that_finished_before_a_crash_drops_the_saved_old_version(folder
     assert d.export().flows[K].oid == blob_id(canon(flow("orders", retries=2)))
 
 
-def test_a_long_non_ascii_file_name_can_still_be_updated(folder: Path) -> None:
+def test_a_long_non_ascii_file_name_can_still_be_updated(folder: Path, protocol: str) -> None:
     """The hidden name of the old version is bounded in bytes, not characters."""
     name = "é" * 115 + ".json"  # 235 bytes
     (folder / name).write_text(json.dumps(flow("orders")))
@@ -252,7 +274,7 @@ def test_a_long_non_ascii_file_name_can_still_be_updated(folder: Path) -> None:
     assert [p.name for p in folder.iterdir()] == [name]
 
 
-def test_a_folder_swapped_in_for_a_flow_file_is_put_back(folder: Path) -> None:
+def test_a_folder_swapped_in_for_a_flow_file_is_put_back(folder: Path, protocol: str) -> None:
     """A directory at the flow's name when the write comes: refused, and the directory stays where it was."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
     d = DirectoryDriver(folder, rules=RULES)
@@ -263,4 +285,120 @@ def test_a_folder_swapped_in_for_a_flow_file_is_put_back(folder: Path) -> None:
     failed = d.apply([Change(K, canon(flow("orders", retries=5)), seen)])
     assert K in failed
     assert (folder / "o.json" / "inside.txt").read_text() == "keep me"
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
+# -- the swap write (renameat2 RENAME_EXCHANGE) --------------------------------------------------
+
+
+def test_a_replaced_file_never_disappears_where_names_can_be_swapped(folder: Path, protocol: str, monkeypatch) -> None:
+    """A program listing the folder during a write always finds the flow (swap); the move-aside
+    write, where the file system cannot swap, leaves the name absent for a moment."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    real, present = DirectoryDriver._current, []
+
+    def current(self, path):  # called mid-write, between the two halves of the replacement
+        present.append(os.path.exists(folder / "o.json"))
+        return real(self, path)
+
+    monkeypatch.setattr(DirectoryDriver, "_current", current)
+    assert d.apply([Change(K, canon(flow("orders", retries=7)), seen)]) == {}
+    assert json.loads((folder / "o.json").read_text())["retries"] == 7
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+    assert present and all(present) == (protocol == "swap"), present
+
+
+def _save_around_the_swap(monkeypatch, folder: Path, before=None, after=None) -> list[str]:
+    """Make an editor save o.json just before the driver's first swap and/or just after it."""
+    real, calls = directory._exchange, []
+
+    def exchange(a: str, b: str) -> None:
+        calls.append(b)
+        if len(calls) == 1 and before is not None:
+            save(folder / "o.json", before)
+        real(a, b)
+        if len(calls) == 1 and after is not None:
+            save(folder / "o.json", after)
+
+    monkeypatch.setattr(directory, "_exchange", exchange)
+    return calls
+
+
+def test_a_save_just_before_the_swap_is_swapped_back_under_its_name(folder: Path, monkeypatch) -> None:
+    """The save wins: it is at its name again, the write is refused (the next run re-plans)."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    calls = _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="saved just now"))
+    failed = d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
+    assert "changed since it was read" in failed[K]
+    assert len(calls) == 2  # swapped in, swapped back
+    assert json.loads((folder / "o.json").read_text())["note"] == "saved just now"
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
+def test_two_saves_around_the_swap_are_both_kept(folder: Path, monkeypatch) -> None:
+    """A save before the swap and another right after it: the newer one keeps the name, the
+    earlier one is kept beside it (reported as a duplicate); the new version is not written."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="first"), after=flow("orders", note="second"))
+    failed = d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
+    assert "saved twice" in failed[K]
+    assert json.loads((folder / "o.json").read_text())["note"] == "second"
+    assert json.loads((folder / "o-kept-2.json").read_text())["note"] == "first"
+    assert sorted(p.name for p in folder.iterdir()) == ["o-kept-2.json", "o.json"]
+    assert K in d.export().invalid
+
+
+def test_a_save_right_after_the_swap_wins(folder: Path, monkeypatch) -> None:
+    """A save replacing the new version once it is in: it stays, the write counts as done."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    _save_around_the_swap(monkeypatch, folder, after=flow("orders", note="after"))
+    assert d.apply([Change(K, canon(flow("orders", retries=7)), seen)]) == {}
+    assert json.loads((folder / "o.json").read_text())["note"] == "after"
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
+OLD, NEW = canon(flow("orders")), canon(flow("orders", retries=2))
+FIRST, SECOND = (json.dumps(flow("orders", note=n)).encode() for n in ("first", "second"))
+
+
+@pytest.mark.parametrize("at_name, swapped_out, after", [
+    # kill -9 before the swap: our unused version is dropped
+    (OLD, NEW, {"o.json": OLD}),
+    # after the swap, before the check: the old version the plan saw (on drift/<env>) is dropped
+    (NEW, OLD, {"o.json": NEW}),
+    # after the swap took a save's place: the save is swapped back, our version goes (re-planned)
+    (NEW, FIRST, {"o.json": FIRST}),
+    # the name holds yet another save: the swapped-out one is kept beside it, nothing dropped
+    (SECOND, FIRST, {"o.json": SECOND, "o-kept-2.json": FIRST}),
+], ids=["before-the-swap", "after-the-swap", "a-save-swapped-out", "next-to-a-newer-save"])
+def test_a_crash_during_a_swap_write_is_sorted_out_by_the_next_run(folder: Path, at_name, swapped_out, after) -> None:
+    (folder / "o.json").write_bytes(at_name)
+    name = f".reconciler-9-1-abcdef-{blob_id(OLD)[:12]}-{directory._blob_hash(NEW)[:12]}.o.json.swap"
+    (folder / name).write_bytes(swapped_out)
+    DirectoryDriver(folder, rules=RULES).recover()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == after
+
+
+def test_without_swap_support_the_driver_falls_back_once_and_stays_there(folder: Path, monkeypatch) -> None:
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    calls = []
+
+    def einval(a: str, b: str) -> None:
+        calls.append(a)
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(directory, "_exchange", einval)
+    for n in (1, 2):
+        assert d.apply([Change(K, canon(flow("orders", retries=n)), d.export().flows[K].oid)]) == {}
+        assert json.loads((folder / "o.json").read_text())["retries"] == n
+    assert len(calls) == 1 and calls[0].endswith(".swap")
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]

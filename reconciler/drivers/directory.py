@@ -17,12 +17,19 @@ Guarantees:
 - before overwriting or deleting a file the driver re-reads it and compares
   its canonical form with what the plan saw, so an edit made during a sync is
   never clobbered;
+- a file being replaced never disappears: where the file system can swap two
+  names atomically (Linux ``renameat2(RENAME_EXCHANGE)``), the new version is
+  swapped in and the old one checked afterwards (swapped back if it was a save
+  made meanwhile); elsewhere the old file is moved aside and the new one
+  hard-linked in, and the name is absent for that moment;
 - a file that cannot be read or parsed is reported (path and reason) and left
   as it is; so are symlinks, sub-folders and special files.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import stat
 import time
@@ -59,6 +66,7 @@ class DirectoryDriver:
         self._files: dict[FlowKey, str] | None = None  # where each flow lives
         self._seq = 0
         self._recovered = False
+        self._can_exchange = True  # until the file system says otherwise
         # file name -> (stat signature, what it held): an unchanged file is not re-read.
         self._cache: dict[str, tuple[tuple[int, ...], CanonicalFlow | Problem]] = {}
         # Set by the service when its folder watch saw no change since the last
@@ -268,7 +276,7 @@ class DirectoryDriver:
             for change in changes:
                 if change.data is not None:
                     try:
-                        temps[change.key] = self._write_temp(change.data, sync=each)
+                        temps[change.key] = self._write_temp(change.data, sync=each, swap=self._swap_name(change))
                     except OSError as exc:
                         failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
             if temps and not each:
@@ -354,15 +362,11 @@ class DirectoryDriver:
         """
         for leftover in self.root.glob(".reconciler-*.tmp"):
             _unlink_quietly(str(leftover))
+        for swap in sorted(self.root.glob(".reconciler-*.swap")):
+            self._recover_swap(swap)
         for aside in sorted(self.root.glob(".reconciler-*.aside")):
-            head, _, original = aside.name[len(".reconciler-"):-len(".aside")].partition(".")
-            expect = head.rsplit("-", 1)[-1] if head.count("-") >= 3 else ""
-            if not original or original.startswith("."):
-                original = "recovered.json"
-            try:
-                target = self._inside(original)
-            except _Refused:
-                target = self.root / "recovered.json"
+            parts, target = self._leftover(aside, ".aside")
+            expect = parts[-1] if len(parts) >= 4 else ""
             if os.path.lexists(target):
                 try:
                     if target.is_file() and not target.is_symlink() and target.read_bytes() == aside.read_bytes():
@@ -374,6 +378,119 @@ class DirectoryDriver:
                 except (OSError, _Refused):
                     pass
             self._restore(str(aside), str(target), FlowKey("", ""))
+
+    def _leftover(self, path: Path, suffix: str) -> tuple[list[str], Path]:
+        """A crashed write's hidden file ``.reconciler-<a>-<b>-...[.<name>]<suffix>``: the dash-separated
+        parts of its head, and the file it belongs under (``recovered.json`` if the name is missing or
+        would leave the folder)."""
+        head, _, original = path.name[len(".reconciler-"):-len(suffix)].partition(".")
+        if not original or original.startswith("."):
+            original = "recovered.json"
+        try:
+            return head.split("-"), self._inside(original)
+        except _Refused:
+            return head.split("-"), self.root / "recovered.json"
+
+    def _swap_name(self, change: Change) -> str | None:
+        """The temporary name for a new version that will be swapped with the flow's file:
+        ``.reconciler-<pid>-<seq>-<random>-<expect>-<new>.<name>.swap`` (expect: 12 hex digits of
+        the canonical id the plan saw; new: of the git blob id of the bytes written), so that a
+        crash recovery can tell our version, the plan's old one and a save apart. None when the
+        flow has no file yet or the file system cannot swap."""
+        path = (self._files or {}).get(change.key)
+        if path is None or change.data is None or not change.expect or not self._can_exchange:
+            return None
+        self._seq += 1
+        head = (f".reconciler-{os.getpid()}-{self._seq}-{os.urandom(3).hex()}-{change.expect[:12]}-"
+                f"{_blob_hash(change.data)[:12]}")
+        name = os.path.basename(path)
+        if len(os.fsencode(head)) + len(os.fsencode(name)) + len(".swap") < 250:
+            head += "." + name
+        return str(self.root / (head + ".swap"))
+
+    def _recover_swap(self, swap: Path) -> None:
+        """A crash during a swap write left ``swap``: our new version (not swapped in yet), the
+        old version the plan saw (swapped out; already saved to drift/<env>), or a save the swap
+        took the place of, which goes back under its name."""
+        parts, target = self._leftover(swap, ".swap")
+        expect, new = (parts[3], parts[4]) if len(parts) == 5 else ("", "")
+        try:
+            raw = _read_nofollow(str(swap))
+        except FileNotFoundError:
+            return
+        except OSError:
+            raw = None
+        if raw is not None and len(new) == 12 and _blob_hash(raw).startswith(new):
+            _unlink_quietly(str(swap))  # our version; the next run re-plans
+            return
+        try:
+            current = self._current(str(swap))
+        except _Refused:
+            current = None
+        if len(expect) == 12 and current is not None and current.startswith(expect):
+            _unlink_quietly(str(swap))  # what the plan saw: saved to drift/<env> before the write
+            return
+        try:
+            ours = len(new) == 12 and _blob_hash(_read_nofollow(str(target))).startswith(new)
+        except OSError:
+            ours = False
+        if ours:  # our version took the save's place: swap them back, drop ours
+            try:
+                _exchange(str(swap), str(target))
+                self._dirty.add(target.name)
+                if _blob_hash(_read_nofollow(str(swap))).startswith(new):
+                    _unlink_quietly(str(swap))
+                    return
+            except OSError:
+                pass
+        self._restore(str(swap), str(target), FlowKey("", ""))
+
+    def _swap_in(self, change: Change, path: str, tmp: str) -> bool:
+        """Replace ``path`` by ``tmp`` atomically (the name never disappears), then check what was
+        there; a save made meanwhile is swapped back under its name. Returns False (nothing done)
+        when the file system cannot swap. On return or raise, ``tmp`` holds nothing to keep."""
+        try:
+            _exchange(tmp, path)
+        except FileNotFoundError:
+            raise _Refused(f"{path} changed since it was read (expected {_short(change.expect)}, "
+                           f"found nothing); left as it is, the next run re-checks it") from None
+        except OSError as exc:
+            if exc.errno in _NO_EXCHANGE:
+                self._can_exchange = False
+                log.info("this file system cannot swap two names; files are replaced by moving them aside",
+                         folder=str(self.root), error=exc.strerror)
+                return False
+            raise
+        try:
+            current = self._current(tmp)  # what was at path the moment the new version went in
+        except _Refused:
+            current = "unreadable"
+        if current == change.expect:
+            _unlink_quietly(tmp)  # what the plan saw: already saved to drift/<env>
+            return True
+        # A save landed between the plan's read and the swap: it goes back under its name.
+        assert change.data is not None
+        ours = _blob_hash(change.data)
+        kept = None
+        try:
+            _exchange(tmp, path)
+            if _hash_of(tmp) != ours:  # saved again after our swap: the newest goes under the name
+                _exchange(tmp, path)
+                if _hash_of(tmp) != ours:
+                    kept = self._restore(tmp, path, change.key)
+        except FileNotFoundError:  # the name was deleted after our swap: the save takes it back
+            kept = self._restore(tmp, path, change.key)
+        except OSError:
+            kept = self._restore(tmp, path, change.key)
+            raise
+        self._dirty.add(os.path.basename(path))
+        if kept is not None and kept != path:
+            raise _Refused(f"{path} was saved twice during the write; the earlier save is kept as {kept}, "
+                           f"the next run re-checks it")
+        raise _Refused(
+            f"{path} changed since it was read (expected {_short(change.expect)}, "
+            f"found {_short(current)}); left as it is, the next run re-checks it"
+        )
 
     def _aside_name(self, path: str, expect: str) -> str:
         """A hidden, unique name for the old version: pid, sequence, a random part, what the plan
@@ -404,6 +521,8 @@ class DirectoryDriver:
             if change.data is not None:
                 assert tmp is not None
                 self._files[change.key] = str(self._link_new(change.key, tmp))
+            return
+        if tmp is not None and tmp.endswith(".swap") and self._swap_in(change, path, tmp):
             return
         aside = self._aside_name(path, change.expect or "")
         try:
@@ -527,9 +646,9 @@ class DirectoryDriver:
         finally:
             _unlink_quietly(tmp)
 
-    def _write_temp(self, data: bytes, *, sync: bool = True) -> str:
+    def _write_temp(self, data: bytes, *, sync: bool = True, swap: str | None = None) -> str:
         self._seq += 1
-        tmp = str(self.root / f".reconciler-{os.getpid()}-{self._seq}.tmp")
+        tmp = swap or str(self.root / f".reconciler-{os.getpid()}-{self._seq}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -586,6 +705,46 @@ def _sig(st: os.stat_result | OSError | None) -> tuple[int, ...] | None:
     if st is None or isinstance(st, OSError):
         return None
     return (st.st_mode, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+
+
+_RENAME_EXCHANGE = 2
+_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
+_renameat2 = None
+
+
+def _exchange(a: str, b: str) -> None:
+    """Swap two names atomically: Linux ``renameat2(..., RENAME_EXCHANGE)`` (glibc >= 2.28).
+    Raises OSError; ENOSYS where there is no such call, EINVAL where the file system lacks it."""
+    global _renameat2
+    if _renameat2 is None:
+        import ctypes
+
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            _renameat2 = fn
+        except (OSError, AttributeError):
+            _renameat2 = False
+    if _renameat2 is False:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    import ctypes
+
+    at_fdcwd = -100
+    if _renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), a, None, b)
+
+
+def _blob_hash(data: bytes) -> str:
+    """The git blob id of these bytes (what a crash recovery compares a file with)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _hash_of(path: str) -> str | None:
+    try:
+        return _blob_hash(_read_nofollow(path))
+    except OSError:
+        return None
 
 
 def _unlink_quietly(path: str) -> None:
