@@ -886,8 +886,9 @@ class Harness:
     def hunt_edit(self, actor: str, env: str, key: tuple[str, str], token: str, shot: float, rng: random.Random) -> bool:
         """Save an edit of K the moment the service starts writing this folder.
 
-        The directory driver writes its temporary files (``.reconciler-*.tmp``) first, then moves
-        each target aside, compares it and links the new file in. The edit is prepared in advance and saved
+        The directory driver writes its temporary files (``.reconciler-*.swap``/``.tmp``) first, then
+        swaps each into place and checks what came out (or, without swap support, moves the target
+        aside, compares it and links the new file in). The edit is prepared in advance and saved
         with one rename ``shot`` seconds after such a file appears: an editor saving at the worst time.
         """
         folder = self.folder(env)

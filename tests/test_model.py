@@ -98,8 +98,10 @@ def test_the_checker_reports_a_lost_edit_and_a_false_in_sync_status(tmp_path: Pa
 # appears) and hit it 31 times in seeds 1 and 2 (28 s each); the random actors alone hit it about
 # once in twenty 60-second runs. The fix (DirectoryDriver._apply_one): move the file aside, compare
 # the moved copy, link the new file in with os.link (never replaces a save made meanwhile), and drop
-# the moved copy only if it still holds what the plan saw. Here the user's save is made to land
-# exactly in the window, after the guard has read the file.
+# the moved copy only if it still holds what the plan saw; later, where the file system can, swap
+# the new version in atomically (the name never disappears) and check what came out, swapping a save
+# back. Here the user's save is made to land exactly in the window, after the guard has read the
+# file, with either write.
 
 
 def _engine(ws: Workspace):
@@ -109,11 +111,21 @@ def _engine(ws: Workspace):
     return Engine(load_config(ws.config))
 
 
-@pytest.mark.parametrize("write", ["import", "delete"])
+@pytest.mark.parametrize("write", ["import", "import-without-swap", "delete"])
 def test_an_edit_saved_between_the_drivers_check_and_its_write_is_not_lost(ws: Workspace, monkeypatch, write: str) -> None:
     """An edit that lands while the reconciler writes the same file is kept (in the folder or on drift/prod)."""
     from reconciler.drivers.directory import DirectoryDriver
 
+    if write == "import-without-swap":  # a file system without renameat2(RENAME_EXCHANGE)
+        import errno
+
+        import reconciler.drivers.directory as directory
+
+        def refuse(a: str, b: str) -> None:
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        monkeypatch.setattr(directory, "_exchange", refuse)
+        write = "import"
     ws.add_env("prod", drift="restore", prune=True)
     ws.put("prod", "orders.json", flow("orders", "1.0"))
     _engine(ws).export("prod")
