@@ -402,3 +402,106 @@ def test_without_swap_support_the_driver_falls_back_once_and_stays_there(folder:
         assert json.loads((folder / "o.json").read_text())["retries"] == n
     assert len(calls) == 1 and calls[0].endswith(".swap")
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
+def test_an_interrupt_after_swapping_out_a_save_loses_nothing(folder: Path, monkeypatch) -> None:
+    """Ctrl-C (or any exception) while the swapped-out save is being checked: the hidden file is
+    not cleaned up as a temporary file; the next run puts the save back under its name."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="saved just now"))
+    real = DirectoryDriver._current
+
+    def interrupted(self, path):
+        if str(path).endswith(".swap"):
+            raise KeyboardInterrupt
+        return real(self, path)
+
+    monkeypatch.setattr(DirectoryDriver, "_current", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
+    monkeypatch.undo()
+    DirectoryDriver(folder, rules=RULES).recover()
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+    assert json.loads((folder / "o.json").read_text())["note"] == "saved just now"
+
+
+def test_a_save_that_cannot_be_put_back_stays_hidden_until_it_can(folder: Path, monkeypatch) -> None:
+    """Two saves around the swap and no room to keep the earlier one beside the newer: it stays
+    hidden (never deleted), and the next run with room puts it beside the newer one."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="first"), after=flow("orders", note="second"))
+
+    real_link, real_rename = os.link, os.rename
+
+    def no_room_for(real):
+        def call(src, dst, *a, **kw):
+            if "-kept-" in str(dst):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(src, dst, *a, **kw)
+        return call
+
+    monkeypatch.setattr(directory.os, "link", no_room_for(real_link))
+    monkeypatch.setattr(directory.os, "rename", no_room_for(real_rename))
+    failed = d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
+    assert K in failed
+    monkeypatch.undo()
+    hidden = [p for p in folder.iterdir() if p.name != "o.json"]
+    assert [json.loads(p.read_text())["note"] for p in hidden] == ["first"], hidden
+    DirectoryDriver(folder, rules=RULES).recover()
+    assert json.loads((folder / "o.json").read_text())["note"] == "second"
+    assert json.loads((folder / "o-kept-2.json").read_text())["note"] == "first"
+
+
+def test_a_newer_save_with_the_same_bytes_as_ours_is_still_a_save(folder: Path, monkeypatch) -> None:
+    """Ours is our file, not just our bytes: a save of identical content after the swap keeps the
+    name; the earlier save is kept beside it."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    d = DirectoryDriver(folder, rules=RULES)
+    seen = d.export().flows[K].oid
+    new = canon(flow("orders", retries=7))
+    _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="first"), after=json.loads(new))
+    failed = d.apply([Change(K, new, seen)])
+    assert "saved twice" in failed[K]
+    assert json.loads((folder / "o.json").read_text()) == json.loads(new)
+    assert json.loads((folder / "o-kept-2.json").read_text())["note"] == "first"
+
+
+def test_a_hidden_second_name_of_a_flow_file_is_dropped_not_duplicated(folder: Path) -> None:
+    """A crash between linking a file back and removing its hidden name: one file, not two."""
+    (folder / "o.json").write_text(json.dumps(flow("orders", note="saved")))
+    os.link(folder / "o.json", folder / f".reconciler-9-1-abcdef-{'0' * 12}-{'1' * 12}.o.json.swap")
+    os.link(folder / "o.json", folder / ".reconciler-9-2.o.json.aside")
+    DirectoryDriver(folder, rules=RULES).recover()
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
+def test_without_swap_support_a_batch_tries_once(folder: Path, monkeypatch) -> None:
+    """The first EINVAL switches the folder to the move-aside write for the rest of the batch."""
+    keys = [FlowKey(f"f{i}", "1") for i in range(3)]
+    for k in keys:
+        (folder / f"{k.name}.json").write_text(json.dumps(flow(k.name, "1")))
+    d = DirectoryDriver(folder, rules=RULES)
+    live = d.export()
+    calls = []
+
+    def einval(a: str, b: str) -> None:
+        calls.append(a)
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(directory, "_exchange", einval)
+    changes = [Change(k, canon(flow(k.name, "1", retries=1)), live.flows[k].oid) for k in keys]
+    assert d.apply(changes) == {}
+    assert len(calls) == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["f0.json", "f1.json", "f2.json"]
+
+
+def test_a_partly_written_temporary_file_is_removed_not_restored(folder: Path) -> None:
+    """kill -9 while the batch's temporary files are written: they hold nothing to keep."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    (folder / ".reconciler-9-1.tmp").write_text('{\n  "name"')
+    DirectoryDriver(folder, rules=RULES).recover()
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]

@@ -9,7 +9,8 @@ Guarantees:
 
 - writes are atomic (temporary files in the same folder, synced to disk, then
   renamed; a crash leaves either the old or the new file, never half of one;
-  leftover temporary files are removed by the next apply) and never leave the
+  the next run sorts out a crashed write's hidden files before it reads the
+  folder: see ``_remove_leftovers``) and never leave the
   folder: file names come from :mod:`reconciler.names` and
   every path is checked to stay inside it;
 - a new file never replaces an existing one (hard link, which fails if the
@@ -67,6 +68,7 @@ class DirectoryDriver:
         self._seq = 0
         self._recovered = False
         self._can_exchange = True  # until the file system says otherwise
+        self._exchanged = False  # a swap has worked here (then EPERM is an error, not "unsupported")
         # file name -> (stat signature, what it held): an unchanged file is not re-read.
         self._cache: dict[str, tuple[tuple[int, ...], CanonicalFlow | Problem]] = {}
         # Set by the service when its folder watch saw no change since the last
@@ -276,7 +278,7 @@ class DirectoryDriver:
             for change in changes:
                 if change.data is not None:
                     try:
-                        temps[change.key] = self._write_temp(change.data, sync=each, swap=self._swap_name(change))
+                        temps[change.key] = self._write_temp(change.data, sync=each)
                     except OSError as exc:
                         failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
             if temps and not each:
@@ -391,15 +393,12 @@ class DirectoryDriver:
         except _Refused:
             return head.split("-"), self.root / "recovered.json"
 
-    def _swap_name(self, change: Change) -> str | None:
-        """The temporary name for a new version that will be swapped with the flow's file:
+    def _swap_name(self, change: Change, path: str) -> str:
+        """The name the new version takes just before it is swapped with the flow's file:
         ``.reconciler-<pid>-<seq>-<random>-<expect>-<new>.<name>.swap`` (expect: 12 hex digits of
-        the canonical id the plan saw; new: of the git blob id of the bytes written), so that a
-        crash recovery can tell our version, the plan's old one and a save apart. None when the
-        flow has no file yet or the file system cannot swap."""
-        path = (self._files or {}).get(change.key)
-        if path is None or change.data is None or not change.expect or not self._can_exchange:
-            return None
+        the canonical id the plan saw; new: of the git blob id of our bytes), so that a crash
+        recovery can tell our version, the plan's old one and a save apart."""
+        assert change.data is not None and change.expect
         self._seq += 1
         head = (f".reconciler-{os.getpid()}-{self._seq}-{os.urandom(3).hex()}-{change.expect[:12]}-"
                 f"{_blob_hash(change.data)[:12]}")
@@ -414,6 +413,9 @@ class DirectoryDriver:
         took the place of, which goes back under its name."""
         parts, target = self._leftover(swap, ".swap")
         expect, new = (parts[3], parts[4]) if len(parts) == 5 else ("", "")
+        if _same_file(swap, target):
+            _unlink_quietly(str(swap))  # a second name of the file in place
+            return
         try:
             raw = _read_nofollow(str(swap))
         except FileNotFoundError:
@@ -446,42 +448,78 @@ class DirectoryDriver:
         self._restore(str(swap), str(target), FlowKey("", ""))
 
     def _swap_in(self, change: Change, path: str, tmp: str) -> bool:
-        """Replace ``path`` by ``tmp`` atomically (the name never disappears), then check what was
-        there; a save made meanwhile is swapped back under its name. Returns False (nothing done)
-        when the file system cannot swap. On return or raise, ``tmp`` holds nothing to keep."""
+        """Replace ``path`` by the new version in ``tmp`` atomically (the name never disappears),
+        then check what came out; a save made meanwhile is swapped back under its name.
+
+        ``tmp`` (complete, synced) is first renamed to a ``.swap`` name; from then on this method
+        owns that file and the caller's clean-up of ``tmp`` cannot touch it: it is removed only
+        when it holds our version or what the plan saw, else put back under a flow's name, or, if
+        even that fails (or we are interrupted), left for the next run's recovery. Returns False
+        (nothing done, ``tmp`` as it was) where the file system cannot swap."""
+        if not self._can_exchange or not change.expect or change.data is None:
+            return False
+        swap = self._swap_name(change, path)
         try:
-            _exchange(tmp, path)
-        except FileNotFoundError:
-            raise _Refused(f"{path} changed since it was read (expected {_short(change.expect)}, "
-                           f"found nothing); left as it is, the next run re-checks it") from None
+            ours = os.stat(tmp)
+            os.rename(tmp, swap)
+        except OSError:
+            return False  # the move-aside write will do
+        try:
+            _exchange(swap, path)
         except OSError as exc:
-            if exc.errno in _NO_EXCHANGE:
+            unsupported = exc.errno in _NO_EXCHANGE or (exc.errno == errno.EPERM and not self._exchanged)
+            try:
+                os.rename(swap, tmp)  # still ours, untouched: back to the temporary name
+            except OSError:
+                _unlink_quietly(swap)
+            if isinstance(exc, FileNotFoundError):
+                raise _Refused(f"{path} changed since it was read (expected {_short(change.expect)}, "
+                               f"found nothing); left as it is, the next run re-checks it") from None
+            if unsupported:
                 self._can_exchange = False
                 log.info("this file system cannot swap two names; files are replaced by moving them aside",
                          folder=str(self.root), error=exc.strerror)
                 return False
             raise
+        self._exchanged = True
         try:
-            current = self._current(tmp)  # what was at path the moment the new version went in
+            return self._check_swapped(change, path, swap, ours)
+        except BaseException:
+            self._recovered = False  # a .swap file may be left: the next run sorts it out first
+            raise
+
+    def _check_swapped(self, change: Change, path: str, swap: str, ours: os.stat_result) -> bool:
+        assert change.data is not None
+        try:
+            current = self._current(swap)  # what was at path the moment the new version went in
         except _Refused:
             current = "unreadable"
         if current == change.expect:
-            _unlink_quietly(tmp)  # what the plan saw: already saved to drift/<env>
+            _unlink_quietly(swap)  # what the plan saw: already saved to drift/<env>
             return True
         # A save landed between the plan's read and the swap: it goes back under its name.
-        assert change.data is not None
-        ours = _blob_hash(change.data)
+        data = change.data
+
+        def is_ours() -> bool:  # our file (inode) with our bytes: not a save, not edited in place
+            try:
+                st = os.lstat(swap)
+            except OSError:
+                return False
+            return os.path.samestat(st, ours) and _hash_of(swap) == _blob_hash(data)
+
         kept = None
         try:
-            _exchange(tmp, path)
-            if _hash_of(tmp) != ours:  # saved again after our swap: the newest goes under the name
-                _exchange(tmp, path)
-                if _hash_of(tmp) != ours:
-                    kept = self._restore(tmp, path, change.key)
+            _exchange(swap, path)
+            if not is_ours():  # saved again after our swap: the newest keeps the name
+                _exchange(swap, path)
+            if is_ours():
+                _unlink_quietly(swap)
+            else:
+                kept = self._restore(swap, path, change.key)
         except FileNotFoundError:  # the name was deleted after our swap: the save takes it back
-            kept = self._restore(tmp, path, change.key)
+            kept = self._restore(swap, path, change.key)
         except OSError:
-            kept = self._restore(tmp, path, change.key)
+            kept = self._restore(swap, path, change.key)
             raise
         self._dirty.add(os.path.basename(path))
         if kept is not None and kept != path:
@@ -522,7 +560,7 @@ class DirectoryDriver:
                 assert tmp is not None
                 self._files[change.key] = str(self._link_new(change.key, tmp))
             return
-        if tmp is not None and tmp.endswith(".swap") and self._swap_in(change, path, tmp):
+        if tmp is not None and self._swap_in(change, path, tmp):
             return
         aside = self._aside_name(path, change.expect or "")
         try:
@@ -589,6 +627,9 @@ class DirectoryDriver:
                     os.link(aside, target)
                     _unlink_quietly(aside)
                 except FileExistsError:
+                    if _same_file(aside, target):  # put back already (a crash before the unlink)
+                        _unlink_quietly(aside)
+                        return target
                     continue
                 except FileNotFoundError:
                     return None  # nothing aside any more
@@ -646,9 +687,9 @@ class DirectoryDriver:
         finally:
             _unlink_quietly(tmp)
 
-    def _write_temp(self, data: bytes, *, sync: bool = True, swap: str | None = None) -> str:
+    def _write_temp(self, data: bytes, *, sync: bool = True) -> str:
         self._seq += 1
-        tmp = swap or str(self.root / f".reconciler-{os.getpid()}-{self._seq}.tmp")
+        tmp = str(self.root / f".reconciler-{os.getpid()}-{self._seq}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -738,6 +779,13 @@ def _exchange(a: str, b: str) -> None:
 def _blob_hash(data: bytes) -> str:
     """The git blob id of these bytes (what a crash recovery compares a file with)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samestat(os.lstat(a), os.lstat(b))
+    except OSError:
+        return False
 
 
 def _hash_of(path: str) -> str | None:
