@@ -416,13 +416,9 @@ class DirectoryDriver:
         if _same_file(swap, target):
             _unlink_quietly(str(swap))  # a second name of the file in place
             return
-        try:
-            raw = _read_nofollow(str(swap))
-        except FileNotFoundError:
+        if not os.path.lexists(swap):
             return
-        except OSError:
-            raw = None
-        if raw is not None and len(new) == 12 and _blob_hash(raw).startswith(new):
+        if len(new) == 12 and (_hash_of(str(swap)) or "").startswith(new):
             _unlink_quietly(str(swap))  # our version; the next run re-plans
             return
         try:
@@ -432,15 +428,12 @@ class DirectoryDriver:
         if len(expect) == 12 and current is not None and current.startswith(expect):
             _unlink_quietly(str(swap))  # what the plan saw: saved to drift/<env> before the write
             return
-        try:
-            ours = len(new) == 12 and _blob_hash(_read_nofollow(str(target))).startswith(new)
-        except OSError:
-            ours = False
-        if ours:  # our version took the save's place: swap them back, drop ours
+        if len(new) == 12 and (_hash_of(str(target)) or "").startswith(new):
+            # our version took the save's place: swap them back, drop ours
             try:
                 _exchange(str(swap), str(target))
                 self._dirty.add(target.name)
-                if _blob_hash(_read_nofollow(str(swap))).startswith(new):
+                if (_hash_of(str(swap)) or "").startswith(new):
                     _unlink_quietly(str(swap))
                     return
             except OSError:
