@@ -13,28 +13,25 @@ tells them that step ``s1``'s ``config.url`` went from ``"/orders"`` to
 
 Items are frozen :class:`DiffItem` values ``(op, pointer, old, new, node)``.
 Values are masked when they are built, so nothing secret can leak from any
-rendering: a value in a secret field (a key ending in one of the secret key
-names, or a configured pointer, as :mod:`reconciler.templating` defines them)
-becomes :data:`MASKED`, and every ``${secret:NAME}`` inside a string becomes
+rendering: a value in a secret field (as :class:`reconciler.secretrule.SecretRule`
+defines them) becomes :data:`MASKED`, and every ``${secret:NAME}`` inside a string becomes
 ``***``. Renderings truncate long values.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from reconciler.canonical import format_pointer, parse_pointer
-from reconciler.templating import DEFAULT_SECRET_KEYS
+from reconciler.secretrule import SECRET_PLACEHOLDER, SecretRule
 
-__all__ = ["DiffItem", "NodeRef", "SecretFields", "MASKED", "diff", "summary", "render_value", "render_item", "render_text"]
+__all__ = ["DiffItem", "NodeRef", "MASKED", "diff", "summary", "render_value", "render_item", "render_text"]
 
 Op = Literal["add", "remove", "change", "reorder"]
 
-_SECRET_PLACEHOLDER = re.compile(r"\$\{secret:[A-Za-z0-9_.-]+\}")
 
 
 class _Masked:
@@ -92,36 +89,10 @@ class DiffItem:
         return out
 
 
-@dataclass(frozen=True)
-class SecretFields:
-    """Which fields hold secrets: key names (suffix, case and ``-``/``_`` insensitive) and pointers.
-
-    The same rule :class:`reconciler.templating.Templating` applies on export.
-    """
-
-    keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
-    pointers: tuple[str, ...] = ()
-
-    def __call__(self, path: Sequence[Any]) -> bool:
-        if path and isinstance(path[-1], str):
-            key = _norm(path[-1])
-            if any(key.endswith(_norm(k)) for k in self.keys):
-                return True
-        for pointer in self.pointers:
-            segs = parse_pointer(pointer)
-            if len(segs) == len(path) and all(s == "*" or s == str(p) for s, p in zip(segs, path)):
-                return True
-        return False
-
-
-def _norm(key: str) -> str:
-    return key.lower().replace("-", "").replace("_", "")
-
-
 # -- the diff -------------------------------------------------------------------------
 
 
-def diff(old: Any, new: Any, *, secret: SecretFields = SecretFields()) -> tuple[DiffItem, ...]:
+def diff(old: Any, new: Any, *, secret: SecretRule = SecretRule()) -> tuple[DiffItem, ...]:
     """The differences from ``old`` to ``new``.
 
     ``None`` on either side means the whole flow is absent. A new flow is
@@ -142,7 +113,7 @@ def diff(old: Any, new: Any, *, secret: SecretFields = SecretFields()) -> tuple[
     return tuple(out)
 
 
-def _walk(old: Any, new: Any, path: list[Any], node: NodeRef | None, secret: SecretFields, out: list[DiffItem]) -> None:
+def _walk(old: Any, new: Any, path: list[Any], node: NodeRef | None, secret: SecretRule, out: list[DiffItem]) -> None:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
             path.append(key)
@@ -226,12 +197,12 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _mask(value: Any, path: list[Any], secret: SecretFields) -> Any:
+def _mask(value: Any, path: list[Any], secret: SecretRule) -> Any:
     """A copy of ``value`` (found at ``path``) with everything secret masked."""
-    if path and secret(path):
+    if path and secret.is_field(path):
         return MASKED
     if isinstance(value, str):
-        return _SECRET_PLACEHOLDER.sub("***", value) if "${secret:" in value else value
+        return SECRET_PLACEHOLDER.sub("***", value) if "${secret:" in value else value
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():

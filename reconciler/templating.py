@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.canonical import format_pointer, parse_pointer
+from reconciler.secretrule import DEFAULT_SECRET_KEYS, PLACEHOLDER, SecretRule, norm_key
 
-__all__ = ["Templating", "PLACEHOLDER", "DEFAULT_SECRET_KEYS"]
+__all__ = ["Templating", "PLACEHOLDER", "DEFAULT_SECRET_KEYS", "MASK"]
 
-PLACEHOLDER = re.compile(r"\$\{(param|secret):([A-Za-z0-9_.-]+)\}")
-DEFAULT_SECRET_KEYS = ("password", "passwd", "secret", "token", "apikey", "api_key", "privatekey", "private_key", "credential")
+MASK = "***"
 # A secret shorter than this is not searched for in free text (it would match everywhere).
 _MIN_SECRET = 4
 _WORD = re.compile(r"\w")
@@ -47,10 +47,24 @@ class Templating:
     secret_pointers: tuple[str, ...] = ()
     secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
     keep: tuple[str, ...] = ()  # pointers never rewritten (the flow's identity)
+    secret_allow: tuple[str, ...] = ()  # pointers never refused for their key name alone
+
+    @property
+    def rule(self) -> SecretRule:
+        return SecretRule(self.secret_keys, self.secret_pointers, self.secret_allow)
 
     @property
     def active(self) -> bool:
         return bool(self.params or self.secrets or self.secret_pointers)
+
+    def renderer(self, raw: bytes):
+        """``render`` for a document whose JSON text is ``raw``, or None when it provably holds no
+        placeholder (no ``${`` and no ``\\u`` escape that could spell one). An environment without
+        params or secrets still renders such a document: an unresolvable placeholder must make the
+        flow invalid, never reach the platform as text."""
+        if self.active or b"${" in raw or b"\\u" in raw:
+            return self.render
+        return None
 
     # -- import: placeholders -> values ---------------------------------------------
 
@@ -87,23 +101,22 @@ class Templating:
         pattern = self._param_pattern()
         names = {v: k for k, v in self.params.items() if v}
 
+        rule = self.rule
+
         def sub(text: str, path: list[Any]) -> str:
             if self._kept(path):
                 return text
-            if self._is_secret_field(path):
-                if text == "" or PLACEHOLDER.fullmatch(text):
-                    return text
-                if text in by_value:
-                    return "${secret:" + by_value[text] + "}"
-                problems.append((format_pointer(path),
-                                 "a secret field holds a value that is not in the secret store; store it there "
-                                 "and the flow is exported with ${secret:NAME}"))
+            if text in by_value and rule.is_field(path):
+                return "${secret:" + by_value[text] + "}"
+            if rule.refuses(text, path):
+                problems.append((format_pointer(path), _CREDENTIAL))
                 return text
             if pattern is None:
                 return text
             return pattern.sub(lambda m: "${param:" + names[m.group(0)] + "}", text)
 
-        return _map_strings(doc, sub, []), problems
+        out = _map_strings(doc, sub, [])
+        return out, problems
 
     def _param_pattern(self) -> re.Pattern[str] | None:
         values = sorted((v for v in self.params.values() if v), key=len, reverse=True)
@@ -136,6 +149,14 @@ class Templating:
         folded = data.lower().translate(None, b"-_")
         return not any(k in folded for k in _norm_keys(self.secret_keys))
 
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret value masked: the last guard on any message,
+        status or log line that may quote a value (a platform's error, a schema message)."""
+        for value in sorted((v for v in self.secrets.values() if len(v) >= _MIN_SECRET), key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
     def _kept(self, path: list[Any]) -> bool:
         return bool(self.keep) and format_pointer(path) in self.keep
 
@@ -148,50 +169,61 @@ class Templating:
             for k in sorted(table):
                 h.update(k.encode() + b"\0" + table[k].encode() + b"\0")
             h.update(b"\1")
-        h.update(repr((self.secret_pointers, self.secret_keys, self.keep)).encode())
+        h.update(repr((self.secret_pointers, self.secret_keys, self.keep, self.secret_allow)).encode())
         return h.hexdigest()
-
-    def _is_secret_field(self, path: list[Any]) -> bool:
-        if path and isinstance(path[-1], str):
-            # Suffix match on the normalised key: dbPassword, api_token and
-            # clientSecret are secret fields; tokenizer and tokens are not.
-            key = _norm(path[-1])
-            if any(key.endswith(k.decode()) for k in _norm_keys(self.secret_keys)):
-                return True
-        for pointer in self.secret_pointers:
-            segs = parse_pointer(pointer)
-            if len(segs) == len(path) and all(s == "*" or s == str(p) for s, p in zip(segs, path)):
-                return True
-        return False
 
     # -- before any commit ------------------------------------------------------------------
 
     def scan(self, doc: Any) -> list[tuple[str, str]]:
-        """Secrets that would reach git: (pointer, message) without the value."""
+        """Secrets that would reach git: (pointer, message) without the value.
+
+        Every node is visited: string values, object keys and numbers are searched
+        for known secret values; every leaf under a secret field (strings, numbers,
+        booleans, inside objects and arrays) is judged by :class:`SecretRule`.
+        """
         problems: list[tuple[str, str]] = []
         known = [(k, v) for k, v in self.secrets.items() if len(v) >= _MIN_SECRET]
+        rule = self.rule
 
-        def check(text: str, path: list[Any]) -> str:
-            where = format_pointer(path)
+        def values_in(text: str, where: str, what: str) -> None:
             for name, value in known:
                 if value in text:
-                    problems.append((where, f"holds the value of secret {name!r}; it must stay out of git"))
-            if self._is_secret_field(path) and text and not PLACEHOLDER.fullmatch(text):
-                problems.append((where, "looks like a credential (a secret field that is not a ${secret:NAME} placeholder)"))
-            return text
+                    problems.append((where, f"{what} the value of secret {name!r}; it must stay out of git"))
 
-        _map_strings(doc, check, [])
+        stack: list[tuple[Any, tuple[Any, ...]]] = [(doc, ())]
+        while stack:
+            node, path = stack.pop()
+            if isinstance(node, dict):
+                for k in reversed(list(node)):
+                    child = (*path, k)
+                    values_in(k, format_pointer(child), "its key holds")
+                    stack.append((node[k], child))
+                continue
+            if isinstance(node, list):
+                stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(node))))
+                continue
+            where = format_pointer(path)
+            if isinstance(node, str):
+                values_in(node, where, "holds")
+            elif isinstance(node, (int, float)) and not isinstance(node, bool):
+                values_in(_number_text(node), where, "is")
+            if rule.refuses(node, path):
+                problems.append((where, _CREDENTIAL))
         return problems
 
 
-@lru_cache(maxsize=4096)
-def _norm(key: str) -> str:
-    return key.lower().replace("-", "").replace("_", "")
+_CREDENTIAL = ("looks like a credential (a secret field that is not a ${secret:NAME} placeholder): put the value "
+               "in the environment's secret store and export again (it becomes ${secret:NAME}); if it is not a "
+               "secret, list this pointer in the environment's secret_allow")
+
+
+def _number_text(n: int | float) -> str:
+    return str(int(n)) if isinstance(n, float) and n.is_integer() else str(n)
 
 
 @lru_cache(maxsize=64)
 def _norm_keys(keys: tuple[str, ...]) -> tuple[bytes, ...]:
-    return tuple(_norm(k).encode() for k in keys)
+    return tuple(norm_key(k).encode() for k in keys)
 
 
 def _map_strings(node: Any, fn, path: list[Any]) -> Any:

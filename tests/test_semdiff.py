@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.semdiff import MASKED, DiffItem, SecretFields, diff, render_text, render_value
+from reconciler.secretrule import SecretRule
+from reconciler.semdiff import MASKED, DiffItem, diff, render_text, render_value
 
 DATA = Path(__file__).parent / "data" / "semdiff"
 CASES = sorted({p.name.split(".")[0] for p in DATA.glob("*.json")})
@@ -69,7 +70,7 @@ def test_secret_fields_and_secret_placeholders_are_masked_in_every_output() -> N
 
 def test_configured_secret_pointers_are_masked_too() -> None:
     """Pointers from the environment's secret_fields count as secret fields."""
-    (item,) = diff({"auth": {"header": "a"}}, {"auth": {"header": "b"}}, secret=SecretFields(pointers=("/auth/header",)))
+    (item,) = diff({"auth": {"header": "a"}}, {"auth": {"header": "b"}}, secret=SecretRule(pointers=("/auth/header",)))
     assert (item.old, item.new) == (MASKED, MASKED)
 
 
