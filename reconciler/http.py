@@ -1,4 +1,16 @@
-"""The HTTP surface of ``reconciler run`` (routes and constants; server below)."""
+"""The HTTP surface of ``reconciler run`` (routes and constants; server below).
+
+The standard library's threading server, hardened rather than replaced: a
+whole-request deadline (request line, headers and body within
+``REQUEST_TIMEOUT`` seconds, however slowly the bytes trickle in; an idle
+keep-alive connection is closed after as long), every error answered as JSON
+with a status line (malformed or binary request lines, HTTP/0.9, oversized
+headers, unknown methods), and ``Content-Length`` read strictly. A server
+library would still need every one of these promises checked here, and
+uvicorn (the obvious candidate) has no header deadline and answers malformed
+requests in plain text; see ``tests/test_hostile_input.py`` for the requests
+each promise is tested with.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +24,11 @@ SYNC_PATH = "/api/v1/environments/{env}/sync"
 WEBHOOK_PATH = "/hooks/git"
 
 import hmac
+import io
 import re
+import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -30,6 +45,29 @@ __all__ = ["HttpServer", "DEFAULT_LISTEN", "HEALTH_PATH", "READY_PATH", "METRICS
 
 log = structlog.get_logger("reconciler.http")
 _DRAIN_MAX = 16 * 1024 * 1024
+REQUEST_TIMEOUT = 10.0  # seconds a client has to send one whole request (headers and body)
+_ALLOWED = "GET, HEAD, POST"
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket reader that fails once the handler's deadline has passed, however the bytes trickle in
+    (a socket timeout alone restarts with every byte: a client sending one byte a second never times out)."""
+
+    def __init__(self, sock: socket.socket, handler: "_Handler"):
+        self._sock, self._handler = sock, handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        remaining = self._handler.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request took longer than the deadline")
+        self._sock.settimeout(remaining)
+        n = self._sock.recv_into(buffer)
+        self._handler.received += n
+        return n
 _SYNC = re.compile(r"^/api/v1/environments/([A-Za-z0-9][A-Za-z0-9._-]{0,62})/sync$")
 
 
@@ -38,21 +76,89 @@ class _Handler(BaseHTTPRequestHandler):
     max_body: int
     server_version = "flow-reconciler"
     sys_version = ""
-    timeout = 10  # seconds a client may take to send a request: no slowloris
+    timeout = REQUEST_TIMEOUT  # a socket timeout too, for writes to a client that stopped reading
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # errors before the version is read still get a status line
+    deadline = 0.0
+    received = 0
 
     # -- plumbing ------------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self), self.rbufsize if self.rbufsize > 0 else 65536)
+
+    def handle_one_request(self) -> None:
+        """The standard library's loop step, with the deadline, JSON errors and 405 for unknown methods."""
+        self.deadline = time.monotonic() + REQUEST_TIMEOUT
+        self.received = 0
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline, self.request_version, self.command = "", "", ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line longer than 65536 bytes")
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            method = getattr(self, "do_" + self.command, None) if self.command.isalpha() else None
+            if method is None:
+                self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command[:20]!r} not allowed")
+                return
+            self.connection.settimeout(REQUEST_TIMEOUT)  # writes: as long again (body reads keep the deadline)
+            method()
+            self.wfile.flush()
+        except TimeoutError:
+            self.close_connection = True
+            if self.received:  # part of a request came: say why the connection closes
+                try:
+                    self.send_error(HTTPStatus.REQUEST_TIMEOUT,
+                                    f"the whole request must arrive within {REQUEST_TIMEOUT:g} s")
+                except OSError:
+                    pass
+        except (ConnectionError, OSError):
+            self.close_connection = True
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok and self.request_version == "HTTP/0.9":
+            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not supported")
+            return False
+        return ok
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Every error as JSON with a status line (the standard library sends HTML, and nothing
+        but the body to what it takes for an HTTP/0.9 client)."""
+        if self.request_version in ("", "HTTP/0.9"):
+            self.request_version = "HTTP/1.0"
+        if not getattr(self, "command", ""):
+            self.command = "GET"
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        text = message if message and message != phrase else phrase
+        if explain and code in (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, HTTPStatus.BAD_REQUEST):
+            text = f"{text}: {explain}"[:300]
+        self._send(code, {"error": text, "status": code}, close=True)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("http", client=self.client_address[0], request=format % args)
 
-    def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
+    def _send(self, status: int, body: Any, content_type: str = "application/json", *, close: bool = False) -> None:
         data = body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            self.send_header("Allow", _ALLOWED)
+        if close or self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -64,9 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding"):
             self._error(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length; chunked bodies are not accepted")
             return None
-        raw = self.headers.get("Content-Length", "0")
-        if not raw.isdigit():
-            self._error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+        given = self.headers.get_all("Content-Length") or ["0"]
+        raw = given[0].strip()
+        if len(given) != 1 or not _CONTENT_LENGTH.fullmatch(raw):
+            self.close_connection = True
+            self._error(HTTPStatus.BAD_REQUEST, "bad Content-Length: one header of ASCII digits is expected")
             return None
         length = int(raw)
         if length > self.max_body:
@@ -119,10 +227,6 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: {path[:200]}")
 
-    def _other(self) -> None:
-        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed")
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other  # noqa: N815
 
     # -- state-changing endpoints ---------------------------------------------------------
 
@@ -139,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
             return
         if not self.service.trigger(env, "api"):
-            self._error(HTTPStatus.NOT_FOUND, f"environment {env!r} is not handled by this replica (shard {self.service.shard})")
+            self._error(HTTPStatus.NOT_FOUND, self.service.why_not(env))
             return
         log.info("sync requested", environment=env, source="api", client=self.client_address[0])
         self._send(HTTPStatus.ACCEPTED, {"queued": [env]})
