@@ -21,21 +21,27 @@ import os
 from dataclasses import dataclass
 
 import pygit2
+import structlog
 
 from reconciler.errors import RetryableError, StallError
 from reconciler.gitstore import MARKER_PREFIX, GitStore
 
-__all__ = ["Remote", "Integration"]
+__all__ = ["Remote", "Integration", "REMOTE_PREFIX", "SEEN_PREFIX", "REWRITTEN_PREFIX"]
+
+log = structlog.get_logger("reconciler.remote")
 
 REMOTE_PREFIX = "refs/remotes/origin/"
 REMOTE_MARKERS = "refs/remotes/origin-applied/"
+SEEN_PREFIX = "refs/reconciler/seen/"  # per environment: the server's tip last integrated (never pushed)
+REWRITTEN_PREFIX = "refs/reconciler/rewritten/"  # per environment: the local tip before a server rewrite
 
 
 @dataclass(frozen=True)
 class Integration:
-    action: str  # none | fast-forward | merge | ahead | created
+    action: str  # none | fast-forward | merge | ahead | created | rewritten
     local: str | None
     remote: str | None
+    previous: str | None = None  # rewritten: the local tip before following the server
 
 
 class _Callbacks(pygit2.RemoteCallbacks):
@@ -77,36 +83,87 @@ class Remote:
             raise RetryableError(f"cannot fetch from {self._safe_url()}: {exc}") from exc
 
     def integrate(self, env: str, branch: str) -> Integration:
-        """Bring the local branch up to the remote's (call under the environment's lock)."""
+        """Bring the local branch up to the remote's (call under the environment's lock).
+
+        The server is authoritative. ``refs/reconciler/seen/<env>`` remembers the
+        server's tip this environment last integrated, which tells the two kinds
+        of "the remote is behind us" apart: our own commits not pushed yet (the
+        remote is where we last saw it: push them), and a rewrite on the server
+        (a force-push, a reset: follow it). Following a rewrite keeps the old
+        local tip at ``refs/reconciler/rewritten/<env>``; commits of ours that the
+        server never had are re-applied on the new tip as one commit, or the
+        environment stops with an error when they conflict. A branch deleted on
+        the server stops the environment: it is never pushed back.
+        """
         store = self.store
         local, remote = store.tip(branch), store.tip(REMOTE_PREFIX + branch)
+        seen = store.tip(SEEN_PREFIX + env)
         if store.marker(env) is None and store.tip(REMOTE_MARKERS + env):
             store.set_marker(env, store.tip(REMOTE_MARKERS + env))  # take over from another replica
-        if remote is None or local == remote:
-            return Integration("none" if local == remote else "ahead", local, remote)
-        ref = store.branch_ref(branch)
-        try:
-            if local is None:
-                store.repo.references.create(ref, pygit2.Oid(hex=remote))
-                return Integration("created", local, remote)
-            if store.is_ancestor(local, remote):
-                store.repo.references.create(ref, pygit2.Oid(hex=remote), force=True)
-                return Integration("fast-forward", local, remote)
-            if store.is_ancestor(remote, local):
-                return Integration("ahead", local, remote)
-            index = store.repo.merge_commits(pygit2.Oid(hex=local), pygit2.Oid(hex=remote))
-            if index.conflicts is not None:
-                # Each conflict is (ancestor, ours, theirs); any of them may be None.
-                paths = sorted({next(e for e in entries if e is not None).path for entries in index.conflicts})
+        if remote is None:
+            if seen is not None:
                 raise StallError(
-                    f"{branch} and the remote's {branch} diverged and conflict on {', '.join(paths[:5])}; "
-                    "merge them on the remote by hand"
+                    f"{branch} was deleted on the server {self._safe_url()}; nothing was changed and it is not "
+                    f"pushed back (the server is authoritative). Push the branch again (its last version is "
+                    f"{seen[:12]}, kept locally as {branch}), or remove the environment from the config"
                 )
-            tree = str(index.write_tree(store.repo))
-        except (pygit2.GitError, OSError) as exc:
-            raise RetryableError(f"cannot integrate {branch} with the remote: {exc}") from exc
-        merged = store.commit(branch, local, tree, f"Merge {branch} from the remote into the reconciler's commits\n", extra_parents=(remote,))
+            return Integration("ahead" if local else "none", local, remote)  # a branch not pushed yet
+        if local == remote:
+            self._saw(env, remote)
+            return Integration("none", local, remote)
+        if local is None:
+            store.set_branch(branch, remote, "reconciler: branch from the remote")
+            self._saw(env, remote)
+            return Integration("created", remote, remote)
+        if seen is not None and seen != remote and not store.is_ancestor(seen, remote):
+            return self._follow_rewrite(env, branch, local, remote, seen)
+        if store.is_ancestor(local, remote):
+            store.set_branch(branch, remote, "reconciler: fast-forward to the remote")
+            self._saw(env, remote)
+            return Integration("fast-forward", remote, remote)
+        if store.is_ancestor(remote, local):
+            self._saw(env, remote)
+            return Integration("ahead", local, remote)
+        merge = store.merge(None, local, remote)
+        if merge.tree is None:
+            raise StallError(
+                f"{branch} and the remote's {branch} diverged and conflict on {', '.join(merge.conflicts[:5])}; "
+                "merge them on the remote by hand"
+            )
+        merged = store.commit(branch, local, merge.tree, f"Merge {branch} from the remote into the reconciler's commits\n",
+                              extra_parents=(remote,))
+        self._saw(env, remote)
         return Integration("merge", merged, remote)
+
+    def _follow_rewrite(self, env: str, branch: str, local: str, remote: str, seen: str) -> Integration:
+        store = self.store
+        store.set_ref(REWRITTEN_PREFIX + env, local, f"reconciler: {branch} before the server rewrote it")
+        unpublished = local != seen and not store.is_ancestor(local, seen)
+        target = remote
+        if unpublished:
+            merge = store.merge(seen, local, remote)
+            if merge.tree is None:
+                raise StallError(
+                    f"{branch} was rewritten on the server (its tip went from {seen[:12]} to {remote[:12]}, which "
+                    f"does not contain it) while the reconciler had commits the server never got; they conflict "
+                    f"with the new tip on {', '.join(merge.conflicts[:5])}. Nothing was changed or pushed; the "
+                    f"reconciler's commits are kept at {REWRITTEN_PREFIX}{env} ({local[:12]}): re-apply them on the "
+                    "server by hand"
+                )
+            if merge.tree != store.tree_of(remote):
+                target = store.commit(None, remote, merge.tree,
+                                      f"reconciler: re-apply the commits of {env} on the rewritten {branch}\n\n"
+                                      f"The server rewrote {branch} from {seen[:12]} to {remote[:12]}; the commits "
+                                      f"the reconciler had not pushed yet ({local[:12]}) are applied on the new tip.\n")
+        store.set_branch(branch, target, f"reconciler: follow {branch} rewritten on the server")
+        self._saw(env, remote)
+        log.warning("branch rewritten on the server; following it", environment=env, branch=branch,
+                    was=seen, now=remote, local_was=local, reapplied=unpublished and target != remote)
+        return Integration("rewritten", target, remote, previous=local)
+
+    def _saw(self, env: str, remote: str) -> None:
+        if self.store.tip(SEEN_PREFIX + env) != remote:
+            self.store.set_ref(SEEN_PREFIX + env, remote, "reconciler: the server's tip last integrated")
 
     def publish(self, env: str, branch: str) -> list[str]:
         """Push the branch, drift/<env> and the marker; returns refs the remote rejected."""
@@ -132,6 +189,8 @@ class Remote:
                 continue
             local_ref = REMOTE_MARKERS + env if dst.startswith(MARKER_PREFIX) else REMOTE_PREFIX + dst.removeprefix("refs/heads/")
             store.repo.references.create(local_ref, pygit2.Oid(hex=store.tip(src)), force=True)
+            if dst == store.branch_ref(branch):
+                self._saw(env, store.tip(src))
         return sorted(callbacks.rejected)
 
     def _safe_url(self) -> str:
