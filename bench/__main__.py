@@ -114,7 +114,7 @@ class Bench:
         root = self.work / name
         if root.exists():
             shutil.rmtree(root)
-        (root / "envs").mkdir(parents=True)
+        (root / "envs" / "production").mkdir(parents=True)
         (root / "reconciler.toml").write_text(CONFIG)
         return root
 
@@ -122,7 +122,7 @@ class Bench:
         from reconciler.config import load_config
         from reconciler.engine import Engine
 
-        return Engine(load_config(root / "reconciler.toml"))
+        return Engine(load_config(root / "reconciler.toml"), create_repository=True)
 
     def git_commit_all(self, tree: Path) -> float:
         shutil.rmtree(tree / ".git", ignore_errors=True)

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         _git(shallow, "update-ref", "refs/heads/env/production", one)
         _git(shallow, "update-ref", "-d", "refs/heads/deep")
         _git(shallow, "gc", "-q", "--prune=now")
-        engines = {name: Engine(load_config(tmp / name / "reconciler.toml")) for name in ("deep", "shallow")}
+        engines = {name: Engine(load_config(tmp / name / "reconciler.toml"), create_repository=True) for name in ("deep", "shallow")}
         for e in engines.values():
             e.sync("production")  # import every flow; from here on syncs change nothing
         time.sleep(1.2)  # past the racy-timestamp window: files written just now are re-read

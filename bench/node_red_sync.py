@@ -99,7 +99,7 @@ def main() -> int:
             )
             config = load_config(root / "reconciler.toml")
             t0 = time.perf_counter()
-            Engine(config).export("acceptance")
+            Engine(config, create_repository=True).export("acceptance")
             exported = time.perf_counter() - t0
             subprocess.run(["git", "branch", "env/production", "env/acceptance"], cwd=config.repository.path, check=True)
 

@@ -18,8 +18,9 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler import __version__
@@ -42,35 +43,90 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+class UsageError(Exception):
+    """A command line that names something that is not there (exit 64)."""
+
+
+def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """The global options. They are accepted before and after the subcommand, as in git,
+    kubectl and terraform: the subcommand's copies default to SUPPRESS, so a value given
+    before the subcommand is not overwritten by the subcommand's default."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    g = p.add_argument_group("global options (before or after the command)")
+    g.add_argument("--config", "-c", metavar="PATH", default=default(None),
+                   help="config file (default $RECONCILER_CONFIG, else ./reconciler.toml)")
+    g.add_argument("--log-level", default=default(None), choices=["debug", "info", "warning", "error"],
+                   help="log level (default warning; info with -v)")
+    g.add_argument("--log-format", default=default("auto"), choices=["auto", "json", "console"],
+                   help="log format on stderr (default: console on a terminal, JSON otherwise)")
+    g.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                   help="log every action (same as --log-level info)")
+    g.add_argument("--no-progress", action="store_true", default=default(False),
+                   help="never show progress, even on a terminal")
+
+
+_EXITS = {
+    "export": "0 exported or nothing to export · 1 error · 3 conflicts left",
+    "plan": "0 in sync · 2 changes pending · 1 error (invalid flows, a refused mass deletion)",
+    "validate": "0 no problems · 1 problems found",
+    "promote": "0 done or nothing to promote · 1 error",
+    "rollback": "0 done or nothing to roll back · 1 error",
+    "sync": "0 done · 1 error · 3 conflicts left",
+    "status": "0 · 1 an environment has an error",
+    "history": "0 · 1 error",
+    "schema": "0",
+    "run": "0 stopped by SIGTERM/SIGINT · 1 cannot start",
+    "healthcheck": "0 the service answers · 1 it does not",
+    "demo": "as run",
+}
+
+
+def _sub(sub, name: str, summary: str, description: str):
+    s = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+                       epilog=f"exit codes: {_EXITS[name]} · 64 usage error",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(s, top=False)
+    return s
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", metavar="PATH", help="config file (default $RECONCILER_CONFIG or ./reconciler.toml)")
-    common.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"], help="log level (default warning; info with -v)")
-    common.add_argument("--log-format", default="auto", choices=["auto", "json", "console"], help="log format on stderr (default: console on a terminal, JSON otherwise)")
-    common.add_argument("-v", "--verbose", action="store_true", help="log every action (same as --log-level info)")
-    common.add_argument("--no-progress", action="store_true", help="never show progress, even on a terminal")
-
-    p = _Parser(prog="reconciler", description="GitOps reconciler for flows: git is the system of record.", parents=[common])
+    p = _Parser(prog="reconciler", description="GitOps reconciler for flows: git is the system of record.",
+                epilog="Run `reconciler COMMAND --help` for a command's options and exit codes.")
+    _add_common(p, top=True)
     p.add_argument("--version", action="version", version=f"reconciler {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    s = sub.add_parser("export", parents=[common], help="commit the environment's live flows to its branch")
+    s = _sub(sub, "export", "commit the environment's live flows to its branch",
+             "Creates the repository and the branch on the first export. Changes pushed to git and not yet\n"
+             "synced are left alone (an export never undoes a push).")
     s.add_argument("env")
+    s.add_argument("--allow-mass-delete", action="store_true",
+                   help="commit deletions of more flows than max_delete allows (or of every flow)")
+    s.add_argument("-q", "--quiet", action="store_true", help="only the summary line and errors")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
-    s = sub.add_parser("plan", parents=[common], help="show what a sync would do (changes nothing); exit 2 if changes are pending")
+    s = _sub(sub, "plan", "show what a sync would do (changes nothing)",
+             "Exit 2 when changes are pending. With --against REF: what merging REF into the environment's\n"
+             "branch would do, with a semantic diff per flow.")
     s.add_argument("env")
     s.add_argument("--against", metavar="REF", help="plan the merge of REF (a branch, tag or commit) into the environment's branch")
     s.add_argument("--format", choices=["text", "json", "markdown"], default=None,
                    help="output format (markdown: a merge-request comment; needs --against)")
+    s.add_argument("-q", "--quiet", action="store_true", help="only the summary line and errors")
     s.add_argument("--json", action="store_true", help="machine-readable output (same as --format json)")
 
-    s = sub.add_parser("validate", parents=[common], help="check flow files: syntax, path/identity, schema, placeholders, secrets")
+    s = _sub(sub, "validate", "check flow files: syntax, path/identity, schema, placeholders, secrets",
+             "Checks a branch of the repository (--branch, no checkout needed), flow files or folders of a\n"
+             "working tree, or every environment's branch. One line `file:pointer: message` per problem.")
     s.add_argument("paths", nargs="*", metavar="PATH", help="flow files or folders in a working tree")
     s.add_argument("--branch", "-b", metavar="B", help="check a branch of the repository instead (no checkout needed)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
-    s = sub.add_parser("promote", parents=[common], help="prepare a branch promote/FROM-to-TO/<id> with FROM's versions of flows, for a merge request")
+    s = _sub(sub, "promote", "prepare a branch promote/FROM-to-TO/<id> with FROM's versions of flows",
+             "The branch starts at TO's branch and holds FROM's versions: review it as a merge request.")
     s.add_argument("source", metavar="FROM")
     s.add_argument("target", metavar="TO")
     s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="promote only this flow (repeatable; default: all)")
@@ -78,22 +134,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--push", action="store_true", help="push the branch to [repository] remote")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
-    s = sub.add_parser("rollback", parents=[common], help="commit to the environment's branch its flows as they were at REV")
+    s = _sub(sub, "rollback", "commit to the environment's branch its flows as they were at REV",
+             "A new commit (history is kept); the next sync applies it.")
     s.add_argument("env")
     s.add_argument("--to", required=True, metavar="REV", help="a commit, tag or revision (env/production~2)")
     s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="roll back only this flow (repeatable; default: all)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
-    s = sub.add_parser("sync", parents=[common], help="reconcile the environment with its branch now")
+    s = _sub(sub, "sync", "reconcile the environment with its branch now",
+             "Imports what changed in git, handles drift per the environment's policy, never overwrites a\n"
+             "conflict. A run that would delete more than max_delete flows stops before changing anything.")
     s.add_argument("env")
     s.add_argument("--dry-run", action="store_true", help="plan only, change nothing")
+    s.add_argument("--allow-mass-delete", action="store_true",
+                   help="carry out deletions of more flows than max_delete allows (or of every flow)")
+    s.add_argument("-q", "--quiet", action="store_true", help="only the summary line and errors")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
-    s = sub.add_parser("status", parents=[common], help="per environment: branch tip, applied marker, flow counts")
+    s = _sub(sub, "status", "per environment: branch tip, applied marker, flow counts",
+             "Read-only; never waits for a running service (the answer then says it may be stale).")
     s.add_argument("env", nargs="?")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
-    s = sub.add_parser("history", parents=[common], help="commits of an environment's branch, or of one flow")
+    s = _sub(sub, "history", "commits of an environment's branch, or of one flow",
+             "Newest first, as git log: id, date, author, subject.")
     s.add_argument("env")
     s.add_argument("name", nargs="?")
     s.add_argument("version", nargs="?")
@@ -101,13 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", "--limit", type=int, default=None, help="at most this many commits")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sub.add_parser("schema", parents=[common], help="print the JSON Schema of the config file")
+    _sub(sub, "schema", "print the JSON Schema of the config file", "Editors can use it to check reconciler.toml.")
 
-    s = sub.add_parser("run", parents=[common], help="run the service: keep every environment in sync")
+    s = _sub(sub, "run", "run the service: keep every environment in sync",
+             "Watches the repository and the environments, checks for drift every interval, serves\n"
+             "/healthz, /readyz, /metrics and the API on --listen.")
     s.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default: the config's [server] listen, 127.0.0.1:9420)")
     s.add_argument("--shard", metavar="I/N", help="own only environments whose hash mod N is I (or $RECONCILER_SHARD)")
 
-    s = sub.add_parser("demo", parents=[common], help="write a ready demo (repository + two folder environments) and run the service on it")
+    s = _sub(sub, "healthcheck", "ask the running service on this machine whether it is alive (or ready)",
+             "For container health checks: the address is the one `run` would listen on (--listen, else\n"
+             "$RECONCILER_LISTEN, else [server] listen); 0.0.0.0 and :: are asked on the loopback.")
+    s.add_argument("--listen", metavar="HOST:PORT", help="the service's address (default: as `run` would choose)")
+    s.add_argument("--ready", action="store_true", help="ask /readyz (every environment reconciled once) instead of /healthz")
+    s.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)")
+
+    s = _sub(sub, "demo", "write a ready demo (repository + two folder environments) and run the service on it",
+             "The demo lives in --dir (default ./demo); running it again reuses it.")
     s.add_argument("--dir", default="demo", help="folder of the demo (default ./demo; reused if it exists)")
     s.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:9420)")
     s.add_argument("--no-run", action="store_true", help="only write the demo")
@@ -141,7 +215,11 @@ def _main(argv: Sequence[str] | None) -> int:
             return EXIT_ERROR
     try:
         config = _load_config(args)
+        _check_names(args, config)
         return COMMANDS[args.command](args, config)
+    except UsageError as exc:
+        print(f"reconciler {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as exc:
         _emit_error(args, "invalid configuration", [str(p) for p in exc.problems])
         return EXIT_ERROR
@@ -149,8 +227,18 @@ def _main(argv: Sequence[str] | None) -> int:
         _emit_error(args, str(exc), [])
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted; nothing is half-done (each step is atomic), the next run goes on from here",
+              file=sys.stderr)
         return 130
+
+
+def _check_names(args: argparse.Namespace, config: Config) -> None:
+    """An environment named on the command line that the config does not have is a usage error."""
+    known = [e.name for e in config.environments]
+    for attr in ("env", "source", "target"):
+        name = getattr(args, attr, None)
+        if name is not None and name not in known:
+            raise UsageError(f"no environment named {name!r} in {config.source} (known: {', '.join(known)})")
 
 
 def _load_config(args: argparse.Namespace) -> Config:
@@ -161,6 +249,14 @@ def _load_config(args: argparse.Namespace) -> Config:
               file=sys.stderr)
         return Config()
     return load_config(path)
+
+
+def _finished() -> None:
+    """The work is done and recorded: a Ctrl-C while the result prints must not say "interrupted"."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass  # not the main thread (tests calling main() from a thread)
 
 
 def _emit_error(args: argparse.Namespace, message: str, details: list[str]) -> None:
@@ -198,28 +294,35 @@ class _Progress:
 # -- commands ---------------------------------------------------------------------
 
 
-def _engine(config: Config) -> Engine:
-    return Engine(config)
+def _engine(config: Config, *, create: bool = False) -> Engine:
+    return Engine(config, create_repository=create)
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     progress = _Progress(not args.no_progress)
     try:
-        out = _engine(config).export(args.env, progress=progress)
+        out = _engine(config, create=True).export(args.env, progress=progress, allow_mass_delete=args.allow_mass_delete)
     finally:
         progress.close()
+    _finished()
     if args.json:
         _print_json(out.as_dict())
+        return _exit_for(out)
+    branch = config.env(args.env).branch_name
+    invalid = out.states["invalid"]
+    bad = f"; {invalid} flow{'s' * (invalid != 1)} could not be read (below)" if invalid else ""
+    if out.commit:
+        print(f"{args.env}: exported to {branch} as {out.commit}{bad}")
+    elif invalid or out.problems:
+        print(f"{args.env}: nothing exported{bad}")
     else:
-        if out.commit:
-            print(f"{args.env}: exported to {config.env(args.env).branch_name} as {out.commit}")
-        else:
-            print(f"{args.env}: nothing to export; {config.env(args.env).branch_name} already holds the environment's flows")
+        print(f"{args.env}: nothing to export; {branch} already holds the environment's flows")
+    if not args.quiet:
         _print_steps(out, only={Action.ADOPT}, verb="exported", failed_only=False)
-        pending = [s for s in out.plan.steps if s.action in (Action.IMPORT, Action.DELETE, Action.BLOCKED)]
-        if pending:
-            print(f"  {len(pending)} change(s) in git are not applied yet; run `reconciler sync {args.env}`")
-        _print_conflicts_and_problems(out)
+    pending = [s for s in out.plan.steps if s.action in (Action.IMPORT, Action.DELETE, Action.BLOCKED)]
+    if pending:
+        print(f"  {len(pending)} change(s) in git are not applied yet; run `reconciler sync {args.env}`")
+    _print_conflicts_and_problems(out)
     return _exit_for(out)
 
 
@@ -236,6 +339,7 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
         out = _engine(config).sync(args.env, dry_run=True, progress=progress)
     finally:
         progress.close()
+    _finished()
     _render(args, out)
     if out.errors:
         return EXIT_ERROR
@@ -245,21 +349,24 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
     progress = _Progress(not args.no_progress)
     try:
-        out = _engine(config).sync(args.env, dry_run=args.dry_run, progress=progress)
+        out = _engine(config).sync(args.env, dry_run=args.dry_run, progress=progress,
+                                   allow_mass_delete=args.allow_mass_delete)
     finally:
         progress.close()
+    _finished()
     _render(args, out)
     return _exit_for(out)
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
     names = [args.env] if args.env else [e.name for e in config.environments]
-    engine = _engine(config)
+    engine = None
     rows: list[dict[str, Any]] = []
     worst = EXIT_OK
     for name in names:
         env = config.env(name)
         try:
+            engine = engine or _engine(config)
             out = engine.sync(name, dry_run=True)
         except ReconcilerError as exc:
             rows.append({"environment": name, "branch": env.branch_name, "error": str(exc)})
@@ -274,11 +381,14 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
                 "drift": env.drift,
                 "counts": out.states,
                 "problems": [p.as_dict() for p in out.problems],
+                "refused": out.refused,
+                "stale": out.stale,
                 "error": None,
             }
         )
         if out.errors:
             worst = EXIT_ERROR
+    _finished()
     if args.json:
         _print_json({"environments": rows})
         return worst
@@ -286,17 +396,21 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         if r.get("error"):
             print(f"{r['environment']:<14} error: {r['error']}")
             continue
-        c = r["counts"]
-        tip = (r["branch_tip"] or "(no branch yet)")[:12]
-        applied = (r["applied"] or "(never)")[:12]
-        print(
-            f"{r['environment']:<14} {r['branch']}@{tip}  applied {applied}  "
-            f"in sync {c['in_sync']} · pending {c['pending']} · drifted {c['drifted']} · "
-            f"conflict {c['conflict']} · invalid {c['invalid']}"
-        )
+        tip = r["branch_tip"][:12] if r["branch_tip"] else "(no branch)"
+        applied = r["applied"][:12] if r["applied"] else "(never)"
+        print(f"{r['environment']:<14} {r['branch']}@{tip}  applied {applied}  {_counts(r['counts'])}")
+        if r["stale"]:
+            print("  (another process is reconciling this environment right now: this may already be out of date)")
+        if r["refused"]:
+            print(f"  ! a sync would refuse: {r['refused']}")
         for p in r["problems"]:
             print(f"  ! {p['where']}{':' + p['pointer'] if p['pointer'] else ''}: {p['message']}")
     return worst
+
+
+def _counts(c: Mapping[str, int]) -> str:
+    return (f"in sync {c['in_sync']} · pending {c['pending']} · drifted {c['drifted']} · "
+            f"conflict {c['conflict']} · invalid {c['invalid']}")
 
 
 def cmd_history(args: argparse.Namespace, config: Config) -> int:
@@ -328,6 +442,29 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from reconciler.daemon import run_service
 
     return run_service(config, listen=args.listen, shard=args.shard)
+
+
+def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
+    import urllib.error
+    import urllib.request
+
+    from reconciler.daemon import listen_address
+
+    try:
+        host, port = listen_address(config, args.listen)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}{'/readyz' if args.ready else '/healthz'}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            print(f"{url}: {resp.status}")
+            return EXIT_OK
+    except urllib.error.HTTPError as exc:
+        print(f"{url}: {exc.code} {exc.read()[:300].decode('utf-8', 'replace').strip()}", file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        print(f"{url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def cmd_plan_against(args: argparse.Namespace, config: Config, fmt: str) -> int:
@@ -398,7 +535,8 @@ def cmd_promote(args: argparse.Namespace, config: Config) -> int:
     if out.branch is None:
         print(f"{out.target}: nothing to promote; {out.target_branch} already holds {out.source}'s versions")
         return EXIT_OK
-    print(f"{out.target}: created {out.branch} ({out.commit[:12]}) from {out.target_branch}"
+    made = "already prepared as" if out.reused else "created"
+    print(f"{out.target}: {made} {out.branch} ({out.commit[:12]}) from {out.target_branch}"
           f"{' at ' + out.base[:12] if out.base else ''} with {out.source}'s versions ({out.source_commit[:12]})")
     renames = {new: old for old, new in out.renamed}
     for word, keys in (("add", out.added), ("change", out.changed), ("remove", out.removed)):
@@ -444,7 +582,7 @@ def cmd_rollback(args: argparse.Namespace, config: Config) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status,
+    "run": cmd_run, "healthcheck": cmd_healthcheck, "export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status,
     "history": cmd_history, "validate": cmd_validate, "promote": cmd_promote, "rollback": cmd_rollback,
 }
 
@@ -468,20 +606,28 @@ def _render(args: argparse.Namespace, out: Outcome) -> None:
     if args.json:
         _print_json(out.as_dict())
         return
-    c = out.states
     mode = "plan" if out.dry_run else "sync"
-    print(
-        f"{out.env} ({mode}): in sync {c['in_sync']} · pending {c['pending']} · drifted {c['drifted']} · "
-        f"conflict {c['conflict']} · invalid {c['invalid']}"
-    )
+    print(f"{out.env} ({mode}): {_counts(out.states)}")
+    if out.stale:
+        print("  (another process is reconciling this environment right now: this plan may already be out of date)")
     done = {s.key for s in out.done}
+    quiet = getattr(args, "quiet", False)
     for s in out.plan.steps:
         if s.action in (Action.NONE, Action.CONFLICT, Action.INVALID):
             continue
+        ok = s.key in done
+        if quiet and (out.dry_run or ok):
+            continue
         mark = ""
         if not out.dry_run and s.action in (Action.IMPORT, Action.DELETE, Action.ADOPT, Action.ADVANCE):
-            mark = " ✓" if s.key in done else " ✗ " + out.failed.get(s.key, "not done")
+            mark = " ✓" if ok else " ✗ " + out.failed.get(s.key, "not done")
         print(f"  {_VERBS[s.action]:<8} {s.key}  {s.reason}{mark}")
+    if quiet:
+        n = sum(1 for s in out.plan.changes if s.key in done)
+        if n:
+            print(f"  {n} flow{'s' * (n != 1)} reconciled")
+    if out.refused:
+        print(f"  ! a sync would refuse this plan: {out.refused}", file=sys.stderr)
     if out.drift_commit:
         print(f"  live versions saved to drift/{out.env} as {out.drift_commit[:12]}")
     if out.commit:

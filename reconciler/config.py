@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from reconciler.envconfig import EnvironmentConfig, Model as _Model
 from reconciler.errors import ConfigError, Problem
+from reconciler.schemas import check_usable
 
 __all__ = [
     "Config",
@@ -87,7 +88,7 @@ class DirectoryEnvironment(EnvironmentConfig):
     """An environment that is a folder of JSON exports."""
 
     driver: Literal["directory"]
-    path: Path = Field(description="The folder; created if missing.")
+    path: Path = Field(description="The folder (it must exist: a missing folder is an error, never 'no flows').")
 
     def build_driver(self):
         from reconciler.drivers.directory import DirectoryDriver
@@ -141,7 +142,8 @@ def load_config(path: str | Path) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError([Problem(where, "no such file; pass --config PATH or set RECONCILER_CONFIG")]) from exc
+        raise ConfigError([Problem(where, f"no such file (looked for {path.absolute()}); pass --config PATH, "
+                                          "set RECONCILER_CONFIG, or run from the folder holding reconciler.toml")]) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(where, f"cannot read: {exc}")]) from exc
     except tomllib.TOMLDecodeError as exc:
@@ -189,10 +191,13 @@ def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> C
             )
         places.setdefault(place, env.name)
     resolved = [_resolve_paths(env, base, where, problems) for env in envs]
+    if not envs_raw and not problems:
+        problems.append(Problem(where, "no environment: add at least one [[environment]] table "
+                                       "(`reconciler schema` lists its keys)"))
     folders: dict[Path, str] = {}
     for i, env in enumerate(resolved):
         if isinstance(env, DirectoryEnvironment):
-            folder = Path(os.path.normpath(env.path))
+            folder = Path(os.path.realpath(env.path))  # symlinks, '..' and bind paths name one folder
             if folder in folders:
                 problems.append(Problem(where, f"environment[{i}].path = {str(env.path)!r}: also the folder of "
                                                f"environment {folders[folder]!r}; each environment needs its own folder"))
@@ -229,17 +234,9 @@ def _resolve_paths(env: EnvironmentConfig, base: Path, where: str, problems: lis
     if env.schema_ is not None:
         schema_path = _abs(base, env.schema_)
         update["schema_"] = schema_path
-        try:
-            import jsonschema
-            import orjson
-
-            jsonschema.validators.validator_for(orjson.loads(schema_path.read_bytes())).check_schema(
-                orjson.loads(schema_path.read_bytes())
-            )
-        except FileNotFoundError:
-            problems.append(Problem(where, f"environment {env.name!r}: schema = {str(env.schema_)!r}: no such file"))
-        except Exception as exc:  # noqa: BLE001 - any failure here means the schema is unusable
-            problems.append(Problem(where, f"environment {env.name!r}: schema = {str(env.schema_)!r}: not a usable JSON Schema ({exc})"))
+        why = check_usable(schema_path)
+        if why is not None:
+            problems.append(Problem(where, f"environment {env.name!r}: schema = {str(env.schema_)!r}: {why}"))
     return env.model_copy(update=update) if update else env
 
 
@@ -250,7 +247,7 @@ def _problems(exc: ValidationError, where: str, prefix: str, raw: Any) -> list[P
         for part in err["loc"]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         if err["type"] == "extra_forbidden":
-            out.append(Problem(where, f"{loc}: unknown key; check the spelling (see manifests/schemas/config.schema.json)"))
+            out.append(Problem(where, f"{loc}: unknown key; check the spelling (`reconciler schema` prints every key)"))
         elif err["type"] == "missing":
             out.append(Problem(where, f"{loc}: required key is missing"))
         else:

@@ -27,18 +27,39 @@ __all__ = ["run_service", "write_demo"]
 log = structlog.get_logger("reconciler.daemon")
 
 
+MIN_SECRET_LENGTH = 16
+
+
 def _secret(path: Path | None, env_var: str) -> str | None:
+    """A credential of the HTTP surface, from its file or its environment variable; a placeholder
+    left from the deployment templates or a short value refuses to start the service."""
+    where = str(path) if path is not None else f"${env_var}"
     if path is not None:
         try:
-            return path.read_text(encoding="utf-8").strip() or None
+            value = path.read_text(encoding="utf-8").strip() or None
         except OSError as exc:
             raise StallError(f"cannot read {path}: {exc.strerror}") from exc
-    return os.environ.get(env_var) or None
+    else:
+        value = (os.environ.get(env_var) or "").strip() or None
+    if value is None:
+        return None
+    if value.upper().startswith("REPLACE-ME") or value.upper() in ("CHANGEME", "CHANGE-ME", "SECRET", "TOKEN"):
+        raise StallError(f"{where} holds a placeholder ({value[:10]}…), not a secret: set a real value, e.g. "
+                         "`openssl rand -hex 32` (deploy/README.md shows how)")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise StallError(f"{where} is too short ({len(value)} characters; at least {MIN_SECRET_LENGTH}): "
+                         "generate one with `openssl rand -hex 32`")
+    return value
+
+
+def listen_address(config: Config, listen: str | None) -> tuple[str, int]:
+    """Where the service listens: --listen, else $RECONCILER_LISTEN, else [server] listen."""
+    return parse_listen(listen or os.environ.get("RECONCILER_LISTEN") or config.server.listen)
 
 
 def run_service(config: Config, *, listen: str | None = None, shard: str | None = None, ready_message: str | None = None) -> int:
     try:
-        host, port = parse_listen(listen or config.server.listen)
+        host, port = listen_address(config, listen)
         chosen = shard_from_environment(shard, os.environ, socket.gethostname())
     except ValueError as exc:
         raise StallError(str(exc)) from exc
@@ -146,7 +167,7 @@ def write_demo(folder: Path) -> Path:
         token.chmod(0o600)
         config_path.write_text(_DEMO_CONFIG)
     config = load_config(config_path)
-    engine = Engine(config)
+    engine = Engine(config, create_repository=True)
     engine.export("acceptance")
     store = engine.store
     if store.tip("env/production") is None and store.tip("env/acceptance") is not None:
@@ -179,18 +200,34 @@ Try, in another terminal:
   # 3. status and metrics
   curl -s {{url}}/api/v1/status
   curl -s {{url}}/metrics | grep reconciler_flows
-  reconciler --config {folder}/reconciler.toml status
+  {exe} --config {folder}/reconciler.toml status
 """
+
+
+def self_command() -> str:
+    """How to run this very ``reconciler`` again from any folder, as printed instructions must
+    (the venv's script by its absolute path, or ``python -m reconciler`` with this interpreter)."""
+    import shlex
+    import shutil
+
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if os.path.basename(argv0) == "reconciler" and os.path.isfile(argv0):
+        return shlex.quote(os.path.abspath(argv0))
+    if argv0.endswith(("__main__.py", "-m")) or not argv0:
+        return f"{shlex.quote(sys.executable)} -m reconciler"
+    found = shutil.which("reconciler")
+    return shlex.quote(found) if found else f"{shlex.quote(sys.executable)} -m reconciler"
 
 
 def demo_main(folder: str, listen: str | None, run: bool) -> int:
     path = write_demo(Path(folder).resolve())
     config = load_config(path)
+    exe = self_command()
     if not run:
-        print(f"demo written to {path.parent}; start it with: reconciler --config {path} run")
+        print(f"demo written to {path.parent}; start it with: {exe} --config {path} run")
         return 0
     shown = os.path.relpath(path.parent) if not os.path.relpath(path.parent).startswith("..") else str(path.parent)
-    return run_service(config, listen=listen, ready_message=DEMO_HELP.format(folder=shown))
+    return run_service(config, listen=listen, ready_message=DEMO_HELP.format(folder=shown, exe=exe))
 
 
 if __name__ == "__main__":  # pragma: no cover

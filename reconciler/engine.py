@@ -22,22 +22,24 @@ The outcome is frozen data; the CLI and the service render it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import structlog
 
 from reconciler.canonical import blob_id, canonicalize, parse_json
 from reconciler.config import Config, EnvironmentConfig
-from reconciler.drivers import Change, Driver, LiveSet
-from reconciler.errors import BranchMovedError, LiveMovedError, Problem, RetryableError, StallError
+from reconciler.drivers import Change, Driver, LiveSet, Recoverable
+from reconciler.errors import (BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError,
+                               StallError)
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import GitStore
 from reconciler.names import case_collisions, encode, flow_path
+from reconciler.schemas import load_validator
 from reconciler.plan import Action, Plan, Policy, State, Step, plan
 from reconciler.templating import Templating
 
-__all__ = ["Engine", "Snapshot", "Outcome", "make_driver", "ProgressFn"]
+__all__ = ["Engine", "Snapshot", "Outcome", "make_driver", "mass_deletion", "ProgressFn"]
 
 log = structlog.get_logger("reconciler.engine")
 
@@ -174,10 +176,14 @@ class Outcome:
     failed: Mapping[FlowKey, str] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
     done: tuple[Step, ...] = ()
+    refused: str | None = None  # a dry run: why the sync would refuse to carry the plan out
+    stale: bool = False  # a dry run made while another process held the environment
+    unreadable: int = 0  # live entries that could not be read as flows (counted as invalid)
 
     @property
     def states(self) -> dict[str, int]:
         counts = self.plan.counts()
+        counts["invalid"] += self.unreadable
         if not self.dry_run:
             # Steps carried out are now in sync; failed ones keep their state.
             for s in self.done:
@@ -192,7 +198,7 @@ class Outcome:
 
     @property
     def errors(self) -> int:
-        return len(self.failed) + len(self.problems)
+        return len(self.failed) + len(self.problems) + (self.refused is not None)
 
     def as_dict(self) -> dict[str, Any]:
         done = {s.key for s in self.done}
@@ -210,15 +216,21 @@ class Outcome:
                 if s.action != Action.NONE
             ],
             "problems": [p.as_dict() for p in self.problems],
+            "refused": self.refused,
+            "stale": self.stale,
         }
 
 
 class Engine:
     """Reconciles the environments of one config against one repository."""
 
-    def __init__(self, config: Config, *, store: GitStore | None = None, drivers: Mapping[str, Driver] | None = None):
+    def __init__(self, config: Config, *, store: GitStore | None = None, drivers: Mapping[str, Driver] | None = None,
+                 create_repository: bool = False):
+        """``create_repository``: an export may start a new repository (so may a service with a
+        remote, whose local repository is a copy of the server's); everything else needs it there."""
         self.config = config
-        self.store = store or GitStore.from_config(config.repository)
+        self.store = store or GitStore.from_config(
+            config.repository, create=create_repository or bool(config.repository.remote))
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._memo: dict[str, _Memo] = {}  # per environment: what the last read and plan derived
         self._validators: dict[str, Callable[[Any], list[tuple[str, str]]] | None] = {}
@@ -230,49 +242,85 @@ class Engine:
 
     # -- step 0: read ------------------------------------------------------------
 
-    def read(self, env: EnvironmentConfig, progress: ProgressFn | None = None) -> Snapshot:
+    def read(self, env: EnvironmentConfig, progress: ProgressFn | None = None, *, creating: bool = False) -> Snapshot:
         """The three sides in canonical form.
+
+        A missing branch, or a branch whose flows folder is missing or not a
+        folder, is an error (:class:`StallError`), never "no flows": read as
+        empty, it would delete every flow. Only an export (``creating``) may
+        start from a missing branch or folder, since it writes the
+        environment's flows there.
 
         Trees and live snapshots are immutable; what was derived from the last
         ones is patched for the keys whose blob ids changed, so the cost of a
         read grows with what changed, not with the number of flows.
         """
         branch = env.branch_name
+        self.store.ensure_present()
         tip, marker = self.store.tip(branch), self.store.marker(env.name)
+        if tip is None and not creating:
+            raise StallError(
+                f"environment {env.name}: {self.store.missing_branch(branch)}; nothing was changed. "
+                f"Check `branch` of environment {env.name} in the config, or run `reconciler export {env.name}` "
+                "to create the branch from the environment's flows"
+            )
         at_tip = self.store.flows_at(tip, env.folder)
+        if tip is not None and at_tip.missing is not None:
+            if at_tip.missing != "absent":
+                raise StallError(
+                    f"environment {env.name}: {branch}:{env.folder} is {at_tip.missing}, not a folder of flows; "
+                    f"nothing was changed. Put the flows back at {env.folder}/<name>/<version>.json"
+                )
+            if not (creating or env.allow_empty):
+                raise StallError(
+                    f"environment {env.name}: {branch} has no {env.folder}/ folder, which would mean that every "
+                    "flow was deleted; nothing was changed. Check `folder` in the config; if every flow is meant "
+                    f"to go, set allow_empty = true for environment {env.name}"
+                )
         at_marker = at_tip if marker == tip else self.store.flows_at(marker, env.folder)
         templating = self._templating(env)
         fingerprint = templating.fingerprint()
-        render = templating.render if templating.active else None
         memo = self._memo.get(env.name)
         if memo is not None and memo.fingerprint != fingerprint:
             memo = None  # a parameter or secret changed: re-render everything
         validate = self._validator(env)
+        store = self.store
 
         def from_tip(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
             where = f"{branch}:{flow_path(env.folder, key.name, key.version)}"
-            size = self.store.blob_size(oid)
-            if size > MAX_FLOW_BYTES:
-                return Problem(where, f"{size} bytes is larger than the {MAX_FLOW_BYTES}-byte limit for a flow", "", str(key))
-            return read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key,
-                             validate=validate, render=render)
+            try:
+                size = store.blob_size(oid)
+                if size > MAX_FLOW_BYTES:
+                    return Problem(where, f"{size} bytes is larger than the {MAX_FLOW_BYTES}-byte limit for a flow", "", str(key))
+                raw = store.read_blob(oid)
+            except RetryableError as exc:  # the entry's object is missing or unreadable: this flow only
+                return Problem(where, f"cannot be read ({exc}); fix or remove it in git", "", str(key))
+            return read_flow(raw, env.flow_identity, env.rules, where=where, expect=key,
+                             validate=validate, render=templating.renderer(raw))
 
         desired = _derive(at_tip.flows, memo.desired if memo else None, from_tip, None, keep_data=False)
 
         def from_marker(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
-            return read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=f"applied:{key}",
-                             expect=key, render=render)
+            try:
+                raw = store.read_blob(oid)
+            except RetryableError as exc:
+                return Problem(f"applied:{key}", f"cannot be read ({exc})", "", str(key))
+            return read_flow(raw, env.flow_identity, env.rules, where=f"applied:{key}",
+                             expect=key, render=templating.renderer(raw))
 
         base = _derive(at_marker.flows, memo.base if memo else None, from_marker, desired, keep_data=False)
         live = self.driver(env).export(progress=_phase(progress, "export"))
         self._memo[env.name] = _Memo(fingerprint, desired, base, memo.planned if memo else None)
-        invalid = {k: f"invalid in git: {p.message}" for k, p in desired.problems.items()}
+        redact = templating.redact  # a schema or platform message may quote a rendered secret
+        invalid = {k: f"invalid in git: {why}" for k, why in at_tip.bad.items()}
+        invalid.update((k, redact(f"invalid in git: {p.message}")) for k, p in desired.problems.items())
         for key, reason in live.invalid.items():
-            invalid.setdefault(key, f"invalid in the environment: {reason}")
-        git_problems = (*at_tip.problems, *desired.problems.values())
+            invalid.setdefault(key, redact(f"invalid in the environment: {reason}"))
+        problems = tuple(replace(p, message=redact(p.message))
+                         for p in (*at_tip.problems, *desired.problems.values(), *live.problems))
         return Snapshot(
             env.name, branch, tip, marker, base.oids, desired.flows_by_key, dict(at_tip.flows), live, invalid,
-            (*git_problems, *live.problems), desired.oids, at_marker.flows, templating,
+            problems, desired.oids, at_marker.flows, templating,
         )
 
     def _templating(self, env: EnvironmentConfig) -> Templating:
@@ -281,31 +329,18 @@ class Engine:
             secrets = env.load_secrets()
         except OSError as exc:
             raise RetryableError(f"environment {env.name}: cannot read secrets_dir {env.secrets_dir}: {exc.strerror}") from exc
-        if not env.params and not secrets and not env.secret_fields:
-            return Templating()
         return Templating(
             params=dict(env.params),
             secrets=secrets,
             secret_pointers=tuple(env.secret_fields),
             secret_keys=tuple(env.secret_keys),
             keep=(env.identity.name, env.identity.version),
+            secret_allow=tuple(env.secret_allow),
         )
 
     def _validator(self, env: EnvironmentConfig):
         if env.name not in self._validators:
-            fn = None
-            if env.schema_ is not None:
-                import jsonschema
-                import orjson
-
-                schema = orjson.loads(env.schema_.read_bytes())
-                validator = jsonschema.validators.validator_for(schema)(schema)
-
-                def fn(doc: Any, _v=validator) -> list[tuple[str, str]]:
-                    errs = sorted(_v.iter_errors(doc), key=lambda e: list(e.absolute_path))
-                    return [("".join(f"/{p}" for p in e.absolute_path), e.message) for e in errs]
-
-            self._validators[env.name] = fn
+            self._validators[env.name] = load_validator(env.schema_) if env.schema_ is not None else None
         return self._validators[env.name]
 
     def plan(self, env: EnvironmentConfig, snap: Snapshot, policy: Policy | None = None) -> Plan:
@@ -340,39 +375,55 @@ class Engine:
         dry_run: bool = False,
         progress: ProgressFn | None = None,
         before: Callable[[EnvironmentConfig], object] | None = None,
+        allow_mass_delete: bool = False,
     ) -> Outcome:
         """Reconcile one environment per its policy.
 
         ``before`` runs under the environment's lock ahead of the read (the
-        service brings the branch up to the remote's there).
+        service brings the branch up to the remote's there). A dry run does not
+        wait for the lock: when another process holds it, it reads anyway,
+        without the crash recovery, and the outcome says it may be stale.
         """
         env = self.config.env(name)
-        return self._run(env, env.policy, dry_run=dry_run, progress=progress, allowed=None, before=before)
+        return self._run(env, env.policy, dry_run=dry_run, progress=progress, allowed=None, before=before,
+                         allow_mass_delete=allow_mass_delete)
 
-    def export(self, name: str, *, progress: ProgressFn | None = None) -> Outcome:
+    def export(self, name: str, *, progress: ProgressFn | None = None, allow_mass_delete: bool = False) -> Outcome:
         """Commit the environment's live flows to its branch.
 
         This is a reconcile with drift policy ``adopt`` that writes nothing to the
         environment: changes made in git but not yet synced are left pending (and
         a flow changed on both sides is a conflict), so an export never undoes a
-        push.
+        push. It is the one command that may create the branch (from a readable
+        environment holding flows).
         """
         env = self.config.env(name)
         policy = Policy(drift="adopt", prune=env.prune, override=env.override)
-        return self._run(env, policy, dry_run=False, progress=progress, allowed=frozenset({Action.ADOPT, Action.ADVANCE}))
+        return self._run(env, policy, dry_run=False, progress=progress, allowed=frozenset({Action.ADOPT, Action.ADVANCE}),
+                         creating=True, allow_mass_delete=allow_mass_delete)
 
-    def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before=None) -> Outcome:
-        with self.store.lock(env.name):
-            recover = getattr(self.driver(env), "recover", None)
-            if recover is not None:
-                recover()  # a crashed run's leftovers, before anything reads the environment
+    def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before=None, creating: bool = False,
+             allow_mass_delete: bool = False) -> Outcome:
+        with self.store.lock(env.name, required=not dry_run) as held:
+            driver = self.driver(env)
+            if held and isinstance(driver, Recoverable):
+                driver.recover()  # a crashed run's leftovers, before anything reads the environment
             if before is not None:
                 before(env)
             for attempt in range(5):
-                snap = self.read(env, progress)
+                snap = self.read(env, progress, creating=creating)
                 p = self.plan(env, snap, policy)
+                refusal = None if allow_mass_delete else mass_deletion(env, snap, p, allowed)
                 if dry_run:
-                    return Outcome(env.name, p, True, snap.tip, snap.marker, problems=snap.problems)
+                    return Outcome(env.name, p, True, snap.tip, snap.marker, problems=snap.problems,
+                                   refused=refusal, stale=not held, unreadable=_unreadable(snap))
+                if refusal is not None:
+                    raise MassDeletionRefused(refusal)
+                if creating and snap.tip is None and not (snap.live.flows or snap.live.problems or snap.live.invalid):
+                    raise StallError(
+                        f"environment {env.name}: {driver.location} holds no flows, so there is nothing to export "
+                        f"and {env.branch_name} is not created; check the environment's location in the config"
+                    )
                 try:
                     return self._apply(env, snap, p, allowed, progress)
                 except (BranchMovedError, LiveMovedError) as exc:
@@ -385,10 +436,13 @@ class Engine:
         steps = [s for s in p.changes if allowed is None or s.action in allowed]
         if not steps and snap.marker is not None:
             # Nothing to do: the marker already tells the truth.
-            return Outcome(env.name, p, False, snap.tip, snap.marker, problems=snap.problems)
+            return Outcome(env.name, p, False, snap.tip, snap.marker, problems=snap.problems,
+                           unreadable=_unreadable(snap))
         failed: dict[FlowKey, str] = {}
         drift_commit = self._save_drift(env, snap, steps, failed)
         tip, commit, adopted = self._adopt(env, snap, steps, failed)
+        if commit is not None and snap.tip is None:
+            self.store.point_head_at(env.branch_name)  # so that a clone checks something out
         written = self._write(env, snap, steps, failed, progress)
         self._verify(env, written, failed)
         done = tuple(
@@ -396,11 +450,13 @@ class Engine:
             if s.key not in failed and (s.action != Action.ADOPT or s.key in adopted)
         )
         marker = self._mark(env, snap, tip, p, done, adopted)
+        failed = {k: snap.templating.redact(why) for k, why in failed.items()}
         for s in done:
             log.info("flow reconciled", environment=env.name, flow=str(s.key), action=s.action.value, commit=tip, reason=s.reason)
         for key, why in failed.items():
             log.warning("flow not reconciled", environment=env.name, flow=str(key), error=why, commit=tip)
-        return Outcome(env.name, p, False, tip, marker, commit, drift_commit, failed, snap.problems, done)
+        return Outcome(env.name, p, False, tip, marker, commit, drift_commit, failed, snap.problems, done,
+                       unreadable=_unreadable(snap))
 
     def _for_git(self, env, snap: Snapshot, key: FlowKey) -> bytes:
         """A live flow as git may hold it: placeholders back in, nothing secret left.
@@ -441,7 +497,7 @@ class Engine:
         if not saving:
             return None
         lines = "\n".join(f"- {k} ({next(s.reason for s in steps if s.key == k)})" for k in sorted(saving))
-        msg = f"drift({env.name}): save live flows before overwriting them\n\n{lines}\n"
+        msg = snap.templating.redact(f"drift({env.name}): save live flows before overwriting them\n\n{lines}\n")
         return self.store.save_drift(env.name, env.folder, saving, msg)
 
     def _adopt(self, env, snap: Snapshot, steps: list[Step], failed: dict[FlowKey, str]):
@@ -466,7 +522,8 @@ class Engine:
                 failed[s.key] = f"not committed: {exc}"
         if not changes:
             return snap.tip, None, {}
-        commit = self.store.commit_changes(snap.branch, snap.tip, env.folder, changes, _adopt_message(env.name, snap, changes))
+        commit = self.store.commit_changes(snap.branch, snap.tip, env.folder, changes,
+                                          snap.templating.redact(_adopt_message(env.name, snap, changes)))
         blobs = {k: (None if v is None else blob_id(v)) for k, v in changes.items()}
         return (commit or snap.tip), commit, blobs
 
@@ -491,9 +548,9 @@ class Engine:
         oid = snap.tip_blobs.get(step.key)
         if oid is None:
             return None
-        render = snap.templating.render if snap.templating.active else None
-        got = read_flow(self.store.read_blob(oid), env.flow_identity, env.rules, where=step.key, expect=step.key,
-                        render=render)
+        raw = self.store.read_blob(oid)
+        got = read_flow(raw, env.flow_identity, env.rules, where=step.key, expect=step.key,
+                        render=snap.templating.renderer(raw))
         return got.data if isinstance(got, CanonicalFlow) and got.oid == step.desired else None
 
     def _verify(self, env, written: list[Step], failed: dict[FlowKey, str]) -> None:
@@ -552,6 +609,42 @@ class Engine:
         if target != snap.marker:
             self.store.set_marker(env.name, target)
         return target
+
+
+def _unreadable(snap: Snapshot) -> int:
+    """Live entries that are not flows at all (unreadable, not JSON): no key, so no step counts them."""
+    return sum(1 for p in snap.live.problems if not p.flow)
+
+
+def mass_deletion(env: EnvironmentConfig, snap: Snapshot, p: Plan, allowed) -> str | None:
+    """Why carrying ``p`` out would delete too much (Argo CD's ``allowEmpty``), or None.
+
+    Counted in each direction: flows deleted from the environment (prune, or a
+    restore of deletions made in git) and deletions adopted into git. Deleting
+    every flow of a side needs ``allow_empty``; more than ``max_delete`` of them
+    needs a larger limit; ``--allow-mass-delete`` lifts both for one run.
+    """
+    steps = [s for s in p.changes if allowed is None or s.action in allowed]
+    sides = (
+        ("from the environment", [s for s in steps if s.action == Action.DELETE], len(snap.live.flows)),
+        (f"from {snap.branch}", [s for s in steps if s.action == Action.ADOPT and s.live is None], len(snap.tip_blobs)),
+    )
+    for where, deleting, total in sides:
+        n = len(deleting)
+        if not n:
+            continue
+        names = ", ".join(str(s.key) for s in deleting[:5]) + (", …" if n > 5 else "")
+        how = (f"run it once with `reconciler sync {env.name} --allow-mass-delete`"
+               if where == "from the environment" else f"run `reconciler export {env.name} --allow-mass-delete`")
+        if n >= total and not env.allow_empty:
+            return (f"environment {env.name}: this run would delete every flow {where} ({n}: {names}); nothing "
+                    f"was changed. If that is intended, {how}, or set allow_empty = true for the environment")
+        limit = env.delete_limit(total)
+        if n > limit and not (n >= total and env.allow_empty):
+            return (f"environment {env.name}: this run would delete {n} of {total} flows {where} ({names}), more "
+                    f"than max_delete = {env.max_delete!r} allows ({limit}); nothing was changed. If that is "
+                    f"intended, {how}, or raise max_delete for the environment")
+    return None
 
 
 class _Moved(Exception):

@@ -11,13 +11,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import pygit2
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from reconciler.canonical import Rules, parse_pointer
 from reconciler.flows import Identity
+from reconciler.names import ref_name_problem
 from reconciler.plan import Policy
-from reconciler.templating import DEFAULT_SECRET_KEYS
+from reconciler.secretrule import DEFAULT_SECRET_KEYS
 
 __all__ = ["EnvironmentConfig", "IdentityConfig", "Model"]
 
@@ -51,6 +51,17 @@ class EnvironmentConfig(Model):
         "report", description="What to do when the environment was edited outside git."
     )
     prune: StrictBool = Field(False, description="May the reconciler delete flows from the environment?")
+    allow_empty: StrictBool = Field(
+        False,
+        description="May a run delete every flow of the environment (or of its branch), or read a branch without "
+        "a flows folder as 'no flows'? Off: such a run stops before changing anything (Argo CD's allowEmpty).",
+    )
+    max_delete: int | str = Field(
+        "50%",
+        description="Most flows one run may delete, in either direction (from the environment, or deletions "
+        "adopted into git): a count, or a percentage of the flows there ('50%'; never fewer than 2). "
+        "A run that would delete more stops before changing anything; `--allow-mass-delete` lifts it once.",
+    )
     override: StrictBool = Field(True, description="May it replace an existing name+version?")
     ignore: tuple[str, ...] = Field((), description="JSON pointers of volatile fields; '*' matches any key or index.")
     sort: dict[str, str] = Field(
@@ -70,10 +81,24 @@ class EnvironmentConfig(Model):
         (), description="JSON pointers ('*' allowed) of fields that hold secrets: exported as ${secret:NAME}, never as values."
     )
     secret_keys: tuple[str, ...] = Field(
-        DEFAULT_SECRET_KEYS, description="Key names (case-insensitive, substring) of fields that hold secrets."
+        DEFAULT_SECRET_KEYS,
+        description="Key names of fields that hold secrets (a suffix of the key, case, '-' and '_' ignored: "
+        "dbPassword, api_token).",
+    )
+    secret_allow: tuple[str, ...] = Field(
+        (), description="JSON pointers ('*' allowed) of fields whose key name looks secret but whose value is not "
+        "(a certificate's file name, a public key): never refused for the name alone.",
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("secret_fields", "secret_allow")
+    @classmethod
+    def _pointers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not p.startswith("/"):
+                raise ValueError(f"{p!r} must be a JSON pointer starting with '/'")
+        return v
 
     @field_validator("ignore")
     @classmethod
@@ -86,6 +111,26 @@ class EnvironmentConfig(Model):
                 # would remove another one. Name fields, or use '*'.
                 raise ValueError(f"{p!r} selects an array element by index; use '*' or a field name")
         return v
+
+    @field_validator("max_delete")
+    @classmethod
+    def _max_delete(cls, v: int | str) -> int | str:
+        if isinstance(v, bool):
+            raise ValueError("must be a count or a percentage such as '50%'")
+        if isinstance(v, int):
+            if v < 0:
+                raise ValueError("must not be negative")
+            return v
+        m = re.fullmatch(r"(\d{1,3}(?:\.\d+)?)%", v.strip())
+        if not m or not 0 < float(m.group(1)) <= 100:
+            raise ValueError("must be a count or a percentage from 1% to 100%, such as '50%'")
+        return v.strip()
+
+    def delete_limit(self, total: int) -> int:
+        """How many of ``total`` flows one run may delete."""
+        if isinstance(self.max_delete, int):
+            return self.max_delete
+        return max(2, int(total * float(self.max_delete[:-1]) / 100))
 
     @field_validator("params")
     @classmethod
@@ -112,13 +157,25 @@ class EnvironmentConfig(Model):
             raise ValueError("must be a relative folder made of letters, digits, '.', '_' and '-'")
         return v
 
+    @field_validator("name")
+    @classmethod
+    def _name_valid(cls, v: str) -> str:
+        # The name becomes part of refs: drift/<name>, refs/reconciler/applied/<name>, env/<name>.
+        why = ref_name_problem(f"refs/heads/drift/{v}")
+        if why is not None:
+            raise ValueError(f"cannot be part of a git branch name (drift/{v}): it {why}")
+        return v
+
     @field_validator("branch")
     @classmethod
     def _branch_valid(cls, v: str | None) -> str | None:
         if v is not None:
             ref = v if v.startswith("refs/") else f"refs/heads/{v}"
-            if not pygit2.reference_is_valid_name(ref) or ref.startswith("refs/heads/drift/"):
-                raise ValueError("not a valid branch name (drift/* is reserved for saved live versions)")
+            why = ref_name_problem(ref)
+            if why is not None:
+                raise ValueError(f"not a valid branch name: it {why}")
+            if ref.startswith("refs/heads/drift/"):
+                raise ValueError("not a valid branch name: drift/* is reserved for saved live versions")
         return v
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "BranchMovedError",
     "LiveMovedError",
+    "MassDeletionRefused",
     "Problem",
 ]
 
@@ -74,6 +75,10 @@ class LiveMovedError(RetryableError):
     Like :class:`BranchMovedError`, the engine re-reads and re-plans, so an edit
     made in the platform during a sync becomes drift or a conflict, never lost.
     """
+
+
+class MassDeletionRefused(StallError):
+    """A run that would delete every flow of a side, or more than ``max_delete``: nothing was done."""
 
 
 class ConfigError(StallError):

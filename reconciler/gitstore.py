@@ -18,13 +18,14 @@ caller re-reads and re-plans instead of losing a concurrent push. Every
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,11 +42,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("reconciler.gitstore")
 
-__all__ = ["GitStore", "CommitInfo", "FlowTree", "MARKER_PREFIX"]
+__all__ = ["GitStore", "CommitInfo", "FlowTree", "Merge", "MARKER_PREFIX"]
 
 MARKER_PREFIX = "refs/reconciler/applied/"
 _BLOB = pygit2.GIT_OBJECT_BLOB
 _TREE = pygit2.GIT_OBJECT_TREE
+# Tree entry modes of regular files (a symlink is 0o120000, a submodule 0o160000).
+_FILE_MODES = frozenset({0o100644, 0o100755})
 _ZERO_ID = b"\0" * 20
 # Fewer queued objects than this are written loose; more go into one pack.
 PACK_THRESHOLD = 64
@@ -71,12 +74,30 @@ class CommitInfo:
 
 
 @dataclass(frozen=True)
+class Merge:
+    """A merge computed in memory: the merged tree (None when it conflicts), the conflicting
+    paths, and every path of the merged tree with its blob id."""
+
+    tree: str | None
+    conflicts: tuple[str, ...]
+    entries: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class FlowTree:
-    """The flows of one folder at one commit: key -> blob id, plus bad entries."""
+    """The flows of one folder at one commit: key -> blob id, plus bad entries.
+
+    ``missing`` says why there is no folder to read (None when there is one):
+    ``"absent"`` (the commit has no such folder) or what stands in its place
+    (``"a file"``, ``"a submodule"``, ``"a symlink"``). A missing folder is never
+    the same as a folder without flows: the caller decides what it means.
+    """
 
     commit: str | None
     flows: Mapping[FlowKey, str]
     problems: tuple[Problem, ...] = ()
+    missing: str | None = None
+    bad: Mapping[FlowKey, str] = field(default_factory=dict)  # entries at a flow's path that are not files
 
 
 class GitStore:
@@ -97,14 +118,23 @@ class GitStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.repo = pygit2.init_repository(str(self.path), bare=True, initial_head="main")
             else:
-                raise StallError(f"no git repository at {self.path}")
+                raise StallError(_missing_repository(self.path))
         except (pygit2.GitError, OSError) as exc:
             raise StallError(f"cannot open the git repository at {self.path}: {exc}") from exc
 
     @classmethod
-    def from_config(cls, repository: "RepositoryConfig") -> "GitStore":
+    def from_config(cls, repository: "RepositoryConfig", *, create: bool = False) -> "GitStore":
+        """The configured repository. Only ``create`` (export, demo, or a remote to fetch
+        from) makes a new one: a mistyped path must never look like an empty repository."""
         return cls(repository.path, author_name=repository.author_name, author_email=repository.author_email,
-                   stale_lock_after=repository.stale_lock_after)
+                   stale_lock_after=repository.stale_lock_after, create=create)
+
+    def ensure_present(self) -> None:
+        """Raise :class:`RetryableError` naming the path when the repository went away
+        (moved, deleted, a volume not mounted): libgit2 would answer from what it has
+        open, or fail with an error that does not say what is missing."""
+        if not (self.path / "HEAD").is_file() or not (self.path / "objects").is_dir():
+            raise RetryableError(_missing_repository(self.path, gone=True))
 
     # -- refs ------------------------------------------------------------------
 
@@ -144,6 +174,30 @@ class GitStore:
     def marker(self, env: str) -> str | None:
         return self.tip(MARKER_PREFIX + env)
 
+    def branches(self) -> list[str]:
+        """Local branch names (``env/production``), sorted."""
+        try:
+            return sorted(r.removeprefix("refs/heads/") for r in self.repo.references if r.startswith("refs/heads/"))
+        except (pygit2.GitError, OSError) as exc:
+            raise RetryableError(f"cannot list the branches of {self.path}: {exc}") from exc
+
+    def missing_branch(self, branch: str) -> str:
+        """What to say about a branch that does not exist: the known ones, and what to do."""
+        known = [b for b in self.branches() if not b.startswith(("drift/", "promote/"))]
+        shown = ", ".join(known[:10]) + (f", … ({len(known) - 10} more)" if len(known) > 10 else "")
+        return f"branch {branch} does not exist in {self.path} (known branches: {shown or 'none'})"
+
+    def point_head_at(self, branch: str) -> None:
+        """Make HEAD name ``branch`` if HEAD names a branch that does not exist, so that a
+        ``git clone`` of the repository checks something out."""
+        try:
+            head = self.repo.references.get("HEAD")
+            target = head.target if head is not None else None
+            if isinstance(target, str) and self.repo.references.get(target) is None:
+                self.repo.set_head(self.branch_ref(branch))
+        except (pygit2.GitError, OSError) as exc:
+            log.warning("could not point HEAD at a branch", branch=branch, error=str(exc))
+
     def set_marker(self, env: str, commit: str) -> None:
         self._set_ref(MARKER_PREFIX + env, commit, f"reconciler: applied marker of {env}")
 
@@ -174,13 +228,13 @@ class GitStore:
         reconcile where nothing changed in git reads no tree at all.
         """
         if commit is None:
-            return FlowTree(None, {})
-        tree = self._subtree(self._commit(commit).tree, folder)
+            return FlowTree(None, {}, missing="absent")
+        tree, missing = self._subtree(self._commit(commit).tree, folder)
         if tree is None:
-            return FlowTree(commit, {})
+            return FlowTree(commit, {}, missing=missing)
         cached = self._trees.get((str(tree.id), folder))
         if cached is not None:
-            return FlowTree(commit, cached.flows, cached.problems)
+            return FlowTree(commit, cached.flows, cached.problems, bad=cached.bad)
         result = self._read_changed(commit, tree, folder) or self._read_flows(commit, tree, folder)
         if len(self._trees) >= 8:
             self._trees.pop(next(iter(self._trees)))
@@ -207,6 +261,8 @@ class GitStore:
                 for side, removing in ((delta.old_file, True), (delta.new_file, False)):
                     if side.id.raw == _ZERO_ID:  # the side that does not exist
                         continue
+                    if not removing and side.mode not in _FILE_MODES:
+                        return None  # a submodule, a symlink: the full read reports the entry
                     key = FlowKey(*parse_flow_path(side.path))
                     if removing:
                         flows.pop(key, None)
@@ -220,23 +276,30 @@ class GitStore:
 
     def _read_flows(self, commit: str, tree: pygit2.Tree, folder: str) -> FlowTree:
         flows: dict[FlowKey, str] = {}
+        bad: dict[FlowKey, str] = {}
         problems: list[Problem] = []
         for entry in tree:
             where = f"{folder}/{entry.name}"
             if entry.type != _TREE:
-                problems.append(Problem(where, f"unexpected file in {folder}/: flows live at {folder}/<name>/<version>.json"))
+                kind = _entry_kind(entry).removeprefix("a ")
+                problems.append(Problem(where, f"unexpected {kind} in {folder}/: flows live at {folder}/<name>/<version>.json"))
                 continue
             for sub in self.repo[entry.id]:
                 rel = f"{entry.name}/{sub.name}"
                 try:
-                    if sub.type != _BLOB:
-                        raise InvalidName("not a file")
                     name, version = parse_flow_path(rel)
                 except InvalidName as exc:
                     problems.append(Problem(f"{folder}/{rel}", f"not a flow path ({exc}); expected {folder}/<name>/<version>.json"))
                     continue
-                flows[FlowKey(name, version)] = str(sub.id)
-        return FlowTree(commit, flows, tuple(problems))
+                key = FlowKey(name, version)
+                if sub.type != _BLOB or sub.filemode not in _FILE_MODES:
+                    # At a flow's path but not a file: that flow is unusable, not deleted.
+                    why = f"{_entry_kind(sub)}, not a file; replace it with the flow's JSON"
+                    bad[key] = why
+                    problems.append(Problem(f"{folder}/{rel}", why, flow=str(key)))
+                    continue
+                flows[key] = str(sub.id)
+        return FlowTree(commit, flows, tuple(problems), bad=bad)
 
     def blob_size(self, oid: str) -> int:
         try:
@@ -262,15 +325,16 @@ class GitStore:
         except (KeyError, pygit2.GitError, ValueError) as exc:
             raise RetryableError(f"cannot read commit {oid}: {exc}") from exc
 
-    def _subtree(self, tree: pygit2.Tree, folder: str) -> pygit2.Tree | None:
+    def _subtree(self, tree: pygit2.Tree, folder: str) -> tuple[pygit2.Tree | None, str | None]:
+        """The folder's tree, or (None, why it is missing)."""
         for seg in folder.split("/"):
             if seg not in tree:
-                return None
+                return None, "absent"
             entry = tree[seg]
             if entry.type != _TREE:
-                return None
+                return None, _entry_kind(entry)
             tree = self.repo[entry.id]
-        return tree
+        return tree, None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         if ancestor == descendant:
@@ -368,6 +432,53 @@ class GitStore:
                 raise RetryableError(f"cannot commit to {ref or 'the repository'}: {exc}") from exc
         raise AssertionError("unreachable")
 
+    def merge(self, ancestor: str | None, ours: str, theirs: str) -> "Merge":
+        """A three-way merge of two commits' trees in memory (nothing written but the tree).
+
+        ``ancestor`` None: their merge base. Conflicting paths are listed (each conflict is
+        (ancestor, ours, theirs) entries, any of which may be missing) and no tree is made.
+        """
+        try:
+            repo = self.repo
+            if ancestor is None:
+                index = repo.merge_commits(pygit2.Oid(hex=ours), pygit2.Oid(hex=theirs))
+            else:
+                index = repo.merge_trees(self._commit(ancestor).tree, self._commit(ours).tree,
+                                         self._commit(theirs).tree)
+            if index.conflicts is not None:
+                paths = sorted({next(e for e in entries if e is not None).path for entries in index.conflicts})
+                return Merge(None, tuple(paths), {})
+            entries = {e.path: str(e.id) for e in index}
+            return Merge(str(index.write_tree(repo)), (), entries)
+        except (pygit2.GitError, OSError, KeyError) as exc:
+            raise RetryableError(f"cannot merge {theirs[:12]} into {ours[:12]} in {self.path}: {exc}") from exc
+
+    def parents(self, commit: str | None) -> tuple[str, ...]:
+        return () if commit is None else tuple(str(p) for p in self._commit(commit).parent_ids)
+
+    def create_branch(self, branch: str, commit: str, message: str) -> None:
+        """Create a new branch; an existing one of that name is an error (never moved)."""
+        try:
+            self.repo.create_reference_direct(self.branch_ref(branch), pygit2.Oid(hex=commit), False, message=message)
+        except (pygit2.GitError, ValueError) as exc:
+            raise RetryableError(f"cannot create the branch {branch}: {exc}") from exc
+
+    def set_branch(self, branch: str, commit: str, message: str) -> None:
+        """Point a branch at a commit, whatever it pointed at (the local copy of a branch the
+        server rewrote; never used to move a branch the server does not own)."""
+        self._set_ref(self.branch_ref(branch), commit, message)
+
+    def set_ref(self, ref: str, commit: str, message: str) -> None:
+        """Create or move one of the reconciler's own refs (``refs/reconciler/...``)."""
+        if not ref.startswith("refs/reconciler/"):
+            raise ValueError(f"{ref} is not one of the reconciler's own refs")
+        self._set_ref(ref, commit, message)
+
+    def subject(self, commit: str) -> str:
+        """The first line of a commit's message."""
+        lines = self._commit(commit).message.strip().splitlines()
+        return lines[0] if lines else ""
+
     def tree_of(self, commit: str | None) -> str | None:
         return None if commit is None else str(self._commit(commit).tree_id)
 
@@ -432,21 +543,54 @@ class GitStore:
     # -- locking -----------------------------------------------------------------
 
     @contextmanager
-    def lock(self, env: str) -> Iterator[None]:
-        """One reconciler at a time per environment, across processes (flock)."""
+    def lock(self, env: str, *, required: bool = True) -> Iterator[bool]:
+        """One reconciler at a time per environment, across processes (flock).
+
+        Yields True when this process holds the lock. With ``required`` (anything
+        that writes) a lock held elsewhere raises :class:`RetryableError`; without
+        it (read-only commands: plan, status) the caller goes on without the lock
+        and says its answer may be stale.
+        """
         if not re.fullmatch(r"[A-Za-z0-9._-]+", env):
             raise StallError(f"invalid environment name {env!r}")
+        self.ensure_present()
         lockdir = self.path / "reconciler-locks"
-        lockdir.mkdir(exist_ok=True)
-        fd = os.open(lockdir / f"{env}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            lockdir.mkdir(exist_ok=True)
+            fd = os.open(lockdir / f"{env}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if not required and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+                yield False  # a read-only repository: reading needs no lock
+                return
+            raise RetryableError(f"cannot take the lock of environment {env} in {lockdir}: {exc.strerror}") from exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
             except BlockingIOError as exc:
-                raise RetryableError(f"environment {env} is being reconciled by another process; try again") from exc
-            yield
+                if required:
+                    raise RetryableError(f"environment {env} is being reconciled by another process; try again") from exc
+                held = False
+            yield held
         finally:
             os.close(fd)
+
+
+def _entry_kind(entry: pygit2.Object) -> str:
+    mode = entry.filemode
+    if mode == 0o160000:
+        return "a submodule"
+    if mode == 0o120000:
+        return "a symlink"
+    if mode == 0o040000:
+        return "a folder"
+    return "a file"
+
+
+def _missing_repository(path: Path, gone: bool = False) -> str:
+    what = "the git repository is gone from" if gone else "no git repository at"
+    return (f"{what} {path}: check [repository] path in the config (a typo? a volume not mounted?); "
+            "nothing is read as empty. `reconciler export ENV` creates a new repository from an environment's flows")
 
 
 def _parse_tree(data: bytes) -> dict[str, tuple[int, bytes]]:

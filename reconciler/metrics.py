@@ -43,6 +43,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.rewrites = Counter(
+            "reconciler_branch_rewrites", "Rewrites of an environment's branch on the server (force-push, reset) that were followed.",
+            ["environment"], registry=r,
+        )
+        self.mass_delete_refusals = Counter(
+            "reconciler_mass_delete_refusals", "Runs refused because they would delete too many flows.", ["environment"], registry=r
+        )
         self.triggers = Counter("reconciler_triggers", "Reconcile requests by source.", ["environment", "source"], registry=r)
         info = Gauge("reconciler_build_info", "Version of the running reconciler.", ["version"], registry=r)
         info.labels(__version__).set(1)
@@ -58,6 +65,8 @@ class Metrics:
             self.deletes.labels(env, result)
         self.exports.labels(env)
         self.push_failures.labels(env)
+        self.rewrites.labels(env)
+        self.mass_delete_refusals.labels(env)
         self.duration.labels(env)
         self.latency.labels(env)
 

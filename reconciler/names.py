@@ -30,6 +30,7 @@ __all__ = [
     "flow_path",
     "parse_flow_path",
     "case_collisions",
+    "ref_name_problem",
     "MAX_SEGMENT",
 ]
 
@@ -138,3 +139,26 @@ def case_collisions(segments: Iterable[str]) -> list[tuple[str, str]]:
         else:
             seen.setdefault(low, seg)
     return out
+
+
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def ref_name_problem(ref: str) -> str | None:
+    """Why ``ref`` is not a valid git reference name (``git check-ref-format``), or None."""
+    if not ref or ref == "@":
+        return "must not be empty or '@'"
+    if ref.startswith("/") or ref.endswith("/") or "//" in ref:
+        return "must not start or end with '/' or hold '//'"
+    if ref.endswith("."):
+        return "must not end with '.'"
+    if ".." in ref or "@{" in ref:
+        return "must not hold '..' or '@{'"
+    if _REF_FORBIDDEN.search(ref):
+        return "must not hold spaces, control characters or any of ~ ^ : ? * [ \\"
+    for part in ref.split("/"):
+        if part.startswith("."):
+            return f"no part may start with '.' ({part!r})"
+        if part.endswith(".lock"):
+            return f"no part may end with '.lock' ({part!r})"
+    return None

@@ -140,6 +140,7 @@ class Promotion:
     removed: tuple[FlowKey, ...] = ()
     renamed: tuple[tuple[FlowKey, FlowKey], ...] = ()  # (as in FROM, as written)
     pushed_to: str | None = None
+    reused: bool = False  # an identical promotion branch existed already
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -156,6 +157,7 @@ class Promotion:
             "removed": [str(k) for k in self.removed],
             "renamed": [{"from": str(a), "to": str(b)} for a, b in self.renamed],
             "pushed_to": self.pushed_to,
+            "reused": self.reused,
             "merge_request": {"source": self.branch, "target": self.target_branch} if self.branch else None,
         }
 
@@ -219,20 +221,22 @@ def promote(
     removed = tuple(sorted(k for k, v in contents.items() if v is None))
     message = _promote_message(src, dst, from_tip, added, changed, removed, renamed)
     tree = store.tree_with(to_tip, dst.folder, {k: (None if v is None else store.write_blob(v)) for k, v in contents.items()})
-    commit = store.commit(None, to_tip, tree, message)
-    branch = f"{PROMOTE_PREFIX}{src.name}-to-{dst.name}/{commit[:10]}"
-    try:
-        store.repo.create_reference_direct(f"refs/heads/{branch}", pygit2.Oid(hex=commit), False,
-                                           message=f"reconciler: promote {src.name} to {dst.name}")
-    except (pygit2.GitError, ValueError) as exc:
-        raise RetryableError(f"cannot create the branch {branch}: {exc}") from exc
+    prefix = f"{PROMOTE_PREFIX}{src.name}-to-{dst.name}/"
+    same = next((b for b in store.branches() if b.startswith(prefix) and store.parents(store.tip(b)) == (to_tip,)
+                 and store.tree_of(store.tip(b)) == tree), None)
+    if same is not None:  # the same promotion is already prepared (an open merge request): reuse it
+        commit, branch, reused = store.tip(same), same, True
+    else:
+        commit = store.commit(None, to_tip, tree, message)
+        branch, reused = f"{prefix}{commit[:10]}", False
+        store.create_branch(branch, commit, f"reconciler: promote {src.name} to {dst.name}")
     pushed = None
     if push and remote is not None:
         pusher = _BranchRemote(store, remote.url, config.repository.remote_token_env)
         pusher.push_branch(f"refs/heads/{branch}")
         pushed = pusher.safe_url
     return Promotion(src.name, dst.name, src.branch_name, dst.branch_name, from_tip, to_tip, branch, commit,
-                     added, changed, removed, renamed, pushed)
+                     added, changed, removed, renamed, pushed, reused)
 
 
 def _renamed(raw: bytes, src: EnvironmentConfig, dst: EnvironmentConfig, old: FlowKey, new: FlowKey) -> bytes:
@@ -324,7 +328,7 @@ def rollback(config: Config, store: GitStore, name: str, rev: str, selectors: Se
     env = config.env(name)
     branch = env.branch_name
     to = resolve_commit(store, rev)
-    subject = store.repo[pygit2.Oid(hex=to)].peel(pygit2.Commit).message.strip().splitlines()[0:1] or [""]
+    subject = [store.subject(to)]
     then = store.flows_at(to, env.folder).flows
     for attempt in range(1, attempts + 1):
         tip = store.tip(branch)

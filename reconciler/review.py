@@ -40,7 +40,9 @@ from reconciler.gitstore import GitStore
 from reconciler.names import InvalidName, case_collisions, encode, flow_path, parse_flow_path
 from reconciler.plan import Action, Plan, Step, plan
 from reconciler.remote import REMOTE_PREFIX, Remote
-from reconciler.semdiff import DiffItem, SecretFields, diff, render_item, render_value, summary
+from reconciler.schemas import Validator, load_validator, schema_for
+from reconciler.secretrule import SecretRule
+from reconciler.semdiff import DiffItem, diff, render_item, render_value, summary
 from reconciler.templating import PLACEHOLDER, Templating
 
 __all__ = [
@@ -58,19 +60,8 @@ __all__ = [
     "fetch_remote",
     "environment_templating",
     "read_secrets",
-    "schema_path",
-    "SCHEMAS_DIR",
+    "schema_validator",
 ]
-
-# manifests/schemas of a source checkout (the default and per-kind flow schemas).
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "manifests" / "schemas"
-# Used when the package runs without the manifests folder: what every flow must have.
-_MINIMAL_SCHEMA = {
-    "type": "object",
-    "required": ["name", "version"],
-    "properties": {"name": {"type": "string", "minLength": 1}, "version": {"type": ["string", "number"]}},
-}
-
 
 # -- shared helpers (also used by reconciler.promote) ------------------------------------
 
@@ -129,6 +120,7 @@ def environment_templating(envs: Iterable[EnvironmentConfig], *, with_secrets: b
     secrets: dict[str, str] = {}
     pointers: list[str] = []
     keys: list[str] = []
+    allow: list[str] | None = None
     for env in envs:
         if with_secrets:
             for name, value in read_secrets(env).items():
@@ -136,41 +128,18 @@ def environment_templating(envs: Iterable[EnvironmentConfig], *, with_secrets: b
                 secrets[name if len(envs) == 1 else f"{env.name}:{name}"] = value
         pointers += [p for p in env.secret_fields if p not in pointers]
         keys += [k for k in env.secret_keys if k not in keys]
-    kwargs: dict[str, Any] = {"secrets": secrets, "secret_pointers": tuple(pointers)}
+        # A field is let through only where every environment allows it.
+        allow = list(env.secret_allow) if allow is None else [p for p in allow if p in env.secret_allow]
+    kwargs: dict[str, Any] = {"secrets": secrets, "secret_pointers": tuple(pointers), "secret_allow": tuple(allow or ())}
     if keys:
         kwargs["secret_keys"] = tuple(keys)
     return Templating(**kwargs)
 
 
-def _schema_validator(path: Path | None) -> tuple[str, Callable[[Any], list[tuple[str, str]]]]:
-    """(name shown in messages, validator) for a JSON Schema file (None: the built-in minimum)."""
-    import jsonschema
-    import orjson
-
-    if path is None:
-        schema, name = _MINIMAL_SCHEMA, "flow.schema.json"
-    else:
-        try:
-            schema, name = orjson.loads(path.read_bytes()), path.name
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise StallError(f"cannot read the JSON Schema {path}: {exc}") from exc
-    validator = jsonschema.validators.validator_for(schema)(schema)
-
-    def check(doc: Any) -> list[tuple[str, str]]:
-        errs = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
-        return [(format_pointer(e.absolute_path), e.message) for e in errs]
-
-    return name, check
-
-
-def schema_path(env: EnvironmentConfig | None) -> Path | None:
+def schema_validator(env: EnvironmentConfig | None) -> Validator:
     """The schema a flow of ``env`` must satisfy: its own, its kind's, the default."""
-    if env is not None and env.schema_ is not None:
-        return Path(env.schema_)
-    if env is not None and (SCHEMAS_DIR / f"flow.{env.driver}.schema.json").is_file():
-        return SCHEMAS_DIR / f"flow.{env.driver}.schema.json"
-    default = SCHEMAS_DIR / "flow.schema.json"
-    return default if default.is_file() else None
+    return schema_for(Path(env.schema_) if env is not None and env.schema_ is not None else None,
+                      env.driver if env is not None else None)
 
 
 # -- validate -------------------------------------------------------------------------
@@ -230,13 +199,13 @@ class _Context:
 
 
 def _contexts(envs: Sequence[EnvironmentConfig]) -> list[_Context]:
-    cache: dict[Path | None, tuple[str, Callable]] = {}
+    cache: dict[tuple[Any, Any], Validator] = {}
     out = []
     for env in envs or [None]:
-        path = schema_path(env)
-        if path not in cache:
-            cache[path] = _schema_validator(path)
-        name, check = cache[path]
+        which = (env.schema_, env.driver) if env is not None else (None, None)
+        if which not in cache:
+            cache[which] = schema_validator(env)
+        name, check = cache[which].name, cache[which]
         if env is None:
             out.append(_Context("", "flows", Identity(), None, name, check, Templating()))
         else:
@@ -501,8 +470,7 @@ def plan_against(engine: Engine, name: str, ref: str) -> Review:
     merged, stray, conflicts = _merge(store, snap.tip, against, env.folder)
     if conflicts:
         return Review(env.name, env.branch_name, snap.tip, ref, against, snap.marker, conflicts=conflicts)
-    render = snap.templating.render if snap.templating.active else None
-    validate = _schema_validator(Path(env.schema_))[1] if env.schema_ is not None else None
+    validate = load_validator(Path(env.schema_)) if env.schema_ is not None else None
     desired: dict[FlowKey, str] = {}
     invalid: dict[FlowKey, str] = {}
     problems: list[Problem] = list(stray)
@@ -512,8 +480,9 @@ def plan_against(engine: Engine, name: str, ref: str) -> Review:
             desired[key] = at_tip[key]  # the tip's own file: the engine already read it
             continue
         where = f"{ref}:{flow_path(env.folder, key.name, key.version)}"
-        got = read_flow(store.read_blob(oid), env.flow_identity, env.rules, where=where, expect=key,
-                        validate=validate, render=render)
+        raw = store.read_blob(oid)
+        got = read_flow(raw, env.flow_identity, env.rules, where=where, expect=key,
+                        validate=validate, render=snap.templating.renderer(raw))
         if isinstance(got, CanonicalFlow):
             desired[key] = got.oid
         else:
@@ -524,7 +493,7 @@ def plan_against(engine: Engine, name: str, ref: str) -> Review:
     problems += snap.live.problems
     p = plan(snap.base, desired, snap.live.oids(), env.policy, invalid=invalid, live_complete=snap.live.complete)
     steps = {s.key: s for s in p.steps}
-    secret = SecretFields(tuple(env.secret_keys), tuple(env.secret_fields))
+    secret = SecretRule(tuple(env.secret_keys), tuple(env.secret_fields), tuple(env.secret_allow))
     flows = []
     before = snap.tip_blobs
     for key in sorted(set(before) | set(merged)):

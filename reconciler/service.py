@@ -26,13 +26,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import structlog
 
 from reconciler.config import Config, DirectoryEnvironment, EnvironmentConfig
 from reconciler.engine import Engine, Outcome
-from reconciler.errors import ReconcilerError, RetryableError
+from reconciler.errors import MassDeletionRefused, ReconcilerError, RetryableError
 from reconciler.gitstore import GitStore
 from reconciler.metrics import Metrics
 from reconciler.plan import Action
@@ -62,9 +63,20 @@ class EnvStatus:
     failures: int = 0
     next_check: str | None = None
     running: bool = False
+    rewritten: str | None = None  # the last rewrite of the branch on the server that was followed
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        for key in ("last_run", "last_success"):
+            out[key] = _rfc3339(out[key])
+        return out
+
+
+def _rfc3339(ts: float | None) -> str | None:
+    """Seconds since the epoch as RFC 3339 in UTC (``2026-12-01T10:13:34.120Z``): every time in the status API."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class EnvWorker(threading.Thread):
@@ -84,7 +96,7 @@ class EnvWorker(threading.Thread):
         self.idle = threading.Event()
         self.idle.set()
         cfg = service.config
-        self.store = GitStore.from_config(cfg.repository)
+        self.store = GitStore.from_config(cfg.repository, create=bool(cfg.repository.remote))
         self.engine = Engine(cfg, store=self.store)
         self.remote = Remote(self.store, cfg.repository.remote, cfg.repository.remote_token_env) if cfg.repository.remote else None
 
@@ -137,6 +149,7 @@ class EnvWorker(threading.Thread):
         error: str | None = None
         result = "ok"
         try:
+            self.store.ensure_present()
             if self._folder_quiet(reasons):
                 driver = self.engine.driver(env)
                 if hasattr(driver, "assume_unchanged"):
@@ -153,6 +166,9 @@ class EnvWorker(threading.Thread):
                 result = "conflict"
         except RetryableError as exc:
             result, error = "retry", str(exc)
+        except MassDeletionRefused as exc:
+            result, error = "error", str(exc)
+            self.service.metrics.mass_delete_refusals.labels(env.name).inc()
         except ReconcilerError as exc:
             result, error = "error", str(exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker; back off and say so
@@ -170,7 +186,11 @@ class EnvWorker(threading.Thread):
     def _integrate(self, env: EnvironmentConfig) -> None:
         assert self.remote is not None
         got = self.remote.integrate(env.name, env.branch_name)
-        if got.action not in ("none", "ahead"):
+        if got.action == "rewritten":
+            self.status.rewritten = (f"{env.branch_name} was rewritten on the server at {_rfc3339(self.service.wall())}: "
+                                     f"now {got.remote and got.remote[:12]}, was {got.previous and got.previous[:12]} here")
+            self.service.metrics.rewrites.labels(env.name).inc()
+        elif got.action not in ("none", "ahead"):
             log.info("branch updated from the remote", environment=env.name, action=got.action, commit=got.local)
 
     def _latency(self, outcome: Outcome) -> float | None:
@@ -258,7 +278,7 @@ class Service:
         self.metrics = metrics or Metrics()
         self.clock, self.wall = clock, wall
         self.api_token, self.webhook_secret = api_token, webhook_secret
-        self.store = GitStore.from_config(config.repository)
+        self.store = GitStore.from_config(config.repository, create=bool(config.repository.remote))
         self.remote = Remote(self.store, config.repository.remote, config.repository.remote_token_env) if config.repository.remote else None
         owned = set(shard.select(e.name for e in config.environments))
         self.workers = {e.name: EnvWorker(self, e) for e in config.environments if e.name in owned}
@@ -274,12 +294,6 @@ class Service:
     def start(self) -> None:
         from reconciler.triggers import Scheduler, Watcher
 
-        for env in self.owned_envs():
-            if isinstance(env, DirectoryEnvironment):
-                try:
-                    env.path.mkdir(parents=True, exist_ok=True)
-                except OSError:
-                    pass  # its worker reports the problem and retries; the others go on
         for w in self.workers.values():
             w.start()
         self.scheduler = Scheduler(self)
@@ -313,6 +327,13 @@ class Service:
 
     def owned_envs(self) -> list[EnvironmentConfig]:
         return [e for e in self.config.environments if e.name in self.workers]
+
+    def why_not(self, env: str) -> str:
+        """Why a request for ``env`` cannot be taken: unknown, or owned by another replica."""
+        known = [e.name for e in self.config.environments]
+        if env not in known:
+            return f"no environment named {env!r} (known: {', '.join(known)})"
+        return f"environment {env!r} is handled by another replica (this one is shard {self.shard})"
 
     def trigger(self, env: str, reason: str) -> bool:
         worker = self.workers.get(env)
@@ -356,16 +377,17 @@ class Service:
         for name, w in sorted(self.workers.items()):
             st = w.status.as_dict()
             if self.scheduler is not None:
-                st["next_check"] = self.scheduler.next_run(name)
+                when = self.scheduler.next_run(name)
+                st["next_check"] = _rfc3339(when) if when is not None else None
             envs.append(st)
         return {"shard": str(self.shard), "environments": envs}
 
     def ready(self) -> tuple[bool, list[str]]:
         reasons = []
         try:
-            self.store.tip("HEAD")
+            self.store.ensure_present()
         except ReconcilerError as exc:
-            reasons.append(f"repository not readable: {exc}")
+            reasons.append(str(exc))
         for name, w in self.workers.items():
             if w.status.runs == 0:
                 reasons.append(f"{name}: not reconciled yet")

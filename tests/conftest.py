@@ -123,6 +123,16 @@ class Workspace:
             raise AssertionError(f"git {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
 
+    def init_repo(self) -> Path:
+        """The bare repository, as a git server would hold it (nothing creates it but an export)."""
+        if not self.repo.exists():
+            self.git("init", "-q", "--bare", "-b", "main", str(self.repo))
+        return self.repo
+
+    def branch(self, new: str, start: str) -> None:
+        """Create a branch in the bare repository (as a push would)."""
+        self.git("branch", new, start, cwd=self.repo)
+
     def clone(self, branch: str | None = None, name: str = "clone") -> Path:
         dest = self.root / name
         args = ["clone", "-q", str(self.repo), str(dest)]
@@ -135,3 +145,12 @@ class Workspace:
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """A test calling ``main()`` binds structlog to its captured stderr; later tests must not log into it."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()

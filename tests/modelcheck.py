@@ -119,8 +119,8 @@ I5 (it settles) the quiet period ends within its deadline.
 """
 
 TOKEN_RE = re.compile(rb"edit-\d+-[a-z0-9]+-\d+")
-API_TOKEN = "model-api-token"
-SERVICE_ENV = {"RECONCILER_API_TOKEN": API_TOKEN, "RECONCILER_WEBHOOK_SECRET": "model-webhook"}
+API_TOKEN = "model-api-token-0123456789"
+SERVICE_ENV = {"RECONCILER_API_TOKEN": API_TOKEN, "RECONCILER_WEBHOOK_SECRET": "model-webhook-secret-0123456789"}
 
 ENVS: dict[str, dict[str, Any]] = {
     "dev": {"drift": "adopt", "interval": 2},

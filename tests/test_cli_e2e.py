@@ -210,11 +210,14 @@ def test_a_bad_config_gives_one_line_per_problem(ws: Workspace) -> None:
     assert "environment[1].driver = 'ftp': unknown driver" in err
 
 
-def test_an_unknown_environment_is_an_error(promoted: Workspace) -> None:
-    """Naming an environment the config does not have exits 1 and lists the known ones."""
-    out = promoted.cli("sync", "staging")
-    assert out.returncode == 1
-    assert "no environment named 'staging'" in out.stderr and "acceptance" in out.stderr
+@pytest.mark.parametrize("args", [("sync", "staging"), ("plan", "staging"), ("export", "staging"), ("status", "staging"),
+                                  ("history", "staging"), ("promote", "acceptance", "staging"),
+                                  ("rollback", "staging", "--to", "HEAD")])
+def test_an_unknown_environment_is_a_usage_error_listing_the_known_ones(promoted: Workspace, args) -> None:
+    """Naming an environment the config does not have exits 64 (a usage error) and lists the known ones."""
+    out = promoted.cli(*args)
+    assert out.returncode == 64, out.stderr
+    assert "no environment named 'staging'" in out.stderr and "acceptance, production" in out.stderr
 
 
 def test_usage_errors_exit_64(ws: Workspace) -> None:

@@ -13,6 +13,7 @@ from reconciler.canonical import Rules, blob_id, canonical_bytes
 import reconciler.drivers.directory as directory
 from reconciler.drivers import Change
 from reconciler.drivers.directory import DirectoryDriver
+from reconciler.errors import RetryableError
 from reconciler.flows import FlowKey
 from tests.conftest import flow
 
@@ -119,11 +120,18 @@ def test_a_delete_is_refused_when_the_file_changed_since_it_was_read(folder: Pat
     assert json.loads((folder / "o.json").read_text())["edited"] is True
 
 
-def test_a_missing_folder_is_created(tmp_path: Path) -> None:
-    """An environment folder that does not exist yet is an empty environment."""
+def test_a_missing_folder_is_an_error_naming_it_and_is_never_created(tmp_path: Path) -> None:
+    """A folder that is not there (a typo, a volume not mounted) is never read as an empty environment."""
     d = DirectoryDriver(tmp_path / "new" / "env", rules=RULES)
-    assert d.export().flows == {}
-    assert (tmp_path / "new" / "env").is_dir()
+    with pytest.raises(RetryableError, match=r"new/env does not exist; nothing was read or changed"):
+        d.export()
+    with pytest.raises(RetryableError, match="does not exist"):
+        d.apply([Change(K, canon(flow("orders")), None)])
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "env").write_text("a file")
+    with pytest.raises(RetryableError, match="is not a folder"):
+        d.export()
 
 
 def test_an_edit_after_an_export_is_seen_by_the_next_one(folder: Path) -> None:

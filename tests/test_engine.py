@@ -52,7 +52,7 @@ class Hooked:
 
 
 def engine_for(ws: Workspace, **drivers: Driver) -> Engine:
-    return Engine(load_config(ws.config), drivers=drivers)
+    return Engine(load_config(ws.config), drivers=drivers, create_repository=True)
 
 
 def driver_of(ws: Workspace, env: str) -> Driver:

@@ -39,7 +39,7 @@ def push_raw(ws: Workspace, files: dict[str, bytes]) -> None:
     ws.git("add", "-A", cwd=work)
     ws.git("commit", "-q", "-m", "hostile", cwd=work)
     if not ws.repo.exists():
-        ws.cli("status")
+        ws.git("init", "-q", "--bare", str(ws.repo))  # the server's repository
     ws.git("push", "-q", "-f", str(ws.repo), "env/production", cwd=work)
 
 

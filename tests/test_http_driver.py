@@ -78,7 +78,7 @@ def use_example(ws: Workspace, server: DpmServer, drift: str = "restore", **tune
 
 
 def engine(ws: Workspace) -> Engine:
-    return Engine(load_config(ws.config))
+    return Engine(load_config(ws.config), create_repository=True)
 
 
 def push(ws: Workspace, rel: str, mutate: Callable[[dict], None] | None) -> None:

@@ -108,7 +108,7 @@ def _engine(ws: Workspace):
     from reconciler.config import load_config
     from reconciler.engine import Engine
 
-    return Engine(load_config(ws.config))
+    return Engine(load_config(ws.config), create_repository=True)
 
 
 @pytest.mark.parametrize("write", ["import", "import-without-swap", "delete"])

@@ -87,7 +87,7 @@ def write_config(ws: Workspace, nr: NodeRed, auth: str = "token", **production: 
 
 
 def engine_for(ws: Workspace, **drivers: Driver) -> Engine:
-    return Engine(load_config(ws.config), drivers=drivers)
+    return Engine(load_config(ws.config), drivers=drivers, create_repository=True)
 
 
 def tab_flow(name: str, version: str = "1", *, code: str = "msg.payload *= 2;\nreturn msg;",
@@ -419,7 +419,7 @@ def test_a_flow_with_an_unknown_node_type_is_refused(site: Workspace, nr: NodeRe
 def test_a_wrong_token_is_a_clear_error_naming_the_variable(site: Workspace, nr: NodeRed) -> None:
     """401: the CLI says which environment variable to check, and never prints the token."""
     env = dict(os.environ, **{TOKEN_VAR: "not-the-token-4711"}, RECONCILER_CONFIG=str(site.config))
-    proc = subprocess.run([sys.executable, "-m", "reconciler", "plan", "production"], cwd=site.root, env=env,
+    proc = subprocess.run([sys.executable, "-m", "reconciler", "export", "production"], cwd=site.root, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert TOKEN_VAR in proc.stderr and "401" in proc.stderr and nr.url in proc.stderr

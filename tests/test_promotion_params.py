@@ -90,10 +90,9 @@ def test_an_unknown_parameter_in_git_is_an_invalid_flow_naming_flow_pointer_and_
     (clone_dir / "flows" / "orders" / "1.0.json").write_text(json.dumps(doc, indent=2))
     ws.git("add", "-A", cwd=clone_dir)
     ws.git("commit", "-q", "-m", "orders", cwd=clone_dir)
-    ws.git("push", "-q", str(ws.repo), "env/production", cwd=clone_dir) if ws.repo.exists() else None
     if not ws.repo.exists():
-        ws.cli("status")  # creates the repository
-        ws.git("push", "-q", str(ws.repo), "env/production", cwd=clone_dir)
+        ws.git("init", "-q", "--bare", str(ws.repo))  # the server's repository
+    ws.git("push", "-q", str(ws.repo), "env/production", cwd=clone_dir)
     out = ws.cli("sync", "production")
     assert out.returncode == 1
     assert "flows/orders/1.0.json:/steps/0/config/topic" in out.stderr

@@ -16,7 +16,7 @@ from reconciler.remote import Remote
 from tests.conftest import Workspace, flow, git_env
 from tests.servicekit import ServiceProcess, wait_for
 
-SECRET = "hook-secret"
+SECRET = "hook-secret-0123456789"
 
 
 def _server(ws: Workspace) -> Path:
@@ -93,6 +93,7 @@ def test_the_service_follows_a_remote_through_webhooks_and_pushes_its_commits(ws
     ws.config.write_text(ws.config.read_text().replace(
         '[repository]\npath = "state/flows.git"', '[repository]\npath = "state/flows.git"\nremote = "server.git"\nfetch_interval = 3600'))
     ws.put("acceptance", "o.json", flow("orders", "1.0"))
+    ws.cli("export", "acceptance", check=True)  # the first export creates the branch (the service never does)
     with ServiceProcess(ws.config, env={"RECONCILER_WEBHOOK_SECRET": SECRET}) as svc:
         wait_for(lambda: "env/acceptance" in ws.git("branch", "--list", cwd=server), what="the export to be pushed")
         clone = ws.root / "c"

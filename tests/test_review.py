@@ -279,11 +279,11 @@ def test_a_node_red_environment_is_validated_against_the_node_red_flow_schema(tm
 def test_the_node_red_flow_schema_accepts_every_example_shipped_with_node_red() -> None:
     """The kind schema is no stricter than the driver: the 114 example tabs pass it."""
     from reconciler.drivers.node_red import flow_documents
-    from reconciler.review import SCHEMAS_DIR, _schema_validator
+    from reconciler.schemas import schema_for
     from tests.test_node_red import example_batches
 
     batches, _, tabs = example_batches()
-    _, check = _schema_validator(SCHEMAS_DIR / "flow.node-red.schema.json")
+    check = schema_for(None, "node-red")
     docs = [doc for batch in batches for doc in flow_documents(batch).values()]
     assert len(docs) == tabs
     assert [(d["name"], check(d)) for d in docs if check(d)] == []

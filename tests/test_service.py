@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import Workspace, flow, flow_files
 from tests.servicekit import ServiceProcess, wait_for
 
-SECRET, TOKEN = "s3cret-webhook", "t0ken-api"
+SECRET, TOKEN = "s3cret-webhook-0123456789", "t0ken-api-0123456789"
 ENV = {"RECONCILER_WEBHOOK_SECRET": SECRET, "RECONCILER_API_TOKEN": TOKEN}
 
 
@@ -185,6 +185,7 @@ def test_two_shards_split_the_environments_exactly(ws: Workspace) -> None:
     names = [f"team{i}" for i in range(8)]
     for n in names:
         ws.add_env(n, interval=3600)
+    ws.init_repo()
     owned = []
     for shard in ("0/2", "1/2"):
         with ServiceProcess(ws.config, "--shard", shard) as s:
@@ -200,6 +201,7 @@ def test_the_shard_can_come_from_a_statefulset_hostname(ws: Workspace) -> None:
     """RECONCILER_SHARD=I/N is honoured like --shard."""
     for n in ("a", "b", "c", "d"):
         ws.add_env(n, interval=3600)
+    ws.init_repo()
     with ServiceProcess(ws.config, env={"RECONCILER_SHARD": "1/2"}) as s:
         assert s.request("GET", "/api/v1/status")[1]["shard"] == "1/2"
 
@@ -241,6 +243,9 @@ def test_a_platform_that_is_down_is_retried_with_backoff_and_delays_only_its_env
     ws.add_env("acceptance", drift="adopt", interval=3600)
     ws.add_env("broken", interval=3600)
     ws.write_config('\n[server]\nretry_base = 0.2\nretry_max = 0.8\n')
+    ws.put("acceptance", "b.json", flow("billing"))
+    ws.cli("export", "acceptance", check=True)
+    ws.branch("env/broken", "env/acceptance")
     folder = ws.env_dir("broken")
     folder.rmdir()
     folder.write_text("this is a file, not a folder")  # the 'platform' is unusable

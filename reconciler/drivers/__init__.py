@@ -13,13 +13,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reconciler.canonical import Rules
 from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
-__all__ = ["Change", "LiveSet", "Driver", "Progress", "LiveCollector"]
+__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Progress", "LiveCollector"]
 
 Progress = Callable[[int, int | None], None]
 
@@ -77,6 +77,16 @@ class Driver(Protocol):
 
     # Optional: ``reread(keys) -> {key: canonical blob id or None}`` re-reads just
     # those flows for the read-after-write check; without it the engine re-exports.
+
+
+@runtime_checkable
+class Recoverable(Protocol):
+    """A driver whose writes can leave something behind when the process dies mid-write."""
+
+    def recover(self) -> None:
+        """Sort out a crashed run's leftovers; the engine calls it under the environment's lock,
+        before anything reads the environment."""
+        ...
 
 
 class LiveCollector:

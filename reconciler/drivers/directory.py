@@ -59,11 +59,10 @@ _FSYNC_EACH = 16
 
 
 class DirectoryDriver:
-    def __init__(self, path: str | Path, identity: Identity = Identity(), rules: Rules = Rules(), *, create: bool = True):
+    def __init__(self, path: str | Path, identity: Identity = Identity(), rules: Rules = Rules()):
         self.root = Path(path)
         self.identity, self.rules = identity, rules
         self.location = str(self.root)
-        self._create = create
         self._files: dict[FlowKey, str] | None = None  # where each flow lives
         self._seq = 0
         self._recovered = False
@@ -244,15 +243,20 @@ class DirectoryDriver:
             self._cache.pop(name, None)
 
     def _ensure_root(self) -> None:
-        if self.root.is_dir():
-            return
-        if self._create and not self.root.exists():
-            try:
-                self.root.mkdir(parents=True)
-                return
-            except OSError as exc:
-                raise RetryableError(f"cannot create {self.root}: {exc.strerror}") from exc
-        raise RetryableError(f"{self.root} is not a folder")
+        """The folder must be there: a missing one (a typo, a volume not mounted yet) read as
+        "no flows" would delete every flow from git (adopt) or fill a wrong folder (import)."""
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            raise RetryableError(
+                f"the environment folder {self.root} does not exist; nothing was read or changed. Check the "
+                "environment's path in the config, or whether its volume is mounted; if the environment is "
+                "new, create the folder"
+            ) from None
+        except OSError as exc:
+            raise RetryableError(f"cannot read the environment folder {self.root}: {exc.strerror}") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise RetryableError(f"the environment folder {self.root} is not a folder; nothing was read or changed")
 
     # -- apply ---------------------------------------------------------------------
 
