@@ -18,11 +18,13 @@ A version that is not installed is skipped with the reason, except in CI
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import time
 import urllib.error
@@ -256,6 +258,17 @@ class NodeRed:
     def tabs(self) -> dict[str, dict[str, Any]]:
         return {n["label"]: n for n in self.flows()[1] if n.get("type") == "tab"}
 
+    def comms(self, subscribe: str | None = "#") -> Comms:
+        """A websocket to /comms, authenticated with the token and subscribed to ``subscribe``."""
+        c = Comms(self)
+        answer = c.auth(self.token)
+        if answer != {"auth": "ok"}:
+            c.close()
+            raise OSError(f"/comms refused the token: {answer!r}")
+        if subscribe:
+            c.subscribe(subscribe)
+        return c
+
     def set_state(self, state: str) -> None:
         status, body = self.admin("POST", "/flows/state", {"state": state})
         assert status == 200, body
@@ -273,6 +286,113 @@ class NodeRed:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+class Comms:
+    """The editor's websocket (``/comms``), with the stdlib: what the editor sees of the runtime.
+
+    Node-RED sends nothing until the connection is authenticated (``{"auth": token}``
+    answered ``{"auth": "ok"}``), and retained messages only in answer to a
+    ``{"subscribe": topic}`` (MQTT-style ``+``/``#``). Each text frame is a JSON list of
+    ``{"topic", "data"}``, batched every 50 ms. The keep-alive ``hb`` messages (every
+    ``webSocketKeepAliveTime``, 15 s) are dropped here.
+    """
+
+    def __init__(self, nr: "NodeRed", timeout: float = 10.0):
+        self.sock = socket.create_connection(("127.0.0.1", nr.port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /comms HTTP/1.1\r\nHost: 127.0.0.1:{nr.port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        self._buf = b""
+        while b"\r\n\r\n" not in self._buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise OSError("the websocket handshake was cut off")
+            self._buf += chunk
+        head, self._buf = self._buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise OSError(f"no websocket: {head[:100]!r}")
+        self.log: list[tuple[float, str, Any]] = []  # (monotonic time, topic, data) of every message received
+
+    def send(self, obj: Any) -> None:
+        payload, mask = json.dumps(obj).encode(), os.urandom(4)
+        n = len(payload)
+        head = struct.pack("!BB", 0x81, 0x80 | n) if n < 126 else struct.pack("!BBH", 0x81, 0x80 | 126, n)
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _read(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("the websocket was closed")
+            self._buf += chunk
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def frame(self, timeout: float) -> Any:
+        """The next text frame, parsed, or None after ``timeout`` seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                b0, b1 = self._read(2)
+                n = b1 & 0x7F
+                if n == 126:
+                    n = struct.unpack("!H", self._read(2))[0]
+                elif n == 127:
+                    n = struct.unpack("!Q", self._read(8))[0]
+                payload = self._read(n)
+                opcode = b0 & 0x0F
+                if opcode == 8:
+                    raise EOFError("the websocket was closed by Node-RED")
+                if opcode == 1:
+                    return json.loads(payload)
+        except (TimeoutError, socket.timeout):
+            return None
+
+    def auth(self, token: str) -> Any:
+        self.send({"auth": token})
+        return self.frame(10)
+
+    def subscribe(self, topic: str) -> None:
+        self.send({"subscribe": topic})
+
+    def messages(self, timeout: float) -> list[tuple[str, Any]]:
+        """Every message that arrives within ``timeout`` seconds (also kept in ``log``)."""
+        got: list[tuple[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            frame = self.frame(left)
+            if isinstance(frame, list):
+                now = time.monotonic()
+                for m in frame:
+                    if m["topic"] != "hb":
+                        got.append((m["topic"], m["data"]))
+                        self.log.append((now, m["topic"], m["data"]))
+        return got
+
+    def wait_for(self, match, timeout: float) -> tuple[str, Any] | None:
+        """The first message (topic, data) for which ``match`` is true, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            frame = self.frame(left)
+            if isinstance(frame, list):
+                now = time.monotonic()
+                for m in frame:
+                    if m["topic"] == "hb":
+                        continue
+                    self.log.append((now, m["topic"], m["data"]))
+                    if match(m["topic"], m["data"]):
+                        return m["topic"], m["data"]
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "Comms":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def start_node_red(workdir: Path, version_id: str = "nr4", settings: dict[str, str] | None = None) -> NodeRed:
