@@ -292,8 +292,8 @@ class Comms:
     """The editor's websocket (``/comms``), with the stdlib: what the editor sees of the runtime.
 
     Node-RED sends nothing until the connection is authenticated (``{"auth": token}``
-    answered ``{"auth": "ok"}``), and retained messages only in answer to a
-    ``{"subscribe": topic}`` (MQTT-style ``+``/``#``). Each text frame is a JSON list of
+    answered ``{"auth": "ok"}``); then every live message goes to every connection, and
+    retained ones only in answer to a ``{"subscribe": topic}`` (MQTT-style ``+``/``#``). Each text frame is a JSON list of
     ``{"topic", "data"}``, batched every 50 ms. The keep-alive ``hb`` messages (every
     ``webSocketKeepAliveTime``, 15 s) are dropped here.
     """

@@ -25,6 +25,7 @@ is false), so a ``libs`` entry for a missing module fails without network access
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -53,7 +54,10 @@ def instance(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture
 def nr(instance: NodeRed) -> NodeRed:
-    instance.reset()
+    """The instance, emptied, with flows started, and nothing of that still on its way to /comms."""
+    if instance.admin("GET", "/flows/state")[1].get("state") != "start":
+        instance.set_state("start")  # answers once the flows have started
+    Deploy(instance, [], "full")
     return instance
 
 
@@ -118,10 +122,11 @@ class Deploy:
     """
 
     def __init__(self, nr: NodeRed, nodes: list[dict], kind: str = "flows", *, settle: float = 0.0, timeout: float = 30):
-        with nr.comms("notification/#") as comms:
-            comms.subscribe("status/#")
-            comms.subscribe("debug")
-            comms.messages(0.3)  # the retained ones, sent in answer to the subscriptions
+        with nr.comms("status/#") as comms:
+            comms.subscribe("notification/#")
+            # The retained messages come in answer to each subscription, in order, and
+            # runtime-deploy is always retained: once it is here, the rest is new.
+            assert comms.wait_for(lambda t, d: t == "notification/runtime-deploy", 5) is not None
             comms.log.clear()
             sent = time.monotonic()
             self.rev = post(nr, nodes, kind, rev=nr.flows()[0])
@@ -195,6 +200,23 @@ def test_the_rev_is_a_hash_of_the_configuration(nr: NodeRed) -> None:
     first = post(nr, nodes)
     post(nr, [tab("b")])
     assert post(nr, nodes) == first
+
+
+def test_the_rev_is_the_sha256_of_the_stored_nodes_as_javascript_writes_them(nr: NodeRed) -> None:
+    """rev = sha256(JSON.stringify(nodes without credentials)): for plain JSON, compact UTF-8 JSON of what
+    was sent (JavaScript writes 100.0 as 100 and puts integer-like keys first, so it is a fast path only)."""
+    nodes = [tab("a"), dict(broker("b1", name="é ☃ \u2028"), credentials={"user": "ada"})]
+    rev = post(nr, nodes)
+    sent = [{k: v for k, v in n.items() if k != "credentials"} for n in nodes]
+    assert rev == hashlib.sha256(json.dumps(sent, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    assert nr.flows() == (rev, sent)
+
+
+def test_integers_beyond_2_to_the_53_come_back_rounded(nr: NodeRed) -> None:
+    """Node-RED holds numbers as JavaScript doubles and writes them in the shortest form that reads back
+    as the same double: 2**60 + 1 returns as 1152921504606847000. Only a read-back shows it."""
+    post(nr, [tab("a"), node("c", "comment", "a", count=2**60 + 1)])
+    assert nr.node("c")["count"] == 1152921504606847000
 
 
 def test_flows_state_says_start_while_missing_types_keep_the_flows_stopped(nr: NodeRed) -> None:
