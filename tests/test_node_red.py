@@ -1,7 +1,9 @@
 """The Node-RED driver against a real Node-RED (see tests/nodered.py).
 
-One Node-RED runs for the session (flows reset before each test); the
-round-trip test starts a second, empty one. Edits "made in the editor" are
+Every test that uses a Node-RED runs once per major version (ids ``nr4``,
+``nr5``; see tests/nodered.py). One Node-RED of each runs for the session
+(flows reset before each test); the round-trip test starts a second, empty one
+of the same version. Edits "made in the editor" are
 deploys through the Admin API with the rev they read, as the editor does.
 """
 
@@ -30,7 +32,7 @@ from reconciler.errors import ConfigError, LiveMovedError, RetryableError, Stall
 from reconciler.flows import FlowKey
 from reconciler.plan import Action
 from tests.conftest import Workspace
-from tests.nodered import USER, NodeRed, examples_dir, start_node_red, unavailable
+from tests.nodered import USER, VERSIONS, Install, NodeRed, examples_dir, start_node_red, unavailable
 from tests.servicekit import ServiceProcess, wait_for
 
 TOKEN_VAR = "RECONCILER_TEST_NODE_RED_TOKEN"
@@ -41,17 +43,23 @@ ORDERS, BILLING = FlowKey("orders", "1"), FlowKey("billing", "1")
 # -- fixtures ------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session", params=VERSIONS)
+def node_red_version(request: pytest.FixtureRequest) -> str:
+    """The major version under test: every Node-RED fixture below follows it."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def node_red(tmp_path_factory: pytest.TempPathFactory):
-    nr = start_node_red(tmp_path_factory.mktemp("node-red"))
+def node_red(node_red_version: str, tmp_path_factory: pytest.TempPathFactory):
+    nr = start_node_red(tmp_path_factory.mktemp(f"node-red-{node_red_version}"), node_red_version)
     yield nr
     nr.close()
 
 
 @pytest.fixture(scope="session")
-def empty_node_red(tmp_path_factory: pytest.TempPathFactory):
+def empty_node_red(node_red_version: str, tmp_path_factory: pytest.TempPathFactory):
     """A second instance whose flows never run (the shipped examples exec commands and open sockets)."""
-    nr = start_node_red(tmp_path_factory.mktemp("node-red-b"))
+    nr = start_node_red(tmp_path_factory.mktemp(f"node-red-{node_red_version}-b"), node_red_version)
     nr.set_state("stop")
     yield nr
     nr.close()
@@ -476,9 +484,9 @@ def test_the_settings_refuse_credentials_in_the_config(tmp_path: Path) -> None:
 # -- round trip of the examples shipped with node-red --------------------------------------------
 
 
-def example_batches() -> tuple[list[list[dict]], int, int]:
+def example_batches(install: Install) -> tuple[list[list[dict]], int, int]:
     """The shipped examples as tabs (each in a tab labelled by its path), grouped so ids never collide."""
-    root = examples_dir()
+    root = examples_dir(install)
     if root is None:
         unavailable("the example flows of node-red (@node-red/nodes/examples) are not installed")
     assert root is not None
@@ -516,7 +524,7 @@ def test_the_example_flows_shipped_with_node_red_round_trip_exactly(
     """Export from one Node-RED, import into an empty one, export again: identical canonical bytes."""
     monkeypatch.setenv(TOKEN_VAR, node_red.token)
     source, target = node_red, empty_node_red
-    batches, files, tabs = example_batches()
+    batches, files, tabs = example_batches(source.install)
     source.reset()
     source.set_state("stop")  # the examples run commands and open sockets: never start them
     exported = identical = 0
@@ -543,7 +551,7 @@ def test_the_example_flows_shipped_with_node_red_round_trip_exactly(
     finally:
         source.reset()
     with capsys.disabled():
-        print(f"\nnode-red examples round trip: {files} files, {tabs} tabs, {exported} exported, "
+        print(f"\nnode-red {source.install.version} examples round trip: {files} files, {tabs} tabs, {exported} exported, "
               f"{identical} identical, {len(batches)} batches")
     assert exported == tabs and identical == tabs, mismatched
 
