@@ -40,18 +40,27 @@ def flow(graph: Graph) -> tuple[dict[str, Stream], list[Issue]]:
     for node_id in graph.order:
         node = graph.nodes[node_id]
         if node.type == "source":
-            streams[node_id] = _source(node, issues)
+            before = len(issues)
+            stream = _source(node, issues)
+            if len(issues) == before:
+                streams[node_id] = stream
             continue
         if node.type == "join":
             left, right = graph.input_of(node_id, "left"), graph.input_of(node_id, "right")
             if left is None or right is None or left.id not in streams or right.id not in streams:
                 continue
-            streams[node_id] = _join(node, streams[left.id], streams[right.id], issues)
+            before = len(issues)
+            stream = _join(node, streams[left.id], streams[right.id], issues)
+            if len(issues) == before:
+                streams[node_id] = stream
             continue
         up = graph.input_of(node_id)
         if up is None or up.id not in streams:
             continue
-        streams[node_id] = _NODES[node.type](node, streams[up.id], issues)
+        before = len(issues)
+        stream = _NODES[node.type](node, streams[up.id], issues)
+        if len(issues) == before:  # what follows a node with an issue is not checked: it would only echo it
+            streams[node_id] = stream
     return streams, issues
 
 
