@@ -199,7 +199,8 @@ def _check_cycles(nodes: Mapping[str, Node], edges: list[Edge], outputs: Mapping
     for comp in components:
         members = set(comp)
         first = min((e for e in edges if e.source in members and e.target in members), key=lambda e: e.index)
-        listing = ", ".join(repr(n) for n in sorted(comp))
+        names = sorted(comp)
+        listing = ", ".join(repr(n) for n in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         issues.append(Issue(first.pointer, f"nodes {listing} form a cycle; a flow's edges must not loop back",
                             first.source, nodes[first.source].name))
     return bool(components) or any(e.source == e.target for e in edges)
