@@ -9,7 +9,6 @@ with .ci/install-flink.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil

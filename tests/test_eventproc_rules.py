@@ -252,3 +252,22 @@ def test_a_thousand_unconnected_sources_are_each_named() -> None:
     doc["nodes"] += [{**copy.deepcopy(doc["nodes"][0]), "id": f"s{i}", "name": f"Source {i}"} for i in range(1000)]
     found = [m for m in messages(doc) if "is not connected to the destination" in m]
     assert len(found) == 1000
+
+
+def test_the_package_schema_is_the_published_one() -> None:
+    """reconciler/eventproc carries manifests/schemas/flow.event-processing.schema.json itself, not a copy that drifts."""
+    from reconciler.eventproc import SCHEMA_FILE
+
+    published = ROOT / "manifests" / "schemas" / "flow.event-processing.schema.json"
+    assert SCHEMA_FILE.read_bytes() == published.read_bytes()
+
+
+def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
+    """The published schema declares draft 2020-12 and passes its meta-schema."""
+    import jsonschema
+
+    from reconciler.eventproc.schema import load_schema
+
+    schema = load_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
