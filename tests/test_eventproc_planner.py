@@ -75,6 +75,11 @@ def _scripts() -> dict[str, str]:
                                                      "  'format' = 'json'"))
     scripts["broken-upsert-without-key"] = upsert.replace(",\n  PRIMARY KEY (`customer_id`) NOT ENFORCED", "")
     scripts["broken-unknown-option"] = revenue.replace("'scan.startup.mode'", "'scan.startup.mod'")
+    clicks, join = scripts["clicks-sliding-window"], scripts["orders-with-shipments"]
+    scripts["broken-minute-precision"] = clicks.replace("INTERVAL '120' MINUTE(3)", "INTERVAL '120' MINUTE")
+    scripts["broken-second-rowtime"] = join.replace("CAST((o.event_time) AS TIMESTAMP(3)) AS `ordered_at`",
+                                                    "o.event_time AS `ordered_at`")
+    scripts["broken-double-quotes"] = revenue.replace("WHERE (quantity > 0", "WHERE (region = \"EU\" AND quantity > 0")
     return scripts
 
 
@@ -139,6 +144,26 @@ def test_the_stub_kafka_refuses_an_unknown_option(planned) -> None:
     result = planned["broken-unknown-option"]
     assert not result.ok and "Unsupported options" in result.error + result.cause
     assert "scan.startup.mod" in result.error + result.cause
+
+
+def test_an_interval_of_three_digits_needs_its_precision(planned) -> None:
+    """Why the renderer writes MINUTE(3): without it Flink refuses 120 minutes."""
+    result = planned["broken-minute-precision"]
+    assert not result.ok and "Interval field value 120 exceeds precision of MINUTE(2) field" in result.cause
+
+
+def test_a_second_event_time_column_is_refused_at_the_sink(planned) -> None:
+    """Why the renderer CASTs a copied event time: Flink allows one rowtime column per sink."""
+    result = planned["broken-second-rowtime"]
+    assert not result.ok
+    assert "The query contains more than one rowtime attribute column [ordered_at, event_time]" in result.error
+
+
+def test_a_parse_error_is_shown_without_the_list_of_expected_tokens(planned) -> None:
+    """Flink's parser message is kept; its hundred-line list of expected tokens is not."""
+    result = planned["broken-double-quotes"]
+    assert not result.ok and "SQL parse failed. Encountered" in result.error
+    assert result.error.endswith("(Flink lists the tokens it expected)") and len(result.error) < 400
 
 
 def test_the_compiled_stub_is_reused_from_its_cache(planned, tmp_path_factory) -> None:

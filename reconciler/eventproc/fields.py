@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from reconciler.eventproc.expr import ExprError, Ref, references, tokenize
+from reconciler.eventproc.expr import ExprError, Ref, check_query, references, tokenize
 from reconciler.eventproc.graph import Graph
 from reconciler.eventproc.model import EVENT_TIME, RESERVED_FIELDS, Field, Issue, Node, Stream, decimal_scale, is_numeric
 from reconciler.eventproc.sqltext import seconds
@@ -346,8 +346,6 @@ def _unpack(node: Node, stream: Stream, issues: list[Issue]) -> Stream:
 
 
 def _sql(node: Node, stream: Stream, issues: list[Issue]) -> Stream:
-    from reconciler.eventproc.expr import check_query
-
     try:
         check_query(node.config["query"])
     except ExprError as exc:

@@ -200,7 +200,8 @@ def _view(node: Node, graph: Graph, analysis: Analysis) -> str:
         return (_select(cols) + f"\nFROM {src} AS {ident('i')}\nCROSS JOIN UNNEST({ident('i')}.{ident(arr.name)}) "
                 f"AS {ident('u')} (" + ", ".join(ident(n) for n in names) + ")")
     if node.type == "sql":
-        return (f"WITH {ident('input')} AS (\n" + _select([ident(n) for n in inp.names]) + f"\n  FROM {src}\n)\n"
+        inner = _select([ident(n) for n in inp.names]) + f"\nFROM {src}"
+        return (f"WITH {ident('input')} AS (\n" + "\n".join("  " + line for line in inner.split("\n")) + "\n)\n"
                 + _select([ident(n) for n in out.names]) + f"\nFROM (\n{cfg['query']}\n) AS {ident('q')}")
     raise AssertionError(f"refusals() lets no {node.type} node through")
 

@@ -22,13 +22,13 @@ CREATE TABLE `Payments` (
 
 CREATE TEMPORARY VIEW `Fraud score` AS
 WITH `input` AS (
-SELECT
-  `payment_id`,
-  `card`,
-  `amount`,
-  `country`,
-  `card_country`,
-  `event_time`
+  SELECT
+    `payment_id`,
+    `card`,
+    `amount`,
+    `country`,
+    `card_country`,
+    `event_time`
   FROM `Payments`
 )
 SELECT
