@@ -229,3 +229,9 @@ def test_a_thousand_node_flow_renders_in_bounded_time() -> None:
     sql = render(doc, params=PARAMS)
     assert sql.count("CREATE TEMPORARY VIEW") == 998
     assert sql.index("`Filter 0` AS") < sql.index("`Filter 1` AS") < sql.index("`Filter 997` AS")
+
+
+def test_a_custom_querys_columns_are_cast_to_their_declared_types() -> None:
+    """The declared types are what the destination table gets, so they are enforced; event_time stays bare."""
+    sql = render(load("fraud-score-custom-sql"), params=PARAMS)
+    assert "  CAST(`score` AS INT) AS `score`,\n  `event_time`\nFROM (\nSELECT\n" in sql

@@ -151,12 +151,23 @@ def test_a_parameter_in_a_field_name_is_an_issue() -> None:
     ("region = \"EU\"", "double quotes are not Flink SQL: write 'text' for a string, `name` for a field"),
     ("price > (SELECT 1)", "a sub-query (SELECT) is not allowed in an expression; use a sql node"),
     ("`price > 0", "unterminated quoted name starting at offset 0"),
+    ("DOUBLE", "'DOUBLE' is a type name, not a value; a field of that name is written `DOUBLE`"),
+    ("region = STRING", "'STRING' is a type name, not a value; a field of that name is written `STRING`"),
 ])
 def test_an_expression_that_cannot_be_embedded_is_an_issue(expression: str, problem: str) -> None:
     """What could end the statement or escape the parentheses around an expression is refused."""
     doc = load("high-value-orders")
     doc["nodes"][1]["config"]["expression"] = expression
     assert messages(doc) == [f"/nodes/1/config/expression: {problem} [node 'big' 'High value EU orders']"]
+
+
+def test_type_names_inside_casts_and_literals_are_accepted() -> None:
+    """Types after AS or RETURNING, typed literals and constructors are values, not stray type names."""
+    doc = load("high-value-orders")
+    doc["nodes"][1]["config"]["expression"] = ("CAST(price AS DOUBLE PRECISION) > 1 AND event_time > TIMESTAMP "
+                                               "'2026-01-01 00:00:00' AND CARDINALITY(ARRAY[1, 2]) = 2 AND "
+                                               "JSON_VALUE(region, '$.a' RETURNING INT) IS NULL")
+    assert messages(doc) == []
 
 
 def test_keywords_functions_and_quoted_names_are_understood_in_expressions() -> None:

@@ -115,7 +115,37 @@ def tokenize(text: str) -> list[Token]:
         tokens.append(tok)
     if depth:
         raise ExprError("unbalanced '(': a parenthesis is not closed")
+    _check_type_words(tokens)
     return tokens
+
+
+# Type names are keywords, not values: outside CAST(... AS type) they end up as a parse error.
+_TYPE_WORDS = frozenset("CHAR CHARACTER VARCHAR STRING BOOLEAN BINARY VARBINARY BYTES DECIMAL DEC NUMERIC TINYINT "
+                        "SMALLINT INT INTEGER BIGINT FLOAT REAL DOUBLE TIMESTAMP_LTZ MULTISET RAW".split())
+_LITERAL_TYPES = frozenset({"DATE", "TIME", "TIMESTAMP"})  # DATE '2026-01-01' is a value
+_CONSTRUCTORS = frozenset({"ARRAY", "MAP", "ROW"})  # ARRAY[1, 2] and ROW(a, b) are values
+
+
+def _check_type_words(tokens: list[Token]) -> None:
+    depth, type_depth = 0, -1  # type_depth >= 0: inside the type of an AS/RETURNING until its ')'
+    for i, tok in enumerate(tokens):
+        if tok.text == "(":
+            depth += 1
+        elif tok.text == ")":
+            depth -= 1
+            if depth < type_depth:
+                type_depth = -1
+        if tok.kind != "ident" or type_depth >= 0:
+            continue
+        word = tok.text.upper()
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        if word in ("AS", "RETURNING"):
+            type_depth = depth
+        elif (word in _TYPE_WORDS and not (nxt is not None and nxt.text == "(")) or \
+                (word in _LITERAL_TYPES and not (nxt is not None and nxt.kind == "string")) or \
+                (word in _CONSTRUCTORS and not (nxt is not None and nxt.text in "[(")):
+            raise ExprError(f"{tok.text!r} is a type name, not a value; a field of that name is written "
+                            f"`{tok.text}`")
 
 
 def references(tokens: list[Token]) -> list[Ref]:

@@ -202,8 +202,15 @@ def _view(node: Node, graph: Graph, analysis: Analysis) -> str:
     if node.type == "sql":
         inner = _select([ident(n) for n in inp.names]) + f"\nFROM {src}"
         return (f"WITH {ident('input')} AS (\n" + "\n".join("  " + line for line in inner.split("\n")) + "\n)\n"
-                + _select([ident(n) for n in out.names]) + f"\nFROM (\n{cfg['query']}\n) AS {ident('q')}")
+                + _select([_declared(f) for f in out.fields]) + f"\nFROM (\n{cfg['query']}\n) AS {ident('q')}")
     raise AssertionError(f"refusals() lets no {node.type} node through")
+
+
+def _declared(f: Field) -> str:
+    """A custom query's column, CAST to its declared type (the event time stays bare: a CAST would end it)."""
+    if f.rowtime or f.is_array:
+        return ident(f.name)
+    return f"CAST({ident(f.name)} AS {f.type}) AS {ident(f.name)}"
 
 
 def _output(item: dict, resolve: Resolve, result: Field) -> str:

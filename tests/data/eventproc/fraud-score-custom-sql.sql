@@ -32,10 +32,10 @@ WITH `input` AS (
   FROM `Payments`
 )
 SELECT
-  `payment_id`,
-  `card`,
-  `amount`,
-  `score`,
+  CAST(`payment_id` AS STRING) AS `payment_id`,
+  CAST(`card` AS STRING) AS `card`,
+  CAST(`amount` AS DOUBLE) AS `amount`,
+  CAST(`score` AS INT) AS `score`,
   `event_time`
 FROM (
 SELECT
