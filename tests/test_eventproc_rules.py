@@ -153,6 +153,7 @@ def test_a_parameter_in_a_field_name_is_an_issue() -> None:
     ("`price > 0", "unterminated quoted name starting at offset 0"),
     ("DOUBLE", "'DOUBLE' is a type name, not a value; a field of that name is written `DOUBLE`"),
     ("region = STRING", "'STRING' is a type name, not a value; a field of that name is written `STRING`"),
+    ("DECIMAL(10, 2) > 1", "'DECIMAL' is a type name, not a value; a field of that name is written `DECIMAL`"),
 ])
 def test_an_expression_that_cannot_be_embedded_is_an_issue(expression: str, problem: str) -> None:
     """What could end the statement or escape the parentheses around an expression is refused."""

@@ -141,7 +141,7 @@ def _check_type_words(tokens: list[Token]) -> None:
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
         if word in ("AS", "RETURNING"):
             type_depth = depth
-        elif (word in _TYPE_WORDS and not (nxt is not None and nxt.text == "(")) or \
+        elif word in _TYPE_WORDS or \
                 (word in _LITERAL_TYPES and not (nxt is not None and nxt.kind == "string")) or \
                 (word in _CONSTRUCTORS and not (nxt is not None and nxt.text in "[(")):
             raise ExprError(f"{tok.text!r} is a type name, not a value; a field of that name is written "
