@@ -311,6 +311,12 @@ def validate_branch(config: Config, store: GitStore, branch: str, *, prefer_remo
     for folder in dict.fromkeys(c.folder for c in contexts):
         ctxs = [c for c in contexts if c.folder == folder]
         tree = store.flows_at(commit, folder)
+        if tree.missing is not None and tree.missing != "absent":
+            found.add(f"{branch}:{folder}", "", f"{folder} is {tree.missing}, not a folder of flows; a sync stops here "
+                      f"(put the flows back at {folder}/<name>/<version>.json)")
+        elif tree.missing == "absent" and not any(e.allow_empty for e in owners):
+            found.add(f"{branch}:{folder}", "", f"the branch has no {folder}/ folder: a sync would delete every flow, "
+                      "and stops instead unless the environment has allow_empty = true")
         for p in tree.problems:
             found.add(f"{branch}:{p.where}", p.pointer, p.message)
         _case_clashes(f"{branch}:", folder, tree.flows, found)
