@@ -122,8 +122,12 @@ class N8nError(AssertionError):
 class N8n:
     """One n8n process on a user folder; ``api()`` talks to its public API with the key."""
 
-    def __init__(self, command: list[str], workdir: Path, *, start_timeout: float = 120.0):
+    def __init__(self, command: list[str], workdir: Path, *, start_timeout: float = 120.0,
+                 env: Mapping[str, str] | None = None):
+        """``env``: more n8n settings, e.g. ``{"DB_SQLITE_POOL_SIZE": "4"}`` (the default, 0, is
+        one connection without WAL: concurrent writes then fail, as in a default install)."""
         self.command, self.workdir = command, workdir
+        self.extra_env = dict(env or {})
         self.user_folder = workdir / "user"
         self.user_folder.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "n8n.log"
@@ -163,7 +167,7 @@ class N8n:
         self.port = _free_port()
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [*self.command, "start"], cwd=self.workdir, env=quiet_env(self.user_folder, self.port),
+                [*self.command, "start"], cwd=self.workdir, env={**quiet_env(self.user_folder, self.port), **self.extra_env},
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: stop() ends n8n and all it spawned
             )
@@ -214,7 +218,8 @@ class N8n:
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run n8n's own CLI (``import:workflow``, ``export:workflow``...) on this user folder."""
         return subprocess.run(
-            [*self.command, *args], cwd=self.workdir, env=quiet_env(self.user_folder), capture_output=True,
+            [*self.command, *args], cwd=self.workdir, env={**quiet_env(self.user_folder), **self.extra_env},
+            capture_output=True,
             text=True, timeout=timeout, stdin=subprocess.DEVNULL, start_new_session=True,
         )
 
