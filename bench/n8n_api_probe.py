@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -300,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("n8n-api-probe.jsonl"))
     args = parser.parse_args(argv)
+    # SIGTERM (and SIGINT, which a background job ignores) unwind like ^C, so the
+    # `finally` blocks stop the n8n this started.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.default_int_handler)
     command = n8n_command()
     if command is None:
         print("no n8n: eval \"$(bash .ci/install-n8n)\" first", file=sys.stderr)

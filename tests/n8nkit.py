@@ -318,8 +318,13 @@ class N8n:
     def delete(self, workflow_id: str) -> dict[str, Any]:
         return self._ok(self.api("DELETE", f"/workflows/{workflow_id}"), f"DELETE /workflows/{workflow_id}")
 
+    def credentials(self) -> list[dict[str, Any]]:
+        """Every credential (id, name, type...; never the secrets). The public API cannot
+        list them (``GET /api/v1/credentials`` is 405), so this asks the editor's REST API."""
+        return self.rest("GET", "/rest/credentials")["data"]
+
     def reset(self) -> None:
-        """Delete every workflow and tag: the instance as a test expects to find it.
+        """Delete every workflow, tag and credential: the instance as a test expects to find it.
 
         (Active ones are deactivated first; n8n deletes them either way, but then
         unregisters their triggers while answering.)
@@ -330,6 +335,8 @@ class N8n:
             self.delete(wf["id"])
         for tag in list(self.pages("/tags", limit=250)):
             self._ok(self.api("DELETE", f"/tags/{tag['id']}"), "DELETE /tags")
+        for cred in self.credentials():
+            self._ok(self.api("DELETE", f"/credentials/{cred['id']}"), "DELETE /credentials")
 
 
 def start_n8n(workdir: Path) -> N8n:
