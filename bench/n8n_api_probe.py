@@ -117,6 +117,7 @@ def probe(n8n: N8n, rec: Recorder) -> None:
     rec.note("create: schedule workflow, changed", changed=changed_fields(sent1, n8n.get(made1["id"])))
     listed = n8n.workflows()
     rec.note("list: item keys", keys=sorted(listed[0]), same_as_get=[w == n8n.get(w["id"]) for w in listed])
+    rec.note("list item -> GET of the same workflow", changed=changed_fields(listed[0], n8n.get(listed[0]["id"])))
     rec.note("get: keys", keys=sorted(got.body))
     for field, value in [("active", False), ("id", "abc123"), ("tags", []), ("tags", [{"name": "x"}]),
                          ("staticData", {"lastId": 1}), ("staticData", None), ("pinData", {}), ("meta", {}),
@@ -190,6 +191,10 @@ def probe(n8n: N8n, rec: Recorder) -> None:
         {**body, "settings": {"executionOrder": "v1"}}, cut=1500)
     rec("put: settings {} after timezone", "PUT", f"/workflows/{wid}", {**body, "settings": {"timezone": "UTC"}}, cut=300)
     rec("put: settings {} (timezone gone?)", "PUT", f"/workflows/{wid}", {**body, "settings": {}}, cut=1500)
+    rec("put: timezone DEFAULT (n8n's way to drop a setting)", "PUT", f"/workflows/{wid}",
+        {**body, "settings": {"timezone": "DEFAULT"}}, cut=1500)
+    rec("put: saveManualExecutions DEFAULT", "PUT", f"/workflows/{wid}",
+        {**body, "settings": {"saveManualExecutions": "DEFAULT"}}, cut=600)
     for missing in ("name", "nodes", "connections", "settings"):
         rec(f"put: without {missing}", "PUT", f"/workflows/{wid}", {k: v for k, v in body.items() if k != missing},
             cut=600)
