@@ -13,6 +13,12 @@ Everything that phones home is off (diagnostics, version notifications,
 templates, community packages, license renewal) and the task runners are off;
 it listens on 127.0.0.1 only. The API key lives in this process's memory and in
 n8n's database in the temporary folder, never in a log or a file of ours.
+
+The database is n8n's default: sqlite with one connection and no WAL, as a plain
+install runs it. There, writes must not overlap: concurrent POSTs are answered 400
+``SQLITE_ERROR: ...`` (a few answered 200 are then missing), and sometimes every
+later write fails (``SQLITE_ERROR: near "-": syntax error``) until n8n restarts.
+``N8n(..., env={"DB_SQLITE_POOL_SIZE": "4"})`` runs it with WAL and a pool instead.
 """
 
 from __future__ import annotations
