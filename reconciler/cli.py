@@ -28,6 +28,7 @@ from reconciler.config import Config, config_json_schema, find_config, load_conf
 from reconciler.engine import Engine, Outcome
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.logsetup import setup_logging
+from reconciler.redaction import RedactingStream, Redactor
 from reconciler.names import InvalidName, flow_path
 from reconciler.plan import Action
 
@@ -201,7 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     service = args.command in ("run", "demo")
-    setup_logging(args.log_level or ("info" if args.verbose or service else "warning"), args.log_format)
+    # Known secret values are masked in everything this process prints or logs (the last guard:
+    # messages name secrets, never quote them, but a flow may be *named* after a password).
+    args.redactor = redactor = Redactor()
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout, sys.stderr = RedactingStream(sys.stdout, redactor), RedactingStream(sys.stderr, redactor)
+    setup_logging(args.log_level or ("info" if args.verbose or service else "warning"), args.log_format,
+                  redactor=redactor)
     if args.command == "schema":
         _print_json(config_json_schema())
         return EXIT_OK
@@ -216,6 +223,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         config = _load_config(args)
         _check_names(args, config)
+        for env in config.environments:
+            redactor.add(env.load_secrets(strict=False).values())
         return COMMANDS[args.command](args, config)
     except UsageError as exc:
         print(f"reconciler {args.command}: error: {exc}", file=sys.stderr)
@@ -441,7 +450,7 @@ def cmd_history(args: argparse.Namespace, config: Config) -> int:
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from reconciler.daemon import run_service
 
-    return run_service(config, listen=args.listen, shard=args.shard)
+    return run_service(config, listen=args.listen, shard=args.shard, redactor=args.redactor)
 
 
 def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:

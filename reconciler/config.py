@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from reconciler.envconfig import EnvironmentConfig, Model as _Model
 from reconciler.errors import ConfigError, Problem
+from reconciler.names import redact_url
 from reconciler.schemas import check_usable
 
 __all__ = [
@@ -48,6 +49,17 @@ class RepositoryConfig(_Model):
     remote_token_env: str = Field(
         "RECONCILER_GIT_TOKEN", description="Environment variable holding an https token for the remote."
     )
+    ssh_key: Path | None = Field(
+        None, description="ssh remotes: the private key file (a '<file>.pub' beside it is used when present); "
+        "without it, the ssh agent.",
+    )
+    ssh_known_hosts: Path | None = Field(
+        None, description="ssh remotes: a known_hosts file with the server's host key (else ~/.ssh/known_hosts). "
+        "An unknown or changed host key is refused, never trusted on first use.",
+    )
+    ssh_passphrase_env: str = Field(
+        "RECONCILER_SSH_PASSPHRASE", description="Environment variable holding the ssh key's passphrase, if it has one."
+    )
     stale_lock_after: float = Field(
         60.0, ge=0,
         description="Seconds after which a ref .lock file that blocks the reconciler's own commit is taken "
@@ -65,6 +77,11 @@ class ServerConfig(_Model):
     )
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds a reconcile in flight may take to finish on SIGTERM.")
     max_body: int = Field(1_048_576, gt=0, description="Largest accepted request body in bytes.")
+    request_timeout: float = Field(
+        10.0, gt=0, le=300,
+        description="Seconds a client has to send one whole request (request line, headers and body), and that "
+        "an idle keep-alive connection stays open.",
+    )
     retry_base: float = Field(1.0, gt=0, description="First retry delay (seconds) after a transient failure.")
     retry_max: float = Field(300.0, gt=0, description="Longest retry delay (seconds); delays double up to it.")
     debounce_ms: int = Field(50, ge=0, description="Quiet time (ms) that ends a burst of file or ref changes.")
@@ -204,7 +221,9 @@ def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> C
             folders.setdefault(folder, env.name)
     if problems or top is None:
         raise ConfigError(problems)
-    repo = top.repository.model_copy(update={"path": _abs(base, top.repository.path)})
+    repo = top.repository.model_copy(update={"path": _abs(base, top.repository.path), **{
+        k: _abs(base, getattr(top.repository, k)) for k in ("ssh_key", "ssh_known_hosts")
+        if getattr(top.repository, k) is not None}})
     remote = top.repository.remote
     if remote and "://" not in remote and not remote.startswith("git@"):
         repo = repo.model_copy(update={"remote": str(_abs(base, Path(remote)))})
@@ -258,10 +277,7 @@ def _problems(exc: ValidationError, where: str, prefix: str, raw: Any) -> list[P
 
 def _redact(value: Any) -> Any:
     """Never echo credentials: a URL's user:password@ part is masked in messages."""
-    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = value.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return value
+    return redact_url(value) if isinstance(value, str) else value
 
 
 def config_json_schema() -> dict[str, Any]:

@@ -19,6 +19,7 @@ import structlog
 from reconciler.config import Config, load_config, parse_listen
 from reconciler.errors import StallError
 from reconciler.http import HttpServer
+from reconciler.redaction import Redactor
 from reconciler.service import Service
 from reconciler.shard import shard_from_environment
 
@@ -57,7 +58,8 @@ def listen_address(config: Config, listen: str | None) -> tuple[str, int]:
     return parse_listen(listen or os.environ.get("RECONCILER_LISTEN") or config.server.listen)
 
 
-def run_service(config: Config, *, listen: str | None = None, shard: str | None = None, ready_message: str | None = None) -> int:
+def run_service(config: Config, *, listen: str | None = None, shard: str | None = None, ready_message: str | None = None,
+                redactor: Redactor | None = None) -> int:
     try:
         host, port = listen_address(config, listen)
         chosen = shard_from_environment(shard, os.environ, socket.gethostname())
@@ -68,9 +70,10 @@ def run_service(config: Config, *, listen: str | None = None, shard: str | None 
         shard=chosen,
         api_token=_secret(config.server.token_file, "RECONCILER_API_TOKEN"),
         webhook_secret=_secret(config.server.webhook_secret_file, "RECONCILER_WEBHOOK_SECRET"),
+        redactor=redactor,
     )
     try:
-        http = HttpServer(service, host, port, config.server.max_body)
+        http = HttpServer(service, host, port, config.server.max_body, config.server.request_timeout)
     except OSError as exc:
         raise StallError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     stop = threading.Event()

@@ -35,6 +35,7 @@ from reconciler.errors import (BranchMovedError, LiveMovedError, MassDeletionRef
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import GitStore
 from reconciler.names import case_collisions, encode, flow_path
+from reconciler.redaction import Redactor
 from reconciler.schemas import load_validator
 from reconciler.plan import Action, Plan, Policy, State, Step, plan
 from reconciler.templating import Templating
@@ -225,10 +226,11 @@ class Engine:
     """Reconciles the environments of one config against one repository."""
 
     def __init__(self, config: Config, *, store: GitStore | None = None, drivers: Mapping[str, Driver] | None = None,
-                 create_repository: bool = False):
+                 create_repository: bool = False, redactor: Redactor | None = None):
         """``create_repository``: an export may start a new repository (so may a service with a
         remote, whose local repository is a copy of the server's); everything else needs it there."""
         self.config = config
+        self.redactor = redactor if redactor is not None else Redactor()  # learns each secret as it is loaded
         self.store = store or GitStore.from_config(
             config.repository, create=create_repository or bool(config.repository.remote))
         self._drivers: dict[str, Driver] = dict(drivers or {})
@@ -329,6 +331,7 @@ class Engine:
             secrets = env.load_secrets()
         except OSError as exc:
             raise RetryableError(f"environment {env.name}: cannot read secrets_dir {env.secrets_dir}: {exc.strerror}") from exc
+        self.redactor.add(secrets.values())
         return Templating(
             params=dict(env.params),
             secrets=secrets,

@@ -74,6 +74,7 @@ _SYNC = re.compile(r"^/api/v1/environments/([A-Za-z0-9][A-Za-z0-9._-]{0,62})/syn
 class _Handler(BaseHTTPRequestHandler):
     service: "Service"
     max_body: int
+    request_timeout: float = REQUEST_TIMEOUT
     server_version = "flow-reconciler"
     sys_version = ""
     timeout = REQUEST_TIMEOUT  # a socket timeout too, for writes to a client that stopped reading
@@ -90,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         """The standard library's loop step, with the deadline, JSON errors and 405 for unknown methods."""
-        self.deadline = time.monotonic() + REQUEST_TIMEOUT
+        self.deadline = time.monotonic() + self.request_timeout
         self.received = 0
         try:
             self.raw_requestline = self.rfile.readline(65537)
@@ -107,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             if method is None:
                 self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command[:20]!r} not allowed")
                 return
-            self.connection.settimeout(REQUEST_TIMEOUT)  # writes: as long again (body reads keep the deadline)
+            self.connection.settimeout(self.request_timeout)  # writes: as long again (body reads keep the deadline)
             method()
             self.wfile.flush()
         except TimeoutError:
@@ -115,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.received:  # part of a request came: say why the connection closes
                 try:
                     self.send_error(HTTPStatus.REQUEST_TIMEOUT,
-                                    f"the whole request must arrive within {REQUEST_TIMEOUT:g} s")
+                                    f"the whole request must arrive within {self.request_timeout:g} s")
                 except OSError:
                     pass
         except (ConnectionError, OSError):
@@ -123,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         ok = super().parse_request()
-        if ok and self.request_version == "HTTP/0.9":
+        if ok and len(self.requestline.split()) == 2:  # no version: an HTTP/0.9 request
             self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 requests are not supported")
             return False
         return ok
@@ -149,6 +150,10 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http", client=self.client_address[0], request=format % args)
 
     def _send(self, status: int, body: Any, content_type: str = "application/json", *, close: bool = False) -> None:
+        if not isinstance(body, bytes):
+            body = self.service.redactor.json(body)  # the last guard: no known secret in any answer
+        elif self.service.redactor:
+            body = self.service.redactor(body.decode("utf-8", "replace")).encode()
         data = body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -280,8 +285,10 @@ class _Handler(BaseHTTPRequestHandler):
 class HttpServer:
     """The service's HTTP endpoints on one address (127.0.0.1:9420 by default)."""
 
-    def __init__(self, service: "Service", host: str, port: int, max_body: int = 1_048_576):
-        handler = type("Handler", (_Handler,), {"service": service, "max_body": max_body})
+    def __init__(self, service: "Service", host: str, port: int, max_body: int = 1_048_576,
+                 request_timeout: float = REQUEST_TIMEOUT):
+        handler = type("Handler", (_Handler,), {"service": service, "max_body": max_body,
+                                                "request_timeout": request_timeout, "timeout": request_timeout})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)

@@ -11,10 +11,14 @@ from typing import Literal
 
 import structlog
 
+from reconciler.redaction import Redactor
+
 __all__ = ["setup_logging"]
 
 
-def setup_logging(level: str = "warning", fmt: Literal["auto", "json", "console"] = "auto") -> None:
+def setup_logging(level: str = "warning", fmt: Literal["auto", "json", "console"] = "auto", *,
+                  redactor: Redactor | None = None) -> None:
+    """``redactor``: known secret values are masked in every event before it is written."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
@@ -23,6 +27,7 @@ def setup_logging(level: str = "warning", fmt: Literal["auto", "json", "console"
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *([redactor.processor] if redactor is not None else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.WARNING)),

@@ -31,6 +31,7 @@ __all__ = [
     "parse_flow_path",
     "case_collisions",
     "ref_name_problem",
+    "redact_url",
     "MAX_SEGMENT",
 ]
 
@@ -162,3 +163,11 @@ def ref_name_problem(ref: str) -> str | None:
         if part.endswith(".lock"):
             return f"no part may end with '.lock' ({part!r})"
     return None
+
+
+def redact_url(value: str) -> str:
+    """A URL with its ``user:password@`` part masked, for messages (other strings as they are)."""
+    if "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = value.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return value

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import pygit2
 
 from reconciler.canonical import InvalidJSON, blob_id, canonicalize, parse_json, parse_pointer
 from reconciler.config import Config, EnvironmentConfig
@@ -232,9 +231,8 @@ def promote(
         store.create_branch(branch, commit, f"reconciler: promote {src.name} to {dst.name}")
     pushed = None
     if push and remote is not None:
-        pusher = _BranchRemote(store, remote.url, config.repository.remote_token_env)
-        pusher.push_branch(f"refs/heads/{branch}")
-        pushed = pusher.safe_url
+        remote.push_branch(f"refs/heads/{branch}")
+        pushed = remote.safe_url
     return Promotion(src.name, dst.name, src.branch_name, dst.branch_name, from_tip, to_tip, branch, commit,
                      added, changed, removed, renamed, pushed, reused)
 
@@ -273,23 +271,6 @@ def _promote_message(src, dst, from_tip: str, added, changed, removed, renamed) 
             lines.append(f"{word}: {k}" + (f" (as {renames[k]} in {src.name})" if k in renames else ""))
     lines += ["", f"Promoted-From: {src.name} {from_tip}", f"Environment: {dst.name}"]
     return "\n".join(lines) + "\n"
-
-
-class _BranchRemote(Remote):
-    """The configured remote, pushing one branch (never forced)."""
-
-    @property
-    def safe_url(self) -> str:
-        return self._safe_url()
-
-    def push_branch(self, ref: str) -> None:
-        callbacks = self._callbacks()
-        try:
-            self._remote().push([f"{ref}:{ref}"], callbacks=callbacks)
-        except (pygit2.GitError, OSError) as exc:
-            raise RetryableError(f"cannot push {ref} to {self._safe_url()}: {exc}") from exc
-        if callbacks.rejected:
-            raise RetryableError(f"{self._safe_url()} rejected {ref}: {'; '.join(callbacks.rejected.values())}")
 
 
 # -- rollback -------------------------------------------------------------------------

@@ -18,15 +18,22 @@ bare repository is the reconciler's working copy of it:
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pygit2
 import structlog
 
 from reconciler.errors import RetryableError, StallError
 from reconciler.gitstore import MARKER_PREFIX, GitStore
+from reconciler.names import redact_url
 
-__all__ = ["Remote", "Integration", "REMOTE_PREFIX", "SEEN_PREFIX", "REWRITTEN_PREFIX"]
+if TYPE_CHECKING:
+    from reconciler.config import RepositoryConfig
+
+__all__ = ["Remote", "Integration", "SshSettings", "REMOTE_PREFIX", "SEEN_PREFIX", "REWRITTEN_PREFIX"]
 
 log = structlog.get_logger("reconciler.remote")
 
@@ -44,43 +51,118 @@ class Integration:
     previous: str | None = None  # rewritten: the local tip before following the server
 
 
+@dataclass(frozen=True)
+class SshSettings:
+    """How to authenticate an ssh remote: a key file (else the ssh agent) and the host keys to trust."""
+
+    key: Path | None = None  # private key; "<key>.pub" beside it is used when it exists
+    known_hosts: Path | None = None  # else the user's ~/.ssh/known_hosts
+    passphrase_env: str = "RECONCILER_SSH_PASSPHRASE"
+
+
 class _Callbacks(pygit2.RemoteCallbacks):
-    def __init__(self, token: str | None):
+    def __init__(self, token: str | None, ssh: SshSettings):
         super().__init__()
-        self._token = token
+        self._token, self._ssh = token, ssh
         self.rejected: dict[str, str] = {}
+        self.host_refused: str | None = None
 
     def credentials(self, url, username_from_url, allowed_types):
         if self._token and allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT:
             return pygit2.UserPass(username_from_url or "x-access-token", self._token)
         if allowed_types & pygit2.enums.CredentialType.SSH_KEY:
-            return pygit2.KeypairFromAgent(username_from_url or "git")
+            user = username_from_url or "git"
+            key = self._ssh.key
+            if key is not None:
+                pub = Path(f"{key}.pub")
+                passphrase = os.environ.get(self._ssh.passphrase_env, "")
+                return pygit2.Keypair(user, str(pub) if pub.is_file() else None, str(key), passphrase)
+            return pygit2.KeypairFromAgent(user)
         return None
+
+    def certificate_check(self, certificate, valid, host):
+        # libgit2 checks TLS certificates against the trust store, and ssh host keys against
+        # <homedir>/.ssh/known_hosts (Remote points homedir at ssh_known_hosts): an unknown or
+        # changed host key is refused, never accepted on first use.
+        if not valid:
+            self.host_refused = host.decode("utf-8", "replace") if isinstance(host, bytes) else str(host)
+        return bool(valid)
 
     def push_update_reference(self, refname, message):
         if message:
             self.rejected[refname] = message
 
 
+_HOMES: dict[Path, Path] = {}
+
+
+def _trust(known_hosts: Path) -> None:
+    """Make libgit2 check ssh host keys against ``known_hosts``: it reads <homedir>/.ssh/known_hosts,
+    so the process's libgit2 home becomes a private folder whose .ssh/known_hosts is that file."""
+    home = _HOMES.get(known_hosts)
+    if home is None:
+        home = Path(tempfile.mkdtemp(prefix="reconciler-ssh-"))
+        (home / ".ssh").mkdir(mode=0o700)
+        (home / ".ssh" / "known_hosts").symlink_to(known_hosts.resolve())
+        _HOMES[known_hosts] = home
+    pygit2.settings.homedir = str(home)
+
+
 class Remote:
-    def __init__(self, store: GitStore, url: str, token_env: str = "RECONCILER_GIT_TOKEN"):
-        self.store, self.url, self._token_env = store, url, token_env
+    def __init__(self, store: GitStore, url: str, token_env: str = "RECONCILER_GIT_TOKEN", ssh: SshSettings = SshSettings()):
+        self.store, self.url, self._token_env, self._ssh = store, url, token_env, ssh
+        if ssh.known_hosts is not None:
+            _trust(ssh.known_hosts)
+
+    @classmethod
+    def from_config(cls, store: GitStore, repository: "RepositoryConfig") -> "Remote | None":
+        """The configured remote, or None without one."""
+        if not repository.remote:
+            return None
+        return cls(store, repository.remote, repository.remote_token_env,
+                   SshSettings(repository.ssh_key, repository.ssh_known_hosts, repository.ssh_passphrase_env))
 
     def _callbacks(self) -> _Callbacks:
-        return _Callbacks(os.environ.get(self._token_env))
+        return _Callbacks(os.environ.get(self._token_env), self._ssh)
 
     def _remote(self) -> pygit2.Remote:
         return self.store.repo.remotes.create_anonymous(self.url)
 
+    def _failed(self, what: str, exc: BaseException, callbacks: _Callbacks) -> RetryableError:
+        if callbacks.host_refused is not None:
+            hint = (f"add its key to {self._ssh.known_hosts}" if self._ssh.known_hosts is not None
+                    else "set [repository] ssh_known_hosts to a file holding its key")
+            return RetryableError(f"cannot {what} {self._safe_url()}: the host key of {callbacks.host_refused} is not "
+                                  f"trusted ({hint}, e.g. from `ssh-keyscan -p PORT HOST`)")
+        return RetryableError(f"cannot {what} {self._safe_url()}: {exc}")
+
     def fetch(self) -> None:
         """Fetch every branch, and the applied markers, from the remote."""
+        callbacks = self._callbacks()
         try:
+            # Pruned: a branch deleted on the server must disappear here too (it is then an error for its
+            # environment, never pushed back).
             self._remote().fetch(
                 [f"+refs/heads/*:{REMOTE_PREFIX}*", f"+{MARKER_PREFIX}*:{REMOTE_MARKERS}*"],
-                callbacks=self._callbacks(),
+                callbacks=callbacks,
+                prune=pygit2.enums.FetchPrune.PRUNE,
             )
         except (pygit2.GitError, OSError) as exc:
-            raise RetryableError(f"cannot fetch from {self._safe_url()}: {exc}") from exc
+            raise self._failed("fetch from", exc, callbacks) from exc
+
+    def push_branch(self, ref: str) -> None:
+        """Push one branch (never forced); a rejection is an error."""
+        callbacks = self._callbacks()
+        try:
+            self._remote().push([f"{ref}:{ref}"], callbacks=callbacks)
+        except (pygit2.GitError, OSError) as exc:
+            raise self._failed(f"push {ref} to", exc, callbacks) from exc
+        if callbacks.rejected:
+            raise RetryableError(f"{self._safe_url()} rejected {ref}: {'; '.join(callbacks.rejected.values())}")
+
+    @property
+    def safe_url(self) -> str:
+        return self._safe_url()
 
     def integrate(self, env: str, branch: str) -> Integration:
         """Bring the local branch up to the remote's (call under the environment's lock).
@@ -182,7 +264,7 @@ class Remote:
         except (pygit2.GitError, OSError) as exc:
             if "non-fast-forward" in str(exc) or "rejected" in str(exc):
                 return [s.split(":")[-1] for s in specs]
-            raise RetryableError(f"cannot push to {self._safe_url()}: {exc}") from exc
+            raise self._failed("push to", exc, callbacks) from exc
         for spec in specs:  # what the remote now has, so the next round knows
             src, dst = spec.lstrip("+").split(":")
             if dst in callbacks.rejected:
@@ -194,8 +276,4 @@ class Remote:
         return sorted(callbacks.rejected)
 
     def _safe_url(self) -> str:
-        # Never print credentials embedded in a URL.
-        if "@" in self.url and "://" in self.url:
-            scheme, rest = self.url.split("://", 1)
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return self.url
+        return redact_url(self.url)

@@ -68,10 +68,9 @@ __all__ = [
 
 def fetch_remote(config: Config, store: GitStore) -> Remote | None:
     """Fetch from ``[repository] remote`` when one is configured; returns it (None without one)."""
-    if not config.repository.remote:
-        return None
-    remote = Remote(store, config.repository.remote, config.repository.remote_token_env)
-    remote.fetch()
+    remote = Remote.from_config(store, config.repository)
+    if remote is not None:
+        remote.fetch()
     return remote
 
 

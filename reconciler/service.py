@@ -37,6 +37,7 @@ from reconciler.errors import MassDeletionRefused, ReconcilerError, RetryableErr
 from reconciler.gitstore import GitStore
 from reconciler.metrics import Metrics
 from reconciler.plan import Action
+from reconciler.redaction import Redactor
 from reconciler.remote import Remote
 from reconciler.shard import Shard
 
@@ -97,8 +98,8 @@ class EnvWorker(threading.Thread):
         self.idle.set()
         cfg = service.config
         self.store = GitStore.from_config(cfg.repository, create=bool(cfg.repository.remote))
-        self.engine = Engine(cfg, store=self.store)
-        self.remote = Remote(self.store, cfg.repository.remote, cfg.repository.remote_token_env) if cfg.repository.remote else None
+        self.engine = Engine(cfg, store=self.store, redactor=service.redactor)
+        self.remote = Remote.from_config(self.store, cfg.repository)
 
     # -- requests --------------------------------------------------------------------
 
@@ -273,13 +274,17 @@ class Service:
         wall: Callable[[], float] = time.time,
         api_token: str | None = None,
         webhook_secret: str | None = None,
+        redactor: Redactor | None = None,
     ):
         self.config, self.shard = config, shard
         self.metrics = metrics or Metrics()
         self.clock, self.wall = clock, wall
         self.api_token, self.webhook_secret = api_token, webhook_secret
+        self.redactor = redactor if redactor is not None else Redactor()
+        for env in config.environments:
+            self.redactor.add(env.load_secrets(strict=False).values())
         self.store = GitStore.from_config(config.repository, create=bool(config.repository.remote))
-        self.remote = Remote(self.store, config.repository.remote, config.repository.remote_token_env) if config.repository.remote else None
+        self.remote = Remote.from_config(self.store, config.repository)
         owned = set(shard.select(e.name for e in config.environments))
         self.workers = {e.name: EnvWorker(self, e) for e in config.environments if e.name in owned}
         for name in self.workers:

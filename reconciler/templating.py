@@ -209,7 +209,7 @@ class Templating:
                 values_in(_number_text(node), where, "is")
             if rule.refuses(node, path):
                 problems.append((where, _CREDENTIAL))
-        return problems
+        return [(self.redact(p), m) for p, m in problems]  # a pointer may hold a key that is a secret
 
 
 _CREDENTIAL = ("looks like a credential (a secret field that is not a ${secret:NAME} placeholder): put the value "
