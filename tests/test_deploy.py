@@ -649,16 +649,54 @@ def test_systemd_unit_runs_as_a_dedicated_user_with_a_state_directory() -> None:
 
 
 def test_systemd_unit_starts_the_service_with_json_logs() -> None:
-    """ExecStart runs `reconciler run` from the virtualenv with the /etc config and JSON logs."""
+    """ExecStart runs `reconciler run` from the virtualenv with JSON logs; the config comes from RECONCILER_CONFIG."""
     argv = shlex.split(unit()["Service"]["ExecStart"])
     assert argv[:2] == ["/opt/flow-reconciler/bin/reconciler", "run"]
-    assert option(argv, "--config") == "/etc/flow-reconciler/reconciler.toml"
+    assert "--config" not in argv  # one place says where the config is: Environment=
+    assert unit_env()["RECONCILER_CONFIG"] == CONFIG_PATH
     assert option(argv, "--log-format") == "json"
 
 
 def test_systemd_unit_keeps_the_loopback_default() -> None:
-    """The unit passes no --listen, so the service listens on 127.0.0.1 unless the config says otherwise."""
+    """The unit passes no --listen and sets no RECONCILER_LISTEN, so the service listens on 127.0.0.1
+    unless the config says otherwise."""
     assert "--listen" not in shlex.split(unit()["Service"]["ExecStart"])
+    assert "RECONCILER_LISTEN" not in unit_env()
+
+
+def test_systemd_unit_reads_the_config_the_readme_installs() -> None:
+    """The unit's RECONCILER_CONFIG is the file the README's install step writes."""
+    installs = [a for a in map(argv_of, sh_commands(readme_section("systemd"))) if "install" in a and "/dev/stdin" in a]
+    (dest,) = [a[a.index("/dev/stdin") + 1] for a in installs if a[a.index("/dev/stdin") + 1].endswith(".toml")]
+    assert unit_env()["RECONCILER_CONFIG"] == dest
+
+
+def readme_cli_calls() -> list[list[str]]:
+    """Every `reconciler` command the systemd part of the README runs by hand."""
+    binary = shlex.split(unit()["Service"]["ExecStart"])[0]
+    commands = sh_commands(readme_section("systemd")) + sh_commands(readme_section("Running the CLI against the systemd instance"))
+    return [argv for argv in map(argv_of, commands) if binary in argv]
+
+
+def test_readme_runs_the_cli_as_the_service_user_with_the_unit_config() -> None:
+    """Each CLI call is `sudo -u USER RECONCILER_CONFIG=<the unit's> <the unit's binary> …`, valid for the parser."""
+    service = unit()["Service"]
+    binary = shlex.split(service["ExecStart"])[0]
+    calls = readme_cli_calls()
+    assert calls
+    for argv in calls:
+        at = argv.index(binary)
+        assert argv[:3] == ["sudo", "-u", service["User"]], argv
+        assert argv[3:at] == [f"RECONCILER_CONFIG={unit_env()['RECONCILER_CONFIG']}"], argv
+        build_parser().parse_args(argv[at + 1 :])
+
+
+def test_readme_shows_the_cli_commands_an_operator_needs() -> None:
+    """status, plan, sync, history and healthcheck against the systemd instance, and its journal."""
+    commands = {argv[argv.index(shlex.split(unit()["Service"]["ExecStart"])[0]) + 1] for argv in readme_cli_calls()}
+    assert {"status", "plan", "sync", "history", "healthcheck"} <= commands
+    section = sh_commands(readme_section("Running the CLI against the systemd instance"))
+    assert any(argv_of(c)[:3] == ["journalctl", "-u", UNIT.stem] for c in section)
 
 
 def test_systemd_unit_reads_secrets_from_an_optional_environment_file() -> None:
