@@ -1,19 +1,25 @@
 """The deployment files under deploy/: Kubernetes manifests, the container image and
-the systemd unit agree with each other and with the service's own constants."""
+the systemd unit agree with each other, with the service's own constants and with the
+steps deploy/README.md gives an operator; the image's health check and the refusal of
+placeholder secrets are run for real against `reconciler run`."""
 
 from __future__ import annotations
 
+import base64
 import configparser
-import http.server
 import json
+import os
+import queue
 import re
+import secrets
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,24 +27,33 @@ import pytest
 import yaml
 
 from reconciler.cli import build_parser
-from reconciler.config import DirectoryEnvironment, parse_config
+from reconciler.config import Config, DirectoryEnvironment, find_config, parse_config
+from reconciler.daemon import listen_address
 from reconciler.http import DEFAULT_PORT, HEALTH_PATH, METRICS_PATH, READY_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
+MONITORING = K8S / "monitoring"
 UNIT = DEPLOY / "systemd" / "flow-reconciler.service"
 CONTAINERFILE = DEPLOY / "container" / "Containerfile"
+README = DEPLOY / "README.md"
 
 SHUTDOWN_GRACE = 30  # seconds the service takes to finish a step after SIGTERM (default)
 SECRET_KEYS = {"RECONCILER_API_TOKEN", "RECONCILER_WEBHOOK_SECRET"}
+CONFIG_PATH = "/etc/flow-reconciler/reconciler.toml"  # where every deployment keeps the config
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def yaml_files() -> list[Path]:
-    return sorted(K8S.glob("*.yaml")) + sorted(K8S.glob("*.yml"))
+def yaml_files(folder: Path = K8S) -> list[Path]:
+    return sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
+
+
+def kustomization(folder: Path) -> dict[str, Any]:
+    (k,) = load_yaml(folder / "kustomization.yaml")
+    return k
 
 
 def load_yaml(path: Path) -> list[dict[str, Any]]:
@@ -46,10 +61,26 @@ def load_yaml(path: Path) -> list[dict[str, Any]]:
         return [doc for doc in yaml.safe_load_all(f) if doc is not None]
 
 
+def manifests(folder: Path) -> list[dict[str, Any]]:
+    """Every Kubernetes object of a kustomization's folder (the kustomization excluded)."""
+    return [doc for p in yaml_files(folder) if p.name != "kustomization.yaml" for doc in load_yaml(p)]
+
+
 @pytest.fixture(scope="module")
 def objects() -> list[dict[str, Any]]:
-    """Every Kubernetes object of the manifests (the kustomization excluded)."""
-    return [doc for p in yaml_files() if p.name != "kustomization.yaml" for doc in load_yaml(p)]
+    """The objects of the base, deploy/kubernetes."""
+    return manifests(K8S)
+
+
+@pytest.fixture(scope="module")
+def monitoring_objects() -> list[dict[str, Any]]:
+    """The objects of the optional deploy/kubernetes/monitoring."""
+    return manifests(MONITORING)
+
+
+@pytest.fixture(scope="module")
+def namespace() -> str:
+    return kustomization(K8S)["namespace"]
 
 
 def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -75,6 +106,10 @@ def container(statefulset: dict[str, Any]) -> dict[str, Any]:
 
 def container_ports(container: dict[str, Any]) -> dict[str, int]:
     return {p["name"]: p["containerPort"] for p in container.get("ports", []) if "name" in p}
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
 
 
 def probes(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -113,8 +148,9 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 @pytest.fixture(scope="module")
 def config_text(objects: list[dict[str, Any]], container: dict[str, Any], statefulset: dict[str, Any]) -> str:
-    """The reconciler.toml the StatefulSet's --config points at, from its ConfigMap."""
-    config = PurePosixPath(option(container["args"], "--config"))
+    """The reconciler.toml the StatefulSet's RECONCILER_CONFIG points at, from its ConfigMap."""
+    assert "--config" not in container["args"]  # one place says where the config is
+    config = PurePosixPath(container_env(container)["RECONCILER_CONFIG"])
     mount = mounts(container)[str(config.parent)]
     (volume,) = [v for v in statefulset["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
     (cm,) = [o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"] == volume["configMap"]["name"]]
@@ -138,6 +174,12 @@ def unit_values(key: str) -> list[str]:
         elif section == "[Service]" and line.startswith(f"{key}="):
             values.append(line.split("=", 1)[1])
     return values
+
+
+def unit_env() -> dict[str, str]:
+    """The variables the unit's Environment= lines set."""
+    pairs = [word.split("=", 1) for value in unit_values("Environment") for word in shlex.split(value)]
+    return dict(pairs)  # type: ignore[arg-type]
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -166,18 +208,71 @@ def image_cmd() -> list[str]:
     return json.loads(cmd)
 
 
-def healthcheck_code() -> str:
-    """The Python program the HEALTHCHECK runs."""
+def image_env() -> dict[str, str]:
+    """The variables the image's ENV instructions set (KEY=VALUE form only)."""
+    out: dict[str, str] = {}
+    for args in instruction("ENV"):
+        for word in shlex.split(args):
+            key, eq, value = word.partition("=")
+            assert eq, f"ENV {args!r}: use the KEY=VALUE form"
+            out[key] = value
+    return out
+
+
+def healthcheck_argv() -> list[str]:
+    """The exec-form command the HEALTHCHECK runs."""
     (hc,) = instruction("HEALTHCHECK")
-    argv = json.loads(hc[hc.index("CMD") + len("CMD") :].strip())
-    assert argv[:2] == ["python", "-c"], argv
-    return argv[2]
+    return json.loads(hc[hc.index("CMD") + len("CMD") :].strip())
+
+
+def readme_section(title: str) -> str:
+    """The text under a heading of deploy/README.md, up to the next heading (code blocks are not headings)."""
+    lines, out, inside, fenced = README.read_text(encoding="utf-8").splitlines(), [], False, False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        if not fenced and re.match(r"#{2,4} ", line):
+            if inside:
+                break
+            inside = line.lstrip("#").strip() == title
+            continue
+        if inside:
+            out.append(line)
+    assert out, f"deploy/README.md has no section {title!r}"
+    return "\n".join(out)
+
+
+def sh_commands(section: str, block: int = 0) -> list[str]:
+    """The commands of a section's ``block``-th sh code block: comments and here-document bodies
+    dropped, continuation lines joined."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", section, flags=re.M | re.S)
+    commands, pending, heredoc = [], "", None
+    for line in blocks[block].splitlines():
+        if heredoc is not None:
+            heredoc = None if line.strip() == heredoc else heredoc
+            continue
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1]
+            continue
+        command, pending = (pending + line).strip(), ""
+        m = re.search(r"<<-?'?(\w+)'?", command)
+        heredoc = m.group(1) if m else None
+        commands.append(command)
+    return commands
+
+
+def argv_of(command: str) -> list[str]:
+    """A command line as words, without a trailing `&` or `# comment`."""
+    words = shlex.split(command, comments=True)
+    return words[:-1] if words and words[-1] == "&" else words
 
 
 # ---------------------------------------------------------------- every YAML file
 
 
-@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", yaml_files(K8S) + yaml_files(MONITORING), ids=lambda p: str(p.relative_to(K8S)))
 def test_every_yaml_document_is_a_named_kubernetes_object(path: Path) -> None:
     """Each YAML file parses, and every document in it has apiVersion, kind and metadata.name."""
     docs = load_yaml(path)
@@ -187,16 +282,47 @@ def test_every_yaml_document_is_a_named_kubernetes_object(path: Path) -> None:
         assert doc.get("metadata", {}).get("name"), doc
 
 
-def test_manifests_are_namespace_agnostic(objects: list[dict[str, Any]]) -> None:
-    """No object pins a namespace, so the manifests can be applied into any of them."""
-    assert [o["metadata"]["name"] for o in objects if "namespace" in o["metadata"]] == []
+def test_every_object_lands_in_the_namespace_the_base_creates(objects: list[dict[str, Any]], namespace: str) -> None:
+    """The kustomization's namespace is the one Namespace object's name, and no object pins another."""
+    assert only(objects, "Namespace")["metadata"]["name"] == namespace
+    assert {o["metadata"].get("namespace", namespace) for o in objects} == {namespace}
 
 
-def test_kustomization_lists_every_other_yaml_file() -> None:
-    """kustomization.yaml lists exactly the other YAML files of its folder."""
-    (kustomization,) = load_yaml(K8S / "kustomization.yaml")
-    others = {p.name for p in yaml_files()} - {"kustomization.yaml"}
-    assert sorted(kustomization["resources"]) == sorted(others)
+@pytest.mark.parametrize("folder", [K8S, MONITORING], ids=["base", "monitoring"])
+def test_kustomization_lists_every_other_yaml_file(folder: Path) -> None:
+    """Each kustomization.yaml lists exactly the other YAML files of its folder."""
+    others = {p.name for p in yaml_files(folder)} - {"kustomization.yaml"}
+    assert sorted(kustomization(folder)["resources"]) == sorted(others)
+
+
+def test_base_applies_on_a_cluster_without_the_prometheus_operator(objects: list[dict[str, Any]]) -> None:
+    """The base holds no ServiceMonitor, and every object is of a built-in API group (no CRD needed)."""
+    assert of_kind(objects, "ServiceMonitor") == []
+    groups = {o["apiVersion"].rpartition("/")[0] for o in objects}
+    assert all(g == "" or "." not in g or g.endswith(".k8s.io") for g in groups), groups
+
+
+def test_base_holds_no_secret_with_placeholder_values(objects: list[dict[str, Any]]) -> None:
+    """No Secret of the base (nor a secretGenerator) carries a REPLACE-ME value that `apply -k` would install."""
+    values = [v for s in of_kind(objects, "Secret") for v in s.get("stringData", {}).values()]
+    values += [base64.b64decode(v).decode() for s in of_kind(objects, "Secret") for v in s.get("data", {}).values()]
+    values += [lit.partition("=")[2] for g in kustomization(K8S).get("secretGenerator", []) for lit in g.get("literals", [])]
+    assert not [v for v in values if str(v).upper().startswith("REPLACE-ME")]
+
+
+def test_monitoring_kustomization_holds_the_servicemonitor_in_the_base_namespace(
+    monitoring_objects: list[dict[str, Any]], namespace: str
+) -> None:
+    """deploy/kubernetes/monitoring puts its one ServiceMonitor in the base's namespace, and nothing else."""
+    assert kustomization(MONITORING)["namespace"] == namespace
+    assert [o["kind"] for o in monitoring_objects] == ["ServiceMonitor"]
+    assert monitoring_objects[0]["metadata"].get("namespace", namespace) == namespace
+
+
+def test_kustomization_sets_the_image_the_statefulset_names(container: dict[str, Any]) -> None:
+    """The images: entry (what `kustomize edit set image` changes) names the StatefulSet's image."""
+    names = [i["name"] for i in kustomization(K8S)["images"]]
+    assert names == [container["image"].rpartition(":")[0] or container["image"]]
 
 
 # ---------------------------------------------------------------- StatefulSet
@@ -235,15 +361,25 @@ def test_probe_ports_name_the_container_port_of_the_default_port(container: dict
         assert isinstance(port, str) and ports.get(port) == DEFAULT_PORT, (kind, port, ports)
 
 
-def test_listen_argument_binds_every_interface_on_the_default_port(container: dict[str, Any]) -> None:
-    """The container is started with --listen 0.0.0.0:DEFAULT_PORT (the default, loopback, is unreachable)."""
-    assert host_port(option(container["args"], "--listen")) == ("0.0.0.0", DEFAULT_PORT)
+def test_listen_variable_binds_every_interface_on_the_named_container_port(container: dict[str, Any]) -> None:
+    """RECONCILER_LISTEN is 0.0.0.0 (loopback is unreachable) on the port of the containerPort `http`."""
+    assert "--listen" not in container["args"]  # it would win over the variable
+    host, port = host_port(container_env(container)["RECONCILER_LISTEN"])
+    assert host == "0.0.0.0" and port == container_ports(container)["http"] == DEFAULT_PORT
 
 
 def test_statefulset_runs_the_image_default_command(container: dict[str, Any]) -> None:
     """The StatefulSet's args are the image's CMD, spelled out, so both start the service the same way."""
     assert "command" not in container  # keeps the image's ENTRYPOINT ["reconciler"]
     assert container["args"] == image_cmd()
+
+
+def test_statefulset_spells_out_the_image_environment(container: dict[str, Any]) -> None:
+    """RECONCILER_CONFIG and RECONCILER_LISTEN have the image's values, written where an operator reads them."""
+    env, image = container_env(container), image_env()
+    assert {k: env.get(k) for k in ("RECONCILER_CONFIG", "RECONCILER_LISTEN")} == {
+        k: image[k] for k in ("RECONCILER_CONFIG", "RECONCILER_LISTEN")
+    }
 
 
 def test_container_runs_as_non_root_with_a_read_only_root_filesystem(
@@ -295,18 +431,10 @@ def test_tmp_is_writable_despite_the_read_only_root(container: dict[str, Any]) -
     assert "/tmp" in mounts(container) and not mounts(container)["/tmp"].get("readOnly")
 
 
-def test_secret_is_loaded_into_the_container_environment(objects: list[dict[str, Any]], container: dict[str, Any]) -> None:
-    """The StatefulSet loads the Secret of secret.yaml with envFrom."""
-    secret = only(objects, "Secret")
+def test_secret_is_loaded_into_the_container_environment(container: dict[str, Any]) -> None:
+    """The StatefulSet loads, with envFrom, the Secret the README has the operator create."""
     refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
-    assert refs == [secret["metadata"]["name"]]
-
-
-def test_secret_holds_the_token_and_webhook_secret_as_placeholders(objects: list[dict[str, Any]]) -> None:
-    """The Secret defines both variables, with values clearly marked to be replaced."""
-    data = only(objects, "Secret")["stringData"]
-    assert set(data) == SECRET_KEYS
-    assert all(value.startswith("REPLACE-ME") for value in data.values())
+    assert refs == [readme_secret()[0]]
 
 
 # ---------------------------------------------------------------- ConfigMap
@@ -316,6 +444,13 @@ def test_configmap_config_is_valid(config_text: str) -> None:
     """The ConfigMap's reconciler.toml parses and loads with the service's own config loader."""
     config = parse_config(tomllib.loads(config_text), base=Path("/etc/flow-reconciler"))
     assert len(config.environments) >= 1
+
+
+def test_configmap_names_a_git_server(config_text: str) -> None:
+    """The example has a [repository] remote: on an empty volume the service finds no repository and
+    refuses to start unless it can clone one, and nobody could push to a pod's volume anyway."""
+    config = parse_config(tomllib.loads(config_text), base=Path("/etc/flow-reconciler"))
+    assert config.repository.remote
 
 
 def test_configmap_holds_no_secret(config_text: str) -> None:
@@ -365,28 +500,29 @@ def test_cluster_ip_service_exposes_the_container_port_by_name(
     assert port["targetPort"] in container_ports(container)
 
 
-def test_servicemonitor_scrapes_the_metrics_path(objects: list[dict[str, Any]]) -> None:
+def test_servicemonitor_scrapes_the_metrics_path(monitoring_objects: list[dict[str, Any]]) -> None:
     """The ServiceMonitor scrapes METRICS_PATH."""
-    monitor = only(objects, "ServiceMonitor")
+    monitor = only(monitoring_objects, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert [e["path"] for e in monitor["spec"]["endpoints"]] == [METRICS_PATH]
 
 
-def test_servicemonitor_selects_one_service_that_has_its_port(objects: list[dict[str, Any]]) -> None:
-    """The ServiceMonitor selects exactly one Service (no double scrape) and names one of its ports."""
-    monitor = only(objects, "ServiceMonitor")
+def test_servicemonitor_selects_one_service_that_has_its_port(
+    objects: list[dict[str, Any]], monitoring_objects: list[dict[str, Any]]
+) -> None:
+    """The ServiceMonitor selects exactly one Service of the base (no double scrape) and names one of its ports."""
+    monitor = only(monitoring_objects, "ServiceMonitor")
     selector = monitor["spec"]["selector"]["matchLabels"]
     (service,) = [s for s in of_kind(objects, "Service") if selects(selector, s["metadata"].get("labels", {}))]
     names = {p["name"] for p in service["spec"]["ports"]}
     assert all(e["port"] in names for e in monitor["spec"]["endpoints"])
 
 
-def test_kustomize_builds_the_manifests() -> None:
-    """`kubectl kustomize` (or `kustomize build`) renders the folder, when either tool is installed."""
+def kustomize_build(folder: Path) -> list[dict[str, Any]]:
     if shutil.which("kustomize"):
-        argv = ["kustomize", "build", str(K8S)]
+        argv = ["kustomize", "build", str(folder)]
     elif shutil.which("kubectl"):
-        argv = ["kubectl", "kustomize", str(K8S)]
+        argv = ["kubectl", "kustomize", str(folder)]
     else:
         pytest.skip("neither kustomize nor kubectl is installed")
     try:
@@ -394,8 +530,87 @@ def test_kustomize_builds_the_manifests() -> None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"{argv[0]} cannot run here: {exc}")
     assert result.returncode == 0, result.stderr
-    kinds = sorted(d["kind"] for d in yaml.safe_load_all(result.stdout) if d)
-    assert kinds == ["ConfigMap", "Secret", "Service", "Service", "ServiceMonitor", "StatefulSet"]
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [(K8S, ["ConfigMap", "Namespace", "Service", "Service", "StatefulSet"]), (MONITORING, ["ServiceMonitor"])],
+    ids=["base", "monitoring"],
+)
+def test_kustomize_builds_the_manifests(folder: Path, expected: list[str], namespace: str) -> None:
+    """`kubectl kustomize` (or `kustomize build`) renders each folder, every namespaced object in the
+    namespace, when either tool is installed."""
+    docs = kustomize_build(folder)
+    assert sorted(d["kind"] for d in docs) == expected
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {namespace}
+
+
+# ---------------------------------------------------------------- the README's Kubernetes steps
+
+
+def kubernetes_steps() -> list[str]:
+    return sh_commands(readme_section("Kubernetes"))
+
+
+def readme_secret() -> tuple[str, list[str]]:
+    """The name and the argv of the README's `kubectl create secret generic NAME ...`."""
+    (argv,) = [a for a in map(argv_of, kubernetes_steps()) if a[:1] == ["kubectl"] and "secret" in a and "create" in a]
+    return argv[argv.index("generic") + 1], argv
+
+
+def test_readme_kubernetes_steps_run_in_order() -> None:
+    """Namespace, Secret, image, apply, optional monitoring, rollout, port-forward, /readyz: in that order."""
+    steps = kubernetes_steps()
+
+    def at(what: str, pattern: str) -> int:
+        found = [i for i, c in enumerate(steps) if re.search(pattern, c)]
+        assert found, f"no {what} step in the README's Kubernetes block"
+        return found[0]
+
+    order = [
+        at("namespace", r"^kubectl apply -f deploy/kubernetes/namespace\.yaml$|kubectl create namespace "),
+        at("secret", r"^kubectl .*create secret generic "),
+        at("image", r"kustomize edit set image "),
+        at("apply", r"^kubectl apply -k deploy/kubernetes$"),
+        at("monitoring", r"^kubectl apply -k deploy/kubernetes/monitoring$"),
+        at("rollout", r"^kubectl .*rollout status statefulset/"),
+        at("port-forward", r"^kubectl .*port-forward svc/.* &$"),
+        at("readiness", rf"^curl .*{re.escape(READY_PATH)}$"),
+    ]
+    assert order == sorted(order), order
+
+
+def test_readme_kubernetes_steps_name_the_namespace(namespace: str) -> None:
+    """Every kubectl step but `apply` (the kustomization sets the namespace) passes `-n NAMESPACE`."""
+    for argv in map(argv_of, kubernetes_steps()):
+        if argv[:1] == ["kubectl"] and argv[1] != "apply":
+            assert option(argv, "-n") == namespace, argv
+
+
+def test_readme_kubernetes_secret_holds_both_generated_secrets() -> None:
+    """The Secret gets both variables, each from `openssl rand -hex 32` (long enough, never a placeholder)."""
+    _name, argv = readme_secret()
+    literals = dict(a.removeprefix("--from-literal=").split("=", 1) for a in argv if a.startswith("--from-literal="))
+    assert literals == {key: "$(openssl rand -hex 32)" for key in SECRET_KEYS}
+
+
+def test_readme_kubernetes_steps_stay_at_the_repository_root() -> None:
+    """A `cd` only happens inside a `( … )` subshell, and every deploy/ path the steps name exists from the root."""
+    for command in kubernetes_steps():
+        if re.search(r"(^|[;&|(]\s*)cd\s", command):
+            assert command.startswith("(") and command.endswith(")"), command
+        for word in argv_of(command.strip("()")):
+            if word.startswith("deploy/"):
+                assert (ROOT / word).exists(), word
+
+
+def test_readme_kubernetes_image_step_sets_the_kustomization_image() -> None:
+    """`kustomize edit set image NAME=…` names the kustomization's image, in the base's folder."""
+    (command,) = [c for c in kubernetes_steps() if "kustomize edit set image" in c]
+    assert command.startswith(f"(cd {K8S.relative_to(ROOT)} && ")
+    name = argv_of(command.strip("()"))[-1].split("=", 1)[0]
+    assert [i["name"] for i in kustomization(K8S)["images"]] == [name]
 
 
 # ---------------------------------------------------------------- systemd
@@ -434,16 +649,54 @@ def test_systemd_unit_runs_as_a_dedicated_user_with_a_state_directory() -> None:
 
 
 def test_systemd_unit_starts_the_service_with_json_logs() -> None:
-    """ExecStart runs `reconciler run` from the virtualenv with the /etc config and JSON logs."""
+    """ExecStart runs `reconciler run` from the virtualenv with JSON logs; the config comes from RECONCILER_CONFIG."""
     argv = shlex.split(unit()["Service"]["ExecStart"])
     assert argv[:2] == ["/opt/flow-reconciler/bin/reconciler", "run"]
-    assert option(argv, "--config") == "/etc/flow-reconciler/reconciler.toml"
+    assert "--config" not in argv  # one place says where the config is: Environment=
+    assert unit_env()["RECONCILER_CONFIG"] == CONFIG_PATH
     assert option(argv, "--log-format") == "json"
 
 
 def test_systemd_unit_keeps_the_loopback_default() -> None:
-    """The unit passes no --listen, so the service listens on 127.0.0.1 unless the config says otherwise."""
+    """The unit passes no --listen and sets no RECONCILER_LISTEN, so the service listens on 127.0.0.1
+    unless the config says otherwise."""
     assert "--listen" not in shlex.split(unit()["Service"]["ExecStart"])
+    assert "RECONCILER_LISTEN" not in unit_env()
+
+
+def test_systemd_unit_reads_the_config_the_readme_installs() -> None:
+    """The unit's RECONCILER_CONFIG is the file the README's install step writes."""
+    installs = [a for a in map(argv_of, sh_commands(readme_section("systemd"))) if "install" in a and "/dev/stdin" in a]
+    (dest,) = [a[a.index("/dev/stdin") + 1] for a in installs if a[a.index("/dev/stdin") + 1].endswith(".toml")]
+    assert unit_env()["RECONCILER_CONFIG"] == dest
+
+
+def readme_cli_calls() -> list[list[str]]:
+    """Every `reconciler` command the systemd part of the README runs by hand."""
+    binary = shlex.split(unit()["Service"]["ExecStart"])[0]
+    commands = sh_commands(readme_section("systemd")) + sh_commands(readme_section("Running the CLI against the systemd instance"))
+    return [argv for argv in map(argv_of, commands) if binary in argv]
+
+
+def test_readme_runs_the_cli_as_the_service_user_with_the_unit_config() -> None:
+    """Each CLI call is `sudo -u USER RECONCILER_CONFIG=<the unit's> <the unit's binary> …`, valid for the parser."""
+    service = unit()["Service"]
+    binary = shlex.split(service["ExecStart"])[0]
+    calls = readme_cli_calls()
+    assert calls
+    for argv in calls:
+        at = argv.index(binary)
+        assert argv[:3] == ["sudo", "-u", service["User"]], argv
+        assert argv[3:at] == [f"RECONCILER_CONFIG={unit_env()['RECONCILER_CONFIG']}"], argv
+        build_parser().parse_args(argv[at + 1 :])
+
+
+def test_readme_shows_the_cli_commands_an_operator_needs() -> None:
+    """status, plan, sync, history and healthcheck against the systemd instance, and its journal."""
+    commands = {argv[argv.index(shlex.split(unit()["Service"]["ExecStart"])[0]) + 1] for argv in readme_cli_calls()}
+    assert {"status", "plan", "sync", "history", "healthcheck"} <= commands
+    section = sh_commands(readme_section("Running the CLI against the systemd instance"))
+    assert any(argv_of(c)[:3] == ["journalctl", "-u", UNIT.stem] for c in section)
 
 
 def test_systemd_unit_reads_secrets_from_an_optional_environment_file() -> None:
@@ -533,74 +786,147 @@ def test_containerfile_exposes_the_default_port() -> None:
     assert instruction("EXPOSE") == [str(DEFAULT_PORT)]
 
 
-def test_containerfile_healthcheck_asks_for_the_health_path() -> None:
-    """HEALTHCHECK requests http://127.0.0.1:DEFAULT_PORT/HEALTH_PATH with Python's urllib."""
-    code = healthcheck_code()
-    assert "urllib.request" in code
-    assert f"http://127.0.0.1:{DEFAULT_PORT}{HEALTH_PATH}" in code
-
-
-class _Health(http.server.BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.send_response(self.status if self.path == HEALTH_PATH else 404)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def health_server() -> Iterator[tuple[int, type[_Health]]]:
-    handler = type("Handler", (_Health,), {"status": 200})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], handler
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
-def test_containerfile_healthcheck_fails_unless_the_health_path_answers_ok(
-    health_server: tuple[int, type[_Health]], status: int, healthy: bool
-) -> None:
-    """The HEALTHCHECK program exits 0 on a 200 answer and non-zero otherwise (run against a stand-in server)."""
-    port, handler = health_server
-    handler.status = status
-    code = healthcheck_code().replace(f":{DEFAULT_PORT}/", f":{port}/")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
-    assert (result.returncode == 0) is healthy
+def test_containerfile_healthcheck_runs_reconciler_healthcheck() -> None:
+    """HEALTHCHECK runs `reconciler healthcheck` (which asks HEALTH_PATH where `run` listens), valid for the parser."""
+    argv = healthcheck_argv()
+    assert argv[:2] == ["reconciler", "healthcheck"]
+    args = build_parser().parse_args(argv[1:])
+    assert args.listen is None and not args.ready  # the address follows RECONCILER_LISTEN / the config
 
 
 def test_containerfile_starts_the_service_on_every_interface() -> None:
-    """ENTRYPOINT is reconciler; CMD runs the service with --listen 0.0.0.0:DEFAULT_PORT and JSON logs."""
+    """ENTRYPOINT is reconciler; CMD runs the service with JSON logs; ENV has it listen on 0.0.0.0:DEFAULT_PORT."""
     assert json.loads(instruction("ENTRYPOINT")[-1]) == ["reconciler"]
     cmd = image_cmd()
     assert cmd[0] == "run"
-    assert option(cmd, "--config") == "/etc/flow-reconciler/reconciler.toml"
-    assert host_port(option(cmd, "--listen")) == ("0.0.0.0", DEFAULT_PORT)
+    assert "--listen" not in cmd and "--config" not in cmd  # they would win over ENV (and -e)
     assert option(cmd, "--log-format") == "json"
+    assert host_port(image_env()["RECONCILER_LISTEN"]) == ("0.0.0.0", DEFAULT_PORT)
+
+
+def test_containerfile_points_at_the_config_the_readme_mounts() -> None:
+    """RECONCILER_CONFIG in the image is the path the README's `docker run -v` mounts the config at."""
+    targets = re.findall(r'-v\s+"?[^"\s:]+:([^"\s:]+):ro', readme_section("Container"))
+    assert image_env()["RECONCILER_CONFIG"] == CONFIG_PATH
+    assert CONFIG_PATH in targets, targets
+
+
+# ---------------------------------------------------------------- the service, for real
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reconciler_env(config: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for the CLI: this interpreter's scripts first on PATH, as in the image."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["RECONCILER_CONFIG"] = str(config)
+    env["RECONCILER_API_TOKEN"] = secrets.token_hex(32)
+    env["RECONCILER_WEBHOOK_SECRET"] = secrets.token_hex(32)
+    return {**env, **extra}
+
+
+@pytest.fixture(scope="module")
+def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid config: one directory environment whose folder and git repository exist, one flow exported."""
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    root = tmp_path_factory.mktemp("service")
+    subprocess.run(["git", "init", "-q", "--bare", str(root / "flows.git")], check=True, timeout=30)
+    (root / "envs" / "acceptance").mkdir(parents=True)
+    (root / "envs" / "acceptance" / "orders.json").write_text('{"name": "orders", "version": "1.0", "steps": []}\n')
+    config = root / "reconciler.toml"
+    config.write_text('[repository]\npath = "flows.git"\n\n[[environment]]\nname = "acceptance"\n'
+                      'driver = "directory"\npath = "envs/acceptance"\n')
+    exported = subprocess.run(["reconciler", "export", "acceptance"], env=reconciler_env(config),
+                              capture_output=True, text=True, timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    return config
+
+
+def run_healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(healthcheck_argv(), env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_image_healthcheck_follows_the_address_of_a_real_service(small_config: Path) -> None:
+    """With RECONCILER_LISTEN on a free port, the image's HEALTHCHECK command exits 0 while the image's
+    CMD runs, and 1 once it has stopped."""
+    env = reconciler_env(small_config, RECONCILER_LISTEN=f"127.0.0.1:{free_port()}")
+    service = subprocess.Popen([*json.loads(instruction("ENTRYPOINT")[-1]), *image_cmd()], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:  # drain stderr so the service never blocks on a full pipe
+        for line in service.stderr:  # type: ignore[union-attr]
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        while True:  # the "listening" log line says the port is bound
+            line = lines.get(timeout=60)
+            assert line is not None, f"the service exited with {service.wait()}"
+            if json.loads(line).get("event") == "listening":
+                break
+        alive = run_healthcheck(env)
+        assert alive.returncode == 0, alive.stderr
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=SHUTDOWN_GRACE + 15) == 0
+        stopped = run_healthcheck(env)
+        assert stopped.returncode == 1, stopped.stdout
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RECONCILER_API_TOKEN", "REPLACE-ME-api-token"),
+        ("RECONCILER_API_TOKEN", "0123456789"),
+        ("RECONCILER_WEBHOOK_SECRET", "REPLACE-ME-webhook-secret"),
+        ("RECONCILER_WEBHOOK_SECRET", "abcdefghij"),
+    ],
+    ids=["api-token-placeholder", "api-token-10-chars", "webhook-placeholder", "webhook-10-chars"],
+)
+def test_service_refuses_a_placeholder_or_short_secret(small_config: Path, variable: str, value: str) -> None:
+    """`reconciler run` exits 1 before listening, naming the variable and never printing its value."""
+    env = reconciler_env(small_config, RECONCILER_LISTEN=f"127.0.0.1:{free_port()}", **{variable: value})
+    result = subprocess.run(["reconciler", *image_cmd()], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert variable in result.stderr and '"listening"' not in result.stderr
+    assert value not in result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------- all three against the CLI
 
 
-def start_commands() -> dict[str, list[str]]:
+def start_commands() -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Per deployment: the arguments of `reconciler` and the variables it sets."""
     k8s = [d for d in load_yaml(K8S / "statefulset.yaml") if d["kind"] == "StatefulSet"][0]
     (c,) = [c for c in k8s["spec"]["template"]["spec"]["containers"] if c["name"] == "reconciler"]
     return {
-        "systemd": shlex.split(unit()["Service"]["ExecStart"])[1:],
-        "container": image_cmd(),
-        "kubernetes": c["args"],
+        "systemd": (shlex.split(unit()["Service"]["ExecStart"])[1:], unit_env()),
+        "container": (image_cmd(), image_env()),
+        "kubernetes": (c["args"], container_env(c)),
     }
 
 
-@pytest.mark.parametrize("where", ["systemd", "container", "kubernetes"])
-def test_start_command_is_accepted_by_the_cli(where: str) -> None:
-    """The command each deployment starts is valid for the real `reconciler` argument parser."""
-    args = build_parser().parse_args(start_commands()[where])
-    assert (args.command, args.config, args.log_format) == ("run", "/etc/flow-reconciler/reconciler.toml", "json")
+@pytest.mark.parametrize(("where", "host"), [("systemd", "127.0.0.1"), ("container", "0.0.0.0"), ("kubernetes", "0.0.0.0")])
+def test_start_command_is_accepted_by_the_cli(where: str, host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command each deployment starts is valid for the real `reconciler` argument parser and, with the
+    deployment's environment, finds the config at CONFIG_PATH and listens on HOST:DEFAULT_PORT."""
+    argv, env = start_commands()[where]
+    for key in [k for k in os.environ if k.startswith("RECONCILER_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    args = build_parser().parse_args(argv)
+    assert (args.command, args.log_format) == ("run", "json")
+    assert str(find_config(args.config)) == CONFIG_PATH
+    assert listen_address(Config(), args.listen) == (host, DEFAULT_PORT)
