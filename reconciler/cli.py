@@ -458,13 +458,14 @@ def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
     import urllib.request
 
     from reconciler.daemon import listen_address
+    from reconciler.http import HEALTH_PATH, READY_PATH
 
     try:
         host, port = listen_address(config, args.listen)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}{'/readyz' if args.ready else '/healthz'}"
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}{READY_PATH if args.ready else HEALTH_PATH}"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as resp:
             print(f"{url}: {resp.status}")

@@ -45,7 +45,7 @@ def _secret(path: Path | None, env_var: str) -> str | None:
     if value is None:
         return None
     if value.upper().startswith("REPLACE-ME") or value.upper() in ("CHANGEME", "CHANGE-ME", "SECRET", "TOKEN"):
-        raise StallError(f"{where} holds a placeholder ({value[:10]}…), not a secret: set a real value, e.g. "
+        raise StallError(f"{where} holds a placeholder, not a secret: set a real value, e.g. "
                          "`openssl rand -hex 32` (deploy/README.md shows how)")
     if len(value) < MIN_SECRET_LENGTH:
         raise StallError(f"{where} is too short ({len(value)} characters; at least {MIN_SECRET_LENGTH}): "
