@@ -276,13 +276,18 @@ def test_a_node_red_environment_is_validated_against_the_node_red_flow_schema(tm
     ]
 
 
-def test_the_node_red_flow_schema_accepts_every_example_shipped_with_node_red() -> None:
-    """The kind schema is no stricter than the driver: the 114 example tabs pass it."""
+@pytest.mark.parametrize("version", ["nr4", "nr5"])
+def test_the_node_red_flow_schema_accepts_every_example_shipped_with_node_red(version: str) -> None:
+    """The kind schema is no stricter than the driver: the 114 example tabs pass it (both versions' examples)."""
     from reconciler.drivers.node_red import flow_documents
     from reconciler.schemas import schema_for
+    from tests.nodered import find_install, unavailable
     from tests.test_node_red import example_batches
 
-    batches, _, tabs = example_batches()
+    install = find_install(version)
+    if isinstance(install, str):
+        unavailable(install)
+    batches, _, tabs = example_batches(install)
     check = schema_for(None, "node-red")
     docs = [doc for batch in batches for doc in flow_documents(batch).values()]
     assert len(docs) == tabs
