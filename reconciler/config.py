@@ -28,7 +28,6 @@ __all__ = [
     "RepositoryConfig",
     "ServerConfig",
     "EnvironmentConfig",
-    "DirectoryEnvironment",
     "DRIVER_MODELS",
     "load_config",
     "find_config",
@@ -101,26 +100,12 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-class DirectoryEnvironment(EnvironmentConfig):
-    """An environment that is a folder of JSON exports."""
-
-    driver: Literal["directory"]
-    path: Path = Field(description="The folder (it must exist: a missing folder is an error, never 'no flows').")
-
-    def build_driver(self):
-        from reconciler.drivers.directory import DirectoryDriver
-
-        return DirectoryDriver(self.path, self.flow_identity, self.rules)
-
-
-# Each driver module defines its settings model as SETTINGS (a subclass of
-# EnvironmentConfig with `driver: Literal[...]` and `build_driver()`).
-_DRIVER_MODULES = {"node-red": "reconciler.drivers.node_red", "http": "reconciler.drivers.http"}
-
-
 def _driver_models() -> dict[str, type[EnvironmentConfig]]:
-    models: dict[str, type[EnvironmentConfig]] = {"directory": DirectoryEnvironment}
-    for name, module in _DRIVER_MODULES.items():
+    """Each driver module (:data:`reconciler.drivers.DRIVERS`) defines its settings model as SETTINGS."""
+    from reconciler.drivers import DRIVERS
+
+    models: dict[str, type[EnvironmentConfig]] = {}
+    for name, module in DRIVERS.items():
         try:
             models[name] = importlib.import_module(module).SETTINGS
         except ModuleNotFoundError as exc:
@@ -211,14 +196,16 @@ def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> C
     if not envs_raw and not problems:
         problems.append(Problem(where, "no environment: add at least one [[environment]] table "
                                        "(`reconciler schema` lists its keys)"))
-    folders: dict[Path, str] = {}
+    places_taken: dict[str, str] = {}
     for i, env in enumerate(resolved):
-        if isinstance(env, DirectoryEnvironment):
-            folder = Path(os.path.realpath(env.path))  # symlinks, '..' and bind paths name one folder
-            if folder in folders:
-                problems.append(Problem(where, f"environment[{i}].path = {str(env.path)!r}: also the folder of "
-                                               f"environment {folders[folder]!r}; each environment needs its own folder"))
-            folders.setdefault(folder, env.name)
+        exclusive = env.exclusive_location()
+        if exclusive is None:
+            continue
+        key, kind, place = exclusive
+        if place in places_taken:
+            problems.append(Problem(where, f"environment[{i}].{key} = {str(getattr(envs[i], key))!r}: also the {kind} "
+                                           f"of environment {places_taken[place]!r}; each environment needs its own {kind}"))
+        places_taken.setdefault(place, env.name)
     if problems or top is None:
         raise ConfigError(problems)
     repo = top.repository.model_copy(update={"path": _abs(base, top.repository.path), **{
@@ -245,18 +232,12 @@ def _abs(base: Path, p: Path) -> Path:
 
 
 def _resolve_paths(env: EnvironmentConfig, base: Path, where: str, problems: list[Problem]) -> EnvironmentConfig:
-    update: dict[str, Any] = {}
-    if isinstance(env, DirectoryEnvironment):
-        update["path"] = _abs(base, env.path)
-    if env.secrets_dir is not None:
-        update["secrets_dir"] = _abs(base, env.secrets_dir)
-    if env.schema_ is not None:
-        schema_path = _abs(base, env.schema_)
-        update["schema_"] = schema_path
-        why = check_usable(schema_path)
+    resolved = env.resolved(base)
+    if resolved.schema_ is not None:
+        why = check_usable(Path(resolved.schema_))
         if why is not None:
             problems.append(Problem(where, f"environment {env.name!r}: schema = {str(env.schema_)!r}: {why}"))
-    return env.model_copy(update=update) if update else env
+    return resolved
 
 
 def _problems(exc: ValidationError, where: str, prefix: str, raw: Any) -> list[Problem]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
@@ -91,6 +91,24 @@ class EnvironmentConfig(Model):
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    #: fields holding paths relative to the config file (a driver's model adds its own)
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("secrets_dir", "schema_")
+
+    def resolved(self, base: Path) -> "EnvironmentConfig":
+        """The same settings with every path of :attr:`PATH_FIELDS` made absolute against ``base``."""
+        update = {}
+        for name in self.PATH_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                value = Path(value).expanduser()
+                update[name] = value if value.is_absolute() else base / value
+        return self.model_copy(update=update) if update else self
+
+    def exclusive_location(self) -> tuple[str, str, str] | None:
+        """Where the environment lives, when no other environment may live there too: (the setting,
+        what it is, an identity of the place), e.g. ("path", "folder", its real path)."""
+        return None
 
     @field_validator("secret_fields", "secret_allow")
     @classmethod

@@ -30,6 +30,7 @@ from functools import lru_cache
 from typing import Any
 
 from reconciler.canonical import parse_pointer
+from reconciler.pointers import matches
 
 __all__ = ["SecretRule", "DEFAULT_SECRET_KEYS", "PLACEHOLDER", "SECRET_PLACEHOLDER", "norm_key"]
 
@@ -49,10 +50,6 @@ def norm_key(key: str) -> str:
     return key.lower().replace("-", "").replace("_", "")
 
 
-def _match(segs: tuple[str, ...], path: Sequence[Any]) -> bool:
-    return len(segs) == len(path) and all(s == "*" or s == str(p) for s, p in zip(segs, path))
-
-
 @dataclass(frozen=True)
 class SecretRule:
     keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
@@ -70,11 +67,11 @@ class SecretRule:
         return any(k.endswith(n) for n in self._norm_keys)
 
     def _by_pointer(self, path: Sequence[Any]) -> bool:
-        return any(_match(segs, path) for segs in _parsed(self.pointers))
+        return any(matches(segs, path) for segs in _parsed(self.pointers))
 
     def _allowed(self, path: Sequence[Any]) -> bool:
         """``path`` is an allowed pointer or under one."""
-        return any(len(segs) <= len(path) and _match(segs, path[:len(segs)]) for segs in _parsed(self.allow))
+        return any(len(segs) <= len(path) and matches(segs, path[:len(segs)]) for segs in _parsed(self.allow))
 
     def kind(self, path: Sequence[Any]) -> str | None:
         """``"pointer"``, ``"key"`` when ``path`` is (or is under) a secret field, else None."""

@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from reconciler.config import Config, DirectoryEnvironment, EnvironmentConfig
+from reconciler.config import Config, EnvironmentConfig
 from reconciler.engine import Engine, Outcome
 from reconciler.errors import MassDeletionRefused, ReconcilerError, RetryableError
 from reconciler.gitstore import GitStore

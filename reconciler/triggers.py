@@ -23,7 +23,7 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from watchfiles import Change, watch
 
-from reconciler.config import DirectoryEnvironment
+from reconciler.drivers.directory import DirectoryEnvironment
 
 if TYPE_CHECKING:
     from reconciler.service import Service

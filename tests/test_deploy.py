@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from reconciler.cli import build_parser
-from reconciler.config import Config, DirectoryEnvironment, find_config, parse_config
+from reconciler.config import Config, find_config, parse_config
+from reconciler.drivers.directory import DirectoryEnvironment
 from reconciler.daemon import listen_address
 from reconciler.http import DEFAULT_PORT, HEALTH_PATH, METRICS_PATH, READY_PATH
 

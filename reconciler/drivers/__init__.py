@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -19,7 +20,14 @@ from reconciler.canonical import Rules
 from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
-__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Progress", "LiveCollector"]
+__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "Progress", "LiveCollector", "DRIVERS"]
+
+#: driver name -> the module holding its settings model as ``SETTINGS`` (imported when a config names it)
+DRIVERS = {
+    "directory": "reconciler.drivers.directory",
+    "node-red": "reconciler.drivers.node_red",
+    "http": "reconciler.drivers.http",
+}
 
 Progress = Callable[[int, int | None], None]
 
@@ -62,7 +70,12 @@ class LiveSet:
 
 
 class Driver(Protocol):
-    """A platform, as the reconciler sees it."""
+    """A platform, as the reconciler sees it: everything the engine and the service call.
+
+    :class:`reconciler.drivers._common.DriverBase` gives working defaults for
+    ``load``, ``reread`` and ``close``; optional abilities are the capability
+    protocols below, checked with ``isinstance``, never with ``getattr``.
+    """
 
     #: human name of the environment's location (a folder, a URL), for messages
     location: str
@@ -75,8 +88,18 @@ class Driver(Protocol):
         """Carry out changes; returns the ones that failed, with the reason. Never raises for one flow."""
         ...
 
-    # Optional: ``reread(keys) -> {key: canonical blob id or None}`` re-reads just
-    # those flows for the read-after-write check; without it the engine re-exports.
+    def load(self, key: FlowKey) -> CanonicalFlow | None:
+        """One live flow with its canonical bytes (snapshots may keep ids only); None if gone.
+        The caller compares its id with the one it planned with."""
+        ...
+
+    def reread(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
+        """Canonical ids of just these flows as the platform holds them now (read-after-write)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the driver is not used afterwards."""
+        ...
 
 
 @runtime_checkable
@@ -86,6 +109,23 @@ class Recoverable(Protocol):
     def recover(self) -> None:
         """Sort out a crashed run's leftovers; the engine calls it under the environment's lock,
         before anything reads the environment."""
+        ...
+
+
+@runtime_checkable
+class Watchable(Protocol):
+    """A driver whose environment can be watched on the file system (the service's folder watch)."""
+
+    def watch_paths(self) -> tuple[Path, ...]:
+        """Folders whose changes are changes of the environment."""
+        ...
+
+    def is_flow_file(self, path: Path) -> bool:
+        """True when a change to ``path`` (in a watched folder) may change a flow."""
+        ...
+
+    def trust_watch(self) -> None:
+        """The watch saw nothing change since the last export: the next one may skip its scan."""
         ...
 
 

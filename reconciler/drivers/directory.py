@@ -38,19 +38,39 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import structlog
+from pydantic import Field
 
 from reconciler.canonical import InvalidJSON, Rules, parse_json
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
+from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import Problem, RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 from reconciler.names import encode
 
-__all__ = ["DirectoryDriver"]
+__all__ = ["DirectoryDriver", "DirectoryEnvironment", "SETTINGS"]
 
 log = structlog.get_logger("reconciler.drivers.directory")
+
+class DirectoryEnvironment(EnvironmentConfig):
+    """An environment that is a folder of JSON exports."""
+
+    driver: Literal["directory"]
+    path: Path = Field(description="The folder (it must exist: a missing folder is an error, never 'no flows').")
+
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = (*EnvironmentConfig.PATH_FIELDS, "path")
+
+    def exclusive_location(self) -> tuple[str, str, str]:
+        # By real path: symlinks, '..' and bind paths name one folder.
+        return "path", "folder", os.path.realpath(self.path)
+
+    def build_driver(self) -> "DirectoryDriver":
+        return DirectoryDriver(self.path, self.flow_identity, self.rules)
+
+
+SETTINGS = DirectoryEnvironment
 
 # Flow exports are small; a bigger file is refused rather than read into memory.
 MAX_FILE_BYTES = 64 * 1024 * 1024
