@@ -25,7 +25,7 @@ from typing import Any
 
 from reconciler import __version__
 from reconciler.config import Config, config_json_schema, find_config, load_config
-from reconciler.engine import Engine, Outcome
+from reconciler.engine import Engine, Outcome, RunResult
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.logsetup import setup_logging
 from reconciler.redaction import RedactingStream, Redactor
@@ -668,11 +668,7 @@ def _print_conflicts_and_problems(out: Outcome) -> None:
 
 
 def _exit_for(out: Outcome) -> int:
-    if out.errors or any(s.action == Action.INVALID for s in out.plan.steps):
-        return EXIT_ERROR
-    if out.conflicts:
-        return EXIT_CONFLICT
-    return EXIT_OK
+    return {RunResult.OK: EXIT_OK, RunResult.CONFLICT: EXIT_CONFLICT}.get(out.result, EXIT_ERROR)
 
 
 def _print_json(obj: Any) -> None:

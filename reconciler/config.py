@@ -59,6 +59,13 @@ class RepositoryConfig(_Model):
     ssh_passphrase_env: str = Field(
         "RECONCILER_SSH_PASSPHRASE", description="Environment variable holding the ssh key's passphrase, if it has one."
     )
+    max_flow_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="A flow larger than this in git is refused before it is read into memory."
+    )
+    replan_attempts: int = Field(
+        5, ge=1, le=100,
+        description="How often one run reads and plans again when the branch or the environment moved meanwhile.",
+    )
     stale_lock_after: float = Field(
         60.0, ge=0,
         description="Seconds after which a ref .lock file that blocks the reconciler's own commit is taken "

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,6 +98,7 @@ class FlowTree:
     problems: tuple[Problem, ...] = ()
     missing: str | None = None
     bad: Mapping[FlowKey, str] = field(default_factory=dict)  # entries at a flow's path that are not files
+    tree: str | None = None  # the folder's tree id: the same id means the same flows
 
 
 class GitStore:
@@ -234,8 +235,9 @@ class GitStore:
             return FlowTree(commit, {}, missing=missing)
         cached = self._trees.get((str(tree.id), folder))
         if cached is not None:
-            return FlowTree(commit, cached.flows, cached.problems, bad=cached.bad)
+            return FlowTree(commit, cached.flows, cached.problems, bad=cached.bad, tree=cached.tree)
         result = self._read_changed(commit, tree, folder) or self._read_flows(commit, tree, folder)
+        result = replace(result, tree=str(tree.id))
         if len(self._trees) >= 8:
             self._trees.pop(next(iter(self._trees)))
         self._trees[(str(tree.id), folder)] = result

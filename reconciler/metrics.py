@@ -6,9 +6,12 @@ of a reconcile; the rest of the code never touches a counter.
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from reconciler import __version__
+from reconciler.outcome import RunResult
 from reconciler.plan import Action, State
 
 __all__ = ["Metrics"]
@@ -56,8 +59,8 @@ class Metrics:
 
     def register(self, env: str) -> None:
         """Create an environment's series at zero, so they exist before the first event."""
-        for result in ("ok", "conflict", "error", "retry"):
-            self.runs.labels(env, result)
+        for result in RunResult:
+            self.runs.labels(env, result.value)
         for action in ("restored", "adopted", "reported"):
             self.drift.labels(env, action)
         for result in ("ok", "failed"):
@@ -73,9 +76,10 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def record(self, env: str, outcome, seconds: float, result: str, new_reports: int, latency: float | None) -> None:
+    def record(self, env: str, outcome, seconds: float, result: RunResult, new_reports: int,
+               latency: float | None) -> None:
         """Everything one finished reconcile says, written at once."""
-        self.runs.labels(env, result).inc()
+        self.runs.labels(env, result.value).inc()
         self.duration.labels(env).observe(seconds)
         if outcome is None:
             return
@@ -94,9 +98,7 @@ class Metrics:
                 self.drift.labels(env, "adopted" if s.action == Action.ADOPT else "restored").inc()
         if new_reports:
             self.drift.labels(env, "reported").inc(new_reports)
-        if result in ("ok", "conflict"):
-            import time
-
+        if result in (RunResult.OK, RunResult.CONFLICT):
             self.last_success.labels(env).set(time.time())
         if latency is not None:
             self.latency.labels(env).observe(latency)

@@ -479,7 +479,7 @@ def plan_against(engine: Engine, name: str, ref: str) -> Review:
     desired: dict[FlowKey, str] = {}
     invalid: dict[FlowKey, str] = {}
     problems: list[Problem] = list(stray)
-    at_tip = snap.desired_oids()
+    at_tip = snap.desired_ids
     for key, oid in merged.items():
         if snap.tip_blobs.get(key) == oid and key in at_tip and key not in snap.invalid:
             desired[key] = at_tip[key]  # the tip's own file: the engine already read it
@@ -496,7 +496,7 @@ def plan_against(engine: Engine, name: str, ref: str) -> Review:
     for key, reason in snap.live.invalid.items():
         invalid.setdefault(key, f"invalid in the environment: {reason}")
     problems += snap.live.problems
-    p = plan(snap.base, desired, snap.live.oids(), env.policy, invalid=invalid, live_complete=snap.live.complete)
+    p = plan(snap.base_ids, desired, snap.live.oids(), env.policy, invalid=invalid, live_complete=snap.live.complete)
     steps = {s.key: s for s in p.steps}
     secret = SecretRule(tuple(env.secret_keys), tuple(env.secret_fields), tuple(env.secret_allow))
     flows = []

@@ -32,7 +32,8 @@ from typing import Any
 import structlog
 
 from reconciler.config import Config, EnvironmentConfig
-from reconciler.engine import Engine, Outcome
+from reconciler.drivers import Watchable
+from reconciler.engine import Engine, Outcome, RunResult
 from reconciler.errors import MassDeletionRefused, ReconcilerError, RetryableError
 from reconciler.gitstore import GitStore
 from reconciler.metrics import Metrics
@@ -148,33 +149,29 @@ class EnvWorker(threading.Thread):
         started = clock()
         outcome: Outcome | None = None
         error: str | None = None
-        result = "ok"
         try:
             self.store.ensure_present()
             if self._folder_quiet(reasons):
                 driver = self.engine.driver(env)
-                if hasattr(driver, "assume_unchanged"):
-                    driver.assume_unchanged = True
+                if isinstance(driver, Watchable):
+                    driver.trust_watch()
             outcome = self.engine.sync(env.name, before=self._integrate if self.remote else None)
             if self.remote is not None:
                 rejected = self.remote.publish(env.name, env.branch_name)
                 if rejected:
                     self.service.metrics.push_failures.labels(env.name).inc()
                     raise RetryableError(f"the remote rejected {', '.join(rejected)} (it moved); fetching again")
-            if outcome.errors or any(s.action == Action.INVALID for s in outcome.plan.steps):
-                result = "error"
-            elif outcome.conflicts:
-                result = "conflict"
+            result = outcome.result
         except RetryableError as exc:
-            result, error = "retry", str(exc)
+            result, error = RunResult.RETRY, str(exc)
         except MassDeletionRefused as exc:
-            result, error = "error", str(exc)
+            result, error = RunResult.ERROR, str(exc)
             self.service.metrics.mass_delete_refusals.labels(env.name).inc()
         except ReconcilerError as exc:
-            result, error = "error", str(exc)
+            result, error = RunResult.ERROR, str(exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker; back off and say so
             log.exception("reconcile crashed", environment=env.name)
-            result, error = "retry", f"internal error: {exc!r}"
+            result, error = RunResult.RETRY, f"internal error: {exc!r}"
         self._record(reasons, outcome, result, error, clock() - started)
 
     def _folder_quiet(self, reasons: set[str]) -> bool:
@@ -210,15 +207,16 @@ class EnvWorker(threading.Thread):
             landed = self.store._commit(tip).commit_time
         return max(0.0, self.service.wall() - landed)
 
-    def _record(self, reasons: set[str], outcome: Outcome | None, result: str, error: str | None, seconds: float) -> None:
+    def _record(self, reasons: set[str], outcome: Outcome | None, result: RunResult, error: str | None,
+                seconds: float) -> None:
         st, env, svc = self.status, self.env, self.service
         st.runs += 1
-        st.result, st.error = result, error
+        st.result, st.error = result.value, error
         st.last_run = svc.wall()
         st.running = False
         new_reports = 0
         latency = None
-        if result == "retry":
+        if result == RunResult.RETRY:
             st.failures += 1
             delay = min(svc.config.server.retry_max, svc.config.server.retry_base * 2 ** (st.failures - 1))
             self._retry_at = svc.clock() + delay
@@ -243,14 +241,14 @@ class EnvWorker(threading.Thread):
             for key in sorted(reported - self._reported):
                 log.warning("drift reported", environment=env.name, flow=key, action="report", commit=outcome.tip)
             self._reported = reported
-            if result in ("ok", "conflict"):
+            if result in (RunResult.OK, RunResult.CONFLICT):
                 st.last_success = svc.wall()
             latency = self._latency(outcome)
-            if outcome.plan.changes or result != "ok":
+            if outcome.plan.changes or result != RunResult.OK:
                 log.info(
                     "reconciled",
                     environment=env.name,
-                    result=result,
+                    result=result.value,
                     commit=outcome.tip,
                     applied=outcome.marker,
                     changes=len(outcome.done),
@@ -258,7 +256,7 @@ class EnvWorker(threading.Thread):
                     reasons=sorted(reasons),
                 )
         svc.metrics.record(env.name, outcome, seconds, result, new_reports, latency)
-        svc.on_run(env.name, result)
+        svc.on_run(env.name, result.value)
 
 
 class Service:

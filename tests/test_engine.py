@@ -155,7 +155,7 @@ def test_an_edit_made_during_a_sync_is_not_clobbered(two: Workspace) -> None:
     snap = engine.read(env)
     plan = engine.plan(env, snap)
     ws.put("production", "orders.json", flow("orders", "1.0", typed_in_the_ui=True))
-    out = engine._apply(env, snap, plan, None, None)
+    out = engine.apply(env, snap, plan)
     assert ORDERS in out.failed and "since it was read" in out.failed[ORDERS]
     assert ws.live("production")[ORDERS.name, ORDERS.version]["typed_in_the_ui"] is True
     nxt = engine_for(ws).sync("production", dry_run=True).plan

@@ -45,6 +45,7 @@ from pydantic import Field
 
 from reconciler.canonical import InvalidJSON, Rules, parse_json
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
+from reconciler.drivers._common import DriverBase
 from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import Problem, RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
@@ -78,7 +79,7 @@ _RACY_NS = 1_000_000_000
 _FSYNC_EACH = 16
 
 
-class DirectoryDriver:
+class DirectoryDriver(DriverBase):
     def __init__(self, path: str | Path, identity: Identity = Identity(), rules: Rules = Rules()):
         self.root = Path(path)
         self.identity, self.rules = identity, rules

@@ -104,6 +104,7 @@ from pydantic import Field, StrictBool, ValidationInfo, field_validator
 from reconciler import __version__
 from reconciler.canonical import InvalidJSON, blob_id, parse_json, parse_pointer
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
+from reconciler.drivers._common import DriverBase
 from reconciler.envconfig import EnvironmentConfig, Model
 from reconciler.errors import Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowInvalid, FlowKey, Identity, flow_from_doc
@@ -414,7 +415,7 @@ class _Refused(Exception):
 # -- the driver ----------------------------------------------------------------------
 
 
-class HttpDriver:
+class HttpDriver(DriverBase):
     """Talks to one environment's flow manager through its :class:`HttpEnvironment` mapping."""
 
     def __init__(

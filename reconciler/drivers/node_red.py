@@ -82,6 +82,7 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 
 from reconciler.canonical import InvalidJSON, Rules, format_pointer, parse_json
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
+from reconciler.drivers._common import DriverBase
 from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import LiveMovedError, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
@@ -580,7 +581,7 @@ class _Snapshot:
     tab_of: dict[FlowKey, str] = field(default_factory=dict)
 
 
-class NodeRedDriver:
+class NodeRedDriver(DriverBase):
     """The Driver protocol over Node-RED's Admin HTTP API (see the module docstring)."""
 
     def __init__(self, url: str, identity: Identity = Identity(), rules: Rules | None = None, *,

@@ -1,0 +1,300 @@
+"""Carrying a plan out: a tuple of steps with one signature over one apply context.
+
+Each step takes the :class:`Apply` context and returns it with what it did
+added (frozen data, no shared mutable state), in this order; each is idempotent,
+so a crash anywhere is repaired by the next run:
+
+1. :func:`save_drift`: live content about to be overwritten or deleted is
+   committed to ``drift/<env>`` first;
+2. :func:`adopt`: live changes taken into git are committed to the branch
+   (compare-and-swap; a moved tip raises and the engine re-reads and re-plans);
+3. :func:`write`: imports and deletions through the driver, each guarded by the
+   live content the plan saw;
+4. :func:`verify`: the written flows are read back and compared with what was
+   meant (read-after-write);
+5. :func:`mark`: the applied marker moves to a commit whose tree is exactly what
+   the environment now holds.
+
+An exception stops the chain (the engine decides: re-plan, back off, or stop);
+per-flow failures accumulate in :attr:`Apply.failed` and are recorded once, by
+the engine, at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from reconciler.canonical import blob_id, canonicalize, parse_json
+from reconciler.drivers import Change, Driver, Progress
+from reconciler.envconfig import EnvironmentConfig
+from reconciler.flows import CanonicalFlow, FlowKey, read_flow
+from reconciler.gitstore import GitStore
+from reconciler.names import case_collisions, encode
+from reconciler.outcome import Snapshot
+from reconciler.plan import Action, Plan, Step
+
+__all__ = ["Apply", "STEPS", "carry_out", "save_drift", "adopt", "write", "verify", "mark", "mass_deletion"]
+
+_EMPTY: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Apply:
+    """One apply: what it works on, and what the steps so far did."""
+
+    env: EnvironmentConfig
+    snap: Snapshot
+    plan: Plan
+    steps: tuple[Step, ...]  # the plan's changes this run may carry out
+    store: GitStore
+    driver: Driver
+    progress: Progress | None = None
+    failed: Mapping[FlowKey, str] = field(default_factory=lambda: _EMPTY)
+    drift_commit: str | None = None
+    tip: str | None = None  # the branch tip after adopting
+    commit: str | None = None  # the adopt commit, if any
+    adopted: Mapping[FlowKey, str | None] = field(default_factory=lambda: _EMPTY)  # key -> blob id committed
+    written: tuple[Step, ...] = ()
+    marker: str | None = None
+
+    def fail(self, reasons: Mapping[FlowKey, str]) -> "Apply":
+        return replace(self, failed={**self.failed, **reasons}) if reasons else self
+
+    @property
+    def done(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps
+                     if s.key not in self.failed and (s.action != Action.ADOPT or s.key in self.adopted))
+
+
+StepFn = Callable[[Apply], Apply]
+
+
+def save_drift(a: Apply) -> Apply:
+    saving: dict[FlowKey, bytes] = {}
+    failed: dict[FlowKey, str] = {}
+    for s in a.steps:
+        if s.overwrites_live:
+            try:
+                saving[s.key] = _for_git(a, s.key)
+            except _Unsafe as exc:
+                failed[s.key] = f"not overwritten: its live version cannot be saved to drift/{a.env.name}: {exc}"
+            except _Moved as exc:
+                failed[s.key] = f"not overwritten: {exc}"
+    a = a.fail(failed)
+    if not saving:
+        return a
+    reasons = {s.key: s.reason for s in a.steps}
+    lines = "\n".join(f"- {k} ({reasons[k]})" for k in sorted(saving))
+    msg = a.snap.templating.redact(f"drift({a.env.name}): save live flows before overwriting them\n\n{lines}\n")
+    return replace(a, drift_commit=a.store.save_drift(a.env.name, a.env.folder, saving, msg))
+
+
+def adopt(a: Apply) -> Apply:
+    snap = a.snap
+    adopts = [s for s in a.steps if s.action == Action.ADOPT]
+    if not adopts:
+        return replace(a, tip=snap.tip)
+    # A plain name differing only in case from another would collide on a
+    # case-insensitive checkout: refuse the newcomer, keep the rest.
+    existing = {encode(k.name) for k in snap.tip_blobs}
+    new_names = [encode(s.key.name) for s in adopts if s.live is not None and s.key not in snap.tip_blobs]
+    clash = {b for _, b in case_collisions([*sorted(existing), *new_names])}
+    changes: dict[FlowKey, bytes | None] = {}
+    failed: dict[FlowKey, str] = {}
+    for s in adopts:
+        if s.live is not None and s.key not in snap.tip_blobs and encode(s.key.name) in clash:
+            failed[s.key] = f"name {s.key.name!r} differs only in case from a flow already in git; rename it"
+            continue
+        try:
+            changes[s.key] = None if s.live is None else _for_git(a, s.key)
+        except _Unsafe as exc:
+            failed[s.key] = f"not committed (secret scan): {exc}"
+        except _Moved as exc:
+            failed[s.key] = f"not committed: {exc}"
+    a = a.fail(failed)
+    if not changes:
+        return replace(a, tip=snap.tip)
+    message = snap.templating.redact(_adopt_message(a.env.name, snap, changes))
+    commit = a.store.commit_changes(snap.branch, snap.tip, a.env.folder, changes, message)
+    if commit is not None and snap.tip is None:
+        a.store.point_head_at(a.env.branch_name)  # so that a clone of the repository checks something out
+    adopted = {k: (None if v is None else blob_id(v)) for k, v in changes.items()}
+    return replace(a, tip=commit or snap.tip, commit=commit, adopted=adopted)
+
+
+def write(a: Apply) -> Apply:
+    writes = [s for s in a.steps if s.action in (Action.IMPORT, Action.DELETE) and s.key not in a.failed]
+    if not writes:
+        return a
+    changes, failed = [], {}
+    for s in writes:
+        data = None
+        if s.action == Action.IMPORT:
+            data = _desired_data(a, s)
+            if data is None:
+                failed[s.key] = "its version in git changed while it was being read; the next run re-checks it"
+                continue
+        changes.append(Change(s.key, data, s.live))
+    failed.update(a.driver.apply(changes, progress=a.progress))
+    a = a.fail(failed)
+    return replace(a, written=tuple(s for s in writes if s.key not in a.failed))
+
+
+def verify(a: Apply) -> Apply:
+    if not a.written:
+        return a
+    now = a.driver.reread([s.key for s in a.written])
+    failed = {}
+    for s in a.written:
+        want = s.desired if s.action == Action.IMPORT else None
+        got = now.get(s.key)
+        if got != want:
+            failed[s.key] = (
+                "read-after-write check failed: the environment does not hold what was written "
+                f"(expected {want and want[:12]}, found {got and got[:12]}); if the platform rewrites "
+                "fields on import, list them in the environment's `ignore`"
+            )
+    return a.fail(failed)
+
+
+def mark(a: Apply) -> Apply:
+    """Move the marker to a commit whose tree is what the environment now holds.
+
+    The tree holds git's own blobs (with placeholders, never secrets): the tip's
+    blob where the environment now matches the tip, the adopted blob for adopted
+    flows, the old marker's blob where nothing was done.
+    """
+    snap, env, tip = a.snap, a.env, a.tip
+    done = {s.key for s in a.done}
+    tip_flows = a.store.flows_at(tip, env.folder).flows if tip else {}
+    edits: dict[FlowKey, str | None] = {}
+    for s in a.plan.steps:
+        if s.action == Action.NONE:
+            continue  # in sync: the tip's blob, already in the tip's tree
+        if s.key in done:
+            want = a.adopted[s.key] if s.action == Action.ADOPT else (
+                None if s.action == Action.DELETE else snap.tip_blobs.get(s.key))
+        else:
+            want = snap.base_blobs.get(s.key)
+        if tip_flows.get(s.key) != want:
+            edits[s.key] = want
+    if tip is None and not edits:
+        return replace(a, marker=snap.marker)
+    if not edits and tip is not None:
+        target = tip
+    else:
+        tree = a.store.tree_with(tip, env.folder, edits)
+        n = len(edits)
+        target = a.store.commit(None, tip, tree,
+                                f"reconciler: what {env.name} holds ({n} flow{'s' * (n != 1)} differ from the branch)\n")
+    if target != snap.marker:
+        a.store.set_marker(env.name, target)
+    return replace(a, marker=target)
+
+
+STEPS: tuple[StepFn, ...] = (save_drift, adopt, write, verify, mark)
+
+
+def carry_out(a: Apply, steps: tuple[StepFn, ...] = STEPS) -> Apply:
+    """Run the steps in order; the first exception stops the chain."""
+    for step in steps:
+        a = step(a)
+    return a
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _for_git(a: Apply, key: FlowKey) -> bytes:
+    """A live flow as git may hold it: placeholders back in, nothing secret left.
+
+    Raises :class:`_Unsafe` naming the pointer (never the value) when the flow
+    holds a secret that cannot be replaced by a placeholder.
+    """
+    flow = a.snap.live.flows[key]
+    data = flow.data
+    if data is None:  # a snapshot that keeps ids only: read the bytes again, as planned?
+        loaded = a.driver.load(key)
+        if loaded is None or loaded.oid != flow.oid or loaded.data is None:
+            raise _Moved(f"{key} changed in the environment since it was read; the next run re-checks it")
+        data = loaded.data
+    t = a.snap.templating
+    if t.quick_clean(data):
+        return data  # provably nothing to put back and nothing secret: no walk
+    doc = parse_json(data)
+    if t.active:
+        doc, problems = t.templatize(doc)
+        if problems:
+            raise _Unsafe(problems)
+    problems = t.scan(doc)
+    if problems:
+        raise _Unsafe(problems)
+    return canonicalize(doc, a.env.rules)
+
+
+def _desired_data(a: Apply, step: Step) -> bytes | None:
+    """The rendered canonical bytes of git's version (read again: snapshots keep ids only)."""
+    oid = a.snap.tip_blobs.get(step.key)
+    if oid is None:
+        return None
+    raw = a.store.read_blob(oid)
+    got = read_flow(raw, a.env.flow_identity, a.env.rules, where=str(step.key), expect=step.key,
+                    render=a.snap.templating.renderer(raw))
+    return got.data if isinstance(got, CanonicalFlow) and got.oid == step.desired else None
+
+
+class _Moved(Exception):
+    """A live flow that is no longer what the plan saw."""
+
+
+class _Unsafe(Exception):
+    """A flow that must not be written to git as it is (secret scan)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{p or '/'}: {m}" for p, m in problems[:5]))
+
+
+def _adopt_message(env: str, snap: Snapshot, changes: Mapping[FlowKey, bytes | None]) -> str:
+    added = sorted(k for k, v in changes.items() if v is not None and k not in snap.tip_blobs)
+    changed = sorted(k for k, v in changes.items() if v is not None and k in snap.tip_blobs)
+    removed = sorted(k for k, v in changes.items() if v is None)
+    parts = [f"{word} {len(keys)}" for word, keys in (("add", added), ("update", changed), ("remove", removed)) if keys]
+    lines = [f"{env}: {', '.join(parts)} flow{'s' * (len(changes) != 1)} from the environment", ""]
+    for word, keys in (("added", added), ("changed", changed), ("removed", removed)):
+        lines.extend(f"{word}: {k}" for k in keys)
+    lines += ["", f"Environment: {env}"]
+    return "\n".join(lines) + "\n"
+
+
+def mass_deletion(env: EnvironmentConfig, snap: Snapshot, p: Plan, allowed) -> str | None:
+    """Why carrying ``p`` out would delete too much (Argo CD's ``allowEmpty``), or None.
+
+    Counted in each direction: flows deleted from the environment (prune, or a
+    restore of deletions made in git) and deletions adopted into git. Deleting
+    every flow of a side needs ``allow_empty``; more than ``max_delete`` of them
+    needs a larger limit; ``--allow-mass-delete`` lifts both for one run.
+    """
+    steps = [s for s in p.changes if allowed is None or s.action in allowed]
+    sides = (
+        ("from the environment", [s for s in steps if s.action == Action.DELETE], len(snap.live.flows)),
+        (f"from {snap.branch}", [s for s in steps if s.action == Action.ADOPT and s.live is None], len(snap.tip_blobs)),
+    )
+    for where, deleting, total in sides:
+        n = len(deleting)
+        if not n:
+            continue
+        names = ", ".join(str(s.key) for s in deleting[:5]) + (", …" if n > 5 else "")
+        how = (f"run it once with `reconciler sync {env.name} --allow-mass-delete`"
+               if where == "from the environment" else f"run `reconciler export {env.name} --allow-mass-delete`")
+        if n >= total and not env.allow_empty:
+            return (f"environment {env.name}: this run would delete every flow {where} ({n}: {names}); nothing "
+                    f"was changed. If that is intended, {how}, or set allow_empty = true for the environment")
+        limit = env.delete_limit(total)
+        if n > limit and not (n >= total and env.allow_empty):
+            return (f"environment {env.name}: this run would delete {n} of {total} flows {where} ({names}), more "
+                    f"than max_delete = {env.max_delete!r} allows ({limit}); nothing was changed. If that is "
+                    f"intended, {how}, or raise max_delete for the environment")
+    return None
