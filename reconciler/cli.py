@@ -31,6 +31,7 @@ from reconciler.logsetup import setup_logging
 from reconciler.redaction import RedactingStream, Redactor
 from reconciler.names import InvalidName, flow_path
 from reconciler.plan import Action
+from reconciler.rendering import counts_line, outcome_lines, steps_lines, trailer_lines
 
 __all__ = ["main", "EXIT_OK", "EXIT_ERROR", "EXIT_PENDING", "EXIT_CONFLICT", "EXIT_USAGE"]
 
@@ -327,11 +328,11 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
     else:
         print(f"{args.env}: nothing to export; {branch} already holds the environment's flows")
     if not args.quiet:
-        _print_steps(out, only={Action.ADOPT}, verb="exported", failed_only=False)
+        _emit((steps_lines(out, only={Action.ADOPT}, verb="exported"), []))
     pending = [s for s in out.plan.steps if s.action in (Action.IMPORT, Action.DELETE, Action.BLOCKED)]
     if pending:
         print(f"  {len(pending)} change(s) in git are not applied yet; run `reconciler sync {args.env}`")
-    _print_conflicts_and_problems(out)
+    _emit(trailer_lines(out))
     return _exit_for(out)
 
 
@@ -407,7 +408,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
             continue
         tip = r["branch_tip"][:12] if r["branch_tip"] else "(no branch)"
         applied = r["applied"][:12] if r["applied"] else "(never)"
-        print(f"{r['environment']:<14} {r['branch']}@{tip}  applied {applied}  {_counts(r['counts'])}")
+        print(f"{r['environment']:<14} {r['branch']}@{tip}  applied {applied}  {counts_line(r['counts'])}")
         if r["stale"]:
             print("  (another process is reconciling this environment right now: this may already be out of date)")
         if r["refused"]:
@@ -415,11 +416,6 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         for p in r["problems"]:
             print(f"  ! {p['where']}{':' + p['pointer'] if p['pointer'] else ''}: {p['message']}")
     return worst
-
-
-def _counts(c: Mapping[str, int]) -> str:
-    return (f"in sync {c['in_sync']} · pending {c['pending']} · drifted {c['drifted']} · "
-            f"conflict {c['conflict']} · invalid {c['invalid']}")
 
 
 def cmd_history(args: argparse.Namespace, config: Config) -> int:
@@ -478,15 +474,16 @@ def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_plan_against(args: argparse.Namespace, config: Config, fmt: str) -> int:
-    from reconciler.review import plan_against, render_review_markdown, render_review_text
+    from reconciler.rendering import review_markdown, review_text
+    from reconciler.review import plan_against
 
     review = plan_against(_engine(config), args.env, args.against)
     if fmt == "json":
         _print_json(review.as_dict())
     elif fmt == "markdown":
-        sys.stdout.write(render_review_markdown(review))
+        sys.stdout.write(review_markdown(review))
     else:
-        print("\n".join(render_review_text(review)))
+        print("\n".join(review_text(review)))
     if review.conflicts:
         print(f"reconciler: error: merging {args.against} into {review.branch} conflicts in "
               f"{len(review.conflicts)} file(s)", file=sys.stderr)
@@ -496,7 +493,8 @@ def cmd_plan_against(args: argparse.Namespace, config: Config, fmt: str) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, config: Config) -> int:
-    from reconciler.review import fetch_remote, validate_branch, validate_environments, validate_paths
+    from reconciler.review import fetch_remote
+    from reconciler.validate import validate_branch, validate_environments, validate_paths
 
     if args.branch and args.paths:
         print("reconciler validate: error: give --branch B or paths, not both", file=sys.stderr)
@@ -599,72 +597,19 @@ COMMANDS = {
 
 # -- rendering ---------------------------------------------------------------------
 
-_VERBS = {
-    Action.IMPORT: "import",
-    Action.DELETE: "delete",
-    Action.ADOPT: "adopt",
-    Action.ADVANCE: "agree",
-    Action.REPORT: "drifted",
-    Action.BLOCKED: "blocked",
-    Action.CONFLICT: "CONFLICT",
-    Action.INVALID: "INVALID",
-    Action.UNKNOWN: "unknown",
-}
-
-
 def _render(args: argparse.Namespace, out: Outcome) -> None:
     if args.json:
         _print_json(out.as_dict())
         return
-    mode = "plan" if out.dry_run else "sync"
-    print(f"{out.env} ({mode}): {_counts(out.states)}")
-    if out.stale:
-        print("  (another process is reconciling this environment right now: this plan may already be out of date)")
-    done = {s.key for s in out.done}
-    quiet = getattr(args, "quiet", False)
-    for s in out.plan.steps:
-        if s.action in (Action.NONE, Action.CONFLICT, Action.INVALID):
-            continue
-        ok = s.key in done
-        if quiet and (out.dry_run or ok):
-            continue
-        mark = ""
-        if not out.dry_run and s.action in (Action.IMPORT, Action.DELETE, Action.ADOPT, Action.ADVANCE):
-            mark = " ✓" if ok else " ✗ " + out.failed.get(s.key, "not done")
-        print(f"  {_VERBS[s.action]:<8} {s.key}  {s.reason}{mark}")
-    if quiet:
-        n = sum(1 for s in out.plan.changes if s.key in done)
-        if n:
-            print(f"  {n} flow{'s' * (n != 1)} reconciled")
-    if out.refused:
-        print(f"  ! a sync would refuse this plan: {out.refused}", file=sys.stderr)
-    if out.drift_commit:
-        print(f"  live versions saved to drift/{out.env} as {out.drift_commit[:12]}")
-    if out.commit:
-        print(f"  committed to the branch as {out.commit[:12]}")
-    _print_conflicts_and_problems(out)
+    _emit(outcome_lines(out, quiet=getattr(args, "quiet", False)))
 
 
-def _print_steps(out: Outcome, only: set[Action], verb: str, failed_only: bool) -> None:
-    done = {s.key for s in out.done}
-    for s in out.plan.steps:
-        if s.action in only and (not failed_only or s.key not in done):
-            status = verb if s.key in done else f"not {verb}: {out.failed.get(s.key, '')}"
-            print(f"  {status:<10} {s.key}  {s.reason}")
-
-
-def _print_conflicts_and_problems(out: Outcome) -> None:
-    for s in out.plan.steps:
-        if s.action == Action.CONFLICT:
-            print(f"  CONFLICT {s.key}: {s.reason}")
-    for key, why in out.failed.items():
-        if not any(st.key == key for st in out.plan.steps if st.action != Action.NONE):
-            print(f"  ✗ {key}: {why}")
-    for p in out.problems:
-        print(f"  ! {p}", file=sys.stderr)
-    for s in out.plan.steps:
-        if s.action == Action.INVALID and not any(p.flow == str(s.key) for p in out.problems):
-            print(f"  ! {s.key}: {s.reason}", file=sys.stderr)
+def _emit(lines: tuple[list[str], list[str]]) -> None:
+    out, err = lines
+    for line in out:
+        print(line)
+    for line in err:
+        print(line, file=sys.stderr)
 
 
 def _exit_for(out: Outcome) -> int:

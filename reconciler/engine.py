@@ -24,7 +24,7 @@ from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Driver, Recoverable
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
-from reconciler.gitstore import GitStore
+from reconciler.gitstore import FlowTree, GitStore
 from reconciler.names import flow_path
 from reconciler.outcome import Outcome, RunResult, Snapshot
 from reconciler.plan import Action, Plan, Policy
@@ -75,7 +75,8 @@ class Engine:
 
     # -- step 0: read ------------------------------------------------------------
 
-    def read(self, env: EnvironmentConfig, progress: ProgressFn | None = None, *, creating: bool = False) -> Snapshot:
+    def read(self, env: EnvironmentConfig, progress: ProgressFn | None = None, *, creating: bool = False,
+             desired: FlowTree | None = None, label: str | None = None) -> Snapshot:
         """The three sides in canonical form.
 
         A missing branch, or a branch whose flows folder is missing or not a
@@ -87,6 +88,10 @@ class Engine:
         Trees and live snapshots are immutable; what was derived from the last
         ones is patched for the keys whose blob ids changed, so the cost of a
         read grows with what changed, not with the number of flows.
+
+        ``desired``: the flows to take for D instead of the branch tip's (``plan
+        --against`` passes those of a merge computed in memory), named ``label``
+        in messages.
         """
         branch = env.branch_name
         self.store.ensure_present()
@@ -97,7 +102,7 @@ class Engine:
                 f"Check `branch` of environment {env.name} in the config, or run `reconciler export {env.name}` "
                 "to create the branch from the environment's flows"
             )
-        at_tip = self.store.flows_at(tip, env.folder)
+        at_tip = desired if desired is not None else self.store.flows_at(tip, env.folder)
         if tip is not None and at_tip.missing is not None:
             if at_tip.missing != "absent":
                 raise StallError(
@@ -110,7 +115,7 @@ class Engine:
                     "flow was deleted; nothing was changed. Check `folder` in the config; if every flow is meant "
                     f"to go, set allow_empty = true for environment {env.name}"
                 )
-        at_marker = at_tip if marker == tip else self.store.flows_at(marker, env.folder)
+        at_marker = at_tip if marker == tip and desired is None else self.store.flows_at(marker, env.folder)
         templating = self._templating(env)
         fingerprint = templating.fingerprint()
         memo = self._memo.get(env.name)
@@ -122,7 +127,7 @@ class Engine:
         limit = self.config.repository.max_flow_bytes
 
         def from_tip(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
-            where = f"{branch}:{flow_path(env.folder, key.name, key.version)}"
+            where = f"{label or branch}:{flow_path(env.folder, key.name, key.version)}"
             try:
                 size = store.blob_size(oid)
                 if size > limit:

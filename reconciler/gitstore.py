@@ -80,7 +80,7 @@ class Merge:
 
     tree: str | None
     conflicts: tuple[str, ...]
-    entries: Mapping[str, str]
+    entries: Mapping[str, tuple[str, int]]  # path -> (blob id, mode)
 
 
 @dataclass(frozen=True)
@@ -434,11 +434,12 @@ class GitStore:
                 raise RetryableError(f"cannot commit to {ref or 'the repository'}: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def merge(self, ancestor: str | None, ours: str, theirs: str) -> "Merge":
-        """A three-way merge of two commits' trees in memory (nothing written but the tree).
+    def merge(self, ancestor: str | None, ours: str, theirs: str, *, write: bool = True) -> "Merge":
+        """A three-way merge of two commits' trees in memory.
 
         ``ancestor`` None: their merge base. Conflicting paths are listed (each conflict is
         (ancestor, ours, theirs) entries, any of which may be missing) and no tree is made.
+        ``write`` False writes nothing at all (the merged tree is only described by its entries).
         """
         try:
             repo = self.repo
@@ -450,10 +451,59 @@ class GitStore:
             if index.conflicts is not None:
                 paths = sorted({next(e for e in entries if e is not None).path for entries in index.conflicts})
                 return Merge(None, tuple(paths), {})
-            entries = {e.path: str(e.id) for e in index}
-            return Merge(str(index.write_tree(repo)), (), entries)
+            entries = {e.path: (str(e.id), e.mode) for e in index}
+            return Merge(str(index.write_tree(repo)) if write else None, (), entries)
         except (pygit2.GitError, OSError, KeyError) as exc:
             raise RetryableError(f"cannot merge {theirs[:12]} into {ours[:12]} in {self.path}: {exc}") from exc
+
+    def flows_in(self, entries: Mapping[str, tuple[str, int]], folder: str) -> FlowTree:
+        """The flows of ``folder`` among the entries of a merged tree (path -> (blob id, mode))."""
+        flows: dict[FlowKey, str] = {}
+        bad: dict[FlowKey, str] = {}
+        problems: list[Problem] = []
+        prefix = folder + "/"
+        for path, (oid, mode) in sorted(entries.items()):
+            if not path.startswith(prefix):
+                continue
+            try:
+                key = FlowKey(*parse_flow_path(path[len(prefix):]))
+            except InvalidName as exc:
+                problems.append(Problem(path, f"not a flow path ({exc}); expected {folder}/<name>/<version>.json"))
+                continue
+            if mode not in _FILE_MODES:
+                bad[key] = f"{_mode_kind(mode)}, not a file; replace it with the flow's JSON"
+                problems.append(Problem(path, bad[key], flow=str(key)))
+                continue
+            flows[key] = oid
+        return FlowTree(None, flows, tuple(problems), bad=bad)
+
+    def resolve(self, ref: str, *, prefer: tuple[str, ...] = ()) -> str:
+        """The commit a branch, tag, remote branch, commit id or revision expression names.
+
+        ``prefer``: full ref names to try first (a remote's branches, what a merge request holds).
+        """
+        short = ref.removeprefix("origin/")
+        candidates = [*prefer, ref if ref.startswith("refs/") else f"refs/heads/{ref}", f"refs/tags/{ref}",
+                      f"refs/remotes/origin/{short}"]
+        try:
+            for name in candidates:
+                if pygit2.reference_is_valid_name(name):
+                    tip = self.tip(name)
+                    if tip is not None:
+                        return str(self.repo[pygit2.Oid(hex=tip)].peel(pygit2.Commit).id)
+            return str(self.repo.revparse_single(ref).peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise StallError(f"{ref!r} is not a branch, tag or commit of {self.path}") from exc
+
+    def commit_time(self, commit: str) -> int:
+        return self._commit(commit).commit_time
+
+    def ref_mtime(self, ref: str) -> float | None:
+        """When a loose ref file was last written (None when the ref is packed or absent)."""
+        try:
+            return os.stat(self.path / self.branch_ref(ref)).st_mtime
+        except OSError:
+            return None
 
     def parents(self, commit: str | None) -> tuple[str, ...]:
         return () if commit is None else tuple(str(p) for p in self._commit(commit).parent_ids)
@@ -579,7 +629,10 @@ class GitStore:
 
 
 def _entry_kind(entry: pygit2.Object) -> str:
-    mode = entry.filemode
+    return _mode_kind(entry.filemode)
+
+
+def _mode_kind(mode: int) -> str:
     if mode == 0o160000:
         return "a submodule"
     if mode == 0o120000:

@@ -29,7 +29,8 @@ from reconciler.flows import FlowInvalid, FlowKey
 from reconciler.gitstore import GitStore
 from reconciler.names import InvalidName, case_collisions, encode, flow_path
 from reconciler.remote import REMOTE_PREFIX, Remote
-from reconciler.review import environment_templating, fetch_remote, resolve_commit
+from reconciler.review import fetch_remote
+from reconciler.scanning import environment_templating
 
 __all__ = [
     "FlowSelector",
@@ -308,7 +309,7 @@ def rollback(config: Config, store: GitStore, name: str, rev: str, selectors: Se
     """Commit to ``name``'s branch the chosen flows (all by default) as they were at ``rev``."""
     env = config.env(name)
     branch = env.branch_name
-    to = resolve_commit(store, rev)
+    to = store.resolve(rev)
     subject = [store.subject(to)]
     then = store.flows_at(to, env.folder).flows
     for attempt in range(1, attempts + 1):

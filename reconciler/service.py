@@ -21,7 +21,6 @@ Status, metrics and logs of a run are written in one place, ``_record``.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -200,11 +199,7 @@ class EnvWorker(threading.Thread):
         self._applied_tip = tip
         if first:
             return None  # the tip was there before the service started
-        ref = self.store.path / "refs" / "heads" / self.env.branch_name
-        try:
-            landed = os.stat(ref).st_mtime
-        except OSError:
-            landed = self.store._commit(tip).commit_time
+        landed = self.store.ref_mtime(self.env.branch_name) or self.store.commit_time(tip)
         return max(0.0, self.service.wall() - landed)
 
     def _record(self, reasons: set[str], outcome: Outcome | None, result: RunResult, error: str | None,

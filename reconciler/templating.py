@@ -68,8 +68,12 @@ class Templating:
 
     # -- import: placeholders -> values ---------------------------------------------
 
-    def render(self, doc: Any) -> tuple[Any, list[tuple[str, str]]]:
-        """Substitute placeholders; returns (new document, [(pointer, problem)])."""
+    def render(self, doc: Any, *, secrets: bool = True) -> tuple[Any, list[tuple[str, str]]]:
+        """Substitute placeholders; returns (new document, [(pointer, problem)]).
+
+        ``secrets`` False renders parameters only and leaves ``${secret:NAME}`` as it is
+        (a merge-request check has the parameters of every environment, no secrets).
+        """
         problems: list[tuple[str, str]] = []
 
         def sub(text: str, path: list[Any]) -> str:
@@ -78,6 +82,8 @@ class Templating:
 
             def one(m: re.Match[str]) -> str:
                 kind, name = m.group(1), m.group(2)
+                if kind == "secret" and not secrets:
+                    return m.group(0)
                 table = self.params if kind == "param" else self.secrets
                 if name in table:
                     return table[name]

@@ -263,7 +263,7 @@ def node_red_config(base) -> object:
 
 def test_a_node_red_environment_is_validated_against_the_node_red_flow_schema(tmp_path) -> None:
     """Without a schema of its own, a node-red environment's flows use manifests/schemas/flow.node-red.schema.json."""
-    from reconciler.review import validate_paths
+    from reconciler.validate import validate_paths
 
     path = tmp_path / "flows" / "sensors" / "1.json"
     path.parent.mkdir(parents=True)
