@@ -214,7 +214,7 @@ def _main(argv: Sequence[str] | None) -> int:
         _print_json(config_json_schema())
         return EXIT_OK
     if args.command == "demo":
-        from reconciler.daemon import demo_main
+        from reconciler.demo import demo_main
 
         try:
             return demo_main(args.dir, args.listen, not args.no_run)
@@ -444,7 +444,7 @@ def cmd_history(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from reconciler.daemon import run_service
+    from reconciler.runner import run_service
 
     return run_service(config, listen=args.listen, shard=args.shard, redactor=args.redactor)
 
@@ -453,8 +453,8 @@ def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
     import urllib.error
     import urllib.request
 
-    from reconciler.daemon import listen_address
-    from reconciler.http import HEALTH_PATH, READY_PATH
+    from reconciler.runner import listen_address
+    from reconciler.server import HEALTH_PATH, READY_PATH
 
     try:
         host, port = listen_address(config, args.listen)

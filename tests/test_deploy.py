@@ -29,8 +29,8 @@ import yaml
 from reconciler.cli import build_parser
 from reconciler.config import Config, find_config, parse_config
 from reconciler.drivers.directory import DirectoryEnvironment
-from reconciler.daemon import listen_address
-from reconciler.http import DEFAULT_PORT, HEALTH_PATH, METRICS_PATH, READY_PATH
+from reconciler.runner import listen_address
+from reconciler.server import DEFAULT_PORT, HEALTH_PATH, METRICS_PATH, READY_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -1,105 +1,21 @@
-"""``reconciler run`` and ``reconciler demo``: start the service and keep it up.
+"""``reconciler demo``: a ready demo (a bare repository and two folder environments) and the service on it.
 
-SIGTERM and SIGINT stop new work, let the reconcile in flight finish (within
-``[server] shutdown_grace``) and exit 0.
+Written into ``--dir`` (default ``./demo``) the first time and reused after;
+the printed instructions run as printed, from any folder (they name this very
+``reconciler`` by its absolute path).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
 import sys
-import threading
 from pathlib import Path
 
-import structlog
+from reconciler.config import load_config
+from reconciler.runner import run_service
 
-from reconciler.config import Config, load_config, parse_listen
-from reconciler.errors import StallError
-from reconciler.http import HttpServer
-from reconciler.redaction import Redactor
-from reconciler.service import Service
-from reconciler.shard import shard_from_environment
-
-__all__ = ["run_service", "write_demo"]
-
-log = structlog.get_logger("reconciler.daemon")
-
-
-MIN_SECRET_LENGTH = 16
-
-
-def _secret(path: Path | None, env_var: str) -> str | None:
-    """A credential of the HTTP surface, from its file or its environment variable; a placeholder
-    left from the deployment templates or a short value refuses to start the service."""
-    where = str(path) if path is not None else f"${env_var}"
-    if path is not None:
-        try:
-            value = path.read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            raise StallError(f"cannot read {path}: {exc.strerror}") from exc
-    else:
-        value = (os.environ.get(env_var) or "").strip() or None
-    if value is None:
-        return None
-    if value.upper().startswith("REPLACE-ME") or value.upper() in ("CHANGEME", "CHANGE-ME", "SECRET", "TOKEN"):
-        raise StallError(f"{where} holds a placeholder, not a secret: set a real value, e.g. "
-                         "`openssl rand -hex 32` (deploy/README.md shows how)")
-    if len(value) < MIN_SECRET_LENGTH:
-        raise StallError(f"{where} is too short ({len(value)} characters; at least {MIN_SECRET_LENGTH}): "
-                         "generate one with `openssl rand -hex 32`")
-    return value
-
-
-def listen_address(config: Config, listen: str | None) -> tuple[str, int]:
-    """Where the service listens: --listen, else $RECONCILER_LISTEN, else [server] listen."""
-    return parse_listen(listen or os.environ.get("RECONCILER_LISTEN") or config.server.listen)
-
-
-def run_service(config: Config, *, listen: str | None = None, shard: str | None = None, ready_message: str | None = None,
-                redactor: Redactor | None = None) -> int:
-    try:
-        host, port = listen_address(config, listen)
-        chosen = shard_from_environment(shard, os.environ, socket.gethostname())
-    except ValueError as exc:
-        raise StallError(str(exc)) from exc
-    service = Service(
-        config,
-        shard=chosen,
-        api_token=_secret(config.server.token_file, "RECONCILER_API_TOKEN"),
-        webhook_secret=_secret(config.server.webhook_secret_file, "RECONCILER_WEBHOOK_SECRET"),
-        redactor=redactor,
-    )
-    try:
-        http = HttpServer(service, host, port, config.server.max_body, config.server.request_timeout)
-    except OSError as exc:
-        raise StallError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    stop = threading.Event()
-    got: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        got.append(signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    http.start()
-    service.start()
-    bound_host, bound_port = http.address
-    log.info("listening", url=f"http://{bound_host}:{bound_port}", environments=sorted(service.workers), shard=str(chosen))
-    if ready_message:
-        print(ready_message.format(url=f"http://{bound_host}:{bound_port}"), flush=True)
-    while not stop.wait(0.5):
-        pass
-    log.info("stopping", signal=signal.Signals(got[0]).name if got else None, grace=config.server.shutdown_grace)
-    clean = service.stop()
-    http.stop()
-    if not clean:
-        log.warning("a reconcile was still running after the grace period; the next start resumes it")
-    return 0
-
+__all__ = ["write_demo", "demo_main", "self_command", "DEMO_HELP"]
 
 # -- the demo ------------------------------------------------------------------------------
 
@@ -173,9 +89,10 @@ def write_demo(folder: Path) -> Path:
     engine = Engine(config, create_repository=True)
     engine.export("acceptance")
     store = engine.store
-    if store.tip("env/production") is None and store.tip("env/acceptance") is not None:
+    acceptance = store.tip("env/acceptance")
+    if store.tip("env/production") is None and acceptance is not None:
         # Production starts as a copy of acceptance, as if a first merge request was merged.
-        store.repo.references.create("refs/heads/env/production", store.repo.references["refs/heads/env/acceptance"].target)
+        store.create_branch("env/production", acceptance, "demo: production starts as acceptance")
     return config_path
 
 

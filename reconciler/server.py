@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpServer", "DEFAULT_LISTEN", "HEALTH_PATH", "READY_PATH", "METRICS_PATH"]
 
-log = structlog.get_logger("reconciler.http")
+log = structlog.get_logger("reconciler.server")
 _DRAIN_MAX = 16 * 1024 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send one whole request (headers and body)
 _ALLOWED = "GET, HEAD, POST"
