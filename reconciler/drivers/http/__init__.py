@@ -85,7 +85,6 @@ Behaviour:
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
 import ssl
@@ -95,18 +94,21 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 import structlog
 from pydantic import Field, StrictBool, ValidationInfo, field_validator
 
 from reconciler import __version__
-from reconciler.canonical import InvalidJSON, blob_id, parse_json, parse_pointer
+from reconciler import pointers
+from reconciler.canonical import InvalidJSON, blob_id, parse_json
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
 from reconciler.envconfig import EnvironmentConfig, Model
 from reconciler.errors import Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowInvalid, FlowKey, Identity, flow_from_doc
+
+from .mapping import HttpMapping, check_template
 
 __all__ = [
     "HttpEnvironment",
@@ -131,18 +133,6 @@ _HEADER = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 
 
 # -- settings ----------------------------------------------------------------------
-
-
-def _template(v: str, *, placeholders: bool = True) -> str:
-    if not v.startswith("/"):
-        raise ValueError("must start with '/' (it is appended to url)")
-    rest = v.replace("{name}", "").replace("{version}", "") if placeholders else v
-    if "{" in rest or "}" in rest:
-        allowed = "only {name} and {version} may appear in braces" if placeholders else "no placeholders here"
-        raise ValueError(allowed)
-    if not v.isascii() or any(c.isspace() or ord(c) < 0x20 for c in v) or "#" in v:
-        raise ValueError("no spaces, control characters, non-ASCII or '#' (percent-encode them)")
-    return v
 
 
 def _pointer(v: str | None, *, root: bool = False) -> str | None:
@@ -176,7 +166,7 @@ class ListRoute(Model):
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
-        return _template(v, placeholders=False)
+        return check_template(v, ())
 
     @field_validator("items")
     @classmethod
@@ -198,7 +188,7 @@ class ExportRoute(Model):
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
-        return _template(v)
+        return check_template(v)
 
     @field_validator("flow")
     @classmethod
@@ -235,7 +225,7 @@ class ImportRoute(Model):
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
-        return _template(v)
+        return check_template(v)
 
     @field_validator("flow")
     @classmethod
@@ -257,7 +247,7 @@ class DeleteRoute(Model):
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
-        return _template(v)
+        return check_template(v)
 
 
 class HttpEnvironment(EnvironmentConfig):
@@ -427,7 +417,7 @@ class HttpDriver:
         self.env = env
         self.identity, self.rules = env.flow_identity, env.rules
         self.location = env.url
-        self._summary = Identity(env.list_.name or env.identity.name, env.list_.version or env.identity.version)
+        self.mapping = HttpMapping(env)
         self._base_path = urlsplit(env.url).path.rstrip("/")
         self._pool = _Pool(env.url, env.timeout)
         self._environ = os.environ if environ is None else environ
@@ -450,7 +440,7 @@ class HttpDriver:
         keys: list[tuple[FlowKey, str]] = []
         for item, where in items:
             try:
-                keys.append((self._summary.key_of(item), where))
+                keys.append((self.mapping.summary_key(item), where))
             except FlowInvalid as exc:
                 collect.problem(Problem(where, f"a listed flow cannot be identified: {exc}", exc.pointer))
         for i, ((key, listed), got) in enumerate(zip(keys, self._fetch_all([k for k, _ in keys])), 1):
@@ -481,8 +471,7 @@ class HttpDriver:
 
     def _list(self) -> list[tuple[Any, str]]:
         """Every item of every page of the listing, with where it was found."""
-        route = self.env.list_
-        target: str | None = self._target(route.path)
+        target: str | None = self._target(self.mapping.listing())
         seen: set[str] = set()
         out: list[tuple[Any, str]] = []
         while target is not None:
@@ -493,27 +482,10 @@ class HttpDriver:
             resp, _ = self._request("GET", target)
             if not resp.ok:
                 raise StallError(f"GET {url}: {resp.message}; check url and list.path")
-            doc = self._json(resp, f"GET {url}")
-            items = _at(doc, route.items)
-            if not isinstance(items, list):
-                raise StallError(f"GET {url}: no array at {route.items or 'the top'} of the answer; check list.items")
-            out.extend((item, f"{url}#{route.items}/{i}") for i, item in enumerate(items))
-            target = self._next_page(doc, url) if route.next else None
+            page = self.mapping.page(self._json(resp, f"GET {url}"), url, self._pool.origin)
+            out.extend(page.items)
+            target = page.next
         return out
-
-    def _next_page(self, doc: Any, url: str) -> str | None:
-        assert self.env.list_.next is not None
-        link = _at(doc, self.env.list_.next)
-        if link in (None, "", _MISSING):
-            return None
-        if not isinstance(link, str):
-            raise StallError(f"GET {url}: list.next points at a {type(link).__name__}, not a link")
-        absolute = urljoin(url, link)
-        parts = urlsplit(absolute)
-        if f"{parts.scheme}://{parts.netloc}" != self._pool.origin:
-            # The token must never travel to another host.
-            raise StallError(f"GET {url}: the next page is on another host ({parts.netloc}); refused")
-        return parts.path + (f"?{parts.query}" if parts.query else "")
 
     def _fetch_all(self, keys: Sequence[FlowKey]) -> Iterator[tuple[Any, str] | Problem | None]:
         if self.env.concurrency == 1 or len(keys) < 2:
@@ -527,8 +499,7 @@ class HttpDriver:
 
     def _fetch(self, key: FlowKey) -> tuple[Any, str] | Problem | None:
         """One flow's export: (document, url), None when the platform says 404, or a Problem."""
-        assert self.env.export is not None
-        target = self._target(self.env.export.path, key)
+        target = self._target(self.mapping.export_path(key))
         url = self._url(target)
         resp, _ = self._request("GET", target)
         if resp.status == 404:
@@ -539,8 +510,9 @@ class HttpDriver:
             doc = parse_json(resp.body)
         except InvalidJSON as exc:
             return Problem(url, f"the export is not usable JSON: {exc}; skipped", exc.pointer, str(key))
-        flow = _at(doc, self.env.export.flow)
-        if flow is _MISSING:
+        flow = self.mapping.flow_of(doc)
+        if flow is pointers.MISSING:
+            assert self.env.export is not None
             return Problem(url, f"no flow at {self.env.export.flow} of the export; check export.flow", flow=str(key))
         return flow, url
 
@@ -572,11 +544,8 @@ class HttpDriver:
             if not self.env.override:
                 raise _Refused("override is off for this environment, so the existing flow stays")
             self._check_unchanged(change)
-        route = self.env.import_
-        target = self._target(route.path, change.key)
-        if route.override.query:
-            target += ("&" if "?" in target else "?") + f"{route.override.query}={'true' if override else 'false'}"
-        resp, retried = self._request(route.method, target, self._import_body(change, override))
+        req = self.mapping.import_request(change.key, change.data, override)
+        resp, retried = self._request(req.method, self._target(req.path), req.body)
         if resp.ok:
             return
         if not override and 400 <= resp.status < 500 and (resp.status == 409 or _EXISTS.search(resp.message)):
@@ -588,27 +557,13 @@ class HttpDriver:
             )
         raise _Refused(f"the platform refused the import: {resp.message}")
 
-    def _import_body(self, change: Change, override: bool) -> bytes:
-        assert change.data is not None
-        route = self.env.import_
-        doc = parse_json(change.data)
-        body: Any = doc if route.flow == "" else _put({}, route.flow, doc)
-        if route.name:
-            body = _put(body, route.name, change.key.name)
-        if route.version:
-            body = _put(body, route.version, change.key.version)
-        if route.override.field:
-            body = _put(body, route.override.field, override)
-        # The standard library, not orjson: flows may hold integers beyond 64 bits.
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
     def _delete(self, change: Change) -> None:
-        route = self.env.delete
-        if route is None:
+        req = self.mapping.delete_request(change.key)
+        if req is None:
             raise _Refused("the environment's mapping has no delete endpoint ([environment.delete]); left as it is")
         if self._check_unchanged(change) is None:
             return  # already gone, as the plan saw it
-        resp, _ = self._request(route.method, self._target(route.path, change.key))
+        resp, _ = self._request(req.method, self._target(req.path))
         if not resp.ok and resp.status != 404:  # 404: gone already (an earlier try that timed out)
             raise _Refused(f"the platform refused the delete: {resp.message}")
 
@@ -663,10 +618,7 @@ class HttpDriver:
 
     # -- requests ----------------------------------------------------------------
 
-    def _target(self, template: str, key: FlowKey | None = None) -> str:
-        path = template
-        if key is not None:
-            path = path.replace("{name}", _segment(key.name)).replace("{version}", _segment(key.version))
+    def _target(self, path: str) -> str:
         return self._base_path + path
 
     def _url(self, target: str) -> str:
@@ -749,46 +701,9 @@ class HttpDriver:
 
 # -- helpers -------------------------------------------------------------------------
 
-_MISSING: Any = object()
-
-
 def _tick(progress: Progress | None, done: int, total: int) -> None:
     if progress is not None and (done % 200 == 0 or done == total):
         progress(done, total)
-
-
-def _segment(value: str) -> str:
-    """Percent-encode a value as exactly one path segment (or query value)."""
-    if value in (".", ".."):
-        return value.replace(".", "%2E")  # dot segments would be resolved away by servers and proxies
-    return quote(value, safe="")
-
-
-def _at(doc: Any, pointer: str) -> Any:
-    node = doc
-    for seg in parse_pointer(pointer):
-        if isinstance(node, dict) and seg in node:
-            node = node[seg]
-        elif isinstance(node, list) and seg.isdigit() and int(seg) < len(node):
-            node = node[int(seg)]
-        else:
-            return _MISSING
-    return node
-
-
-def _put(doc: Any, pointer: str, value: Any) -> Any:
-    """Set ``value`` at ``pointer`` in ``doc`` (creating objects on the way); returns the document."""
-    segs = parse_pointer(pointer)
-    if not segs:
-        return value
-    node = doc
-    for seg in segs[:-1]:
-        nxt = node.get(seg) if isinstance(node, dict) else None
-        if not isinstance(nxt, dict):
-            nxt = node[seg] = {}
-        node = nxt
-    node[segs[-1]] = value
-    return doc
 
 
 def _key_or_none(identity: Identity, doc: Any) -> FlowKey | None:
