@@ -93,22 +93,30 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import structlog
-from pydantic import Field, StrictBool, ValidationInfo, field_validator
 
 from reconciler import __version__
 from reconciler import pointers
 from reconciler.canonical import InvalidJSON, blob_id, parse_json
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
-from reconciler.envconfig import EnvironmentConfig, Model
 from reconciler.errors import Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowInvalid, FlowKey, Identity, flow_from_doc
 
-from .mapping import HttpMapping, check_template
+from .mapping import HttpMapping
+from .settings import (
+    SETTINGS,
+    AuthSettings,
+    DeleteRoute,
+    ExportRoute,
+    HttpEnvironment,
+    ImportRoute,
+    ListRoute,
+    OverrideFlag,
+)
 
 __all__ = [
     "HttpEnvironment",
@@ -128,185 +136,6 @@ log = structlog.get_logger("reconciler.drivers.http")
 MAX_BODY_BYTES = 64 * 1024 * 1024
 # A 4xx on an import without override whose message says this is a name clash.
 _EXISTS = re.compile(r"already exists?", re.IGNORECASE)
-_ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_HEADER = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
-
-
-# -- settings ----------------------------------------------------------------------
-
-
-def _pointer(v: str | None, *, root: bool = False) -> str | None:
-    if v is None or (root and v == ""):
-        return v
-    if not v.startswith("/"):
-        raise ValueError("must be a JSON pointer starting with '/'" + (" (or \"\" for the whole document)" if root else ""))
-    return v
-
-
-class AuthSettings(Model):
-    """A header carrying a token read from an environment variable (never from this file)."""
-
-    env: str = Field(pattern=_ENV_VAR, description="Environment variable holding the token.")
-    header: str = Field("Authorization", pattern=_HEADER, description="Header carrying it.")
-    scheme: str = Field(
-        "Bearer", pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]*$", description="Prefix before the token; \"\" sends the token alone."
-    )
-
-
-class ListRoute(Model):
-    """GET listing every flow: full exports or summaries carrying name and version."""
-
-    path: str = Field("/flows", description="Path (appended to url); may carry a query string.")
-    items: str = Field("", description="JSON pointer of the array in the response (\"\" = the response is the array).")
-    full: StrictBool = Field(False, description="Items are full flow exports; else summaries fetched from `export`.")
-    name: str | None = Field(None, description="Pointer of the name in a summary (default: identity.name).")
-    version: str | None = Field(None, description="Pointer of the version in a summary (default: identity.version).")
-    next: str | None = Field(None, description="Pointer of the next page's link in a response (same host only).")
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        return check_template(v, ())
-
-    @field_validator("items")
-    @classmethod
-    def _items(cls, v: str) -> str:
-        return _pointer(v, root=True) or ""
-
-    @field_validator("name", "version", "next")
-    @classmethod
-    def _pointers(cls, v: str | None) -> str | None:
-        return _pointer(v)
-
-
-class ExportRoute(Model):
-    """GET exporting one flow."""
-
-    path: str = Field(description="URL template with {name} and {version}, appended to url.")
-    flow: str = Field("", description="JSON pointer of the flow in the response (\"\" = the whole response).")
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        return check_template(v)
-
-    @field_validator("flow")
-    @classmethod
-    def _flow(cls, v: str) -> str:
-        return _pointer(v, root=True) or ""
-
-
-class OverrideFlag(Model):
-    """The Override switch: a query parameter (true/false) or a JSON boolean in the body; exactly one."""
-
-    query: str | None = Field(None, pattern=r"^[A-Za-z0-9._~-]+$", description="Query parameter name.")
-    field: str | None = Field(
-        None, validate_default=True, description="JSON pointer of a boolean field in the request body."
-    )
-
-    @field_validator("field")
-    @classmethod
-    def _field(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if (v is None) == (info.data.get("query") is None):
-            raise ValueError("set exactly one of query or field")
-        return _pointer(v)
-
-
-class ImportRoute(Model):
-    """The request importing one flow (with the Override switch)."""
-
-    method: Literal["POST", "PUT"] = Field("POST", description="HTTP method.")
-    path: str = Field(description="URL template ({name} and {version} allowed), appended to url.")
-    flow: str = Field("", description="JSON pointer where the flow goes in the body (\"\" = the body is the flow).")
-    name: str | None = Field(None, description="Pointer of a body field receiving the flow's name.")
-    version: str | None = Field(None, description="Pointer of a body field receiving the flow's version.")
-    override: OverrideFlag = Field(description="How the Override switch is sent.")
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        return check_template(v)
-
-    @field_validator("flow")
-    @classmethod
-    def _flow(cls, v: str) -> str:
-        return _pointer(v, root=True) or ""
-
-    @field_validator("name", "version")
-    @classmethod
-    def _pointers(cls, v: str | None) -> str | None:
-        return _pointer(v)
-
-
-class DeleteRoute(Model):
-    """The request deleting one flow."""
-
-    method: Literal["DELETE", "POST"] = Field("DELETE", description="HTTP method.")
-    path: str = Field(description="URL template with {name} and {version}, appended to url.")
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        return check_template(v)
-
-
-class HttpEnvironment(EnvironmentConfig):
-    """A DPM-style flow manager reached over a REST API, described declaratively."""
-
-    driver: Literal["http"]
-    url: str = Field(description="Base URL of the API (http:// or https://); paths are appended to it.")
-    auth: AuthSettings | None = Field(None, description="Credentials: a header whose token comes from an environment variable.")
-    list_: ListRoute = Field(ListRoute(), alias="list", description="How flows are listed.")
-    export: ExportRoute | None = Field(
-        None, validate_default=True, description="How one flow is exported (required unless list.full)."
-    )
-    import_: ImportRoute = Field(alias="import", description="How one flow is imported.")
-    delete: DeleteRoute | None = Field(
-        None, validate_default=True, description="How one flow is deleted (required when prune is on)."
-    )
-    timeout: float = Field(10.0, gt=0, le=600, description="Seconds to wait for a connection and for each read.")
-    attempts: int = Field(3, ge=1, le=10, description="Tries per request on a timeout, a 5xx or a 429.")
-    backoff: float = Field(0.5, ge=0, le=60, description="First delay (seconds) between tries; doubles each time.")
-    concurrency: int = Field(4, ge=1, le=32, description="Flows fetched in parallel on export.")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if not v.isascii() or any(c.isspace() or ord(c) < 0x20 for c in v):
-            raise ValueError("must be ASCII without spaces (percent-encode the path, use the IDNA form of the host)")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials; put the token in an environment variable (auth.env)")
-        if parts.query or parts.fragment:
-            raise ValueError("must not have a query or fragment; put them in the paths")
-        try:
-            parts.port
-        except ValueError as exc:
-            raise ValueError(str(exc)) from exc
-        return v.rstrip("/")
-
-    @field_validator("export")
-    @classmethod
-    def _export(cls, v: ExportRoute | None, info: ValidationInfo) -> ExportRoute | None:
-        listing = info.data.get("list_")
-        if v is None and listing is not None and not listing.full:
-            raise ValueError("required when list.full is false: each listed summary is fetched from it")
-        return v
-
-    @field_validator("delete")
-    @classmethod
-    def _delete(cls, v: DeleteRoute | None, info: ValidationInfo) -> DeleteRoute | None:
-        if v is None and info.data.get("prune"):
-            raise ValueError("prune = true needs a delete endpoint ([environment.delete])")
-        return v
-
-    def build_driver(self) -> "HttpDriver":
-        return HttpDriver(self)
-
-
-SETTINGS = HttpEnvironment
 
 
 # -- transport ---------------------------------------------------------------------
