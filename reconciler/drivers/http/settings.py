@@ -18,7 +18,7 @@ from reconciler.envconfig import EnvironmentConfig, Model
 from .mapping import check_template
 
 if TYPE_CHECKING:
-    from . import HttpDriver
+    from .driver import HttpDriver
 
 __all__ = [
     "HttpEnvironment",
@@ -162,7 +162,8 @@ class HttpEnvironment(EnvironmentConfig):
         return v
 
     def build_driver(self) -> HttpDriver:
-        from . import HttpDriver
+        from .driver import HttpDriver  # here, not at the top: the driver builds on this module's models
+
 
         return HttpDriver(self)
 
