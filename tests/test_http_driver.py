@@ -185,6 +185,28 @@ def test_the_read_after_write_check_reads_only_the_written_flows(dpm: DpmServer)
     assert sorted(s.path.rsplit("/", 4)[1] for s in dpm.seen) == ["gone", "orders"]
 
 
+def test_one_flow_is_loaded_with_one_export_request(dpm: DpmServer) -> None:
+    """load() reads just that flow, in canonical form; a flow the platform does not hold is None."""
+    dpm.put(flow("orders", "1.0"))
+    d = driver(dpm)
+    want, got = canon(d, flow("orders", "1.0")), d.load(ORDERS)
+    assert got is not None and (got.oid, got.data) == (want.oid, want.data)
+    assert d.load(FlowKey("gone", "1")) is None
+    assert [s.path.rsplit("/", 4)[1] for s in dpm.seen] == ["orders", "gone"]
+
+
+def test_without_an_export_route_a_flow_is_loaded_from_the_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """list.full: load() reads the listing's pages and picks that flow out of them."""
+    with DpmServer(TOKEN, list_full=True, page_size=2) as server:
+        for i in range(3):
+            server.put(flow(f"f{i}", "1"))
+        d = driver(server, export=None, list={"path": "/flows", "items": "/items", "full": True, "next": "/next"})
+        got = d.load(FlowKey("f2", "1"))
+        assert got is not None and got.oid == canon(d, flow("f2", "1")).oid
+        assert d.load(FlowKey("f9", "1")) is None
+        assert server.count("GET", "/export") == 0
+
+
 def test_names_with_spaces_slashes_and_unicode_are_percent_encoded(dpm: DpmServer) -> None:
     """Each name and version is exactly one URL segment; they round-trip through import, export and delete."""
     names = [("orders v2", "1.0"), ("team/a/b", "1/2"), ("Ünïcødé ✓", "β"), ("..", "."), ("100%?&=#", "1")]

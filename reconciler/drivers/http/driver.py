@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler import pointers
 from reconciler.canonical import InvalidJSON, blob_id, parse_json
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
-from reconciler.drivers._common import Refused, Ticker, moved
+from reconciler.drivers._common import DriverBase, Refused, Ticker, moved
 from reconciler.drivers._http import HttpClient, Response, TokenAuth
 from reconciler.errors import Problem, StallError
 from reconciler.flows import CanonicalFlow, FlowInvalid, FlowKey, Identity, flow_from_doc
@@ -39,7 +39,7 @@ _EXISTS = re.compile(r"already exists?", re.IGNORECASE)
 _Read = tuple[Any, str] | Problem | None
 
 
-class HttpDriver:
+class HttpDriver(DriverBase):
     """Talks to one environment's flow manager through its :class:`~.settings.HttpEnvironment` mapping."""
 
     def __init__(
@@ -154,7 +154,18 @@ class HttpDriver:
             return Problem(url, f"no flow at {self.env.export.flow} of the export; check export.flow", flow=str(key))
         return flow, url
 
-    # -- flows read again ------------------------------------------------------
+    # -- one flow, read again ------------------------------------------------------
+
+    def load(self, key: FlowKey) -> CanonicalFlow | None:
+        """The flow as the platform holds it now, from one export request (or the listing when
+        there is no export route); None when it is absent, unreadable or not that flow."""
+        got = self._listed([key])[key] if self.env.export is None else self._fetch(key)
+        if isinstance(got, list):
+            got = got[0] if len(got) == 1 else None
+        if got is None or isinstance(got, Problem):
+            return None
+        flow = self._canonical(key, got)
+        return flow if isinstance(flow, CanonicalFlow) else None
 
     def reread(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
         """Canonical blob ids of just these flows, for the engine's read-after-write check.
@@ -177,23 +188,29 @@ class HttpDriver:
             raise Refused(f"cannot re-read it to check for changes: {got.message}")
         return self._oid(key, got)
 
+    def _canonical(self, key: FlowKey, got: tuple[Any, str]) -> CanonicalFlow | Problem:
+        doc, where = got
+        return flow_from_doc(doc, self.identity, self.rules, where=where, expect=key)
+
     def _oid(self, key: FlowKey, got: tuple[Any, str] | None) -> str | None:
         if got is None:
             return None
-        doc, where = got
-        flow = flow_from_doc(doc, self.identity, self.rules, where=where, expect=key)
+        flow = self._canonical(key, got)
         return flow.oid if isinstance(flow, CanonicalFlow) else "invalid"
 
-    def _oids_from_listing(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
-        """With list.full and no export route, one listing answers for every key."""
+    def _listed(self, keys: Sequence[FlowKey]) -> dict[FlowKey, list[tuple[Any, str]]]:
+        """With list.full and no export route, one listing answers for every key (each may be listed twice)."""
         found: dict[FlowKey, list[tuple[Any, str]]] = {key: [] for key in keys}
         for doc, where in self._list():
             key = _key_or_none(self.identity, doc)
             if key in found:
                 found[key].append((doc, where))
+        return found
+
+    def _oids_from_listing(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
         return {
             key: "invalid" if len(docs) > 1 else self._oid(key, docs[0] if docs else None)
-            for key, docs in found.items()
+            for key, docs in self._listed(keys).items()
         }
 
     # -- apply -----------------------------------------------------------------
