@@ -19,6 +19,7 @@ import pytest
 from reconciler.config import load_config
 from reconciler.drivers import Change
 from reconciler.drivers.http import HttpDriver, HttpEnvironment
+from reconciler.drivers.http.mapping import HttpMapping
 from reconciler.engine import Engine
 from reconciler.errors import ConfigError, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, flow_from_doc
@@ -118,6 +119,29 @@ def prod(ws: Workspace, dpm: DpmServer, monkeypatch: pytest.MonkeyPatch) -> Work
     assert not out.failed and not out.problems
     assert dpm.keys() == {("orders", "1.0"), ("billing", "1")}
     return ws
+
+
+# -- the mapping on its own (no server) -------------------------------------------------
+
+
+def test_a_next_page_is_followed_on_the_same_origin_only() -> None:
+    """The token must never travel to another host: a `next` link elsewhere stops the run."""
+    m, url = HttpMapping(mapping("https://dpm.example.com/api/v1")), "https://dpm.example.com/api/v1/flows"
+    page = m.page({"items": [{"name": "a"}], "next": "flows?page=2"}, url, "https://dpm.example.com")
+    assert page.items == (({"name": "a"}, f"{url}#/items/0"),) and page.next == "/api/v1/flows?page=2"
+    with pytest.raises(StallError, match=r"the next page is on another host \(evil\.example\); refused"):
+        m.page({"items": [], "next": "https://evil.example/api/v1/flows?page=2"}, url, "https://dpm.example.com")
+
+
+def test_the_import_puts_flow_name_and_override_at_their_pointers() -> None:
+    """Nested pointers create the objects on the way; the name is one encoded segment of the path."""
+    env = mapping("https://dpm.example.com/api/v1", **{"import": {
+        "method": "PUT", "path": "/flows/{name}/{version}", "flow": "/spec/flow", "name": "/meta/name",
+        "override": {"field": "/options/override"}}})
+    req = HttpMapping(env).import_request(FlowKey("a/b", ".."), b'{"name":"a/b","version":".."}', True)
+    assert (req.method, req.path) == ("PUT", "/flows/a%2Fb/%2E%2E")
+    assert json.loads(req.body or b"") == {
+        "spec": {"flow": {"name": "a/b", "version": ".."}}, "meta": {"name": "a/b"}, "options": {"override": True}}
 
 
 # -- the driver on its own --------------------------------------------------------------
