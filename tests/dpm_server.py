@@ -253,7 +253,7 @@ class DpmServer:
 
 def _handler(server: DpmServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the driver's connection pool expects
+        protocol_version = "HTTP/1.1"  # keep-alive, as the HTTP client's pool (reconciler.drivers._http) expects
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -19,6 +19,7 @@ import pytest
 from reconciler.config import load_config
 from reconciler.drivers import Change
 from reconciler.drivers.http import HttpDriver, HttpEnvironment
+from reconciler.drivers.http.mapping import HttpMapping
 from reconciler.engine import Engine
 from reconciler.errors import ConfigError, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, flow_from_doc
@@ -120,6 +121,29 @@ def prod(ws: Workspace, dpm: DpmServer, monkeypatch: pytest.MonkeyPatch) -> Work
     return ws
 
 
+# -- the mapping on its own (no server) -------------------------------------------------
+
+
+def test_a_next_page_is_followed_on_the_same_origin_only() -> None:
+    """The token must never travel to another host: a `next` link elsewhere stops the run."""
+    m, url = HttpMapping(mapping("https://dpm.example.com/api/v1")), "https://dpm.example.com/api/v1/flows"
+    page = m.page({"items": [{"name": "a"}], "next": "flows?page=2"}, url, "https://dpm.example.com")
+    assert page.items == (({"name": "a"}, f"{url}#/items/0"),) and page.next == "/api/v1/flows?page=2"
+    with pytest.raises(StallError, match=r"the next page is on another host \(evil\.example\); refused"):
+        m.page({"items": [], "next": "https://evil.example/api/v1/flows?page=2"}, url, "https://dpm.example.com")
+
+
+def test_the_import_puts_flow_name_and_override_at_their_pointers() -> None:
+    """Nested pointers create the objects on the way; the name is one encoded segment of the path."""
+    env = mapping("https://dpm.example.com/api/v1", **{"import": {
+        "method": "PUT", "path": "/flows/{name}/{version}", "flow": "/spec/flow", "name": "/meta/name",
+        "override": {"field": "/options/override"}}})
+    req = HttpMapping(env).import_request(FlowKey("a/b", ".."), b'{"name":"a/b","version":".."}', True)
+    assert (req.method, req.path) == ("PUT", "/flows/a%2Fb/%2E%2E")
+    assert json.loads(req.body or b"") == {
+        "spec": {"flow": {"name": "a/b", "version": ".."}}, "meta": {"name": "a/b"}, "options": {"override": True}}
+
+
 # -- the driver on its own --------------------------------------------------------------
 
 
@@ -183,6 +207,28 @@ def test_the_read_after_write_check_reads_only_the_written_flows(dpm: DpmServer)
     got = d.reread([ORDERS, FlowKey("gone", "1")])
     assert got == {ORDERS: canon(d, flow("orders", "1.0")).oid, FlowKey("gone", "1"): None}
     assert sorted(s.path.rsplit("/", 4)[1] for s in dpm.seen) == ["gone", "orders"]
+
+
+def test_one_flow_is_loaded_with_one_export_request(dpm: DpmServer) -> None:
+    """load() reads just that flow, in canonical form; a flow the platform does not hold is None."""
+    dpm.put(flow("orders", "1.0"))
+    d = driver(dpm)
+    want, got = canon(d, flow("orders", "1.0")), d.load(ORDERS)
+    assert got is not None and (got.oid, got.data) == (want.oid, want.data)
+    assert d.load(FlowKey("gone", "1")) is None
+    assert [s.path.rsplit("/", 4)[1] for s in dpm.seen] == ["orders", "gone"]
+
+
+def test_without_an_export_route_a_flow_is_loaded_from_the_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """list.full: load() reads the listing's pages and picks that flow out of them."""
+    with DpmServer(TOKEN, list_full=True, page_size=2) as server:
+        for i in range(3):
+            server.put(flow(f"f{i}", "1"))
+        d = driver(server, export=None, list={"path": "/flows", "items": "/items", "full": True, "next": "/next"})
+        got = d.load(FlowKey("f2", "1"))
+        assert got is not None and got.oid == canon(d, flow("f2", "1")).oid
+        assert d.load(FlowKey("f9", "1")) is None
+        assert server.count("GET", "/export") == 0
 
 
 def test_names_with_spaces_slashes_and_unicode_are_percent_encoded(dpm: DpmServer) -> None:

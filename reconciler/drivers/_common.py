@@ -41,9 +41,11 @@ def short(oid: str | None) -> str:
     return "nothing" if oid is None else oid[:12]
 
 
-def moved(what: str, expect: str | None, found: str | None) -> str:
-    """The message of a write refused because the live flow is no longer what the plan saw."""
-    return (f"{what} changed since it was read (expected {short(expect)}, found {short(found)}); "
+def moved(what: str, expect: str | None, found: str | None, *, where: str = "") -> str:
+    """The message of a write refused because the live flow is no longer what the plan saw:
+    ``<what> changed [<where>] since it was read …`` (``where``: "in the platform", "in Node-RED at …")."""
+    changed = f"{what} changed {where}" if where else f"{what} changed"
+    return (f"{changed} since it was read (expected {short(expect)}, found {short(found)}); "
             "left as it is, the next run re-checks it")
 
 
@@ -62,7 +64,7 @@ def secret_from(environ: Mapping[str, str], var: str, *, where: str) -> str:
     """A credential from an environment variable: set, non-empty, no line breaks; never echoed."""
     value = (environ.get(var) or "").strip()
     if not value:
-        raise StallError(f"{where}: environment variable {var} is not set (or empty); it must hold the credential")
+        raise StallError(f"{where}: environment variable ${var} is not set (or empty); it must hold the credential")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise StallError(f"{where}: ${var} holds a control character (a line break?)")
     return value
