@@ -233,7 +233,9 @@ class Engine:
 
     def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before=None, creating: bool = False,
              allow_mass_delete: bool = False) -> Outcome:
-        with self.store.lock(env.name, required=not dry_run) as held:
+        # Every log line of the run (drivers' retries included) names the environment.
+        with structlog.contextvars.bound_contextvars(environment=env.name), \
+                self.store.lock(env.name, required=not dry_run) as held:
             driver = self.driver(env)
             if held and isinstance(driver, Recoverable):
                 driver.recover()  # a crashed run's leftovers, before anything reads the environment
