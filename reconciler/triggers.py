@@ -1,10 +1,16 @@
 """Where reconcile requests come from: file watches and the schedule.
 
+Both depend on a small protocol, :class:`Requests` (ask for a reconcile of an
+environment, of every environment, of the environments on a branch, or fetch
+first), and on plain watch specifications (:class:`WatchSpec`: an environment,
+the folders a driver says are its environment, and which files count): they
+know nothing of the service or of any driver.
+
 - :class:`Watcher` (watchfiles) watches the repository's refs and every
-  directory environment's folder. A push shows up as ``refs/heads/<branch>``
-  written through a ``.lock`` rename (or ``packed-refs`` changing); watchfiles'
-  default filter drops paths under ``.git``-like folders, so ours is explicit.
-  A burst of changes ends after ``[server] debounce_ms`` of quiet.
+  watched folder. A push shows up as ``refs/heads/<branch>`` written through a
+  ``.lock`` rename (or ``packed-refs`` changing); watchfiles' default filter
+  drops paths under ``.git``-like folders, so ours is explicit. A burst of
+  changes ends after ``[server] debounce_ms`` of quiet.
 - :class:`Scheduler` (APScheduler 3) asks every environment for a drift check
   each ``interval``, and fetches from the remote each ``fetch_interval``.
 """
@@ -15,20 +21,45 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from watchfiles import Change, watch
 
-from reconciler.drivers.directory import DirectoryEnvironment
+__all__ = ["Requests", "WatchSpec", "Watcher", "Scheduler"]
 
-if TYPE_CHECKING:
-    from reconciler.service import Service
 
-__all__ = ["Watcher", "Scheduler"]
+class Requests(Protocol):
+    """What a trigger may ask for (the service implements it)."""
+
+    def trigger(self, env: str, reason: str) -> bool:
+        """Ask for a reconcile of one environment; False when it is not one of ours."""
+        ...
+
+    def trigger_all(self, reason: str) -> None:
+        ...
+
+    def trigger_branch(self, branch: str, reason: str) -> list[str]:
+        """Ask for a reconcile of the environments on ``branch``; returns their names."""
+        ...
+
+    def fetch_and_trigger(self, reason: str, branches: tuple[str, ...] | None = None) -> None:
+        """Fetch from the remote, then ask for the environments on the fetched branches."""
+        ...
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """One environment's folders to watch, and which changed files count (from its driver)."""
+
+    env: str
+    paths: tuple[Path, ...]
+    is_flow_file: Callable[[Path], bool]
 
 log = structlog.get_logger("reconciler.triggers")
 
@@ -45,13 +76,12 @@ class Watcher(threading.Thread):
     skips its folder scan on the watch's word.
     """
 
-    def __init__(self, service: "Service"):
+    def __init__(self, requests: Requests, repo: Path, specs: Sequence[WatchSpec], *, debounce_ms: int = 50):
         super().__init__(name="watcher", daemon=True)
-        self.service = service
-        self.repo = Path(service.config.repository.path).resolve()
-        self.folders = {
-            Path(e.path).resolve(): e.name for e in service.owned_envs() if isinstance(e, DirectoryEnvironment)
-        }
+        self.requests, self.debounce_ms = requests, debounce_ms
+        self.repo = Path(repo).resolve()
+        self.folders = {Path(p).resolve(): spec.env for spec in specs for p in spec.paths}
+        self._counts = {spec.env: spec.is_flow_file for spec in specs}
         self._watched: dict[Path, tuple[int, int]] = {}
         self._gone: dict[Path, float] = {}  # folder -> when it was found missing
         self._live = False  # a watch is running over self._watched
@@ -77,7 +107,7 @@ class Watcher(threading.Thread):
 
     def _notice(self, now: dict[Path, tuple[int, int]]) -> None:
         """Log what went, came back or was replaced since the watch started, and ask for checks."""
-        svc, clock = self.service, time.monotonic()
+        requests, clock = self.requests, time.monotonic()
         for folder in (self.repo, *self.folders):
             env = self.folders.get(folder)
             what = "repository" if env is None else "environment folder"
@@ -93,20 +123,20 @@ class Watcher(threading.Thread):
                 how = "came back" if before is None else "was replaced"
                 log.warning(f"{what} {how}; watching it again", path=str(folder), environment=env, gap_s=gap)
             if env is not None:
-                svc.trigger(env, "folder")
+                requests.trigger(env, "folder")
             else:
-                for e in svc.owned_envs():
-                    svc.trigger(e.name, "ref")
+                requests.trigger_all("ref")
 
     def _keep(self, change: Change, path: str) -> bool:
         p = Path(path)
         if p.is_relative_to(self.repo):
             rel = p.relative_to(self.repo).as_posix()
             return rel == "packed-refs" or (rel.startswith("refs/heads/") and not rel.endswith(".lock"))
-        return p.suffix == ".json" and not p.name.startswith(".")
+        env = self.folders.get(p.parent)
+        return env is not None and self._counts[env](p)
 
     def route(self, changes: set[tuple[Change, str]]) -> None:
-        svc = self.service
+        requests = self.requests
         branches: set[str] = set()
         envs: set[str] = set()
         all_branches = False
@@ -121,16 +151,15 @@ class Watcher(threading.Thread):
             elif p.parent in self.folders:
                 envs.add(self.folders[p.parent])
         if all_branches:
-            for env in svc.owned_envs():
-                svc.trigger(env.name, "ref")
+            requests.trigger_all("ref")
         for branch in branches:
             if not branch.startswith("drift/"):
-                svc.trigger_branch(branch, "ref")
+                requests.trigger_branch(branch, "ref")
         for env in envs:
-            svc.trigger(env, "folder")
+            requests.trigger(env, "folder")
 
     def run(self) -> None:
-        step = max(1, self.service.config.server.debounce_ms)
+        step = max(1, self.debounce_ms)
         self._watched = self._identities()
         for folder in (self.repo, *self.folders):
             if folder not in self._watched:
@@ -171,18 +200,17 @@ class Watcher(threading.Thread):
 
 
 class Scheduler:
-    def __init__(self, service: "Service"):
-        self.service = service
+    def __init__(self, requests: Requests, intervals: Mapping[str, float], fetch_interval: float | None = None):
+        self.requests, self.intervals, self.fetch_interval = requests, dict(intervals), fetch_interval
         self._sched = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
 
     def start(self) -> None:
-        svc = self.service
-        for env in svc.owned_envs():
-            self._sched.add_job(svc.trigger, "interval", seconds=env.interval, args=(env.name, "interval"), id=f"check:{env.name}")
-        if svc.remote is not None:
-            self._sched.add_job(
-                svc.fetch_and_trigger, "interval", seconds=svc.config.repository.fetch_interval, args=("fetch",), id="fetch"
-            )
+        for env, seconds in self.intervals.items():
+            self._sched.add_job(self.requests.trigger, "interval", seconds=seconds, args=(env, "interval"),
+                                id=f"check:{env}")
+        if self.fetch_interval is not None:
+            self._sched.add_job(self.requests.fetch_and_trigger, "interval", seconds=self.fetch_interval,
+                                args=("fetch",), id="fetch")
         self._sched.start()
 
     def stop(self) -> None:

@@ -100,6 +100,17 @@ class DirectoryDriver(DriverBase):
         self._deleted: dict[FlowKey, str] = {}  # files the current apply() removed
         self._fresh: dict[FlowKey, tuple[str, bytes]] = {}  # read by the last export: id, compressed bytes
 
+    # -- Watchable ---------------------------------------------------------------
+
+    def watch_paths(self) -> tuple[Path, ...]:
+        return (self.root,)
+
+    def is_flow_file(self, path: Path) -> bool:
+        return path.suffix == ".json" and not path.name.startswith(".")
+
+    def trust_watch(self) -> None:
+        self.assume_unchanged = True
+
     # -- export ------------------------------------------------------------------
 
     def export(self, progress: Progress | None = None) -> LiveSet:
