@@ -115,7 +115,12 @@ class Engine:
                     "flow was deleted; nothing was changed. Check `folder` in the config; if every flow is meant "
                     f"to go, set allow_empty = true for environment {env.name}"
                 )
-        at_marker = at_tip if marker == tip and desired is None else self.store.flows_at(marker, env.folder)
+        if tip is None and creating:
+            # No branch to compare with: the marker (of a branch deleted since) says nothing about what is
+            # in git, so the export starts from scratch instead of reading every flow as "deleted in git".
+            at_marker = FlowTree(None, {})
+        else:
+            at_marker = at_tip if marker == tip and desired is None else self.store.flows_at(marker, env.folder)
         templating = self._templating(env)
         fingerprint = templating.fingerprint()
         memo = self._memo.get(env.name)

@@ -18,22 +18,20 @@ from reconciler.engine import Engine, make_driver
 from reconciler.errors import RetryableError
 from reconciler.flows import FlowKey
 from reconciler.plan import Action
+from reconciler.testing import Wrapped
 from tests.conftest import Workspace, flow
 
 ORDERS = FlowKey("orders", "1.0")
 
 
-class Hooked:
-    """A real driver with hooks around export and apply."""
+class Hooked(Wrapped):
+    """A real driver with hooks around export and apply (the rest of the port forwarded explicitly)."""
 
     def __init__(self, inner: Driver, before_export: Callable[[], None] | None = None,
                  refuse: set[FlowKey] | None = None, rewrite: bool = False):
-        self.inner, self.location = inner, inner.location
+        super().__init__(inner)
         self.before_export, self.refuse, self.rewrite = before_export, refuse or set(), rewrite
         self.applied: list[Change] = []
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)  # optional driver methods (load, reread) pass through
 
     def export(self, progress=None) -> LiveSet:
         if self.before_export:
