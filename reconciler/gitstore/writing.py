@@ -1,0 +1,184 @@
+"""Writing to the store: objects queued and written as one pack per batch (loose for a handful),
+trees edited path by path, commits moving a branch by compare-and-swap (a moved tip is
+:class:`BranchMovedError`: read and plan again), the drift branch, and merges in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from reconciler.errors import BranchMovedError, RetryableError
+from reconciler.flows import FlowKey
+from reconciler.names import encode
+
+from .packwriter import MODE_BLOB, MODE_TREE, OBJ_BLOB, OBJ_TREE, PackWriter, tree_bytes
+
+__all__ = ["WritingMixin", "Merge", "PACK_THRESHOLD"]
+
+# Fewer queued objects than this are written loose; more go into one pack.
+PACK_THRESHOLD = 64
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A merge computed in memory: the merged tree (None when it conflicts), the conflicting
+    paths, and every path of the merged tree with its blob id."""
+
+    tree: str | None
+    conflicts: tuple[str, ...]
+    entries: Mapping[str, tuple[str, int]]  # path -> (blob id, mode)
+
+
+class WritingMixin:
+    """Writing objects, trees and commits (mixed into :class:`~reconciler.gitstore.GitStore`)."""
+
+    repo: pygit2.Repository
+    path: Path
+    _pending: PackWriter
+    _author: tuple[str, str]
+
+    def write_blob(self, data: bytes) -> str:
+        """Queue a blob for the next commit's pack; returns its id."""
+        return self._pending.add(OBJ_BLOB, data).hex()
+
+    def flush(self) -> None:
+        """Store queued objects: one pack for a batch, loose objects for a handful."""
+        if not len(self._pending):
+            return
+        try:
+            if len(self._pending) >= PACK_THRESHOLD:
+                self._pending.write(Path(self.repo.path) / "objects")
+            else:
+                for _, kind, data in self._pending.items():
+                    self.repo.odb.write(kind, data)
+                self._pending.clear()
+        except (OSError, pygit2.GitError) as exc:
+            self._pending.clear()
+            raise RetryableError(f"cannot write objects to {self.path}: {exc}") from exc
+
+    def tree_with(self, commit: str | None, folder: str, changes: Mapping[FlowKey, str | None]) -> str:
+        """Tree id of ``commit``'s tree with the flows in ``changes`` set (blob id) or removed (None)."""
+        base = self._commit(commit).tree_id.raw if commit else None
+        edits: dict[tuple[str, ...], bytes | None] = {}
+        for key, oid in changes.items():
+            path = (*folder.split("/"), encode(key.name), encode(key.version) + ".json")
+            edits[path] = None if oid is None else bytes.fromhex(oid)
+        try:
+            new = self._edit(base, edits)
+        except (pygit2.GitError, OSError) as exc:
+            raise RetryableError(f"cannot read a tree in {self.path}: {exc}") from exc
+        return (new if new is not None else self._pending.add(OBJ_TREE, b"")).hex()
+
+    def _entries(self, raw_id: bytes) -> dict[str, tuple[int, bytes]]:
+        """name -> (mode, raw id) of a stored or queued tree."""
+        if raw_id in self._pending:
+            return _parse_tree(self._pending.get(raw_id))
+        tree = self.repo[pygit2.Oid(raw=raw_id)]
+        return {e.name: (e.filemode, e.id.raw) for e in tree}
+
+    def _edit(self, tree: bytes | None, edits: Mapping[tuple[str, ...], bytes | None]) -> bytes | None:
+        """Apply path edits to a tree; returns the new tree's id, None when it is empty."""
+        entries = self._entries(tree) if tree is not None else {}
+        groups: dict[str, dict[tuple[str, ...], bytes | None]] = {}
+        for path, raw in edits.items():
+            if len(path) == 1:
+                if raw is None:
+                    entries.pop(path[0], None)
+                else:
+                    entries[path[0]] = (MODE_BLOB, raw)
+            else:
+                groups.setdefault(path[0], {})[path[1:]] = raw
+        for name, sub in groups.items():
+            existing = entries.get(name)
+            subtree = existing[1] if existing is not None and existing[0] == MODE_TREE else None
+            new = self._edit(subtree, sub)
+            if new is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = (MODE_TREE, new)
+        if not entries:
+            return None
+        data = tree_bytes((mode, name, raw) for name, (mode, raw) in entries.items())
+        return self._pending.add(OBJ_TREE, data)
+
+    def commit(self, ref: str | None, parent: str | None, tree: str, message: str, *, extra_parents: tuple[str, ...] = ()) -> str:
+        """Create a commit; when ``ref`` is given, move it by compare-and-swap from ``parent``."""
+        self.flush()
+        sig = pygit2.Signature(*self._author)
+        parents = [pygit2.Oid(hex=p) for p in (parent, *extra_parents) if p]
+        for attempt in (1, 2):
+            try:
+                oid = self.repo.create_commit(
+                    self.branch_ref(ref) if ref else None, sig, sig, message, pygit2.Oid(hex=tree), parents
+                )
+                return str(oid)
+            except (pygit2.GitError, OSError) as exc:  # pygit2 reports a held ref lock as OSError
+                if "current tip is not the first parent" in str(exc):
+                    raise BranchMovedError(f"{ref} moved while the reconciler was writing to it") from exc
+                if ref and attempt == 1 and self._clear_stale_lock(ref):
+                    continue
+                hint = self._lock_hint(ref) if ref else ""
+                if hint:
+                    raise RetryableError(f"cannot update {ref}: {hint}") from exc
+                raise RetryableError(f"cannot commit to {ref or 'the repository'}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def merge(self, ancestor: str | None, ours: str, theirs: str, *, write: bool = True) -> "Merge":
+        """A three-way merge of two commits' trees in memory.
+
+        ``ancestor`` None: their merge base. Conflicting paths are listed (each conflict is
+        (ancestor, ours, theirs) entries, any of which may be missing) and no tree is made.
+        ``write`` False writes nothing at all (the merged tree is only described by its entries).
+        """
+        try:
+            repo = self.repo
+            if ancestor is None:
+                index = repo.merge_commits(pygit2.Oid(hex=ours), pygit2.Oid(hex=theirs))
+            else:
+                index = repo.merge_trees(self._commit(ancestor).tree, self._commit(ours).tree,
+                                         self._commit(theirs).tree)
+            if index.conflicts is not None:
+                paths = sorted({next(e for e in entries if e is not None).path for entries in index.conflicts})
+                return Merge(None, tuple(paths), {})
+            entries = {e.path: (str(e.id), e.mode) for e in index}
+            return Merge(str(index.write_tree(repo)) if write else None, (), entries)
+        except (pygit2.GitError, OSError, KeyError) as exc:
+            raise RetryableError(f"cannot merge {theirs[:12]} into {ours[:12]} in {self.path}: {exc}") from exc
+
+    def commit_changes(self, branch: str, parent: str | None, folder: str, changes: Mapping[FlowKey, bytes | None], message: str) -> str | None:
+        """Write flows to a branch in one commit (compare-and-swap from ``parent``).
+
+        Returns the new commit id, or None when the tree did not change (no
+        empty commits). Raises :class:`BranchMovedError` when the tip moved.
+        """
+        blobs = {k: (None if v is None else self.write_blob(v)) for k, v in changes.items()}
+        tree = self.tree_with(parent, folder, blobs)
+        if parent is not None and tree == self.tree_of(parent):
+            self._pending.clear()  # everything queued already exists
+            return None
+        return self.commit(branch, parent, tree, message)
+
+    def save_drift(self, env: str, folder: str, flows: Mapping[FlowKey, bytes], message: str, attempts: int = 5) -> str | None:
+        """Commit live content to ``drift/<env>`` before it is overwritten; retries on a moved tip."""
+        ref = f"refs/heads/drift/{env}"
+        for _ in range(attempts):
+            try:
+                return self.commit_changes(ref, self.tip(ref), folder, flows, message)
+            except BranchMovedError:
+                continue
+        raise RetryableError(f"drift/{env} kept moving; live content was not saved, nothing was overwritten")
+
+
+def _parse_tree(data: bytes) -> dict[str, tuple[int, bytes]]:
+    out: dict[str, tuple[int, bytes]] = {}
+    i = 0
+    while i < len(data):
+        space = data.index(b" ", i)
+        nul = data.index(b"\0", space)
+        out[data[space + 1 : nul].decode("utf-8")] = (int(data[i:space], 8), data[nul + 1 : nul + 21])
+        i = nul + 21
+    return out
