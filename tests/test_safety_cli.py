@@ -217,11 +217,12 @@ def test_ctrl_c_after_the_work_does_not_say_interrupted(elsewhere) -> None:
     ws, _ = elsewhere
     script = ("import os, signal, sys\n"
               "import reconciler.cli as cli\n"
-              "real = cli._render\n"
+              "import reconciler.cli.commands as commands\n"
+              "real = commands._render\n"
               "def render(args, out):\n"
               "    os.kill(os.getpid(), signal.SIGINT)\n"
               "    real(args, out)\n"
-              "cli._render = render\n"
+              "commands._render = render\n"
               f"sys.exit(cli.main(['--config', {str(ws.config)!r}, 'sync', 'production']))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "interrupted" not in out.stderr, out.stderr

@@ -1,0 +1,169 @@
+"""The command line's grammar: subcommands, their options and help (argparse only, nothing heavy).
+
+Global options are accepted before and after the subcommand, as in git, kubectl
+and terraform; each subcommand's help has a description and its exit codes.
+Imported alone by ``reconciler --help`` and ``--version``, so those start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reconciler import __version__
+
+__all__ = ["build_parser", "UsageError", "EXIT_OK", "EXIT_ERROR", "EXIT_PENDING", "EXIT_CONFLICT", "EXIT_USAGE"]
+
+EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_CONFLICT, EXIT_USAGE = 0, 1, 2, 3, 64
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit 2, which means "pending" here
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+class UsageError(Exception):
+    """A command line that names something that is not there (exit 64)."""
+
+
+def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """The global options. They are accepted before and after the subcommand, as in git,
+    kubectl and terraform: the subcommand's copies default to SUPPRESS, so a value given
+    before the subcommand is not overwritten by the subcommand's default."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    g = p.add_argument_group("global options (before or after the command)")
+    g.add_argument("--config", "-c", metavar="PATH", default=default(None),
+                   help="config file (default $RECONCILER_CONFIG, else ./reconciler.toml)")
+    g.add_argument("--log-level", default=default(None), choices=["debug", "info", "warning", "error"],
+                   help="log level (default warning; info with -v)")
+    g.add_argument("--log-format", default=default("auto"), choices=["auto", "json", "console"],
+                   help="log format on stderr (default: console on a terminal, JSON otherwise)")
+    g.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                   help="log every action (same as --log-level info)")
+    g.add_argument("--no-progress", action="store_true", default=default(False),
+                   help="never show progress, even on a terminal")
+
+
+_EXITS = {
+    "export": "0 exported or nothing to export · 1 error · 3 conflicts left",
+    "plan": "0 in sync · 2 changes pending · 1 error (invalid flows, a refused mass deletion)",
+    "validate": "0 no problems · 1 problems found",
+    "promote": "0 done or nothing to promote · 1 error",
+    "rollback": "0 done or nothing to roll back · 1 error",
+    "sync": "0 done · 1 error · 3 conflicts left",
+    "status": "0 · 1 an environment has an error",
+    "history": "0 · 1 error",
+    "schema": "0",
+    "run": "0 stopped by SIGTERM/SIGINT · 1 cannot start",
+    "healthcheck": "0 the service answers · 1 it does not",
+    "demo": "as run",
+}
+
+
+def _sub(sub, name: str, summary: str, description: str):
+    s = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+                       epilog=f"exit codes: {_EXITS[name]} · 64 usage error",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(s, top=False)
+    return s
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="reconciler", description="GitOps reconciler for flows: git is the system of record.",
+                epilog="Run `reconciler COMMAND --help` for a command's options and exit codes.")
+    _add_common(p, top=True)
+    p.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    s = _sub(sub, "export", "commit the environment's live flows to its branch",
+             "Creates the repository and the branch on the first export. Changes pushed to git and not yet\n"
+             "synced are left alone (an export never undoes a push).")
+    s.add_argument("env")
+    s.add_argument("--allow-mass-delete", action="store_true",
+                   help="commit deletions of more flows than max_delete allows (or of every flow)")
+    s.add_argument("-q", "--quiet", action="store_true", help="only the summary line and errors")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = _sub(sub, "plan", "show what a sync would do (changes nothing)",
+             "Exit 2 when changes are pending. With --against REF: what merging REF into the environment's\n"
+             "branch would do, with a semantic diff per flow.")
+    s.add_argument("env")
+    s.add_argument("--against", metavar="REF", help="plan the merge of REF (a branch, tag or commit) into the environment's branch")
+    s.add_argument("--format", choices=["text", "json", "markdown"], default=None,
+                   help="output format (markdown: a merge-request comment; needs --against)")
+    s.add_argument("-q", "--quiet", action="store_true", help="only the summary line and errors")
+    s.add_argument("--json", action="store_true", help="machine-readable output (same as --format json)")
+
+    s = _sub(sub, "validate", "check flow files: syntax, path/identity, schema, placeholders, secrets",
+             "Checks a branch of the repository (--branch, no checkout needed), flow files or folders of a\n"
+             "working tree, or every environment's branch. One line `file:pointer: message` per problem.")
+    s.add_argument("paths", nargs="*", metavar="PATH", help="flow files or folders in a working tree")
+    s.add_argument("--branch", "-b", metavar="B", help="check a branch of the repository instead (no checkout needed)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = _sub(sub, "promote", "prepare a branch promote/FROM-to-TO/<id> with FROM's versions of flows",
+             "The branch starts at TO's branch and holds FROM's versions: review it as a merge request.")
+    s.add_argument("source", metavar="FROM")
+    s.add_argument("target", metavar="TO")
+    s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="promote only this flow (repeatable; default: all)")
+    s.add_argument("--as", dest="rename", metavar="NAME@VERSION", help="write the one --flow under this name and version")
+    s.add_argument("--push", action="store_true", help="push the branch to [repository] remote")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = _sub(sub, "rollback", "commit to the environment's branch its flows as they were at REV",
+             "A new commit (history is kept); the next sync applies it.")
+    s.add_argument("env")
+    s.add_argument("--to", required=True, metavar="REV", help="a commit, tag or revision (env/production~2)")
+    s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="roll back only this flow (repeatable; default: all)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = _sub(sub, "sync", "reconcile the environment with its branch now",
+             "Imports what changed in git, handles drift per the environment's policy, never overwrites a\n"
+             "conflict. A run that would delete more than max_delete flows stops before changing anything.")
+    s.add_argument("env")
+    s.add_argument("--dry-run", action="store_true", help="plan only, change nothing")
+    s.add_argument("--allow-mass-delete", action="store_true",
+                   help="carry out deletions of more flows than max_delete allows (or of every flow)")
+    s.add_argument("-q", "--quiet", action="store_true", help="only the summary line and errors")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = _sub(sub, "status", "per environment: branch tip, applied marker, flow counts",
+             "Read-only; never waits for a running service (the answer then says it may be stale).")
+    s.add_argument("env", nargs="?")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = _sub(sub, "history", "commits of an environment's branch, or of one flow",
+             "Newest first, as git log: id, date, author, subject.")
+    s.add_argument("env")
+    s.add_argument("name", nargs="?")
+    s.add_argument("version", nargs="?")
+    s.add_argument("--drift", action="store_true", help="show drift/<env> (live versions saved before overwriting)")
+    s.add_argument("-n", "--limit", type=int, default=None, help="at most this many commits")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    _sub(sub, "schema", "print the JSON Schema of the config file", "Editors can use it to check reconciler.toml.")
+
+    s = _sub(sub, "run", "run the service: keep every environment in sync",
+             "Watches the repository and the environments, checks for drift every interval, serves\n"
+             "/healthz, /readyz, /metrics and the API on --listen.")
+    s.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default: the config's [server] listen, 127.0.0.1:9420)")
+    s.add_argument("--shard", metavar="I/N", help="own only environments whose hash mod N is I (or $RECONCILER_SHARD)")
+
+    s = _sub(sub, "healthcheck", "ask the running service on this machine whether it is alive (or ready)",
+             "For container health checks: the address is the one `run` would listen on (--listen, else\n"
+             "$RECONCILER_LISTEN, else [server] listen); 0.0.0.0 and :: are asked on the loopback.")
+    s.add_argument("--listen", metavar="HOST:PORT", help="the service's address (default: as `run` would choose)")
+    s.add_argument("--ready", action="store_true", help="ask /readyz (every environment reconciled once) instead of /healthz")
+    s.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)")
+
+    s = _sub(sub, "demo", "write a ready demo (repository + two folder environments) and run the service on it",
+             "The demo lives in --dir (default ./demo); running it again reuses it.")
+    s.add_argument("--dir", default="demo", help="folder of the demo (default ./demo; reused if it exists)")
+    s.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:9420)")
+    s.add_argument("--no-run", action="store_true", help="only write the demo")
+    return p
