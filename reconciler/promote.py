@@ -29,7 +29,6 @@ from reconciler.flows import FlowInvalid, FlowKey
 from reconciler.gitstore import GitStore
 from reconciler.names import InvalidName, case_collisions, encode, flow_path
 from reconciler.remote import REMOTE_PREFIX, Remote
-from reconciler.review import fetch_remote
 from reconciler.scanning import environment_templating
 
 __all__ = [
@@ -178,7 +177,7 @@ def promote(
         raise StallError("promote needs two different environments")
     if rename is not None and (len(selectors) != 1):
         raise StallError("--as renames one flow: give exactly one --flow")
-    remote = fetch_remote(config, store)
+    remote = Remote.fetched(store, config.repository)
     from_tip = _tip(store, src.branch_name, remote)
     if from_tip is None:
         raise StallError(f"{src.branch_name} does not exist yet; run `reconciler export {src.name}` first")

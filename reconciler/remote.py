@@ -122,6 +122,14 @@ class Remote:
         return cls(store, repository.remote, repository.remote_token_env,
                    SshSettings(repository.ssh_key, repository.ssh_known_hosts, repository.ssh_passphrase_env))
 
+    @classmethod
+    def fetched(cls, store: GitStore, repository: "RepositoryConfig") -> "Remote | None":
+        """The configured remote, fetched (None without one): what a command checks against."""
+        remote = cls.from_config(store, repository)
+        if remote is not None:
+            remote.fetch()
+        return remote
+
     def _callbacks(self) -> _Callbacks:
         return _Callbacks(os.environ.get(self._token_env), self._ssh)
 

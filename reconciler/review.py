@@ -24,15 +24,7 @@ from reconciler.remote import REMOTE_PREFIX, Remote
 from reconciler.secretrule import SecretRule
 from reconciler.semdiff import DiffItem, diff, summary
 
-__all__ = ["FlowReview", "Review", "plan_against", "fetch_remote"]
-
-
-def fetch_remote(config, store: GitStore) -> Remote | None:
-    """Fetch from ``[repository] remote`` when one is configured; returns it (None without one)."""
-    remote = Remote.from_config(store, config.repository)
-    if remote is not None:
-        remote.fetch()
-    return remote
+__all__ = ["FlowReview", "Review", "plan_against"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +101,7 @@ def plan_against(engine: Engine, name: str, ref: str) -> Review:
     """
     config, store = engine.config, engine.store
     env = config.env(name)
-    remote = fetch_remote(config, store)
+    remote = Remote.fetched(store, config.repository)
     if remote is not None:
         with contextlib.ExitStack() as held:
             try:

@@ -220,5 +220,8 @@ class Scheduler:
     def next_run(self, env: str) -> float | None:
         """When the next drift check of ``env`` is due (seconds since the epoch)."""
         job = self._sched.get_job(f"check:{env}")
-        when: datetime | None = getattr(job, "next_run_time", None) if job else None
+        try:
+            when: datetime | None = job.next_run_time if job is not None else None
+        except AttributeError:  # a job not scheduled yet (the scheduler has not started)
+            when = None
         return when.timestamp() if when else None

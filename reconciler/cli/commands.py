@@ -243,7 +243,7 @@ def cmd_plan_against(args: argparse.Namespace, config: Config, fmt: str) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, config: Config) -> int:
-    from reconciler.review import fetch_remote
+    from reconciler.remote import Remote
     from reconciler.validate import validate_branch, validate_environments, validate_paths
 
     if args.branch and args.paths:
@@ -253,7 +253,7 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> int:
         results = [validate_paths(config, args.paths)]
     else:
         store = _engine(config).store
-        remote = fetch_remote(config, store) if args.branch else None
+        remote = Remote.fetched(store, config.repository) if args.branch else None
         results = ([validate_branch(config, store, args.branch, prefer_remote=remote is not None)] if args.branch
                    else validate_environments(config, store))
     if args.json:
