@@ -25,6 +25,7 @@ from reconciler.drivers import Driver, Recoverable
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import FlowTree, GitStore
+from reconciler.kinds import kind_problems
 from reconciler.names import flow_path
 from reconciler.outcome import Outcome, RunResult, Snapshot
 from reconciler.plan import Action, Plan, Policy
@@ -186,8 +187,14 @@ class Engine:
         )
 
     def _validator(self, env: EnvironmentConfig):
+        """The environment's JSON Schema (if it has one) and the rules of each flow's kind."""
         if env.name not in self._validators:
-            self._validators[env.name] = load_validator(env.schema_) if env.schema_ is not None else None
+            schema = load_validator(env.schema_) if env.schema_ is not None else None
+
+            def validate(doc: Any) -> list[tuple[str, str]]:
+                return [*(schema(doc) if schema is not None else ()), *kind_problems(doc)]
+
+            self._validators[env.name] = validate
         return self._validators[env.name]
 
     def plan(self, env: EnvironmentConfig, snap: Snapshot, policy: Policy | None = None) -> Plan:

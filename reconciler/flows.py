@@ -8,6 +8,7 @@ them so; anything else (objects, booleans, empty strings) is refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -16,7 +17,21 @@ from reconciler.canonical import InvalidJSON, Rules, blob_id, canonicalize, pars
 from reconciler.errors import Problem
 from reconciler.names import InvalidName, encode
 
-__all__ = ["FlowKey", "Identity", "CanonicalFlow", "read_flow", "flow_from_doc", "FlowInvalid"]
+__all__ = ["FlowKey", "Identity", "CanonicalFlow", "read_flow", "flow_from_doc", "FlowInvalid", "sql_export",
+           "looks_like_sql"]
+
+_SQL_START = re.compile(rb"\A\s*(--|/\*|(CREATE|INSERT|SET|SELECT|BEGIN|EXECUTE)\b)", re.IGNORECASE)
+
+
+def sql_export(what: str) -> str:
+    """The one message for SQL offered where a flow is expected (SQL is rendered from flows, never read back)."""
+    return (f"{what} is a SQL export; SQL exports cannot be imported — commit the flow's JSON export "
+            "(reconciler renders the SQL from it)")
+
+
+def looks_like_sql(raw: bytes) -> bool:
+    """True when bytes that are not JSON read as a SQL script (a comment or a statement first)."""
+    return bool(_SQL_START.match(raw[:200]))
 
 
 class FlowKey(NamedTuple):
@@ -123,6 +138,8 @@ def read_flow(
     try:
         doc = parse_json(raw)
     except InvalidJSON as exc:
+        if looks_like_sql(raw):
+            return Problem(where, sql_export("this file"), "", str(expect or ""))
         return Problem(where, f"{exc}; fix the file's syntax", exc.pointer, str(expect or ""))
     return flow_from_doc(doc, identity, rules, where=where, expect=expect, validate=validate, render=render)
 

@@ -1,8 +1,8 @@
 """JSON Schemas of flows: where they live, and the one validator every check uses.
 
-Flow schemas ship inside the package (``reconciler/schemas/``, identical to the
-published copies under ``manifests/schemas/``; a test keeps them equal), so a
-``pip install`` has them. An environment's flows are checked against its own
+Flow schemas ship inside the package (``reconciler/schemas/``: links to the one
+published copy under ``manifests/schemas/`` in a source checkout, copies in a
+built wheel), so a ``pip install`` has them. An environment's flows are checked against its own
 ``schema``, else the schema of its driver's kind (``flow.<driver>.schema.json``),
 else ``flow.schema.json``.
 
@@ -23,9 +23,7 @@ from typing import Any
 from reconciler.canonical import format_pointer
 from reconciler.errors import StallError
 
-__all__ = ["Validator", "load_validator", "schema_for", "check_usable", "packaged_schema", "SCHEMA_NAMES"]
-
-SCHEMA_NAMES = ("flow.schema.json", "flow.node-red.schema.json")
+__all__ = ["Validator", "load_validator", "schema_for", "check_usable", "packaged_schema"]
 _MINIMAL_SCHEMA = {
     "type": "object",
     "required": ["name", "version"],

@@ -20,6 +20,7 @@ from reconciler.canonical import InvalidJSON, parse_json
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.flows import FlowInvalid, FlowKey, Identity
 from reconciler.gitstore import GitStore
+from reconciler.kinds import kind_problems
 from reconciler.names import InvalidName, case_collisions, encode, flow_path, parse_flow_path
 from reconciler.remote import REMOTE_PREFIX
 from reconciler.scanning import environment_templating
@@ -152,6 +153,8 @@ def _check_flow(where: str, raw: bytes, expect: FlowKey | None, contexts: Sequen
         if expect is not None and key != expect:
             pointer = identity.name if key.name != expect.name else identity.version
             found.add(where, pointer, f"the flow says it is {key} but its path says {expect}; move the file or fix the field")
+    for pointer, message in kind_problems(doc):  # the same in every environment: checked on git's form
+        found.add(where, pointer, message)
     for ctx in contexts:
         rendered = doc
         if ctx.params is not None:

@@ -100,9 +100,10 @@ def _load_config(args: argparse.Namespace) -> "Config":
     from reconciler.config import Config, find_config, load_config
 
     path = find_config(args.config)
-    if args.command == "validate" and args.paths and not args.config and not os.environ.get("RECONCILER_CONFIG") and not path.exists():
-        # A merge-request job may have flows but no config: check what needs none.
-        print("reconciler: no reconciler.toml; checking syntax, paths, identity and the default schema only",
-              file=sys.stderr)
+    if args.command in ("validate", "render") and args.paths and not args.config and not os.environ.get("RECONCILER_CONFIG") and not path.exists():
+        # A merge-request job may have flows but no config: check (or render) what needs none.
+        if args.command == "validate":
+            print("reconciler: no reconciler.toml; checking syntax, paths, identity and the default schema only",
+                  file=sys.stderr)
         return Config()
     return load_config(path)

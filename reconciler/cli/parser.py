@@ -59,6 +59,7 @@ _EXITS = {
     "status": "0 · 1 an environment has an error",
     "history": "0 · 1 error",
     "schema": "0",
+    "render": "0 rendered · 1 a flow cannot be rendered (each reason printed as file:pointer: message)",
     "run": "0 stopped by SIGTERM/SIGINT · 1 cannot start",
     "healthcheck": "0 the service answers · 1 it does not",
     "demo": "as run",
@@ -147,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     _sub(sub, "schema", "print the JSON Schema of the config file", "Editors can use it to check reconciler.toml.")
+
+    s = _sub(sub, "render", "render event-processing flows as Flink SQL",
+             "Flows of \"kind\": \"event-processing\" from files or a branch, one script each, as IBM Event\n"
+             "Processing's SQL export would write them. With --env, that environment's parameters are\n"
+             "substituted; secrets are <redacted> unless the environment is a flink-sql one (which needs\n"
+             "them). Rendering is one-way: SQL is never read back as a flow.")
+    s.add_argument("paths", nargs="*", metavar="FILE.json", help="flow files")
+    s.add_argument("--branch", "-b", metavar="B", help="render the event-processing flows of a branch instead")
+    s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="only this flow (repeatable)")
+    s.add_argument("--env", metavar="ENV", help="substitute this environment's parameters (and its secrets if it is flink-sql)")
+    s.add_argument("--format", choices=["sql", "json"], default="sql", help="sql (default) or json lines")
+    s.add_argument("-o", "--output", metavar="DIR", help="write <name>@<version>.sql files into DIR")
 
     s = _sub(sub, "run", "run the service: keep every environment in sync",
              "Watches the repository and the environments, checks for drift every interval, serves\n"

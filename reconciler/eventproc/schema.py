@@ -1,7 +1,7 @@
 """The published JSON Schema of event-processing flows, and its validator.
 
 The one home of the schema is ``manifests/schemas/flow.event-processing.schema.json``;
-the package carries it as ``reconciler/eventproc/flow.event-processing.schema.json``
+the package carries it as ``reconciler/schemas/flow.event-processing.schema.json``
 (a link to that file in a source checkout, a copy in a built wheel). It is read
 once, on first use.
 """
@@ -17,7 +17,7 @@ import jsonschema
 
 __all__ = ["SCHEMA_FILE", "load_schema", "validator"]
 
-SCHEMA_FILE = Path(__file__).resolve().parent / "flow.event-processing.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "flow.event-processing.schema.json"
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pygit2
 
 from reconciler.errors import Problem, RetryableError, StallError
-from reconciler.flows import FlowKey
+from reconciler.flows import FlowKey, sql_export
 from reconciler.names import InvalidName, parse_flow_path
 
 from .packwriter import PackWriter
@@ -116,6 +116,9 @@ class ReadingMixin:
         problems: list[Problem] = []
         for entry in tree:
             where = f"{folder}/{entry.name}"
+            if entry.type != _TREE and entry.name.endswith(".sql"):
+                problems.append(Problem(where, sql_export(f"`{entry.name}`")))
+                continue
             if entry.type != _TREE:
                 kind = entry_kind(entry).removeprefix("a ")
                 problems.append(Problem(where, f"unexpected {kind} in {folder}/: flows live at {folder}/<name>/<version>.json"))
@@ -123,6 +126,9 @@ class ReadingMixin:
             for sub in self.repo[entry.id]:
                 rel = f"{entry.name}/{sub.name}"
                 try:
+                    if rel.endswith(".sql"):
+                        problems.append(Problem(f"{folder}/{rel}", sql_export(f"`{sub.name}`")))
+                        continue
                     name, version = parse_flow_path(rel)
                 except InvalidName as exc:
                     problems.append(Problem(f"{folder}/{rel}", f"not a flow path ({exc}); expected {folder}/<name>/<version>.json"))
