@@ -237,6 +237,18 @@ def test_export_commits_one_canonical_document_per_tab(site: Workspace, nr: Node
     assert "pa55word" not in site.git("log", "-p", "--all", cwd=site.repo)
 
 
+def test_a_tab_that_is_no_flow_is_reported_and_kept_as_it_is(site: Workspace, nr: NodeRed) -> None:
+    """A tab without a label has no name: a problem of the export, never a crash; a write elsewhere keeps it."""
+    nr.deploy([{"id": "t-nameless", "type": "tab", "disabled": False, "info": ""},
+               {"id": "t-nameless-1", "type": "debug", "z": "t-nameless", "active": False, "x": 1, "y": 1, "wires": []}])
+    driver = NodeRedDriver(nr.url, token_env=TOKEN_VAR)
+    live = driver.export()
+    assert live.flows == {} and not live.complete
+    assert [p.where for p in live.problems] == [f"{nr.url} tab t-nameless"]
+    assert driver.apply([Change(ORDERS, canonicalize(tab_flow("orders")), None)]) == {}
+    assert {"t-nameless", "t-nameless-1", "tab-orders"} <= {n["id"] for n in nr.flows()[1]}
+
+
 # -- import, override, delete ---------------------------------------------------------------
 
 

@@ -63,10 +63,10 @@ class NodeRedDriver:
         for i, tab in enumerate(index.tabs, 1):
             tid = str(tab.get("id"))
             got = collect.add(_document(index, tab, self.version_env, self.default_version), f"{self.url} tab {tid}")
-            if got is not None:
+            if isinstance(got, CanonicalFlow):  # a duplicate name+version too: dropped from the live set below
                 keys[tid], signature[tid] = got.key, got.oid
-            else:  # a duplicate name+version, or no usable name: still compared before every write
-                signature[tid] = self._signature(index, tab)
+            else:  # no usable name or version: not a flow, but still compared before every write
+                signature[tid] = f"problem: {got.message}"
             if progress is not None and (i % 200 == 0 or i == total):
                 progress(i, total)
         live = collect.result()
