@@ -15,8 +15,12 @@ from typing import Any
 
 from reconciler.canonical import InvalidJSON, Rules, format_pointer, parse_json
 from reconciler.drivers import Change
+from reconciler.drivers._common import Refused
 from reconciler.errors import Problem
 from reconciler.flows import FlowKey, Identity, flow_from_doc
+from reconciler.pointers import MISSING
+
+__all__ = ["flow_documents", "NODE_LISTS_BY_ID"]
 
 # Node types that are structure, not installed modules (GET /nodes does not list them).
 _BUILTIN_TYPES = frozenset({"tab", "subflow", "group"})
@@ -181,62 +185,59 @@ class _Incoming:
         return {n["type"] for n in every}
 
 
-class _Refused(Exception):
-    pass
-
-
 def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str) -> _Incoming:
-    """Parse and check a document from git; raises :class:`_Refused` saying what is wrong and where."""
+    """Parse and check a document from git; raises :class:`~reconciler.drivers._common.Refused` saying what
+    is wrong and where."""
     assert change.data is not None
     try:
         doc = parse_json(change.data)
     except InvalidJSON as exc:
-        raise _Refused(f"not JSON: {exc}") from exc
+        raise Refused(f"not JSON: {exc}") from exc
     got = flow_from_doc(_clone(doc), identity, rules, where=str(change.key))
     if isinstance(got, Problem):
-        raise _Refused(got.message)
+        raise Refused(got.message)
     if not isinstance(doc, dict):
-        raise _Refused("a Node-RED flow document must be a JSON object")
+        raise Refused("a Node-RED flow document must be a JSON object")
     unknown = sorted(set(doc) - set(_DOC_KEYS))
     if unknown:
-        raise _Refused(f"/{unknown[0]}: unknown key; a Node-RED flow document has {', '.join(_DOC_KEYS)}")
+        raise Refused(f"/{unknown[0]}: unknown key; a Node-RED flow document has {', '.join(_DOC_KEYS)}")
     tab = doc.get("tab")
     if not isinstance(tab, dict) or tab.get("type") != "tab" or not _str(tab.get("id")):
-        raise _Refused('/tab: must be an object with "type": "tab" and a non-empty "id"')
+        raise Refused('/tab: must be an object with "type": "tab" and a non-empty "id"')
     seen: set[str] = set()
 
     def nodes_at(key: str) -> list[dict]:
         items = doc.get(key, [])
         if not isinstance(items, list):
-            raise _Refused(f"/{key}: must be an array of nodes")
+            raise Refused(f"/{key}: must be an array of nodes")
         for i, n in enumerate(items):
             if not isinstance(n, dict) or not _str(n.get("id")) or not _str(n.get("type")):
-                raise _Refused(f"/{key}/{i}: a node must be an object with a non-empty string id and type")
+                raise Refused(f"/{key}/{i}: a node must be an object with a non-empty string id and type")
             if n["id"] in seen or n["id"] == tab["id"]:
-                raise _Refused(f"/{key}/{i}: id {n['id']!r} appears twice in the flow")
+                raise Refused(f"/{key}/{i}: id {n['id']!r} appears twice in the flow")
             seen.add(n["id"])
         return items
 
     nodes, configs, subflow_nodes = nodes_at("nodes"), nodes_at("configs"), nodes_at("subflows")
     for i, n in enumerate(nodes):
         if n.get("z") != tab["id"]:
-            raise _Refused(f"/nodes/{i}: z is {n.get('z')!r}, not the tab's id {tab['id']!r}")
+            raise Refused(f"/nodes/{i}: z is {n.get('z')!r}, not the tab's id {tab['id']!r}")
     for i, n in enumerate(configs):
         if "z" in n or n["type"] in _BUILTIN_TYPES:
-            raise _Refused(f"/configs/{i}: a global config node has no z and is not a {n['type']}")
+            raise Refused(f"/configs/{i}: a global config node has no z and is not a {n['type']}")
     subflows: dict[str, list[dict]] = {n["id"]: [n] for n in subflow_nodes if n["type"] == "subflow"}
     for i, n in enumerate(subflow_nodes):
         if n["type"] != "subflow":
             if n.get("z") not in subflows:
-                raise _Refused(f"/subflows/{i}: z {n.get('z')!r} is not a subflow of this document")
+                raise Refused(f"/subflows/{i}: z {n.get('z')!r} is not a subflow of this document")
             subflows[n["z"]].append(n)
     for where, items in (("nodes", nodes), ("subflows", subflow_nodes)):
         for i, n in enumerate(items):
             kind = n["type"]
             if kind.startswith("subflow:") and kind[8:] not in subflows:
-                raise _Refused(f"/{where}/{i}: uses subflow {kind[8:]!r}, which the document does not carry")
+                raise Refused(f"/{where}/{i}: uses subflow {kind[8:]!r}, which the document does not carry")
     if not isinstance(tab.get("env", []), list) or not all(isinstance(e, dict) for e in tab.get("env", [])):
-        raise _Refused("/tab/env: must be an array of {name, value, type} objects")
+        raise Refused("/tab/env: must be an array of {name, value, type} objects")
     tab = dict(tab, label=change.key.name)
     env = [e for e in tab.get("env", []) if e.get("name") != version_env]
     tab["env"] = [{"name": version_env, "value": change.key.version, "type": "str"}, *env]
@@ -246,16 +247,14 @@ def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str
 def _first_difference(a: Any, b: Any, path: tuple[str, ...] = ()) -> str:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
-            if a.get(k, _MISSING) != b.get(k, _MISSING):
-                return _first_difference(a.get(k, _MISSING), b.get(k, _MISSING), (*path, k))
+            if a.get(k, MISSING) != b.get(k, MISSING):
+                return _first_difference(a.get(k, MISSING), b.get(k, MISSING), (*path, k))
     elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b)):
             if x != y:
                 return _first_difference(x, y, (*path, str(i)))
     return format_pointer(path) or "/"
 
-
-_MISSING = object()
 
 
 def _build(index: _Index, tab_of: dict[FlowKey, str], imports: dict[FlowKey, _Incoming],
