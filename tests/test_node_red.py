@@ -15,9 +15,11 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -479,6 +481,93 @@ def test_node_red_not_answering_is_retryable_after_the_timeout() -> None:
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
         with pytest.raises(RetryableError, match="did not answer GET /flows within 0.3 s"):
             NodeRedDriver(url, timeout=0.3).export()
+
+
+class Scripted:
+    """A stand-in for Node-RED on a loopback port, for what a real one cannot be made to do on cue
+    (answer 503, let a token expire): ``answer(method, path, authorization)`` -> (status, JSON body)."""
+
+    def __init__(self, answer: Callable[[str, str, str | None], tuple[int, Any]]):
+        self.seen: list[tuple[str, str]] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                scripted.seen.append((self.command, self.path))
+                status, body = answer(self.command, self.path, self.headers.get("Authorization"))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "Scripted":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+ONE_TAB = {"rev": "r1", "flows": [{"id": "t1", "type": "tab", "label": "orders"}]}
+
+
+def test_a_node_red_answering_503_is_asked_again_with_backoff() -> None:
+    """Two 503s, then the flows: three requests, waits of backoff and twice backoff, no error."""
+    answers = iter([(503, {"message": "starting"}), (503, {"message": "starting"})])
+    waits: list[float] = []
+    with Scripted(lambda m, p, a: next(answers, (200, ONE_TAB))) as nr:
+        live = NodeRedDriver(nr.url, backoff=0.25, sleep=waits.append).export()
+    assert set(live.flows) == {ORDERS}
+    assert nr.seen == [("GET", "/flows")] * 3 and waits == [0.25, 0.5]
+
+
+def test_a_node_red_that_keeps_failing_is_retryable_after_the_attempts() -> None:
+    """Always 503: `attempts` requests, then a RetryableError with the URL, the status and Node-RED's words."""
+    with Scripted(lambda m, p, a: (503, {"message": "flows are restarting"})) as nr:
+        with pytest.raises(RetryableError) as exc:
+            NodeRedDriver(nr.url, attempts=2, sleep=lambda s: None).export()
+    assert len(nr.seen) == 2
+    text = str(exc.value)
+    assert f"{nr.url}/flows" in text and "503" in text and "flows are restarting" in text and "2 attempts" in text
+
+
+def test_an_expired_login_logs_in_again_once() -> None:
+    """A 401 to the token of POST /auth/token: one more login, and the request goes through."""
+    tokens = iter(["expired-token", "fresh-token"])
+
+    def answer(method: str, path: str, auth: str | None) -> tuple[int, Any]:
+        if path == "/auth/token":
+            return 200, {"access_token": next(tokens), "expires_in": 604800, "token_type": "Bearer"}
+        return (200, ONE_TAB) if auth == "Bearer fresh-token" else (401, "Unauthorized")
+
+    environ = {USER_VAR: "ada", PASSWORD_VAR: "pw"}
+    with Scripted(answer) as nr:
+        live = NodeRedDriver(nr.url, username_env=USER_VAR, password_env=PASSWORD_VAR, environ=environ).export()
+    assert set(live.flows) == {ORDERS}
+    assert nr.seen == [("POST", "/auth/token"), ("GET", "/flows"), ("POST", "/auth/token"), ("GET", "/flows")]
+
+
+def test_a_deploy_refused_after_a_retry_says_the_first_try_may_have_landed() -> None:
+    """503 (the deploy landed, its answer did not), then 409: LiveMovedError, the engine re-reads."""
+    posts = iter([(503, {"message": "busy"}), (409, {"code": "version_mismatch"})])
+    with Scripted(lambda m, p, a: next(posts) if m == "POST" else (200, ONE_TAB)) as nr:
+        driver = NodeRedDriver(nr.url, check_types=False, sleep=lambda s: None)
+        driver.export()
+        with pytest.raises(LiveMovedError, match="perhaps by this deploy's first try"):
+            driver.apply([Change(BILLING, canonicalize(tab_flow("billing")), None)])
 
 
 def test_the_settings_refuse_credentials_in_the_config(tmp_path: Path) -> None:

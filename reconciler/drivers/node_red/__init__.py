@@ -56,10 +56,19 @@ on). With ``check_types`` (default), node types that the instance does not
 have (``GET /nodes``) refuse the flow: Node-RED would accept it and never
 start it.
 
-**Errors**: unreachable, timeouts and 5xx are :class:`RetryableError` naming
-the URL; 401/403 are :class:`StallError` naming the environment variable to
-check. Tokens and passwords come from environment variables only and never
-appear in messages or logs.
+**Errors**: a refused connection, a timeout, a 5xx, 408 or 429 is tried again
+(``attempts`` tries, waiting ``backoff`` seconds, then twice as long…), then it
+is a :class:`RetryableError` naming the URL; 401/403 are a :class:`StallError`
+naming the environment variable to check (with a user and password, a 401 logs
+in again once first: the token may have expired). Redirects are not followed
+and an answer over 64 MiB is refused (both a :class:`StallError`). Tokens and
+passwords come from environment variables only and never appear in messages
+or logs.
+
+Modules: :mod:`.settings` (the environment's settings), :mod:`.mapping` (tabs
+<-> documents, pure), :mod:`.checks` (a batch's checks before a deploy, pure),
+:mod:`.api` (the Admin API on the shared HTTP client), :mod:`.driver` (export
+and apply).
 """
 
 from .driver import NodeRedDriver

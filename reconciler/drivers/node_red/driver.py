@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
@@ -24,16 +24,17 @@ class NodeRedDriver:
 
     def __init__(self, url: str, identity: Identity = Identity(), rules: Rules | None = None, *,
                  token_env: str | None = None, username_env: str | None = None, password_env: str | None = None,
-                 timeout: float = 30.0, check_types: bool = True, version_env: str = "FLOW_VERSION",
-                 default_version: str = "1", deploy: str = "flows", environ: Mapping[str, str] | None = None):
+                 timeout: float = 30.0, attempts: int = 3, backoff: float = 0.5, check_types: bool = True,
+                 version_env: str = "FLOW_VERSION", default_version: str = "1", deploy: str = "flows",
+                 environ: Mapping[str, str] | None = None, sleep: Callable[[float], None] | None = None):
         self.url = url.rstrip("/")
         self.location = self.url
         self.identity = identity
         self.rules = rules if rules is not None else Rules.of((), NODE_LISTS_BY_ID)
         self.check_types, self.version_env, self.default_version = check_types, version_env, default_version
         self.deployment_type = deploy
-        self.api = _AdminAPI(self.url, timeout=timeout, token_env=token_env, username_env=username_env,
-                             password_env=password_env, environ=environ)
+        self.api = _AdminAPI(self.url, timeout=timeout, attempts=attempts, backoff=backoff, token_env=token_env,
+                             username_env=username_env, password_env=password_env, environ=environ, sleep=sleep)
         self.checks = _Checks(self.url, identity, self.rules, version_env, default_version)
         self._snapshot: _Snapshot | None = None
 

@@ -33,6 +33,9 @@ class NodeRedEnvironment(EnvironmentConfig):
         None, pattern=_ENV_VAR, description="Environment variable holding that user's password."
     )
     timeout: float = Field(30.0, gt=0, description="Seconds to wait for any one HTTP request.")
+    attempts: int = Field(3, ge=1, le=10, description="Tries per request on a timeout, a refused connection, a 5xx, "
+                          "a 408 or a 429.")
+    backoff: float = Field(0.5, ge=0, le=60, description="First delay (seconds) between tries; doubles each time.")
     check_types: StrictBool = Field(
         True, description="Refuse a flow using node types the instance does not have (GET /nodes)."
     )
@@ -80,6 +83,8 @@ class NodeRedEnvironment(EnvironmentConfig):
             username_env=self.username_env,
             password_env=self.password_env,
             timeout=self.timeout,
+            attempts=self.attempts,
+            backoff=self.backoff,
             check_types=self.check_types,
             version_env=self.version_env,
             default_version=self.default_version,
