@@ -582,6 +582,18 @@ def test_the_settings_refuse_credentials_in_the_config(tmp_path: Path) -> None:
     assert "must not carry credentials" in text and "username_env and password_env go together" in text
 
 
+def test_the_settings_check_the_url_as_every_http_driver_does(tmp_path: Path) -> None:
+    """One URL rule for every driver: ASCII without spaces, a valid port."""
+    (tmp_path / "reconciler.toml").write_text(
+        '[[environment]]\nname = "a"\ndriver = "node-red"\nurl = "http://127.0.0.1:99999"\n'
+        '[[environment]]\nname = "b"\ndriver = "node-red"\nurl = "http://nöde-red.local:1880"\n'
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "reconciler.toml")
+    text = str(exc.value)
+    assert "Port out of range" in text and "must be ASCII without spaces" in text
+
+
 # -- round trip of the examples shipped with node-red --------------------------------------------
 
 

@@ -1,13 +1,14 @@
-"""The settings of a Node-RED environment (``driver = "node-red"``): where the instance is, how to log in, how tabs become flows."""
+"""The settings of a Node-RED environment (``driver = "node-red"``): where the instance is, how to log in
+and how hard to try, how tabs become flows, how to deploy. Every default of the driver is here."""
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from reconciler.canonical import Rules
+from reconciler.drivers._common import ENV_VAR, http_url
 from reconciler.envconfig import EnvironmentConfig
 
 from .driver import NodeRedDriver
@@ -15,22 +16,19 @@ from .mapping import NODE_LISTS_BY_ID
 
 __all__ = ["NodeRedEnvironment", "SETTINGS"]
 
-_ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
 class NodeRedEnvironment(EnvironmentConfig):
     """A Node-RED instance, through its Admin HTTP API."""
 
     driver: Literal["node-red"]
     url: str = Field(description="Base URL of the Admin API (httpAdminRoot), e.g. http://127.0.0.1:1880.")
     token_env: str | None = Field(
-        None, pattern=_ENV_VAR, description="Environment variable holding a bearer token (adminAuth tokens, or one from POST /auth/token)."
+        None, pattern=ENV_VAR, description="Environment variable holding a bearer token (adminAuth tokens, or one from POST /auth/token)."
     )
     username_env: str | None = Field(
-        None, pattern=_ENV_VAR, description="Environment variable holding the adminAuth user name (with password_env)."
+        None, pattern=ENV_VAR, description="Environment variable holding the adminAuth user name (with password_env)."
     )
     password_env: str | None = Field(
-        None, pattern=_ENV_VAR, description="Environment variable holding that user's password."
+        None, pattern=ENV_VAR, description="Environment variable holding that user's password."
     )
     timeout: float = Field(30.0, gt=0, description="Seconds to wait for any one HTTP request.")
     attempts: int = Field(3, ge=1, le=10, description="Tries per request on a timeout, a refused connection, a 5xx, "
@@ -40,7 +38,7 @@ class NodeRedEnvironment(EnvironmentConfig):
         True, description="Refuse a flow using node types the instance does not have (GET /nodes)."
     )
     version_env: str = Field(
-        "FLOW_VERSION", pattern=_ENV_VAR, description="Name of the tab env entry holding the flow's version."
+        "FLOW_VERSION", pattern=ENV_VAR, description="Name of the tab env entry holding the flow's version."
     )
     default_version: str = Field("1", min_length=1, description="Version of a tab that has no such env entry.")
     deploy: Literal["flows", "full"] = Field(
@@ -50,14 +48,7 @@ class NodeRedEnvironment(EnvironmentConfig):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urllib.parse.urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials; use token_env or username_env/password_env")
-        if parts.query or parts.fragment:
-            raise ValueError("must not have a query or a fragment")
-        return v.rstrip("/")
+        return http_url(v, credentials_hint="use token_env or username_env/password_env")
 
     @model_validator(mode="after")
     def _auth_and_identity(self) -> "NodeRedEnvironment":
