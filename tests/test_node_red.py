@@ -386,6 +386,18 @@ def test_a_write_checks_the_live_flow_against_what_the_plan_saw(nr: NodeRed) -> 
     assert nr.flows()[0] == rev
 
 
+def test_the_driver_rereads_and_loads_what_node_red_holds_and_closes(nr: NodeRed) -> None:
+    """The rest of the port: reread gives the ids now live (None for a flow that is not), load the bytes."""
+    driver = NodeRedDriver(nr.url, token_env=TOKEN_VAR)
+    data = canonicalize(tab_flow("orders"))
+    assert driver.apply([Change(ORDERS, data, None)]) == {}
+    live = NodeRedDriver(nr.url, token_env=TOKEN_VAR).export()
+    assert driver.reread([ORDERS, BILLING]) == {ORDERS: live.flows[ORDERS].oid, BILLING: None}
+    loaded = driver.load(ORDERS)
+    assert loaded is not None and loaded.data == live.flows[ORDERS].data and driver.load(BILLING) is None
+    driver.close()
+
+
 # -- shared config nodes ------------------------------------------------------------------------
 
 
@@ -570,27 +582,26 @@ def test_a_deploy_refused_after_a_retry_says_the_first_try_may_have_landed() -> 
             driver.apply([Change(BILLING, canonicalize(tab_flow("billing")), None)])
 
 
-def test_the_settings_refuse_credentials_in_the_config(tmp_path: Path) -> None:
-    """No password in the URL; username and password variables go together."""
-    (tmp_path / "reconciler.toml").write_text(
-        '[[environment]]\nname = "a"\ndriver = "node-red"\nurl = "http://ada:secret@127.0.0.1:1880"\n'
-        '[[environment]]\nname = "b"\ndriver = "node-red"\nurl = "http://127.0.0.1:1880"\nusername_env = "U"\n'
-    )
+def settings_refusal(tmp_path: Path, *environments: str) -> str:
+    """The ConfigError for node-red environments a, b, … (each given as its TOML lines after `driver`)."""
+    (tmp_path / "reconciler.toml").write_text("".join(
+        f'[[environment]]\nname = "{chr(ord("a") + i)}"\ndriver = "node-red"\n{lines}\n'
+        for i, lines in enumerate(environments)))
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path / "reconciler.toml")
-    text = str(exc.value)
+    return str(exc.value)
+
+
+def test_the_settings_refuse_credentials_in_the_config(tmp_path: Path) -> None:
+    """No password in the URL; username and password variables go together."""
+    text = settings_refusal(tmp_path, 'url = "http://ada:secret@127.0.0.1:1880"',
+                            'url = "http://127.0.0.1:1880"\nusername_env = "U"')
     assert "must not carry credentials" in text and "username_env and password_env go together" in text
 
 
 def test_the_settings_check_the_url_as_every_http_driver_does(tmp_path: Path) -> None:
     """One URL rule for every driver: ASCII without spaces, a valid port."""
-    (tmp_path / "reconciler.toml").write_text(
-        '[[environment]]\nname = "a"\ndriver = "node-red"\nurl = "http://127.0.0.1:99999"\n'
-        '[[environment]]\nname = "b"\ndriver = "node-red"\nurl = "http://nöde-red.local:1880"\n'
-    )
-    with pytest.raises(ConfigError) as exc:
-        load_config(tmp_path / "reconciler.toml")
-    text = str(exc.value)
+    text = settings_refusal(tmp_path, 'url = "http://127.0.0.1:99999"', 'url = "http://nöde-red.local:1880"')
     assert "Port out of range" in text and "must be ASCII without spaces" in text
 
 

@@ -1,4 +1,12 @@
-"""The Node-RED driver: export (one ``GET /flows``) and apply (one ``POST /flows`` per batch, guarded by its rev)."""
+"""The Node-RED driver: the whole :class:`~reconciler.drivers.Driver` port over one instance.
+
+``export`` is one ``GET /flows`` (the tabs as flows, and the snapshot the next
+``apply`` is guarded by); ``apply`` is one ``POST /flows`` per batch carrying the
+rev of that snapshot, after the checks of :mod:`.checks`; ``load`` and ``reread``
+read the whole configuration again (one request is all Node-RED needs, and the
+documents of the other tabs are needed anyway to find the one asked for);
+``close`` releases the connections.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import structlog
 
 from reconciler.canonical import Rules
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
+from reconciler.drivers._common import DriverBase, Ticker
 from reconciler.flows import CanonicalFlow, FlowKey, Identity
 
 from .api import _AdminAPI
@@ -19,7 +28,7 @@ __all__ = ["NodeRedDriver"]
 log = structlog.get_logger("reconciler.drivers.node_red")
 
 
-class NodeRedDriver:
+class NodeRedDriver(DriverBase):
     """The Driver protocol over Node-RED's Admin HTTP API (see the package docstring)."""
 
     def __init__(self, url: str, identity: Identity = Identity(), rules: Rules | None = None, *,
@@ -46,7 +55,7 @@ class NodeRedDriver:
         collect = LiveCollector(self.identity, self.rules)
         keys: dict[str, FlowKey] = {}
         signature: dict[str, str] = {}
-        total = len(index.tabs)
+        tick = Ticker(progress, len(index.tabs))
         for i, tab in enumerate(index.tabs, 1):
             tid = str(tab.get("id"))
             got = collect.add(self.checks.document(index, tab), f"{self.url} tab {tid}")
@@ -54,8 +63,7 @@ class NodeRedDriver:
                 keys[tid], signature[tid] = got.key, got.oid
             else:  # no usable name or version: not a flow, but still compared before every write
                 signature[tid] = f"problem: {got.message}"
-            if progress is not None and (i % 200 == 0 or i == total):
-                progress(i, total)
+            tick(i)
         live = collect.result()
         keys = {t: k for t, k in keys.items() if k in live.flows}
         self._snapshot = _Snapshot(rev, index, live, keys, signature, {k: t for t, k in keys.items()})
@@ -82,3 +90,6 @@ class NodeRedDriver:
             log.info("node-red deployed", url=self.url, imported=len(imports), deleted=len(deletes),
                      rev=new_rev[:12], type=self.deployment_type)
         return failed
+
+    def close(self) -> None:
+        self.api.close()
