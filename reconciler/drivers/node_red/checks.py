@@ -82,7 +82,7 @@ class _Checks:
             return f"{snap.live.invalid[change.key]}; left as it is"
         current = snap.live.flows.get(change.key)
         found = current.oid if current is not None else None
-        if found != change.expect:
+        if found != change.expect:  # _common.moved()'s words, saying where it changed
             return (f"flow {change.key} changed in Node-RED at {self.url} since it was read (expected "
                     f"{short(change.expect)}, found {short(found)}); left as it is, the next run re-checks it")
         return None
@@ -102,7 +102,7 @@ class _Checks:
                 del imports[key]
 
     def settle(self, snap: _Snapshot, imports: dict[FlowKey, _Incoming], deletes: set[FlowKey],
-                failed: dict[FlowKey, str]) -> list[dict] | None:
+               failed: dict[FlowKey, str]) -> list[dict] | None:
         """Build the configuration to deploy; drop imports until every flow reads back as meant."""
         while imports or deletes:
             nodes = _build(snap.index, snap.tab_of, imports, deletes)

@@ -245,6 +245,7 @@ def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str
 
 
 def _first_difference(a: Any, b: Any, path: tuple[str, ...] = ()) -> str:
+    """The JSON pointer of the first place (keys in order) where two documents differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if a.get(k, MISSING) != b.get(k, MISSING):
@@ -254,7 +255,6 @@ def _first_difference(a: Any, b: Any, path: tuple[str, ...] = ()) -> str:
             if x != y:
                 return _first_difference(x, y, (*path, str(i)))
     return format_pointer(path) or "/"
-
 
 
 def _build(index: _Index, tab_of: dict[FlowKey, str], imports: dict[FlowKey, _Incoming],
