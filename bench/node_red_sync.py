@@ -1,6 +1,6 @@
 """Time to sync N small tabs (default 1,000) into an empty Node-RED.
 
-``python -m bench.node_red_sync [--tabs N] [--url URL --token-env VAR]``
+``python -m bench.node_red_sync [--tabs N] [--runs R] [--node-red nr4|nr5 | --url URL --token-env VAR]``
 
 Writes N small Node-RED flows (inject -> function -> change -> debug; every
 tenth also uses one shared subflow) into a directory environment, exports it
@@ -8,8 +8,10 @@ to ``env/acceptance``, makes ``env/production`` from it, and times one
 ``sync production`` into an empty Node-RED: export (GET /flows), plan, one
 deploy (POST /flows), read-after-write (GET /flows), marker. Then times a sync
 when nothing changed (what every drift check costs). Without ``--url`` it
-starts a Node-RED of its own (as the tests do: tests/nodered.py), with its
-flows running.
+starts a Node-RED of its own (as the tests do: tests/nodered.py; ``--node-red``
+chooses the major version), with its flows running. With ``--runs`` above 1
+every figure is the median of the runs (min and max beside it); each run
+starts from an empty Node-RED and a new repository.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,9 +67,48 @@ def tab_flow(i: int) -> dict[str, Any]:
     return doc
 
 
+def one_run(root: Path, url: str, args: argparse.Namespace) -> dict[str, float] | None:
+    """One export, full sync and idle sync in a fresh folder; the seconds each took (None if the sync failed)."""
+    (root / "envs/acceptance").mkdir(parents=True)
+    for i in range(args.tabs):
+        (root / f"envs/acceptance/{i:05d}.json").write_text(json.dumps(tab_flow(i)))
+    (root / "reconciler.toml").write_text(
+        '[repository]\npath = "state/flows.git"\n\n'
+        '[[environment]]\nname = "acceptance"\ndriver = "directory"\npath = "envs/acceptance"\n\n'
+        f'[[environment]]\nname = "production"\ndriver = "node-red"\nurl = "{url}"\n'
+        f'token_env = "{args.token_env}"\ntimeout = 120\n'
+    )
+    config = load_config(root / "reconciler.toml")
+    t0 = time.perf_counter()
+    Engine(config, create_repository=True).export("acceptance")
+    exported = time.perf_counter() - t0
+    subprocess.run(["git", "branch", "env/production", "env/acceptance"], cwd=config.repository.path, check=True)
+
+    t0 = time.perf_counter()
+    out = Engine(config).sync("production")
+    synced = time.perf_counter() - t0
+    if out.failed or out.problems or len(out.done) != args.tabs:
+        print(f"sync did not import every tab: {dict(list(out.failed.items())[:3])} {out.problems[:3]}", file=sys.stderr)
+        return None
+    t0 = time.perf_counter()
+    again = Engine(config).sync("production")
+    idle = time.perf_counter() - t0
+    assert not again.plan.changes, "a second sync found changes"
+    return {"export": exported, "sync": synced, "idle": idle}
+
+
+def figure(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f} s"
+    return f"{statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f}, {len(values)} runs)"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tabs", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=1, help="repeat, and print the median of each figure")
+    ap.add_argument("--node-red", choices=("nr4", "nr5"), default="nr4",
+                    help="the major version to start (tests/nodered.py finds the installs; without --url)")
     ap.add_argument("--url", help="an empty Node-RED to sync into (default: start one)")
     ap.add_argument("--token-env", default="BENCH_NODE_RED_TOKEN", help="variable holding its token (with --url)")
     args = ap.parse_args()
@@ -79,44 +121,29 @@ def main() -> int:
             if args.url:
                 url = args.url.rstrip("/")
             else:
-                from tests.nodered import NodeRed, node_red_bin
+                from tests.nodered import NodeRed, find_install
 
-                binary = node_red_bin()
-                if binary is None:
-                    print("no node-red binary: run `bash .ci/run` first, or pass --url", file=sys.stderr)
+                install = find_install(args.node_red)
+                if isinstance(install, str):
+                    print(f"{install}; or pass --url", file=sys.stderr)
                     return 1
-                node_red = NodeRed(binary, root / "node-red")
+                node_red = NodeRed(install, root / "node-red")
                 url = node_red.url
                 os.environ[args.token_env] = node_red.token
-            (root / "envs/acceptance").mkdir(parents=True)
-            for i in range(args.tabs):
-                (root / f"envs/acceptance/{i:05d}.json").write_text(json.dumps(tab_flow(i)))
-            (root / "reconciler.toml").write_text(
-                '[repository]\npath = "state/flows.git"\n\n'
-                '[[environment]]\nname = "acceptance"\ndriver = "directory"\npath = "envs/acceptance"\n\n'
-                f'[[environment]]\nname = "production"\ndriver = "node-red"\nurl = "{url}"\n'
-                f'token_env = "{args.token_env}"\ntimeout = 120\n'
-            )
-            config = load_config(root / "reconciler.toml")
-            t0 = time.perf_counter()
-            Engine(config, create_repository=True).export("acceptance")
-            exported = time.perf_counter() - t0
-            subprocess.run(["git", "branch", "env/production", "env/acceptance"], cwd=config.repository.path, check=True)
-
-            t0 = time.perf_counter()
-            out = Engine(config).sync("production")
-            synced = time.perf_counter() - t0
-            if out.failed or out.problems or len(out.done) != args.tabs:
-                print(f"sync did not import every tab: {dict(list(out.failed.items())[:3])} {out.problems[:3]}", file=sys.stderr)
-                return 1
-            t0 = time.perf_counter()
-            again = Engine(config).sync("production")
-            idle = time.perf_counter() - t0
-            assert not again.plan.changes, "a second sync found changes"
+            runs: list[dict[str, float]] = []
+            for r in range(args.runs):
+                if node_red is not None:
+                    node_red.deploy([])
+                got = one_run(root / f"run-{r}", url, args)
+                if got is None:
+                    return 1
+                runs.append(got)
             nodes = sum(len(tab_flow(i)["nodes"]) for i in range(args.tabs))
-            print(f"export of {args.tabs} flows from the folder into git: {exported:.2f} s")
-            print(f"sync of {args.tabs} tabs ({nodes} nodes) into an empty Node-RED: {synced:.2f} s")
-            print(f"sync when nothing changed (a drift check): {idle:.2f} s")
+            version = f" {node_red.install.version}" if node_red is not None else ""
+            print(f"export of {args.tabs} flows from the folder into git: {figure([r['export'] for r in runs])}")
+            print(f"sync of {args.tabs} tabs ({nodes} nodes) into an empty Node-RED{version}: "
+                  f"{figure([r['sync'] for r in runs])}")
+            print(f"sync when nothing changed (a drift check): {figure([r['idle'] for r in runs])}")
         finally:
             if node_red is not None:
                 node_red.close()

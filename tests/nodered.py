@@ -132,12 +132,6 @@ def require_install(version_id: str) -> Install:
     return got
 
 
-def node_red_bin() -> Path | None:
-    """The red.js of node-red 4 (for callers that only need one Node-RED)."""
-    got = find_install("nr4")
-    return got.red_js if isinstance(got, Install) else None
-
-
 def unavailable(reason: str) -> None:
     """Skip, or in CI fail loudly: there the Node-RED tests must run."""
     if os.environ.get("CI"):
@@ -171,12 +165,7 @@ class NodeRed:
     e.g. ``{"runtimeState": "{enabled: false}"}``.
     """
 
-    def __init__(self, install: Install | Path, workdir: Path, settings: dict[str, str] | None = None):
-        if isinstance(install, Path):  # a node-red bin script or red.js (bench/node_red_sync.py), on PATH's node
-            red_js = _red_js(install)
-            if red_js is None or shutil.which("node") is None:
-                raise RuntimeError(f"{install} is not a node-red bin script, or no `node` is on the PATH")
-            install = Install(f"nr{Install('', Path(), red_js).major}", Path(shutil.which("node") or ""), red_js)
+    def __init__(self, install: Install, workdir: Path, settings: dict[str, str] | None = None):
         self.install, self.userdir = install, workdir
         self.password = secrets.token_urlsafe(12)
         self.token = secrets.token_urlsafe(24)

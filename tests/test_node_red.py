@@ -15,9 +15,11 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +239,18 @@ def test_export_commits_one_canonical_document_per_tab(site: Workspace, nr: Node
     assert "pa55word" not in site.git("log", "-p", "--all", cwd=site.repo)
 
 
+def test_a_tab_that_is_no_flow_is_reported_and_kept_as_it_is(site: Workspace, nr: NodeRed) -> None:
+    """A tab without a label has no name: a problem of the export, never a crash; a write elsewhere keeps it."""
+    nr.deploy([{"id": "t-nameless", "type": "tab", "disabled": False, "info": ""},
+               {"id": "t-nameless-1", "type": "debug", "z": "t-nameless", "active": False, "x": 1, "y": 1, "wires": []}])
+    driver = NodeRedDriver(nr.url, token_env=TOKEN_VAR)
+    live = driver.export()
+    assert live.flows == {} and not live.complete
+    assert [p.where for p in live.problems] == [f"{nr.url} tab t-nameless"]
+    assert driver.apply([Change(ORDERS, canonicalize(tab_flow("orders")), None)]) == {}
+    assert {"t-nameless", "t-nameless-1", "tab-orders"} <= {n["id"] for n in nr.flows()[1]}
+
+
 # -- import, override, delete ---------------------------------------------------------------
 
 
@@ -372,6 +386,18 @@ def test_a_write_checks_the_live_flow_against_what_the_plan_saw(nr: NodeRed) -> 
     assert nr.flows()[0] == rev
 
 
+def test_the_driver_rereads_and_loads_what_node_red_holds_and_closes(nr: NodeRed) -> None:
+    """The rest of the port: reread gives the ids now live (None for a flow that is not), load the bytes."""
+    driver = NodeRedDriver(nr.url, token_env=TOKEN_VAR)
+    data = canonicalize(tab_flow("orders"))
+    assert driver.apply([Change(ORDERS, data, None)]) == {}
+    live = NodeRedDriver(nr.url, token_env=TOKEN_VAR).export()
+    assert driver.reread([ORDERS, BILLING]) == {ORDERS: live.flows[ORDERS].oid, BILLING: None}
+    loaded = driver.load(ORDERS)
+    assert loaded is not None and loaded.data == live.flows[ORDERS].data and driver.load(BILLING) is None
+    driver.close()
+
+
 # -- shared config nodes ------------------------------------------------------------------------
 
 
@@ -469,16 +495,114 @@ def test_node_red_not_answering_is_retryable_after_the_timeout() -> None:
             NodeRedDriver(url, timeout=0.3).export()
 
 
-def test_the_settings_refuse_credentials_in_the_config(tmp_path: Path) -> None:
-    """No password in the URL; username and password variables go together."""
-    (tmp_path / "reconciler.toml").write_text(
-        '[[environment]]\nname = "a"\ndriver = "node-red"\nurl = "http://ada:secret@127.0.0.1:1880"\n'
-        '[[environment]]\nname = "b"\ndriver = "node-red"\nurl = "http://127.0.0.1:1880"\nusername_env = "U"\n'
-    )
+class Scripted:
+    """A stand-in for Node-RED on a loopback port, for what a real one cannot be made to do on cue
+    (answer 503, let a token expire): ``answer(method, path, authorization)`` -> (status, JSON body)."""
+
+    def __init__(self, answer: Callable[[str, str, str | None], tuple[int, Any]]):
+        self.seen: list[tuple[str, str]] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                scripted.seen.append((self.command, self.path))
+                status, body = answer(self.command, self.path, self.headers.get("Authorization"))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "Scripted":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+ONE_TAB = {"rev": "r1", "flows": [{"id": "t1", "type": "tab", "label": "orders"}]}
+
+
+def test_a_node_red_answering_503_is_asked_again_with_backoff() -> None:
+    """Two 503s, then the flows: three requests, waits of backoff and twice backoff, no error."""
+    answers = iter([(503, {"message": "starting"}), (503, {"message": "starting"})])
+    waits: list[float] = []
+    with Scripted(lambda m, p, a: next(answers, (200, ONE_TAB))) as nr:
+        live = NodeRedDriver(nr.url, backoff=0.25, sleep=waits.append).export()
+    assert set(live.flows) == {ORDERS}
+    assert nr.seen == [("GET", "/flows")] * 3 and waits == [0.25, 0.5]
+
+
+def test_a_node_red_that_keeps_failing_is_retryable_after_the_attempts() -> None:
+    """Always 503: `attempts` requests, then a RetryableError with the URL, the status and Node-RED's words."""
+    with Scripted(lambda m, p, a: (503, {"message": "flows are restarting"})) as nr:
+        with pytest.raises(RetryableError) as exc:
+            NodeRedDriver(nr.url, attempts=2, sleep=lambda s: None).export()
+    assert len(nr.seen) == 2
+    text = str(exc.value)
+    assert f"{nr.url}/flows" in text and "503" in text and "flows are restarting" in text and "2 attempts" in text
+
+
+def test_an_expired_login_logs_in_again_once() -> None:
+    """A 401 to the token of POST /auth/token: one more login, and the request goes through."""
+    tokens = iter(["expired-token", "fresh-token"])
+
+    def answer(method: str, path: str, auth: str | None) -> tuple[int, Any]:
+        if path == "/auth/token":
+            return 200, {"access_token": next(tokens), "expires_in": 604800, "token_type": "Bearer"}
+        return (200, ONE_TAB) if auth == "Bearer fresh-token" else (401, "Unauthorized")
+
+    environ = {USER_VAR: "ada", PASSWORD_VAR: "pw"}
+    with Scripted(answer) as nr:
+        live = NodeRedDriver(nr.url, username_env=USER_VAR, password_env=PASSWORD_VAR, environ=environ).export()
+    assert set(live.flows) == {ORDERS}
+    assert nr.seen == [("POST", "/auth/token"), ("GET", "/flows"), ("POST", "/auth/token"), ("GET", "/flows")]
+
+
+def test_a_deploy_refused_after_a_retry_says_the_first_try_may_have_landed() -> None:
+    """503 (the deploy landed, its answer did not), then 409: LiveMovedError, the engine re-reads."""
+    posts = iter([(503, {"message": "busy"}), (409, {"code": "version_mismatch"})])
+    with Scripted(lambda m, p, a: next(posts) if m == "POST" else (200, ONE_TAB)) as nr:
+        driver = NodeRedDriver(nr.url, check_types=False, sleep=lambda s: None)
+        driver.export()
+        with pytest.raises(LiveMovedError, match="perhaps by this deploy's first try"):
+            driver.apply([Change(BILLING, canonicalize(tab_flow("billing")), None)])
+
+
+def settings_refusal(tmp_path: Path, *environments: str) -> str:
+    """The ConfigError for node-red environments a, b, … (each given as its TOML lines after `driver`)."""
+    (tmp_path / "reconciler.toml").write_text("".join(
+        f'[[environment]]\nname = "{chr(ord("a") + i)}"\ndriver = "node-red"\n{lines}\n'
+        for i, lines in enumerate(environments)))
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path / "reconciler.toml")
-    text = str(exc.value)
+    return str(exc.value)
+
+
+def test_the_settings_refuse_credentials_in_the_config(tmp_path: Path) -> None:
+    """No password in the URL; username and password variables go together."""
+    text = settings_refusal(tmp_path, 'url = "http://ada:secret@127.0.0.1:1880"',
+                            'url = "http://127.0.0.1:1880"\nusername_env = "U"')
     assert "must not carry credentials" in text and "username_env and password_env go together" in text
+
+
+def test_the_settings_check_the_url_as_every_http_driver_does(tmp_path: Path) -> None:
+    """One URL rule for every driver: ASCII without spaces, a valid port."""
+    text = settings_refusal(tmp_path, 'url = "http://127.0.0.1:99999"', 'url = "http://nöde-red.local:1880"')
+    assert "Port out of range" in text and "must be ASCII without spaces" in text
 
 
 # -- round trip of the examples shipped with node-red --------------------------------------------

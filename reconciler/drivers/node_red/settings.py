@@ -1,0 +1,86 @@
+"""The settings of a Node-RED environment (``driver = "node-red"``): where the instance is, how to log in
+and how hard to try, how tabs become flows, how to deploy. Every default of the driver is here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, StrictBool, field_validator, model_validator
+
+from reconciler.canonical import Rules
+from reconciler.drivers._common import ENV_VAR, http_url
+from reconciler.envconfig import EnvironmentConfig
+
+from .driver import NodeRedDriver
+from .mapping import NODE_LISTS_BY_ID
+
+__all__ = ["NodeRedEnvironment", "SETTINGS"]
+
+class NodeRedEnvironment(EnvironmentConfig):
+    """A Node-RED instance, through its Admin HTTP API."""
+
+    driver: Literal["node-red"]
+    url: str = Field(description="Base URL of the Admin API (httpAdminRoot), e.g. http://127.0.0.1:1880.")
+    token_env: str | None = Field(
+        None, pattern=ENV_VAR, description="Environment variable holding a bearer token (adminAuth tokens, or one from POST /auth/token)."
+    )
+    username_env: str | None = Field(
+        None, pattern=ENV_VAR, description="Environment variable holding the adminAuth user name (with password_env)."
+    )
+    password_env: str | None = Field(
+        None, pattern=ENV_VAR, description="Environment variable holding that user's password."
+    )
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for any one HTTP request.")
+    attempts: int = Field(3, ge=1, le=10, description="Tries per request on a timeout, a refused connection, a 5xx, "
+                          "a 408 or a 429.")
+    backoff: float = Field(0.5, ge=0, le=60, description="First delay (seconds) between tries; doubles each time.")
+    check_types: StrictBool = Field(
+        True, description="Refuse a flow using node types the instance does not have (GET /nodes)."
+    )
+    version_env: str = Field(
+        "FLOW_VERSION", pattern=ENV_VAR, description="Name of the tab env entry holding the flow's version."
+    )
+    default_version: str = Field("1", min_length=1, description="Version of a tab that has no such env entry.")
+    deploy: Literal["flows", "full"] = Field(
+        "flows", description="Node-RED-Deployment-Type of the write: 'flows' restarts only changed tabs."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return http_url(v, credentials_hint="use token_env or username_env/password_env")
+
+    @model_validator(mode="after")
+    def _auth_and_identity(self) -> "NodeRedEnvironment":
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("username_env and password_env go together")
+        if self.token_env is not None and self.username_env is not None:
+            raise ValueError("use either token_env or username_env/password_env, not both")
+        if (self.identity.name, self.identity.version) != ("/name", "/version"):
+            raise ValueError("identity: the node-red driver keeps name and version at /name and /version")
+        return self
+
+    @property
+    def rules(self) -> Rules:
+        """The environment's rules, plus: every list of nodes is sorted by id (the order means nothing)."""
+        return Rules.of(self.ignore, {**NODE_LISTS_BY_ID, **self.sort})
+
+    def build_driver(self) -> "NodeRedDriver":
+        return NodeRedDriver(
+            self.url,
+            self.flow_identity,
+            self.rules,
+            token_env=self.token_env,
+            username_env=self.username_env,
+            password_env=self.password_env,
+            timeout=self.timeout,
+            attempts=self.attempts,
+            backoff=self.backoff,
+            check_types=self.check_types,
+            version_env=self.version_env,
+            default_version=self.default_version,
+            deploy=self.deploy,
+        )
+
+
+SETTINGS = NodeRedEnvironment
