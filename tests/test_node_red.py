@@ -30,6 +30,7 @@ from reconciler.config import load_config
 from reconciler.drivers import Change, Driver, LiveSet
 from reconciler.drivers.node_red import NodeRedDriver, flow_documents
 from reconciler.engine import Engine, make_driver
+from reconciler.testing import Wrapped
 from reconciler.errors import ConfigError, LiveMovedError, RetryableError, StallError
 from reconciler.flows import FlowKey
 from reconciler.plan import Action
@@ -328,15 +329,13 @@ def test_an_edit_made_in_node_red_is_adopted_into_git(site: Workspace, nr: NodeR
     assert node_of(nr, "tab-orders-fn")["func"] == "return 'adopted';"
 
 
-class EditorRace:
+class EditorRace(Wrapped):
     """The real driver, with an editor deploy landing between the export and the first write."""
 
     def __init__(self, inner: Driver, edit) -> None:
-        self.inner, self.location, self.edit = inner, inner.location, edit
+        super().__init__(inner)
+        self.edit = edit
         self.moved = 0
-
-    def export(self, progress=None) -> LiveSet:
-        return self.inner.export(progress)
 
     def apply(self, changes: Sequence[Change], progress=None) -> dict[FlowKey, str]:
         if self.edit is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from reconciler.canonical import Rules, parse_json
 from reconciler.drivers import Change, LiveSet
-from reconciler.drivers._common import Refused, short
+from reconciler.drivers._common import Refused, moved
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
 from .mapping import _BUILTIN_TYPES, _build, _clone, _document, _first_difference, _Incoming, _incoming, _Index, _str
@@ -82,9 +82,8 @@ class _Checks:
             return f"{snap.live.invalid[change.key]}; left as it is"
         current = snap.live.flows.get(change.key)
         found = current.oid if current is not None else None
-        if found != change.expect:  # _common.moved()'s words, saying where it changed
-            return (f"flow {change.key} changed in Node-RED at {self.url} since it was read (expected "
-                    f"{short(change.expect)}, found {short(found)}); left as it is, the next run re-checks it")
+        if found != change.expect:
+            return moved(f"flow {change.key}", change.expect, found, where=f"in Node-RED at {self.url}")
         return None
 
     def drop_unknown_types(self, imports: dict[FlowKey, _Incoming], installed: set[str],

@@ -60,6 +60,10 @@ class NodeRedEnvironment(EnvironmentConfig):
             raise ValueError("identity: the node-red driver keeps name and version at /name and /version")
         return self
 
+    def exclusive_location(self) -> tuple[str, str, str]:
+        # Two environments on one instance would each take the other's tabs for their own (prune deletes them).
+        return "url", "Node-RED instance", self.url.rstrip("/").lower()
+
     @property
     def rules(self) -> Rules:
         """The environment's rules, plus: every list of nodes is sorted by id (the order means nothing)."""
