@@ -12,7 +12,10 @@ so a crash anywhere is repaired by the next run:
    live content the plan saw;
 4. :func:`verify`: the written flows are read back and compared with what was
    meant (read-after-write);
-5. :func:`mark`: the applied marker moves to a commit whose tree is exactly what
+5. :func:`gate`: where the platform can say so, the imported flows must be
+   running; those that are not are restored to their previous version (and
+   the engine quarantines the commit for them);
+6. :func:`mark`: the applied marker moves to a commit whose tree is exactly what
    the environment now holds.
 
 An exception stops the chain (the engine decides: re-plan, back off, or stop);
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from reconciler.canonical import blob_id, canonicalize, parse_json
-from reconciler.drivers import Change, Driver, Progress
+from reconciler.drivers import Change, Driver, HealthChecked, Progress
 from reconciler.envconfig import EnvironmentConfig
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import GitStore
@@ -35,7 +38,7 @@ from reconciler.names import case_collisions, encode
 from reconciler.outcome import Snapshot
 from reconciler.plan import Action, Plan, Step
 
-__all__ = ["Apply", "STEPS", "carry_out", "save_drift", "adopt", "write", "verify", "mark", "mass_deletion"]
+__all__ = ["Apply", "STEPS", "carry_out", "save_drift", "adopt", "write", "verify", "gate", "mark", "mass_deletion"]
 
 _EMPTY: Mapping = MappingProxyType({})
 
@@ -58,6 +61,8 @@ class Apply:
     adopted: Mapping[FlowKey, str | None] = field(default_factory=lambda: _EMPTY)  # key -> blob id committed
     written: tuple[Step, ...] = ()
     marker: str | None = None
+    unhealthy: Mapping[FlowKey, str] = field(default_factory=lambda: _EMPTY)  # the health gate's findings
+    health_checked: int = 0  # flows the health gate asked the platform about
 
     def fail(self, reasons: Mapping[FlowKey, str]) -> "Apply":
         return replace(self, failed={**self.failed, **reasons}) if reasons else self
@@ -159,6 +164,39 @@ def verify(a: Apply) -> Apply:
     return a.fail(failed)
 
 
+def gate(a: Apply) -> Apply:
+    """The health gate: a platform that can say so (``HealthChecked``) must report the imported flows
+    running; those it does not are restored to their previous version (``on_unhealthy = "restore"``)
+    or left (``"report"``), and the engine quarantines the commit for them."""
+    imported = [s for s in a.written if s.action == Action.IMPORT and s.key not in a.failed]
+    if not imported or not isinstance(a.driver, HealthChecked):
+        return a
+    bad = a.driver.check_health([s.key for s in imported], a.env.health_timeout)
+    a = replace(a, health_checked=len(imported))
+    if not bad:
+        return a
+    if a.env.on_unhealthy == "report":
+        return replace(a, unhealthy=bad)
+    steps = {s.key: s for s in imported}
+    changes, failed = [], {}
+    for key in bad:
+        base = a.snap.base_blobs.get(key)
+        data = _version_data(a, key, base, a.snap.base_ids.get(key)) if base is not None else None
+        if base is not None and data is None:
+            failed[key] = f"unhealthy after the deploy ({bad[key]}), and its previous version cannot be read back"
+            continue
+        changes.append(Change(key, data, steps[key].desired))
+    not_restored = a.driver.apply(changes) if changes else {}
+    for key, why in bad.items():
+        if key in failed:
+            continue
+        if key in not_restored:
+            failed[key] = f"unhealthy after the deploy ({why}); restoring the previous version failed: {not_restored[key]}"
+        else:
+            failed[key] = f"unhealthy after the deploy ({why}); the previous version was deployed again"
+    return replace(a.fail(failed), unhealthy=bad)
+
+
 def mark(a: Apply) -> Apply:
     """Move the marker to a commit whose tree is what the environment now holds.
 
@@ -194,7 +232,7 @@ def mark(a: Apply) -> Apply:
     return replace(a, marker=target)
 
 
-STEPS: tuple[StepFn, ...] = (save_drift, adopt, write, verify, mark)
+STEPS: tuple[StepFn, ...] = (save_drift, adopt, write, verify, gate, mark)
 
 
 def carry_out(a: Apply, steps: tuple[StepFn, ...] = STEPS) -> Apply:
@@ -236,13 +274,17 @@ def _for_git(a: Apply, key: FlowKey) -> bytes:
 
 def _desired_data(a: Apply, step: Step) -> bytes | None:
     """The rendered canonical bytes of git's version (read again: snapshots keep ids only)."""
-    oid = a.snap.tip_blobs.get(step.key)
-    if oid is None:
+    return _version_data(a, step.key, a.snap.tip_blobs.get(step.key), step.desired)
+
+
+def _version_data(a: Apply, key: FlowKey, blob: str | None, want: str | None) -> bytes | None:
+    """The rendered canonical bytes of a version in git, if they still have the id the plan used."""
+    if blob is None:
         return None
-    raw = a.store.read_blob(oid)
-    got = read_flow(raw, a.env.flow_identity, a.env.rules, where=str(step.key), expect=step.key,
+    raw = a.store.read_blob(blob)
+    got = read_flow(raw, a.env.flow_identity, a.env.rules, where=str(key), expect=key,
                     render=a.snap.templating.renderer(raw))
-    return got.data if isinstance(got, CanonicalFlow) and got.oid == step.desired else None
+    return got.data if isinstance(got, CanonicalFlow) and got.oid == want else None
 
 
 class _Moved(Exception):

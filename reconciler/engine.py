@@ -21,11 +21,12 @@ import structlog
 
 from reconciler.apply import Apply, carry_out, mass_deletion
 from reconciler.config import Config, EnvironmentConfig
-from reconciler.drivers import Driver, Recoverable
+from reconciler.drivers import Driver, Recoverable, Remembering
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import FlowTree, GitStore
 from reconciler.kinds import kind_problems
+from reconciler import quarantine
 from reconciler.names import flow_path
 from reconciler.outcome import Outcome, RunResult, Snapshot
 from reconciler.plan import Action, Plan, Policy
@@ -39,6 +40,7 @@ __all__ = ["Engine", "Snapshot", "Outcome", "RunResult", "make_driver", "Progres
 log = structlog.get_logger("reconciler.engine")
 
 ProgressFn = Callable[[str, int, int | None], None]
+DRIVER_MEMORY = "refs/reconciler/driver/"  # per environment: what its driver keeps (Remembering)
 
 
 def make_driver(env: EnvironmentConfig) -> Driver:
@@ -155,7 +157,10 @@ class Engine:
                              expect=key, render=templating.renderer(raw))
 
         base = derive(at_marker.tree, at_marker.flows, memo.base if memo else None, from_marker, desired)
-        live = self.driver(env).export(progress=_phase(progress, "export"))
+        driver = self.driver(env)
+        if isinstance(driver, Remembering):
+            driver.recall(self.store.read_state(DRIVER_MEMORY + env.name))
+        live = driver.export(progress=_phase(progress, "export"))
         self._memo[env.name] = Memo(fingerprint, desired, base, memo.planned if memo else None)
         redact = templating.redact  # a schema or platform message may quote a rendered secret
         invalid = {k: f"invalid in git: {why}" for k, why in at_tip.bad.items()}
@@ -168,6 +173,7 @@ class Engine:
             env=env.name, branch=branch, tip=tip, marker=marker, base_ids=base.ids, desired_ids=desired.ids,
             desired=desired.flows, tip_blobs=at_tip.flows, base_blobs=at_marker.flows, live=live, invalid=invalid,
             problems=problems, templating=templating,
+            quarantine=quarantine.load(self.store.read_state(quarantine.QUARANTINE_PREFIX + env.name)),
         )
 
     def _templating(self, env: EnvironmentConfig) -> Templating:
@@ -205,7 +211,7 @@ class Engine:
         p, steps = replan(inputs, memo.planned if memo is not None else None)
         if memo is not None:
             self._memo[env.name] = memo.with_plan(inputs, steps)
-        return p
+        return quarantine.hold_back(p, snap.quarantine)
 
     # -- commands ------------------------------------------------------------------
 
@@ -268,6 +274,7 @@ class Engine:
                         f"environment {env.name}: {driver.location} holds no flows, so there is nothing to export "
                         f"and {env.branch_name} is not created; check the environment's location in the config"
                     )
+                self._lift_quarantine(env, snap)
                 try:
                     return self.apply(env, snap, p, allowed=allowed, progress=progress)
                 except (BranchMovedError, LiveMovedError) as exc:
@@ -284,9 +291,19 @@ class Engine:
             # Nothing to do: the marker already tells the truth.
             return Outcome(env.name, p, False, snap.tip, snap.marker, problems=snap.problems,
                            unreadable=_unreadable(snap))
-        a = carry_out(Apply(env=env, snap=snap, plan=p, steps=steps, store=self.store, driver=driver,
-                            progress=_phase(progress, "write")))
+        try:
+            a = carry_out(Apply(env=env, snap=snap, plan=p, steps=steps, store=self.store, driver=driver,
+                                progress=_phase(progress, "write")))
+        finally:
+            if isinstance(driver, Remembering):  # whatever was written, the driver's memory says so
+                memory = driver.memory()
+                if memory != self.store.read_state(DRIVER_MEMORY + env.name):
+                    self.store.write_state(DRIVER_MEMORY + env.name, dict(memory) if memory else None,
+                                           f"reconciler: what the {env.driver} driver of {env.name} remembers\n")
         failed = {k: snap.templating.redact(why) for k, why in a.failed.items()}
+        unhealthy = {k: snap.templating.redact(why) for k, why in a.unhealthy.items()}
+        if unhealthy:
+            self._quarantine(env, snap, p, a.tip, unhealthy)
         done = a.done
         for s in done:  # recorded in one place, after every step
             log.info("flow reconciled", environment=env.name, flow=str(s.key), action=s.action.value, commit=a.tip,
@@ -294,7 +311,38 @@ class Engine:
         for key, why in failed.items():
             log.warning("flow not reconciled", environment=env.name, flow=str(key), error=why, commit=a.tip)
         return Outcome(env.name, p, False, a.tip, a.marker, a.commit, a.drift_commit, failed, snap.problems, done,
-                       unreadable=_unreadable(snap))
+                       unreadable=_unreadable(snap), quarantined=unhealthy, health_checked=a.health_checked)
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def _quarantine(self, env: EnvironmentConfig, snap: Snapshot, p: Plan, tip: str | None,
+                    unhealthy: Mapping[FlowKey, str]) -> None:
+        desired = {s.key: s.desired for s in p.steps}
+        at = _now_rfc3339()
+        entries = dict(snap.quarantine)
+        for key, why in unhealthy.items():
+            entries[key] = quarantine.Entry(desired[key] or "", tip, why, at)
+            log.error("flow unhealthy after the deploy; commit quarantined for it", environment=env.name,
+                      flow=str(key), commit=tip, reason=why,
+                      action="restored" if env.on_unhealthy == "restore" else "reported")
+        self.store.write_state(quarantine.QUARANTINE_PREFIX + env.name, quarantine.dump(entries),
+                               f"reconciler: quarantine {len(unhealthy)} flow(s) of {env.name} at {(tip or '')[:12]}\n")
+
+    def _lift_quarantine(self, env: EnvironmentConfig, snap: Snapshot) -> None:
+        gone = quarantine.lifted(snap.quarantine, snap.desired_ids)
+        if not gone:
+            return
+        entries = {k: e for k, e in snap.quarantine.items() if k not in gone}
+        self.store.write_state(quarantine.QUARANTINE_PREFIX + env.name, quarantine.dump(entries),
+                               f"reconciler: lift the quarantine of {len(gone)} flow(s) of {env.name}\n")
+        for key in sorted(gone):
+            log.info("quarantine lifted: a new version is in git", environment=env.name, flow=str(key))
+
+
+def _now_rfc3339() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _unreadable(snap: Snapshot) -> int:

@@ -70,6 +70,15 @@ class EnvironmentConfig(Model):
     identity: IdentityConfig = IdentityConfig()
     schema_: Path | None = Field(None, alias="schema", description="JSON Schema every flow must satisfy before import.")
     interval: float = Field(60.0, gt=0, description="Seconds between drift checks in `reconciler run`.")
+    on_unhealthy: Literal["restore", "report"] = Field(
+        "restore",
+        description="When the platform says a flow just written does not run (health gate): 'restore' deploys "
+        "the previous version again; 'report' leaves it. Either way the commit is quarantined for those flows "
+        "(not applied again) until a new commit changes them.",
+    )
+    health_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds to wait for the platform to report written flows running."
+    )
     params: dict[str, str] = Field(
         {}, description="Values of ${param:NAME} placeholders in this environment; exported values become placeholders again."
     )

@@ -53,6 +53,18 @@ class Metrics:
         self.mass_delete_refusals = Counter(
             "reconciler_mass_delete_refusals", "Runs refused because they would delete too many flows.", ["environment"], registry=r
         )
+        self.health = Counter(
+            "reconciler_health_checks", "Flows the health gate checked after a deploy, by result (healthy, unhealthy).",
+            ["environment", "result"], registry=r,
+        )
+        self.health_restores = Counter(
+            "reconciler_health_restores", "Unhealthy flows deployed again in their previous version.", ["environment"],
+            registry=r,
+        )
+        self.quarantined = Gauge(
+            "reconciler_quarantined_flows", "Flows whose version in git is quarantined (failed the health gate).",
+            ["environment"], registry=r,
+        )
         self.triggers = Counter("reconciler_triggers", "Reconcile requests by source.", ["environment", "source"], registry=r)
         info = Gauge("reconciler_build_info", "Version of the running reconciler.", ["version"], registry=r)
         info.labels(__version__).set(1)
@@ -70,6 +82,10 @@ class Metrics:
         self.push_failures.labels(env)
         self.rewrites.labels(env)
         self.mass_delete_refusals.labels(env)
+        for result in ("healthy", "unhealthy"):
+            self.health.labels(env, result)
+        self.health_restores.labels(env)
+        self.quarantined.labels(env)
         self.duration.labels(env)
         self.latency.labels(env)
 
@@ -85,6 +101,13 @@ class Metrics:
             return
         for state, n in outcome.states.items():
             self.flows.labels(env, state).set(n)
+        self.quarantined.labels(env).set(outcome.states.get("quarantined", 0) + len(outcome.quarantined))
+        if outcome.health_checked:
+            self.health.labels(env, "unhealthy").inc(len(outcome.quarantined))
+            self.health.labels(env, "healthy").inc(outcome.health_checked - len(outcome.quarantined))
+            restored = sum(1 for k in outcome.quarantined if "deployed again" in outcome.failed.get(k, ""))
+            if restored:
+                self.health_restores.labels(env).inc(restored)
         done = {s.key for s in outcome.done}
         for s in outcome.plan.changes:
             ok = s.key in done

@@ -51,6 +51,7 @@ class Snapshot:
     invalid: Mapping[FlowKey, str]
     problems: tuple[Problem, ...]
     templating: Templating = Templating()
+    quarantine: Mapping[FlowKey, Any] = field(default_factory=dict)  # key -> quarantine.Entry
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Outcome:
     refused: str | None = None  # a dry run: why the sync would refuse to carry the plan out
     stale: bool = False  # a dry run made while another process held the environment
     unreadable: int = 0  # live entries that could not be read as flows (counted as invalid)
+    quarantined: Mapping[FlowKey, str] = field(default_factory=dict)  # flows this run found unhealthy
+    health_checked: int = 0  # flows the health gate asked the platform about
 
     @property
     def states(self) -> dict[str, int]:
@@ -89,7 +92,7 @@ class Outcome:
 
     @property
     def errors(self) -> int:
-        return len(self.failed) + len(self.problems) + (self.refused is not None)
+        return len(self.failed) + len(self.problems) + (self.refused is not None) + len(self.quarantined)
 
     @property
     def pending(self) -> bool:
@@ -122,4 +125,5 @@ class Outcome:
             "problems": [p.as_dict() for p in self.problems],
             "refused": self.refused,
             "stale": self.stale,
+            "quarantined": {str(k): why for k, why in self.quarantined.items()},
         }

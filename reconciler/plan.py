@@ -53,6 +53,9 @@ class State(str, enum.Enum):
     DRIFTED = "drifted"
     CONFLICT = "conflict"
     INVALID = "invalid"
+    # Never decided here: the engine holds a step back when the environment says so.
+    QUARANTINED = "quarantined"  # its version in git failed the platform's health check
+    SUSPENDED = "suspended"  # the environment (or the flow) is suspended by a person
 
 
 @dataclass(frozen=True)

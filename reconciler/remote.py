@@ -39,6 +39,10 @@ log = structlog.get_logger("reconciler.remote")
 
 REMOTE_PREFIX = "refs/remotes/origin/"
 REMOTE_MARKERS = "refs/remotes/origin-applied/"
+# The reconciler's own per-environment state refs shared through the remote (forced, like the markers):
+# refs/reconciler/<kind>/<env>, tracked at refs/remotes/origin-reconciler/<kind>/<env>.
+STATE_KINDS = ("quarantine", "driver")
+REMOTE_STATE = "refs/remotes/origin-reconciler/"
 SEEN_PREFIX = "refs/reconciler/seen/"  # per environment: the server's tip last integrated (never pushed)
 REWRITTEN_PREFIX = "refs/reconciler/rewritten/"  # per environment: the local tip before a server rewrite
 
@@ -151,7 +155,8 @@ class Remote:
             # Pruned: a branch deleted on the server must disappear here too (it is then an error for its
             # environment, never pushed back).
             self._remote().fetch(
-                [f"+refs/heads/*:{REMOTE_PREFIX}*", f"+{MARKER_PREFIX}*:{REMOTE_MARKERS}*"],
+                [f"+refs/heads/*:{REMOTE_PREFIX}*", f"+{MARKER_PREFIX}*:{REMOTE_MARKERS}*",
+                 *(f"+refs/reconciler/{kind}/*:{REMOTE_STATE}{kind}/*" for kind in STATE_KINDS)],
                 callbacks=callbacks,
                 prune=pygit2.enums.FetchPrune.PRUNE,
             )
@@ -190,6 +195,10 @@ class Remote:
         seen = store.tip(SEEN_PREFIX + env)
         if store.marker(env) is None and store.tip(REMOTE_MARKERS + env):
             store.set_marker(env, store.tip(REMOTE_MARKERS + env))  # take over from another replica
+            for kind in STATE_KINDS:  # and its quarantine (and other state), as it was left there
+                theirs = store.tip(f"{REMOTE_STATE}{kind}/{env}")
+                if theirs is not None and store.tip(f"refs/reconciler/{kind}/{env}") is None:
+                    store.set_ref(f"refs/reconciler/{kind}/{env}", theirs, f"reconciler: {kind} of {env} from the remote")
         if remote is None:
             if seen is not None:
                 raise StallError(
@@ -264,6 +273,13 @@ class Remote:
                 specs.append(f"{ref}:{ref}")
         if store.marker(env) is not None and store.marker(env) != store.tip(REMOTE_MARKERS + env):
             specs.append(f"+{MARKER_PREFIX}{env}:{MARKER_PREFIX}{env}")
+        for kind in STATE_KINDS:
+            ref, tracked = f"refs/reconciler/{kind}/{env}", f"{REMOTE_STATE}{kind}/{env}"
+            mine, theirs = store.tip(ref), store.tip(tracked)
+            if mine is not None and mine != theirs:
+                specs.append(f"+{ref}:{ref}")
+            elif mine is None and theirs is not None:
+                specs.append(f":{ref}")  # lifted here: lift it there too
         if not specs:
             return []
         callbacks = self._callbacks()
@@ -277,7 +293,16 @@ class Remote:
             src, dst = spec.lstrip("+").split(":")
             if dst in callbacks.rejected:
                 continue
-            local_ref = REMOTE_MARKERS + env if dst.startswith(MARKER_PREFIX) else REMOTE_PREFIX + dst.removeprefix("refs/heads/")
+            if dst.startswith("refs/reconciler/") and not dst.startswith(MARKER_PREFIX):
+                local_ref = REMOTE_STATE + dst.removeprefix("refs/reconciler/")
+            elif dst.startswith(MARKER_PREFIX):
+                local_ref = REMOTE_MARKERS + env
+            else:
+                local_ref = REMOTE_PREFIX + dst.removeprefix("refs/heads/")
+            if not src:  # a deletion
+                if store.repo.references.get(local_ref) is not None:
+                    store.repo.references.delete(local_ref)
+                continue
             store.repo.references.create(local_ref, pygit2.Oid(hex=store.tip(src)), force=True)
             if dst == store.branch_ref(branch):
                 self._saw(env, store.tip(src))

@@ -34,9 +34,12 @@ VERBS = {
 
 
 def counts_line(c: Mapping[str, int]) -> str:
-    """``in sync 3 · pending 1 · drifted 0 · conflict 0 · invalid 0``."""
-    return (f"in sync {c['in_sync']} · pending {c['pending']} · drifted {c['drifted']} · "
+    """``in sync 3 · pending 1 · drifted 0 · conflict 0 · invalid 0`` (``· quarantined 1``, ``· suspended 2``
+    when there are any)."""
+    line = (f"in sync {c['in_sync']} · pending {c['pending']} · drifted {c['drifted']} · "
             f"conflict {c['conflict']} · invalid {c['invalid']}")
+    extra = [f"{state} {c[state]}" for state in ("quarantined", "suspended") if c.get(state)]
+    return " · ".join([line, *extra])
 
 
 Lines = tuple[list[str], list[str]]  # (for stdout, for stderr)

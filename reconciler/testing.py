@@ -3,8 +3,9 @@
 - :class:`MemoryDriver`: a whole platform in memory, implementing the complete
   :class:`~reconciler.drivers.Driver` port with the guarantees every driver
   gives (writes guarded by the live content the plan saw; per-flow refusals;
-  a platform that is down raises :class:`RetryableError`), plus hooks a test
-  uses to play the platform's people and failures.
+  a platform that is down raises :class:`RetryableError`) and a health gate
+  (:class:`~reconciler.drivers.HealthChecked`), plus hooks a test uses to play
+  the platform's people and failures.
 - :class:`Wrapped`: a driver that forwards every port method to another one,
   explicitly (no ``__getattr__``), as the base of a test's hooked driver.
 """
@@ -42,6 +43,8 @@ class MemoryDriver(DriverBase):
         self.refuse: set[FlowKey] = set()
         self.rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.before_apply: Callable[[Sequence[Change]], None] | None = None
+        self.unhealthy: dict[FlowKey, str] = {}  # the health gate's verdict on these flows after a write
+        self.health_asked: list[tuple[FlowKey, ...]] = []
         self.applied: list[tuple[Change, ...]] = []
         self.closed = False
         for doc in docs:
@@ -115,6 +118,10 @@ class MemoryDriver(DriverBase):
     def load(self, key: FlowKey) -> CanonicalFlow | None:
         self._check_up()
         return self._canonical(key)
+
+    def check_health(self, keys: Sequence[FlowKey], timeout: float) -> dict[FlowKey, str]:
+        self.health_asked.append(tuple(keys))
+        return {k: self.unhealthy[k] for k in keys if k in self.unhealthy}
 
     def reread(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
         self._check_up()

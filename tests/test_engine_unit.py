@@ -127,3 +127,36 @@ def test_the_engine_closes_its_drivers(tmp_path) -> None:
     engine, driver = setup(tmp_path)
     engine.close()
     assert driver.closed
+
+
+def test_an_unhealthy_flow_is_restored_and_its_commit_quarantined(tmp_path) -> None:
+    """The health gate: the previous version is deployed again, the run fails, and the same commit is
+    not applied again; a new commit changing the flow lifts the quarantine."""
+    engine, driver = setup(tmp_path)
+    a, b = FlowKey("a", "1"), FlowKey("b", "1")
+    commit(engine, {a: doc("a", note="broken"), b: doc("b", note="fine")})
+    driver.unhealthy = {a: "missing-types: node type 'foo' is not installed"}
+    out = engine.sync("x")
+    assert out.result is RunResult.ERROR and set(out.quarantined) == {a}
+    assert "deployed again" in out.failed[a]
+    assert "note" not in driver.doc(a) and driver.doc(b)["note"] == "fine"
+    again = engine.sync("x")
+    step = next(s for s in again.plan.steps if s.key == a)
+    assert step.state.value == "quarantined" and "missing-types" in step.reason
+    assert again.states["quarantined"] == 1 and not again.quarantined
+    assert driver.health_asked == [(a, b)]  # nothing deployed again: nothing asked again
+    driver.unhealthy = {}
+    commit(engine, {a: doc("a", note="fixed")})
+    fixed = engine.sync("x")
+    assert fixed.result is RunResult.OK and driver.doc(a)["note"] == "fixed"
+    assert engine.store.read_state("refs/reconciler/quarantine/x") is None
+
+
+def test_with_on_unhealthy_report_the_flow_stays_and_is_quarantined(tmp_path) -> None:
+    engine, driver = setup(tmp_path, on_unhealthy="report")
+    a = FlowKey("a", "1")
+    commit(engine, {a: doc("a", note="broken")})
+    driver.unhealthy = {a: "a node failed to start"}
+    out = engine.sync("x")
+    assert out.result is RunResult.ERROR and driver.doc(a)["note"] == "broken"
+    assert engine.sync("x").states["quarantined"] == 1

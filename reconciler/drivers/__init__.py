@@ -20,7 +20,7 @@ from reconciler.canonical import Rules
 from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
-__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "Progress", "LiveCollector", "DRIVERS"]
+__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "HealthChecked", "Remembering", "Progress", "LiveCollector", "DRIVERS"]
 
 #: driver name -> the module holding its settings model as ``SETTINGS`` (imported when a config names it)
 DRIVERS = {
@@ -126,6 +126,30 @@ class Watchable(Protocol):
 
     def trust_watch(self) -> None:
         """The watch saw nothing change since the last export: the next one may skip its scan."""
+        ...
+
+
+@runtime_checkable
+class HealthChecked(Protocol):
+    """A platform that can say whether what was just written runs (Node-RED's runtime state, a health URL)."""
+
+    def check_health(self, keys: Sequence[FlowKey], timeout: float) -> dict[FlowKey, str]:
+        """After a write: wait (at most ``timeout`` seconds) until the platform runs these flows as written;
+        returns the ones that are not healthy, with the platform's reason ({} when all are)."""
+        ...
+
+
+@runtime_checkable
+class Remembering(Protocol):
+    """A driver that keeps a small memory of its own in git (``refs/reconciler/driver/<env>``), for what the
+    platform cannot say itself (e.g. a hash of the credentials last sent to Node-RED, which never returns them)."""
+
+    def recall(self, memory: Mapping | None) -> None:
+        """Called with the memory kept so far (None at first), before the environment is read."""
+        ...
+
+    def memory(self) -> Mapping | None:
+        """What to keep now (called after every apply; None keeps nothing)."""
         ...
 
 

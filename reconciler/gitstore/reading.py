@@ -164,6 +164,19 @@ class ReadingMixin:
             flows[key] = oid
         return FlowTree(None, flows, tuple(problems), bad=bad)
 
+    def read_state(self, ref: str) -> dict | None:
+        """The JSON document :meth:`write_state` keeps at ``ref`` (None when there is none)."""
+        import orjson
+
+        tip = self.tip(ref)
+        if tip is None:
+            return None
+        try:
+            entry = self._commit(tip).tree["state.json"]
+            return orjson.loads(self.repo[entry.id].data)
+        except (KeyError, pygit2.GitError, orjson.JSONDecodeError) as exc:
+            raise RetryableError(f"cannot read {ref}: {exc}") from exc
+
     def blob_size(self, oid: str) -> int:
         try:
             return self.repo.odb.read_header(pygit2.Oid(hex=oid))[1]
