@@ -30,6 +30,7 @@ from reconciler.config import EnvironmentConfig
 from reconciler.drivers import Watchable
 from reconciler.engine import Engine, Outcome, RunResult
 from reconciler.errors import MassDeletionRefused, ReconcilerError, RetryableError
+from reconciler.events import Event, Notifier, NullNotifier, events_of
 from reconciler.gitstore import GitStore
 from reconciler.metrics import Metrics
 from reconciler.plan import Action
@@ -88,6 +89,8 @@ class WorkerDeps:
     retry_max: float = 300.0
     watching: Callable[[str], bool] = lambda env: False  # noqa: E731 - does the folder watch vouch for env?
     on_run: Callable[[str, str], None] = lambda env, result: None  # noqa: E731
+    notifier: Notifier = field(default_factory=NullNotifier)  # events for people and forges (never blocks)
+    link: Callable[[str], str | None] = lambda env: None  # noqa: E731 - the environment's status page
 
 
 def retry_delay(failures: int, base: float, cap: float) -> float:
@@ -118,6 +121,8 @@ class EnvWorker(threading.Thread):
         self._applied_tip: str | None = None
         self.idle = threading.Event()
         self.idle.set()
+        self._announced: str | None = None  # the last tip a "pending" event was sent for
+        self._notified_applied: str | None = None  # the last tip an "applied" event was sent for
 
     # -- requests --------------------------------------------------------------------
 
@@ -183,6 +188,7 @@ class EnvWorker(threading.Thread):
         error: str | None = None
         try:
             self.store.ensure_present()
+            self._announce()
             if self._folder_quiet(reasons):
                 driver = self.engine.driver(env)
                 if isinstance(driver, Watchable):
@@ -205,6 +211,15 @@ class EnvWorker(threading.Thread):
             log.exception("reconcile crashed", environment=env.name)
             result, error = RunResult.RETRY, f"internal error: {exc!r}"
         self._record(reasons, outcome, result, error, clock() - started)
+
+    def _announce(self) -> None:
+        """A "pending" event the first time a new tip is seen (a commit status goes to pending)."""
+        tip = self.store.tip(self.env.branch_name)
+        if tip is not None and tip != self._announced and tip != self.status.applied:
+            self._announced = tip
+            self.deps.notifier.publish(Event("pending", self.env.name, tip, "pending", f"{self.env.name}: applying "
+                                             f"{tip[:12]}", rfc3339(self.deps.wall()) or "",
+                                             link=self.deps.link(self.env.name)))
 
     def _folder_quiet(self, reasons: set[str]) -> bool:
         """True when only git moved and the folder watch vouches that the folder did not."""
@@ -283,4 +298,20 @@ class EnvWorker(threading.Thread):
                     reasons=sorted(reasons),
                 )
         deps.metrics.record(env.name, outcome, seconds, result, new_reports, latency)
+        try:
+            self._notify(outcome, result, error)
+        except Exception:  # noqa: BLE001 - a notification must never fail a reconcile
+            log.exception("could not hand the run's events to the notifier", environment=env.name)
         deps.on_run(env.name, result.value)
+
+    def _notify(self, outcome: Outcome | None, result: RunResult, error: str | None) -> None:
+        at, link = rfc3339(self.deps.wall()) or "", self.deps.link(self.env.name)
+        events = events_of(outcome, result=result.value, error=error, at=at, link=link,
+                           applied_before=self._notified_applied)
+        if outcome is None and error and (result != RunResult.RETRY or self.status.failures == 1):
+            tip = self.store.tip(self.env.branch_name) if result != RunResult.RETRY else None
+            events.append(Event("failed", self.env.name, tip, result.value, error, at, link=link))
+        for e in events:
+            if e.kind == "applied":
+                self._notified_applied = e.commit
+            self.deps.notifier.publish(e)

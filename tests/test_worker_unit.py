@@ -7,6 +7,8 @@ from pathlib import Path
 from reconciler.canonical import Rules
 from reconciler.config import parse_config
 from reconciler.engine import Engine
+from reconciler.events import NullNotifier
+from reconciler.flows import FlowKey
 from reconciler.metrics import Metrics
 from reconciler.testing import MemoryDriver
 from reconciler.worker import EnvWorker, WorkerDeps, retry_delay
@@ -31,7 +33,8 @@ def worker(tmp_path: Path, clock: Clock, **server) -> tuple[EnvWorker, MemoryDri
     metrics.register("x")
     deps = WorkerDeps(engine=engine, store=engine.store, remote=None, metrics=metrics, clock=clock, wall=clock,
                       retry_base=server.get("retry_base", 1.0), retry_max=server.get("retry_max", 8.0),
-                      on_run=lambda env, result: runs.append(result))
+                      on_run=lambda env, result: runs.append(result), notifier=NullNotifier(),
+                      link=lambda env: f"http://127.0.0.1:9420/environments/{env}")
     return EnvWorker(config.environments[0], deps), driver, metrics, runs
 
 
@@ -94,3 +97,27 @@ def test_a_run_is_recorded_in_status_and_metrics_in_one_place(tmp_path) -> None:
 
 def test_retry_delay_doubles_from_the_base_up_to_the_cap() -> None:
     assert [retry_delay(n, 0.5, 3.0) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_a_run_sends_its_events_once_per_commit(tmp_path) -> None:
+    """pending when a new tip is seen, applied once it is held, drift with the drift commit; nothing twice."""
+    import json
+
+    clock = Clock()
+    w, driver, _, _ = worker(tmp_path, clock)
+    events = w.deps.notifier.events
+    store = w.engine.store
+    data = json.dumps({"name": "a", "version": "1", "note": "v2"}).encode()
+    store.commit_changes("env/x", store.tip("env/x"), "flows", {__import__("reconciler.flows").flows.FlowKey("a", "1"): data}, "v2\n")
+    w.trigger("ref")
+    w.reconcile(w.due(clock()))
+    assert [e.kind for e in events] == ["pending", "applied"]
+    assert events[1].commit == store.tip("env/x") and events[1].link.endswith("/environments/x")
+    w.trigger("interval")
+    w.reconcile(w.due(clock()))
+    assert [e.kind for e in events] == ["pending", "applied"]  # nothing new: no event
+    driver.put({"name": "a", "version": "1", "note": "ui"})
+    w.trigger("folder")
+    w.reconcile(w.due(clock()))
+    assert events[-1].kind == "drift" and events[-1].drift_commit == store.tip("drift/x")
+    assert events[-1].flows == (("a@1", "import"),)
