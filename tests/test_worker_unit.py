@@ -108,7 +108,7 @@ def test_a_run_sends_its_events_once_per_commit(tmp_path) -> None:
     events = w.deps.notifier.events
     store = w.engine.store
     data = json.dumps({"name": "a", "version": "1", "note": "v2"}).encode()
-    store.commit_changes("env/x", store.tip("env/x"), "flows", {__import__("reconciler.flows").flows.FlowKey("a", "1"): data}, "v2\n")
+    store.commit_changes("env/x", store.tip("env/x"), "flows", {FlowKey("a", "1"): data}, "v2\n")
     w.trigger("ref")
     w.reconcile(w.due(clock()))
     assert [e.kind for e in events] == ["pending", "applied"]
