@@ -26,7 +26,7 @@ from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefu
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import FlowTree, GitStore
 from reconciler.kinds import kind_problems
-from reconciler import quarantine
+from reconciler import quarantine, suspension
 from reconciler.names import flow_path
 from reconciler.outcome import Outcome, RunResult, Snapshot
 from reconciler.plan import Action, Plan, Policy
@@ -174,6 +174,7 @@ class Engine:
             desired=desired.flows, tip_blobs=at_tip.flows, base_blobs=at_marker.flows, live=live, invalid=invalid,
             problems=problems, templating=templating,
             quarantine=quarantine.load(self.store.read_state(quarantine.QUARANTINE_PREFIX + env.name)),
+            suspension=suspension.load(self.store.read_state(suspension.SUSPEND_PREFIX + env.name)),
         )
 
     def _templating(self, env: EnvironmentConfig) -> Templating:
@@ -203,15 +204,20 @@ class Engine:
             self._validators[env.name] = validate
         return self._validators[env.name]
 
-    def plan(self, env: EnvironmentConfig, snap: Snapshot, policy: Policy | None = None) -> Plan:
-        """The plan for a snapshot; only keys whose inputs changed since the last plan are decided again."""
+    def plan(self, env: EnvironmentConfig, snap: Snapshot, policy: Policy | None = None, *,
+             hold: str | None = None) -> Plan:
+        """The plan for a snapshot; only keys whose inputs changed since the last plan are decided again.
+
+        Steps of quarantined flows, of suspended ones, and (``hold``: a closed sync window) every changing
+        step are held back: planned and reported, not carried out."""
         inputs = PlanInputs(snap.base_ids, snap.desired_ids, snap.live.oids(), snap.invalid, policy or env.policy,
                             snap.live.complete)
         memo = self._memo.get(env.name)
         p, steps = replan(inputs, memo.planned if memo is not None else None)
         if memo is not None:
             self._memo[env.name] = memo.with_plan(inputs, steps)
-        return quarantine.hold_back(p, snap.quarantine)
+        return suspension.hold_back(quarantine.hold_back(p, snap.quarantine), snap.suspension or suspension.Suspension(),
+                                    extra=hold)
 
     # -- commands ------------------------------------------------------------------
 
@@ -223,8 +229,9 @@ class Engine:
         progress: ProgressFn | None = None,
         before: Callable[[EnvironmentConfig], object] | None = None,
         allow_mass_delete: bool = False,
+        hold: str | None = None,
     ) -> Outcome:
-        """Reconcile one environment per its policy.
+        """Reconcile one environment per its policy (``hold``: plan only, the changes held back for this reason).
 
         ``before`` runs under the environment's lock ahead of the read (the
         service brings the branch up to the remote's there). A dry run does not
@@ -233,7 +240,7 @@ class Engine:
         """
         env = self.config.env(name)
         return self._run(env, env.policy, dry_run=dry_run, progress=progress, allowed=None, before=before,
-                         allow_mass_delete=allow_mass_delete)
+                         allow_mass_delete=allow_mass_delete, hold=hold)
 
     def export(self, name: str, *, progress: ProgressFn | None = None, allow_mass_delete: bool = False) -> Outcome:
         """Commit the environment's live flows to its branch.
@@ -250,23 +257,25 @@ class Engine:
                          creating=True, allow_mass_delete=allow_mass_delete)
 
     def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before=None, creating: bool = False,
-             allow_mass_delete: bool = False) -> Outcome:
+             allow_mass_delete: bool = False, hold: str | None = None) -> Outcome:
         # Every log line of the run (drivers' retries included) names the environment.
         with structlog.contextvars.bound_contextvars(environment=env.name), \
-                self.store.lock(env.name, required=not dry_run) as held:
+                self.store.lock(env.name, required=not dry_run) as locked:
             driver = self.driver(env)
-            if held and isinstance(driver, Recoverable):
+            if locked and isinstance(driver, Recoverable):
                 driver.recover()  # a crashed run's leftovers, before anything reads the environment
             if before is not None:
                 before(env)
             attempts = self.config.repository.replan_attempts
             for attempt in range(1, attempts + 1):
                 snap = self.read(env, progress, creating=creating)
-                p = self.plan(env, snap, policy)
+                p = self.plan(env, snap, policy, hold=hold)
+                held = hold or (snap.suspension.environment.describe() if snap.suspension and
+                                snap.suspension.environment else None)
                 refusal = None if allow_mass_delete else mass_deletion(env, snap, p, allowed)
                 if dry_run:
                     return Outcome(env.name, p, True, snap.tip, snap.marker, problems=snap.problems,
-                                   refused=refusal, stale=not held, unreadable=_unreadable(snap))
+                                   refused=refusal, stale=not locked, unreadable=_unreadable(snap), held=held)
                 if refusal is not None:
                     raise MassDeletionRefused(refusal)
                 if creating and snap.tip is None and not (snap.live.flows or snap.live.problems or snap.live.invalid):
@@ -276,7 +285,8 @@ class Engine:
                     )
                 self._lift_quarantine(env, snap)
                 try:
-                    return self.apply(env, snap, p, allowed=allowed, progress=progress)
+                    out = self.apply(env, snap, p, allowed=allowed, progress=progress)
+                    return replace(out, held=held) if held else out
                 except (BranchMovedError, LiveMovedError) as exc:
                     log.info("state moved, re-planning", environment=env.name, attempt=attempt, error=str(exc))
             raise RetryableError(f"{env.branch_name} or the environment kept moving during {attempts} attempts; try again")

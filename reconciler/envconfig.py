@@ -18,8 +18,9 @@ from reconciler.flows import Identity
 from reconciler.names import ref_name_problem
 from reconciler.plan import Policy
 from reconciler.secretrule import DEFAULT_SECRET_KEYS
+from reconciler.windows import Window, parse_duration
 
-__all__ = ["EnvironmentConfig", "IdentityConfig", "Model"]
+__all__ = ["EnvironmentConfig", "IdentityConfig", "Model", "WindowConfig"]
 
 _ENV_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
@@ -38,6 +39,32 @@ class IdentityConfig(Model):
         if not v.startswith("/"):
             raise ValueError("must be a JSON pointer starting with '/'")
         return v
+
+
+class WindowConfig(Model):
+    """A sync window: ``schedule`` (cron, five fields) opens it for ``duration`` in ``timezone``."""
+
+    kind: Literal["allow", "deny"] = Field(description="allow: changes only inside; deny: no changes inside.")
+    schedule: str = Field(description="When it opens: a five-field cron expression, e.g. '0 9 * * 1-5'.")
+    duration: str | float = Field(description="How long it stays open: '8h', '1h30m', '90m', or seconds.")
+    timezone: str = Field("UTC", description="IANA time zone of the schedule (daylight-saving changes included).")
+    manual: StrictBool = Field(
+        False, description="May a manual sync (`reconciler sync --force`, the API) run while this window keeps "
+        "the environment closed?"
+    )
+    name: str = Field("", description="Shown in messages and the status.")
+
+    @model_validator(mode="after")
+    def _usable(self) -> "WindowConfig":
+        self.window()
+        return self
+
+    def window(self) -> Window:
+        try:
+            return Window(self.kind, self.schedule, parse_duration(self.duration), self.timezone, self.manual,
+                          self.name)
+        except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(str(exc).strip("'\"") or "unknown time zone") from exc
 
 
 class EnvironmentConfig(Model):
@@ -75,6 +102,9 @@ class EnvironmentConfig(Model):
         description="When the platform says a flow just written does not run (health gate): 'restore' deploys "
         "the previous version again; 'report' leaves it. Either way the commit is quarantined for those flows "
         "(not applied again) until a new commit changes them.",
+    )
+    windows: tuple[WindowConfig, ...] = Field(
+        (), alias="window", description="Sync windows ([[environment.window]]); none: always allowed."
     )
     health_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds to wait for the platform to report written flows running."
@@ -215,6 +245,9 @@ class EnvironmentConfig(Model):
     def branch_name(self) -> str:
         assert self.branch is not None
         return self.branch
+
+    def sync_windows(self) -> tuple[Window, ...]:
+        return tuple(w.window() for w in self.windows)
 
     @property
     def policy(self) -> Policy:

@@ -52,6 +52,7 @@ class Snapshot:
     problems: tuple[Problem, ...]
     templating: Templating = Templating()
     quarantine: Mapping[FlowKey, Any] = field(default_factory=dict)  # key -> quarantine.Entry
+    suspension: Any = None  # suspension.Suspension (None: not suspended)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Outcome:
     unreadable: int = 0  # live entries that could not be read as flows (counted as invalid)
     quarantined: Mapping[FlowKey, str] = field(default_factory=dict)  # flows this run found unhealthy
     health_checked: int = 0  # flows the health gate asked the platform about
+    held: str | None = None  # why changing steps were held back this run (suspended, a closed sync window)
 
     @property
     def states(self) -> dict[str, int]:
@@ -126,4 +128,5 @@ class Outcome:
             "refused": self.refused,
             "stale": self.stale,
             "quarantined": {str(k): why for k, why in self.quarantined.items()},
+            "held": self.held,
         }

@@ -41,7 +41,7 @@ REMOTE_PREFIX = "refs/remotes/origin/"
 REMOTE_MARKERS = "refs/remotes/origin-applied/"
 # The reconciler's own per-environment state refs shared through the remote (forced, like the markers):
 # refs/reconciler/<kind>/<env>, tracked at refs/remotes/origin-reconciler/<kind>/<env>.
-STATE_KINDS = ("quarantine", "driver")
+STATE_KINDS = ("quarantine", "driver", "suspend")
 REMOTE_STATE = "refs/remotes/origin-reconciler/"
 SEEN_PREFIX = "refs/reconciler/seen/"  # per environment: the server's tip last integrated (never pushed)
 REWRITTEN_PREFIX = "refs/reconciler/rewritten/"  # per environment: the local tip before a server rewrite
@@ -195,10 +195,7 @@ class Remote:
         seen = store.tip(SEEN_PREFIX + env)
         if store.marker(env) is None and store.tip(REMOTE_MARKERS + env):
             store.set_marker(env, store.tip(REMOTE_MARKERS + env))  # take over from another replica
-            for kind in STATE_KINDS:  # and its quarantine (and other state), as it was left there
-                theirs = store.tip(f"{REMOTE_STATE}{kind}/{env}")
-                if theirs is not None and store.tip(f"refs/reconciler/{kind}/{env}") is None:
-                    store.set_ref(f"refs/reconciler/{kind}/{env}", theirs, f"reconciler: {kind} of {env} from the remote")
+        self._take_state(env)
         if remote is None:
             if seen is not None:
                 raise StallError(
@@ -273,13 +270,7 @@ class Remote:
                 specs.append(f"{ref}:{ref}")
         if store.marker(env) is not None and store.marker(env) != store.tip(REMOTE_MARKERS + env):
             specs.append(f"+{MARKER_PREFIX}{env}:{MARKER_PREFIX}{env}")
-        for kind in STATE_KINDS:
-            ref, tracked = f"refs/reconciler/{kind}/{env}", f"{REMOTE_STATE}{kind}/{env}"
-            mine, theirs = store.tip(ref), store.tip(tracked)
-            if mine is not None and mine != theirs:
-                specs.append(f"+{ref}:{ref}")
-            elif mine is None and theirs is not None:
-                specs.append(f":{ref}")  # lifted here: lift it there too
+        specs += self._state_specs(env)
         if not specs:
             return []
         callbacks = self._callbacks()
@@ -299,14 +290,49 @@ class Remote:
                 local_ref = REMOTE_MARKERS + env
             else:
                 local_ref = REMOTE_PREFIX + dst.removeprefix("refs/heads/")
-            if not src:  # a deletion
-                if store.repo.references.get(local_ref) is not None:
-                    store.repo.references.delete(local_ref)
-                continue
             store.repo.references.create(local_ref, pygit2.Oid(hex=store.tip(src)), force=True)
             if dst == store.branch_ref(branch):
                 self._saw(env, store.tip(src))
         return sorted(callbacks.rejected)
+
+    def _take_state(self, env: str) -> None:
+        """The remote's state refs of ``env`` where they are newer (a descendant of ours), or where ours and
+        theirs diverged (the server is authoritative); ours where it is newer (``publish`` pushes it)."""
+        store = self.store
+        for kind in STATE_KINDS:
+            ref, tracked = f"refs/reconciler/{kind}/{env}", f"{REMOTE_STATE}{kind}/{env}"
+            mine, theirs = store.tip(ref), store.tip(tracked)
+            if theirs is None or mine == theirs or (mine is not None and store.is_ancestor(theirs, mine)):
+                continue
+            if mine is not None and not store.is_ancestor(mine, theirs):
+                log.warning("the remote's state and ours diverged; taking the remote's", environment=env, ref=ref)
+            store.set_ref(ref, theirs, f"reconciler: {kind} of {env} from the remote")
+
+    def _state_specs(self, env: str) -> list[str]:
+        """Push specs of the state refs of ``env`` that are newer here than on the remote."""
+        store, specs = self.store, []
+        for kind in STATE_KINDS:
+            ref, tracked = f"refs/reconciler/{kind}/{env}", f"{REMOTE_STATE}{kind}/{env}"
+            mine, theirs = store.tip(ref), store.tip(tracked)
+            if mine is not None and mine != theirs and (theirs is None or store.is_ancestor(theirs, mine)):
+                specs.append(f"+{ref}:{ref}")
+        return specs
+
+    def publish_state(self, env: str) -> None:
+        """Push ``env``'s state refs now (a suspension made by the CLI reaches every replica)."""
+        specs = self._state_specs(env)
+        if not specs:
+            return
+        callbacks = self._callbacks()
+        try:
+            self._remote().push(specs, callbacks=callbacks)
+        except (pygit2.GitError, OSError) as exc:
+            raise self._failed("push to", exc, callbacks) from exc
+        for spec in specs:
+            src, dst = spec.lstrip("+").split(":")
+            if dst not in callbacks.rejected:
+                tracked = REMOTE_STATE + dst.removeprefix("refs/reconciler/")
+                self.store.repo.references.create(tracked, pygit2.Oid(hex=self.store.tip(src)), force=True)
 
     def _safe_url(self) -> str:
         return redact_url(self.url)

@@ -31,6 +31,7 @@ from reconciler.drivers import Watchable
 from reconciler.engine import Engine, Outcome, RunResult
 from reconciler.errors import MassDeletionRefused, ReconcilerError, RetryableError
 from reconciler.events import Event, Notifier, NullNotifier, events_of
+from reconciler.windows import verdict
 from reconciler.gitstore import GitStore
 from reconciler.metrics import Metrics
 from reconciler.plan import Action
@@ -60,6 +61,8 @@ class EnvStatus:
     next_check: str | None = None
     running: bool = False
     rewritten: str | None = None  # the last rewrite of the branch on the server that was followed
+    window: dict[str, Any] | None = None  # a closed sync window: why, and when it opens
+    suspended: str | None = None  # "suspended since … by …: reason" while the environment is suspended
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -116,6 +119,8 @@ class EnvWorker(threading.Thread):
         self._reasons: set[str] = set()
         self._stopping = False
         self._retry_at: float | None = None
+        self._wake_at: float | None = None  # a closed sync window opens then: run again
+        self._was_suspended = False
         self._seen_problems: frozenset[str] = frozenset()
         self._reported: frozenset[str] = frozenset()
         self._applied_tip: str | None = None
@@ -144,6 +149,9 @@ class EnvWorker(threading.Thread):
         """The reasons to run now (taken), or None while there is nothing to do or the backoff lasts.
         Call it holding no lock; it takes the worker's."""
         with self._cond:
+            if self._wake_at is not None and now >= self._wake_at:
+                self._reasons.add("window")
+                self._wake_at = None
             if self._retry_at is not None:
                 if now < self._retry_at:
                     return None  # backoff: new triggers wait too
@@ -165,10 +173,10 @@ class EnvWorker(threading.Thread):
                             break
                         self._cond.wait(self._retry_at - now)  # backoff: new triggers wait too
                         continue
-                    if self._reasons:
+                    if self._reasons or (self._wake_at is not None and now >= self._wake_at):
                         break
                     self.idle.set()
-                    self._cond.wait()
+                    self._cond.wait(None if self._wake_at is None else self._wake_at - now)
                 if self._stopping:
                     self.idle.set()
                     return
@@ -193,7 +201,8 @@ class EnvWorker(threading.Thread):
                 driver = self.engine.driver(env)
                 if isinstance(driver, Watchable):
                     driver.trust_watch()
-            outcome = self.engine.sync(env.name, before=self._integrate if self.remote else None)
+            outcome = self.engine.sync(env.name, before=self._integrate if self.remote else None,
+                                       hold=self._window_hold(reasons))
             if self.remote is not None:
                 rejected = self.remote.publish(env.name, env.branch_name)
                 if rejected:
@@ -211,6 +220,24 @@ class EnvWorker(threading.Thread):
             log.exception("reconcile crashed", environment=env.name)
             result, error = RunResult.RETRY, f"internal error: {exc!r}"
         self._record(reasons, outcome, result, error, clock() - started)
+
+    def _window_hold(self, reasons: set[str]) -> str | None:
+        """Why this run may only plan (a closed sync window), and a wake-up at its opening; None: go on.
+        A sync asked for through the API is a manual one: it runs where the windows say ``manual = true``."""
+        windows = self.env.sync_windows()
+        self.status.window = None
+        if not windows:
+            return None
+        now = self.deps.wall()
+        v = verdict(windows, datetime.fromtimestamp(now, timezone.utc))
+        if v.allowed or ("api" in reasons and v.manual_allowed):
+            return None
+        opens = v.opens.timestamp() if v.opens is not None else None
+        self.status.window = {"open": False, "why": v.why, "opens": rfc3339(opens)}
+        if opens is not None:
+            with self._cond:
+                self._wake_at = self.deps.clock() + max(0.0, opens - now)
+        return f"sync window: {v.why}" + (f"; it opens {rfc3339(opens)}" if opens is not None else "")
 
     def _announce(self) -> None:
         """A "pending" event the first time a new tip is seen (a commit status goes to pending)."""
@@ -311,6 +338,13 @@ class EnvWorker(threading.Thread):
         if outcome is None and error and (result != RunResult.RETRY or self.status.failures == 1):
             tip = self.store.tip(self.env.branch_name) if result != RunResult.RETRY else None
             events.append(Event("failed", self.env.name, tip, result.value, error, at, link=link))
+        suspended = outcome is not None and outcome.held is not None and outcome.held.startswith("suspended")
+        self.status.suspended = outcome.held if suspended and outcome is not None else None
+        if outcome is not None and suspended != self._was_suspended:
+            self._was_suspended = suspended
+            kind = "suspended" if suspended else "resumed"
+            events.append(Event(kind, self.env.name, outcome.tip, result.value,
+                                outcome.held or f"{self.env.name} resumed", at, link=link))
         for e in events:
             if e.kind == "applied":
                 self._notified_applied = e.commit

@@ -457,3 +457,56 @@ class _KeptParams(dict):
 
 
 COMMANDS["render"] = cmd_render
+
+
+def cmd_suspend(args: argparse.Namespace, config: Config) -> int:
+    return _suspension(args, config, suspend=True)
+
+
+def cmd_resume(args: argparse.Namespace, config: Config) -> int:
+    return _suspension(args, config, suspend=False)
+
+
+def _suspension(args: argparse.Namespace, config: Config, *, suspend: bool) -> int:
+    import getpass
+    import socket
+
+    from reconciler import suspension
+    from reconciler.promote import parse_selector
+    from reconciler.remote import Remote
+    from reconciler.worker import rfc3339
+
+    env = config.env(args.env)
+    flows = [str(parse_selector(f)) for f in args.flow]
+    store = _engine(config).store
+    ref = suspension.SUSPEND_PREFIX + env.name
+    before = suspension.load(store.read_state(ref))
+    if suspend:
+        import time
+
+        who = args.by or f"{getpass.getuser()}@{socket.gethostname()}"
+        after = suspension.suspend(before, suspension.Hold(who, rfc3339(time.time()) or "", args.reason), flows)
+    else:
+        after = suspension.resume(before, flows)
+    if after != before:
+        what = ", ".join(flows) if flows else "the environment"
+        store.write_state(ref, suspension.dump(after), f"reconciler: {'suspend' if suspend else 'resume'} {what} "
+                          f"of {env.name}\n")
+        remote = Remote.from_config(store, config.repository)
+        if remote is not None:
+            remote.publish_state(env.name)
+    state = suspension.dump(after)
+    if args.json:
+        _print_json({"environment": env.name, "suspension": state})
+        return EXIT_OK
+    if not after:
+        print(f"{env.name}: not suspended; the next sync applies what is pending")
+    elif after.environment is not None:
+        print(f"{env.name}: {after.environment.describe()}")
+    for flow, hold in sorted(after.flows.items()):
+        print(f"  {flow}: {hold.describe()}")
+    return EXIT_OK
+
+
+COMMANDS["suspend"] = cmd_suspend
+COMMANDS["resume"] = cmd_resume

@@ -62,6 +62,8 @@ _EXITS = {
     "render": "0 rendered · 1 a flow cannot be rendered (each reason printed as file:pointer: message)",
     "run": "0 stopped by SIGTERM/SIGINT · 1 cannot start",
     "healthcheck": "0 the service answers · 1 it does not",
+    "suspend": "0 suspended (or already) · 1 error",
+    "resume": "0 resumed (or was not suspended) · 1 error",
     "demo": "as run",
 }
 
@@ -125,13 +127,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _sub(sub, "sync", "reconcile the environment with its branch now",
              "Imports what changed in git, handles drift per the environment's policy, never overwrites a\n"
-             "conflict. A run that would delete more than max_delete flows stops before changing anything.")
+             "conflict. A run that would delete more than max_delete flows stops before changing anything.\n"
+             "Outside the environment's sync windows it refuses (saying when they open), unless --force\n"
+             "and the windows allow manual syncs; while the environment is suspended it plans only.")
     s.add_argument("env")
     s.add_argument("--dry-run", action="store_true", help="plan only, change nothing")
+    s.add_argument("--force", action="store_true", help="sync inside a deny window or outside the allow windows "
+                   "(only where they say manual = true)")
     s.add_argument("--allow-mass-delete", action="store_true",
                    help="carry out deletions of more flows than max_delete allows (or of every flow)")
     s.add_argument("-q", "--quiet", action="store_true", help="only the summary line and errors")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    for verb, what in (("suspend", "stop importing, deleting and adopting in an environment (or some flows of it)"),
+                       ("resume", "lift a suspension: what is pending is applied at the next sync")):
+        s = _sub(sub, verb, what,
+                 "Kept at refs/reconciler/suspend/<env> (pushed to [repository] remote), so every replica and a\n"
+                 "restart see it. While suspended, drift is still detected and plans still made.")
+        s.add_argument("env")
+        s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]",
+                       help="only this flow (repeatable; default: the whole environment)")
+        if verb == "suspend":
+            s.add_argument("--reason", default="", metavar="TEXT", help="why (shown in the status)")
+            s.add_argument("--by", default=None, metavar="WHO", help="who (default: this user at this host)")
+        s.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = _sub(sub, "status", "per environment: branch tip, applied marker, flow counts",
              "Read-only; never waits for a running service (the answer then says it may be stale).")

@@ -165,7 +165,7 @@ class ReadingMixin:
         return FlowTree(None, flows, tuple(problems), bad=bad)
 
     def read_state(self, ref: str) -> dict | None:
-        """The JSON document :meth:`write_state` keeps at ``ref`` (None when there is none)."""
+        """The JSON document :meth:`write_state` keeps at ``ref`` (None when there is none, or it is empty)."""
         import orjson
 
         tip = self.tip(ref)
@@ -173,7 +173,7 @@ class ReadingMixin:
             return None
         try:
             entry = self._commit(tip).tree["state.json"]
-            return orjson.loads(self.repo[entry.id].data)
+            return orjson.loads(self.repo[entry.id].data) or None
         except (KeyError, pygit2.GitError, orjson.JSONDecodeError) as exc:
             raise RetryableError(f"cannot read {ref}: {exc}") from exc
 

@@ -150,19 +150,17 @@ class WritingMixin:
             raise RetryableError(f"cannot merge {theirs[:12]} into {ours[:12]} in {self.path}: {exc}") from exc
 
     def write_state(self, ref: str, state: dict | None, message: str) -> None:
-        """Keep a small JSON document at one of the reconciler's refs (a commit holding ``state.json``,
-        its parent the previous state, so the ref's log is the history); None deletes the ref."""
+        """Keep a small JSON document at one of the reconciler's refs: a commit holding ``state.json`` whose
+        parent is the previous state, so the ref's history is the log and replicas can tell which of two
+        states is newer. None (nothing to keep) writes an empty state, never deletes the ref."""
         import orjson
 
         if not ref.startswith("refs/reconciler/"):
             raise ValueError(f"{ref} is not one of the reconciler's own refs")
         if state is None:
-            try:
-                if self.repo.references.get(ref) is not None:
-                    self.repo.references.delete(ref)
-            except (pygit2.GitError, KeyError, OSError) as exc:
-                raise RetryableError(f"cannot delete {ref}: {exc}") from exc
-            return
+            if self.tip(ref) is None:
+                return
+            state = {}
         blob = self.write_blob(orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
         tree = self._pending.add(OBJ_TREE, tree_bytes([(MODE_BLOB, "state.json", bytes.fromhex(blob))])).hex()
         parent = self.tip(ref)
