@@ -30,27 +30,27 @@ Guarantees:
 from __future__ import annotations
 
 import errno
-import hashlib
+import functools
 import os
 import stat
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, ContextManager, Literal, NamedTuple
 
 import structlog
 from pydantic import Field
 
-from reconciler.canonical import InvalidJSON, Rules, parse_json
+from reconciler.canonical import InvalidJSON, Rules, blob_id, parse_json
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
 from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import Problem, RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 from reconciler.names import encode
 
-__all__ = ["DirectoryDriver", "DirectoryEnvironment", "SETTINGS"]
+__all__ = ["DirectoryDriver", "DirectoryEnvironment", "FileSystem", "SETTINGS"]
 
 log = structlog.get_logger("reconciler.drivers.directory")
 
@@ -76,11 +76,15 @@ SETTINGS = DirectoryEnvironment
 MAX_FILE_BYTES = 64 * 1024 * 1024
 _RACY_NS = 1_000_000_000
 _FSYNC_EACH = 16
+# errors of a swap that mean "this file system cannot" (EPERM too, until a swap has worked here)
+_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
 
 
 class DirectoryDriver:
-    def __init__(self, path: str | Path, identity: Identity = Identity(), rules: Rules = Rules()):
+    def __init__(self, path: str | Path, identity: Identity = Identity(), rules: Rules = Rules(), *,
+                 fs: "FileSystem | None" = None):
         self.root = Path(path)
+        self.fs = fs if fs is not None else FileSystem()
         self.identity, self.rules = identity, rules
         self.location = str(self.root)
         self._files: dict[FlowKey, str] | None = None  # where each flow lives
@@ -121,7 +125,7 @@ class DirectoryDriver:
             stats = last.stats if not suspects else dict(last.stats)
             for name in suspects:
                 try:
-                    stats[name] = os.lstat(os.path.join(self.root, name))
+                    stats[name] = self.fs.lstat(os.path.join(self.root, name))
                 except FileNotFoundError:
                     stats.pop(name, None)
                 except OSError as exc:
@@ -146,7 +150,7 @@ class DirectoryDriver:
     def _scan(self) -> dict[str, os.stat_result | OSError]:
         stats: dict[str, os.stat_result | OSError] = {}
         try:
-            with os.scandir(self.root) as it:
+            with self.fs.scandir(self.root) as it:
                 for entry in it:
                     name = entry.name
                     if name.endswith(".json") and not name.startswith("."):
@@ -238,7 +242,7 @@ class DirectoryDriver:
                 collect.add_flow(got, where)
             return
         try:
-            raw = _read_nofollow(where)
+            raw = self.fs.read(where)
         except OSError as exc:
             collect.problem(Problem(where, f"cannot read: {exc.strerror}; left as it is"))
             return
@@ -266,7 +270,7 @@ class DirectoryDriver:
         """The folder must be there: a missing one (a typo, a volume not mounted yet) read as
         "no flows" would delete every flow from git (adopt) or fill a wrong folder (import)."""
         try:
-            st = os.stat(self.root)
+            st = self.fs.stat(self.root)
         except FileNotFoundError:
             raise RetryableError(
                 f"the environment folder {self.root} does not exist; nothing was read or changed. Check the "
@@ -306,7 +310,7 @@ class DirectoryDriver:
                     except OSError as exc:
                         failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
             if temps and not each:
-                _sync_filesystem(self.root)
+                self.fs.syncfs(self.root)
             total = len(changes)
             for i, change in enumerate(changes, 1):
                 if change.key in failed:
@@ -320,13 +324,13 @@ class DirectoryDriver:
                     failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
                 finally:
                     if tmp is not None:
-                        _unlink_quietly(tmp)  # linked in, or not used: either way no longer needed
+                        self.fs.unlink(tmp, missing_ok=True)  # linked in, or not used: either way no longer needed
                 if progress is not None and (i % 200 == 0 or i == total):
                     progress(i, total)
-            _fsync_dir(self.root)
+            self.fs.fsync_dir(self.root)
         finally:
             for tmp in temps.values():
-                _unlink_quietly(tmp)
+                self.fs.unlink(tmp, missing_ok=True)
             # The next export re-reads what this batch touched, whatever happened.
             self._dirty |= {os.path.basename(p) for k in written if (p := (self._files or {}).get(k) or deleted.get(k))}
         return failed
@@ -343,7 +347,7 @@ class DirectoryDriver:
         if path is None:
             return None
         try:
-            got = flow_from_doc(parse_json(_read_nofollow(path)), self.identity, self.rules, where=path)
+            got = flow_from_doc(parse_json(self.fs.read(path)), self.identity, self.rules, where=path)
         except (OSError, InvalidJSON):
             return None
         return got if isinstance(got, CanonicalFlow) and got.key == key else None
@@ -370,7 +374,7 @@ class DirectoryDriver:
             return
         self._recovered = True
         try:
-            with os.scandir(self.root) as it:
+            with self.fs.scandir(self.root) as it:
                 crashed = any(e.name.startswith(".reconciler-") for e in it)
         except OSError:
             return  # the export reports an unreadable folder
@@ -386,20 +390,24 @@ class DirectoryDriver:
         expected (already saved to drift/<env>), else kept beside it, where the
         duplicate is reported. Nothing that could be an edit is deleted.
         """
-        for leftover in self.root.glob(".reconciler-*.tmp"):
-            _unlink_quietly(str(leftover))
-        for swap in sorted(self.root.glob(".reconciler-*.swap")):
+        for leftover in self._hidden(".tmp"):
+            self.fs.unlink(str(leftover), missing_ok=True)
+        for swap in self._hidden(".swap"):
             self._recover_swap(swap)
-        for aside in sorted(self.root.glob(".reconciler-*.aside")):
+        for aside in self._hidden(".aside"):
             parts, target = self._leftover(aside, ".aside")
             expect = parts[-1] if len(parts) >= 4 else ""
-            if os.path.lexists(target):
+            if self.fs.lexists(target):
                 try:
-                    if target.is_file() and not target.is_symlink() and target.read_bytes() == aside.read_bytes():
-                        _unlink_quietly(str(aside))  # the same bytes are in place already
+                    try:
+                        regular = stat.S_ISREG(self.fs.lstat(target).st_mode)
+                    except FileNotFoundError:
+                        regular = False
+                    if regular and self.fs.read(target) == self.fs.read(aside):
+                        self.fs.unlink(str(aside), missing_ok=True)  # the same bytes are in place already
                         continue
                     if len(expect) == 12 and (self._current(str(aside)) or "").startswith(expect):
-                        _unlink_quietly(str(aside))  # the write finished; this version is in drift/<env>
+                        self.fs.unlink(str(aside), missing_ok=True)  # the write finished; this version is in drift/<env>
                         continue
                 except (OSError, _Refused):
                     pass
@@ -425,7 +433,7 @@ class DirectoryDriver:
         assert change.data is not None and change.expect
         self._seq += 1
         head = (f".reconciler-{os.getpid()}-{self._seq}-{os.urandom(3).hex()}-{change.expect[:12]}-"
-                f"{_blob_hash(change.data)[:12]}")
+                f"{blob_id(change.data)[:12]}")
         name = os.path.basename(path)
         if len(os.fsencode(head)) + len(os.fsencode(name)) + len(".swap") < 250:
             head += "." + name
@@ -437,28 +445,28 @@ class DirectoryDriver:
         took the place of, which goes back under its name."""
         parts, target = self._leftover(swap, ".swap")
         expect, new = (parts[3], parts[4]) if len(parts) == 5 else ("", "")
-        if _same_file(swap, target):
-            _unlink_quietly(str(swap))  # a second name of the file in place
+        if self._same_file(swap, target):
+            self.fs.unlink(str(swap), missing_ok=True)  # a second name of the file in place
             return
-        if not os.path.lexists(swap):
+        if not self.fs.lexists(swap):
             return
-        if len(new) == 12 and (_hash_of(str(swap)) or "").startswith(new):
-            _unlink_quietly(str(swap))  # our version; the next run re-plans
+        if len(new) == 12 and (self._hash_of(str(swap)) or "").startswith(new):
+            self.fs.unlink(str(swap), missing_ok=True)  # our version; the next run re-plans
             return
         try:
             current = self._current(str(swap))
         except _Refused:
             current = None
         if len(expect) == 12 and current is not None and current.startswith(expect):
-            _unlink_quietly(str(swap))  # what the plan saw: saved to drift/<env> before the write
+            self.fs.unlink(str(swap), missing_ok=True)  # what the plan saw: saved to drift/<env> before the write
             return
-        if len(new) == 12 and (_hash_of(str(target)) or "").startswith(new):
+        if len(new) == 12 and (self._hash_of(str(target)) or "").startswith(new):
             # our version took the save's place: swap them back, drop ours
             try:
-                _exchange(str(swap), str(target))
+                self.fs.exchange(str(swap), str(target))
                 self._dirty.add(target.name)
-                if (_hash_of(str(swap)) or "").startswith(new):
-                    _unlink_quietly(str(swap))
+                if (self._hash_of(str(swap)) or "").startswith(new):
+                    self.fs.unlink(str(swap), missing_ok=True)
                     return
             except OSError:
                 pass
@@ -477,18 +485,18 @@ class DirectoryDriver:
             return False
         swap = self._swap_name(change, path)
         try:
-            ours = os.stat(tmp)
-            os.rename(tmp, swap)
+            ours = self.fs.stat(tmp)
+            self.fs.rename(tmp, swap)
         except OSError:
             return False  # the move-aside write will do
         try:
-            _exchange(swap, path)
+            self.fs.exchange(swap, path)
         except OSError as exc:
             unsupported = exc.errno in _NO_EXCHANGE or (exc.errno == errno.EPERM and not self._exchanged)
             try:
-                os.rename(swap, tmp)  # still ours, untouched: back to the temporary name
+                self.fs.rename(swap, tmp)  # still ours, untouched: back to the temporary name
             except OSError:
-                _unlink_quietly(swap)
+                self.fs.unlink(swap, missing_ok=True)
             if isinstance(exc, FileNotFoundError):
                 raise _Refused(f"{path} changed since it was read (expected {_short(change.expect)}, "
                                f"found nothing); left as it is, the next run re-checks it") from None
@@ -512,25 +520,25 @@ class DirectoryDriver:
         except _Refused:
             current = "unreadable"
         if current == change.expect:
-            _unlink_quietly(swap)  # what the plan saw: already saved to drift/<env>
+            self.fs.unlink(swap, missing_ok=True)  # what the plan saw: already saved to drift/<env>
             return True
         # A save landed between the plan's read and the swap: it goes back under its name.
         data = change.data
 
         def is_ours() -> bool:  # our file (inode) with our bytes: not a save, not edited in place
             try:
-                st = os.lstat(swap)
+                st = self.fs.lstat(swap)
             except OSError:
                 return False
-            return os.path.samestat(st, ours) and _hash_of(swap) == _blob_hash(data)
+            return os.path.samestat(st, ours) and self._hash_of(swap) == blob_id(data)
 
         kept = None
         try:
-            _exchange(swap, path)
+            self.fs.exchange(swap, path)
             if not is_ours():  # saved again after our swap: the newest keeps the name
-                _exchange(swap, path)
+                self.fs.exchange(swap, path)
             if is_ours():
-                _unlink_quietly(swap)
+                self.fs.unlink(swap, missing_ok=True)
             else:
                 kept = self._restore(swap, path, change.key)
         except FileNotFoundError:  # the name was deleted after our swap: the save takes it back
@@ -581,7 +589,7 @@ class DirectoryDriver:
             return
         aside = self._aside_name(path, change.expect or "")
         try:
-            os.rename(path, aside)
+            self.fs.rename(path, aside)
         except FileNotFoundError:
             aside = ""
         try:
@@ -598,7 +606,7 @@ class DirectoryDriver:
         if change.data is not None:
             assert tmp is not None
             try:
-                os.link(tmp, self._inside(os.path.basename(path)))
+                self.fs.link(tmp, self._inside(os.path.basename(path)))
             except FileExistsError:
                 # Saved while we held the old version aside: the save wins.
                 self._discard(aside, change, path)
@@ -623,7 +631,7 @@ class DirectoryDriver:
         except _Refused:
             same = False
         if same:
-            _unlink_quietly(aside)  # what the plan saw: already saved to drift/<env>
+            self.fs.unlink(aside, missing_ok=True)  # what the plan saw: already saved to drift/<env>
             return None
         return self._restore(aside, path, change.key)
 
@@ -641,19 +649,19 @@ class DirectoryDriver:
             target = path if n == 1 else str(self.root / f"{stem}-kept-{n}.json")
             try:
                 try:
-                    os.link(aside, target)
-                    _unlink_quietly(aside)
+                    self.fs.link(aside, target)
+                    self.fs.unlink(aside, missing_ok=True)
                 except FileExistsError:
-                    if _same_file(aside, target):  # put back already (a crash before the unlink)
-                        _unlink_quietly(aside)
+                    if self._same_file(aside, target):  # put back already (a crash before the unlink)
+                        self.fs.unlink(aside, missing_ok=True)
                         return target
                     continue
                 except FileNotFoundError:
                     return None  # nothing aside any more
                 except OSError:
-                    if os.path.lexists(target):
+                    if self.fs.lexists(target):
                         continue
-                    os.rename(aside, target)  # no hard links here (or a directory was moved aside)
+                    self.fs.rename(aside, target)  # no hard links here (or a directory was moved aside)
             except FileNotFoundError:
                 return None
             except OSError as exc:
@@ -673,7 +681,7 @@ class DirectoryDriver:
     def _current(self, path: str) -> str | None:
         """Canonical blob id of the flow a file now holds (None if gone or unreadable)."""
         try:
-            raw = _read_nofollow(str(path))
+            raw = self.fs.read(str(path))
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -696,28 +704,40 @@ class DirectoryDriver:
             for n in range(1, 1000):
                 path = self._inside(f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
                 try:
-                    os.link(tmp, path)  # fails if the name is taken: never replaces a file
+                    self.fs.link(tmp, path)  # fails if the name is taken: never replaces a file
                     return path
                 except FileExistsError:
                     continue
             raise _Refused(f"no free file name for {key} in {self.root}")
         finally:
-            _unlink_quietly(tmp)
+            self.fs.unlink(tmp, missing_ok=True)
 
     def _write_temp(self, data: bytes, *, sync: bool = True) -> str:
         self._seq += 1
         tmp = str(self.root / f".reconciler-{os.getpid()}-{self._seq}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if sync:
-                    f.flush()
-                    os.fsync(f.fileno())
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
+        self.fs.write_new(tmp, data, sync=sync)
         return tmp
+
+    def _same_file(self, a: str | Path, b: str | Path) -> bool:
+        try:
+            return os.path.samestat(self.fs.lstat(a), self.fs.lstat(b))
+        except OSError:
+            return False
+
+    def _hash_of(self, path: str) -> str | None:
+        try:
+            return blob_id(self.fs.read(path))
+        except OSError:
+            return None
+
+    def _hidden(self, suffix: str) -> list[Path]:
+        """A crashed run's hidden files ``.reconciler-*<suffix>``, in name order."""
+        try:
+            with self.fs.scandir(self.root) as it:
+                names = [e.name for e in it if e.name.startswith(".reconciler-") and e.name.endswith(suffix)]
+        except PermissionError:
+            return []  # a folder that cannot be listed: nothing to sort out here (the export reports it)
+        return [self.root / name for name in sorted(names)]
 
 
 class _Refused(Exception):
@@ -726,18 +746,6 @@ class _Refused(Exception):
 
 def _short(oid: str | None) -> str:
     return "nothing" if oid is None else oid[:12]
-
-
-def _read_nofollow(path: str) -> bytes:
-    # O_NONBLOCK: a file swapped for a FIFO after the scan must not hang us.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(0, "not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(MAX_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
 
 
 class _Kept(NamedTuple):
@@ -765,85 +773,123 @@ def _sig(st: os.stat_result | OSError | None) -> tuple[int, ...] | None:
     return (st.st_mode, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
-_RENAME_EXCHANGE = 2
-_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
-_renameat2 = None
+class FileSystem:
+    """The file-system calls the directory driver makes, and nothing else: the seam tests replace.
 
+    Every read, write, rename and sync of the driver goes through one instance
+    (``DirectoryDriver(path, identity, rules, fs=...)``), so a test injects a
+    subclass that refuses a call (``exchange`` with EINVAL, as on NFS) or runs
+    a hook after one (a user's save landing mid-write) instead of patching the
+    driver's internals. Errors are ``OSError`` as the ``os`` module raises them.
+    """
 
-def _exchange(a: str, b: str) -> None:
-    """Swap two names atomically: Linux ``renameat2(..., RENAME_EXCHANGE)`` (glibc >= 2.28).
-    Raises OSError; ENOSYS where there is no such call, EINVAL where the file system lacks it."""
-    global _renameat2
-    if _renameat2 is None:
-        import ctypes
+    def scandir(self, path: str | Path) -> ContextManager[Iterator[os.DirEntry[str]]]:
+        return os.scandir(path)
 
+    def stat(self, path: str | Path) -> os.stat_result:
+        """Following symbolic links (the environment folder itself may be one)."""
+        return os.stat(path)
+
+    def lstat(self, path: str | Path) -> os.stat_result:
+        return os.lstat(path)
+
+    def lexists(self, path: str | Path) -> bool:
+        return os.path.lexists(path)
+
+    def read(self, path: str | Path) -> bytes:
+        """A regular file's bytes (at most ``MAX_FILE_BYTES + 1``), never through a symbolic link."""
+        # O_NONBLOCK: a file swapped for a FIFO after the scan must not hang us.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
-            fn = ctypes.CDLL(None, use_errno=True).renameat2
-            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-            _renameat2 = fn
-        except (OSError, AttributeError):
-            _renameat2 = False
-    if _renameat2 is False:
-        raise OSError(errno.ENOSYS, "renameat2 is not available")
-    import ctypes
-
-    at_fdcwd = -100
-    if _renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), a, None, b)
-
-
-def _blob_hash(data: bytes) -> str:
-    """The git blob id of these bytes (what a crash recovery compares a file with)."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    try:
-        return os.path.samestat(os.lstat(a), os.lstat(b))
-    except OSError:
-        return False
-
-
-def _hash_of(path: str) -> str | None:
-    try:
-        return _blob_hash(_read_nofollow(path))
-    except OSError:
-        return None
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _sync_filesystem(path: Path) -> None:
-    """Flush the data of every file written so far on path's file system (syncfs, else sync)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if libc.syncfs(fd) == 0:
-                return
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(0, "not a regular file")
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                return f.read(MAX_FILE_BYTES + 1)
         finally:
             os.close(fd)
+
+    def write_new(self, path: str | Path, data: bytes, *, sync: bool) -> None:
+        """Create ``path`` (never an existing name, never through a link) holding ``data``, mode 0644;
+        fsync'ed when ``sync``. A file left half-written by an error is removed."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                if sync:
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException:
+            self.unlink(path, missing_ok=True)
+            raise
+
+    def rename(self, src: str | Path, dst: str | Path) -> None:
+        os.rename(src, dst)
+
+    def link(self, src: str | Path, dst: str | Path) -> None:
+        """A second name for ``src``; fails (FileExistsError) if ``dst`` is taken: never replaces a file."""
+        os.link(src, dst)
+
+    def unlink(self, path: str | Path, *, missing_ok: bool = False) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+
+    def exchange(self, a: str | Path, b: str | Path) -> None:
+        """Swap two names atomically: Linux ``renameat2(..., RENAME_EXCHANGE)`` (glibc >= 2.28).
+        Raises OSError; ENOSYS where there is no such call, EINVAL where the file system lacks it."""
+        renameat2 = _renameat2()
+        if renameat2 is None:
+            raise OSError(errno.ENOSYS, "renameat2 is not available")
+        import ctypes
+
+        at_fdcwd = -100
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+    def fsync_dir(self, path: str | Path) -> None:
+        """Make the folder's entries durable; best effort (some file systems cannot)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def syncfs(self, path: str | Path) -> None:
+        """Flush the data of every file written so far on path's file system (syncfs, else sync)."""
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                if libc.syncfs(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        except (OSError, AttributeError):
+            pass
+        os.sync()
+
+
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """libc's renameat2, looked up once (None where there is none)."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
-        pass
-    os.sync()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn
