@@ -97,7 +97,7 @@ def test_the_checker_reports_a_lost_edit_and_a_false_in_sync_status(tmp_path: Pa
 # folder, not on the branch, not on drift/<env>. The model test's hunter aims at this window (push a
 # change of K, save an edit of K a few hundred microseconds after the service's temporary file
 # appears) and hit it 31 times in seeds 1 and 2 (28 s each); the random actors alone hit it about
-# once in twenty 60-second runs. The fix (DirectoryDriver._apply_one): move the file aside, compare
+# once in twenty 60-second runs. The fix (reconciler/drivers/directory/write.py): move the file aside, compare
 # the moved copy, link the new file in with os.link (never replaces a save made meanwhile), and drop
 # the moved copy only if it still holds what the plan saw; later, where the file system can, swap
 # the new version in atomically (the name never disappears) and check what came out, swapping a save
