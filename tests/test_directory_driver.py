@@ -13,6 +13,7 @@ import pytest
 from reconciler.canonical import Rules, blob_id, canonical_bytes
 from reconciler.drivers import Change
 from reconciler.drivers.directory import DirectoryDriver, FileSystem
+from reconciler.drivers.directory.hidden import ASIDE, RECOVERED, SWAP, TMP, Hidden, hidden_name
 from reconciler.errors import RetryableError
 from reconciler.flows import FlowKey
 from tests.conftest import flow
@@ -524,3 +525,34 @@ def test_a_partly_written_temporary_file_is_removed_not_restored(folder: Path) -
     (folder / ".reconciler-9-1.tmp").write_text('{\n  "name"')
     DirectoryDriver(folder, rules=RULES).recover()
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
+# -- the names of the hidden files ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, expect, new", [(TMP, "", ""), (ASIDE, "a" * 12, ""), (SWAP, "a" * 12, "b" * 12)])
+def test_a_hidden_name_reads_back_as_what_a_recovery_needs(kind: str, expect: str, new: str) -> None:
+    """Kind, flow file, and the 12-digit prefixes of what the plan saw and of our bytes."""
+    name = hidden_name(kind, 7, name="" if kind == TMP else "o.json", expect="a" * 40, new="b" * 40)
+    assert name.startswith(".reconciler-") and name.endswith(kind) and not name.endswith(".json")
+    assert Hidden.decode(name) == Hidden(kind, RECOVERED if kind == TMP else "o.json", expect, new)
+
+
+def test_a_hidden_name_too_long_for_the_flow_files_name_goes_back_as_recovered() -> None:
+    """The flow file's name is left out when the whole would not fit (255 bytes)."""
+    name = hidden_name(ASIDE, 1, name="é" * 120 + ".json", expect="a" * 40)
+    assert len(os.fsencode(name)) < 255
+    assert Hidden.decode(name) == Hidden(ASIDE, RECOVERED, "a" * 12)
+
+
+@pytest.mark.parametrize("name, hidden", [
+    (".reconciler-99-3.o.json.aside", Hidden(ASIDE, "o.json")),  # an older spelling: no expect
+    (".reconciler-99-3.aside", Hidden(ASIDE, RECOVERED)),
+    (".reconciler-9-1-abcdef-short.o.json.aside", Hidden(ASIDE, "o.json")),
+    (".reconciler-9-1-abcdef-aaaaaaaaaaaa.o.json.swap", Hidden(SWAP, "o.json")),  # one part short
+    (".reconciler-9-1-abcdef-aaaaaaaaaaaa..hidden.json.aside", Hidden(ASIDE, RECOVERED, "a" * 12)),
+    ("o.json", None), (".reconciler-1-2.json", None), (".editor.tmp", None),
+])
+def test_a_hidden_name_is_read_without_trusting_it(name: str, hidden: Hidden | None) -> None:
+    """Older spellings, damaged names and other files: nothing is made up, nothing leaves the folder."""
+    assert Hidden.decode(name) == hidden

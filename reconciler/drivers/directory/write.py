@@ -36,6 +36,7 @@ from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 from reconciler.names import encode
 
 from .fs import FileSystem
+from .hidden import ASIDE, SWAP, TMP, hidden_name
 
 __all__ = ["Writer"]
 
@@ -86,7 +87,9 @@ class Writer:
             for change in changes:
                 if change.data is not None:
                     try:
-                        temps[change.key] = self._write_temp(change.data, sync=each)
+                        tmp = self._hidden(TMP)
+                        self.fs.write_new(tmp, change.data, sync=each)
+                        temps[change.key] = tmp
                     except OSError as exc:
                         failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
             if temps and not each:
@@ -134,7 +137,7 @@ class Writer:
             return
         if tmp is not None and self._swap_in(change, path, tmp):
             return
-        aside = self._aside_name(path, change.expect or "")
+        aside = self._hidden(ASIDE, path, expect=change.expect or "")
         try:
             self.fs.rename(path, aside)
         except FileNotFoundError:
@@ -167,18 +170,6 @@ class Writer:
             self._deleted[change.key] = path
         if kept is not None:
             raise Refused(f"{path} was edited during the write; the edit is kept as {kept}, the next run re-checks it")
-
-    def _aside_name(self, path: str, expect: str) -> str:
-        """A hidden, unique name for the old version: pid, sequence, a random part, what the plan
-        expected (12 hex digits) and the file's name (when it fits), for a crash recovery:
-        ``.reconciler-<pid>-<seq>-<random>-<expect>.<name>.aside``. It ends in ``.aside``, not
-        ``.json``, so that no tool globbing ``*.json`` takes it for a flow."""
-        self._seq += 1
-        head = f".reconciler-{os.getpid()}-{self._seq}-{os.urandom(3).hex()}-{expect[:12]}"
-        name = os.path.basename(path)
-        if len(os.fsencode(head)) + len(os.fsencode(name)) + len(".aside") < 250:
-            head += "." + name
-        return os.path.join(self.root, head + ".aside")
 
     def _discard(self, aside: str, change: Change, path: str) -> str | None:
         """Remove the moved-aside old version, unless it changed after the check (an in-place
@@ -248,7 +239,7 @@ class Writer:
         (nothing done, ``tmp`` as it was) where the file system cannot swap."""
         if not self._can_exchange or not change.expect or change.data is None:
             return False
-        swap = self._swap_name(change, path)
+        swap = self._hidden(SWAP, path, expect=change.expect, new=blob_id(change.data))
         try:
             ours = self.fs.stat(tmp)
             self.fs.rename(tmp, swap)
@@ -277,20 +268,6 @@ class Writer:
         except BaseException:
             self.interrupted = True  # a .swap file may be left: the next run sorts it out first
             raise
-
-    def _swap_name(self, change: Change, path: str) -> str:
-        """The name the new version takes just before it is swapped with the flow's file:
-        ``.reconciler-<pid>-<seq>-<random>-<expect>-<new>.<name>.swap`` (expect: 12 hex digits of
-        the canonical id the plan saw; new: of the git blob id of our bytes), so that a crash
-        recovery can tell our version, the plan's old one and a save apart."""
-        assert change.data is not None and change.expect
-        self._seq += 1
-        head = (f".reconciler-{os.getpid()}-{self._seq}-{os.urandom(3).hex()}-{change.expect[:12]}-"
-                f"{blob_id(change.data)[:12]}")
-        name = os.path.basename(path)
-        if len(os.fsencode(head)) + len(os.fsencode(name)) + len(".swap") < 250:
-            head += "." + name
-        return str(self.root / (head + ".swap"))
 
     def _check_swapped(self, change: Change, path: str, swap: str, ours: os.stat_result) -> bool:
         assert change.data is not None
@@ -368,11 +345,10 @@ class Writer:
         finally:
             self.fs.unlink(tmp, missing_ok=True)
 
-    def _write_temp(self, data: bytes, *, sync: bool = True) -> str:
+    def _hidden(self, kind: str, path: str = "", *, expect: str = "", new: str = "") -> str:
+        """A new hidden name in the folder (:mod:`.hidden`), for the flow file at ``path``."""
         self._seq += 1
-        tmp = str(self.root / f".reconciler-{os.getpid()}-{self._seq}.tmp")
-        self.fs.write_new(tmp, data, sync=sync)
-        return tmp
+        return str(self.root / hidden_name(kind, self._seq, name=os.path.basename(path), expect=expect, new=new))
 
     def same_file(self, a: str | Path, b: str | Path) -> bool:
         try:
