@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.canonical import Rules, blob_id, canonical_bytes
-from reconciler.drivers import Change
+from reconciler.drivers import Change, Recoverable, Watchable
 from reconciler.drivers.directory import DirectoryDriver, FileSystem
 from reconciler.drivers.directory.hidden import ASIDE, RECOVERED, SWAP, TMP, Hidden, hidden_name
 from reconciler.errors import RetryableError
@@ -54,6 +54,9 @@ class Seam(FileSystem):
 
     def read(self, path):
         return self._hooked("read", super().read, path)
+
+    def scandir(self, path):
+        return self._hooked("scandir", super().scandir, path)
 
     def exchange(self, a, b):
         return self._hooked("exchange", super().exchange, a, b)
@@ -221,6 +224,34 @@ def test_trusting_the_watch_still_rereads_what_the_driver_wrote(folder: Path, fs
     assert d.apply([Change(K, canon(flow("orders", retries=2)), seen)]) == {}
     d.assume_unchanged = True
     assert d.export().flows[K].oid == DirectoryDriver(folder, rules=RULES).export().flows[K].oid
+
+
+def test_trusting_the_watch_spares_the_next_export_listing_the_folder(folder: Path) -> None:
+    """After trust_watch() the next export reuses the last result without listing the folder;
+    the one after it lists the folder again."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    fs = Seam()
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
+    first = d.export()
+    listed = len(fs.ops("scandir"))
+    d.trust_watch()
+    assert d.export().oids() == first.oids() and len(fs.ops("scandir")) == listed
+    d.export()
+    assert len(fs.ops("scandir")) == listed + 1
+
+
+def test_the_files_a_watch_reports_as_flow_files_are_those_the_export_reads(folder: Path) -> None:
+    """is_flow_file() is true exactly for what the export reads (*.json, not hidden), in the folder
+    watch_paths() names; the driver declares both capabilities."""
+    names = ["a.json", "my export (3).json", ".hidden.json", "notes.txt", "a.json.tmp", "b.JSON",
+             f".reconciler-1-2-abcdef-{'0' * 12}.o.json.aside"]
+    for i, name in enumerate(names):
+        (folder / name).write_text(json.dumps(flow(f"f{i}")))
+    d = DirectoryDriver(folder, rules=RULES)
+    read = {os.path.basename(w) for w in d.export().where.values()}
+    assert {n for n in names if d.is_flow_file(folder / n)} == read == {"a.json", "my export (3).json"}
+    assert d.watch_paths() == (folder,)
+    assert isinstance(d, Watchable) and isinstance(d, Recoverable)
 
 
 def test_a_version_left_aside_by_a_crash_is_put_back_under_its_name(folder: Path) -> None:

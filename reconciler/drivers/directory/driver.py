@@ -1,6 +1,12 @@
 """The directory driver: the folder's export (:mod:`.scan`) and its crash-safe writes
 (:mod:`.write`, :mod:`.recovery`) behind the driver port, on an injectable file system
-(:mod:`.fs`)."""
+(:mod:`.fs`).
+
+It implements :class:`~reconciler.drivers.Driver`, :class:`~reconciler.drivers.Recoverable`
+(a crashed write's hidden files) and :class:`~reconciler.drivers.Watchable` (the service
+watches the folder and, when the watch saw nothing change, lets the next export skip its
+stat pass).
+"""
 
 from __future__ import annotations
 
@@ -10,19 +16,22 @@ from pathlib import Path
 
 from reconciler.canonical import InvalidJSON, Rules, parse_json
 from reconciler.drivers import Change, LiveSet, Progress
-from reconciler.drivers._common import Refused
+from reconciler.drivers._common import DriverBase, Refused
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
 from .fs import FileSystem
 from .recovery import crashed, remove_leftovers
-from .scan import Scanner, ensure_root
+from .scan import Scanner, ensure_root, is_flow_name
 from .write import Writer
 
 __all__ = ["DirectoryDriver"]
 
 
-class DirectoryDriver:
-    """An environment that is a folder of ``*.json`` flow exports (see the package's docstring)."""
+class DirectoryDriver(DriverBase):
+    """An environment that is a folder of ``*.json`` flow exports (see the package's docstring).
+
+    ``fs``: the file system to work through (tests pass a subclass of :class:`FileSystem`).
+    """
 
     def __init__(self, path: str | Path, identity: Identity = Identity(), rules: Rules = Rules(), *,
                  fs: FileSystem | None = None):
@@ -34,9 +43,35 @@ class DirectoryDriver:
         self._scan = Scanner(self.root, self.fs, identity, rules, touched)
         self._write = Writer(self.root, self.fs, identity, rules, touched)
         self._recovered = False
-        # Set by the service when its folder watch saw no change since the last
-        # export (a run caused only by a push): the next export reuses the last result.
-        self.assume_unchanged = False
+        self._trust_watch = False  # the folder watch saw no change since the last export
+
+    # -- Watchable ------------------------------------------------------------------
+
+    def watch_paths(self) -> tuple[Path, ...]:
+        return (self.root,)
+
+    def is_flow_file(self, path: Path) -> bool:
+        """``*.json``, not hidden: what the export reads (the write protocol's files are hidden)."""
+        return is_flow_name(Path(path).name)
+
+    def trust_watch(self) -> None:
+        """The service's folder watch saw no change since the last export (a run caused only by a
+        push): the next export skips its stat pass, and recovery its look for a crash's files."""
+        self._trust_watch = True
+
+    @property
+    def assume_unchanged(self) -> bool:
+        """The old spelling of :meth:`trust_watch`; removed when the service calls trust_watch."""
+        return self._trust_watch
+
+    @assume_unchanged.setter
+    def assume_unchanged(self, value: bool) -> None:
+        if value:
+            self.trust_watch()
+        else:
+            self._trust_watch = False
+
+    # -- Driver ---------------------------------------------------------------------
 
     def export(self, progress: Progress | None = None) -> LiveSet:
         """Read every flow file; only files whose stat signature changed are re-read.
@@ -46,11 +81,11 @@ class DirectoryDriver:
         for the files that changed, were written by :meth:`apply`, or were
         "racy" (modified within a second of being read, when a later edit
         might not move their timestamps). When the service's folder watch
-        vouches that nothing changed (``assume_unchanged``), not even the stat
+        vouches that nothing changed (:meth:`trust_watch`), not even the stat
         pass runs. Anything unusual (problems, duplicates) rebuilds it all.
         """
         ensure_root(self.fs, self.root)
-        trust_watch, self.assume_unchanged = self.assume_unchanged, False
+        trust_watch, self._trust_watch = self._trust_watch, False
         return self._scan.export(trust_watch, progress)
 
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> dict[FlowKey, str]:
@@ -98,7 +133,7 @@ class DirectoryDriver:
         the last export (a crashed process's files would have been an event)
         and no write of this driver was interrupted with a hidden file left.
         """
-        if self._recovered and self.assume_unchanged and not self._write.interrupted:
+        if self._recovered and self._trust_watch and not self._write.interrupted:
             return
         self._recovered, self._write.interrupted = True, False
         try:

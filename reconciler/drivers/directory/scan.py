@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from reconciler.canonical import InvalidJSON, Rules, parse_json
 from reconciler.drivers import LiveCollector, LiveSet, Progress
+from reconciler.drivers._common import Ticker
 from reconciler.errors import Problem, RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
@@ -125,11 +126,10 @@ class Scanner:
 
     def _rebuild(self, stats: dict[str, Stat], now: int, progress: Progress | None) -> LiveSet:
         collect = LiveCollector(self.identity, self.rules)
-        total = len(stats)
+        tick = Ticker(progress, len(stats))
         for i, name in enumerate(sorted(stats), 1):
             self._read_entry(name, stats[name], now, collect)
-            if progress is not None and (i % 200 == 0 or i == total):
-                progress(i, total)
+            tick(i)
         for gone in set(self._cache) - set(stats):
             del self._cache[gone]
         self.files = dict(collect.where)

@@ -31,7 +31,7 @@ import structlog
 
 from reconciler.canonical import InvalidJSON, Rules, blob_id, parse_json
 from reconciler.drivers import Change, Progress
-from reconciler.drivers._common import Refused, short
+from reconciler.drivers._common import Refused, Ticker, moved, short
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 from reconciler.names import encode
 
@@ -94,7 +94,7 @@ class Writer:
                         failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
             if temps and not each:
                 self.fs.syncfs(self.root)
-            total = len(changes)
+            tick = Ticker(progress, len(changes))
             for i, change in enumerate(changes, 1):
                 if change.key in failed:
                     continue
@@ -108,8 +108,7 @@ class Writer:
                 finally:
                     if tmp is not None:
                         self.fs.unlink(tmp, missing_ok=True)  # linked in, or not used: either way no longer needed
-                if progress is not None and (i % 200 == 0 or i == total):
-                    progress(i, total)
+                tick(i)
             self.fs.fsync_dir(self.root)
         finally:
             for tmp in temps.values():
@@ -149,10 +148,7 @@ class Writer:
             raise
         if current != change.expect:
             self.restore(aside, path, change.key)
-            raise Refused(
-                f"{path} changed since it was read (expected {short(change.expect)}, "
-                f"found {short(current)}); left as it is, the next run re-checks it"
-            )
+            raise Refused(moved(path, change.expect, current))
         if change.data is not None:
             assert tmp is not None
             try:
@@ -254,8 +250,7 @@ class Writer:
             except OSError:
                 self.fs.unlink(swap, missing_ok=True)
             if isinstance(exc, FileNotFoundError):
-                raise Refused(f"{path} changed since it was read (expected {short(change.expect)}, "
-                               f"found nothing); left as it is, the next run re-checks it") from None
+                raise Refused(moved(path, change.expect, None)) from None
             if unsupported:
                 self._can_exchange = False
                 log.info("this file system cannot swap two names; files are replaced by moving them aside",
@@ -306,10 +301,7 @@ class Writer:
         if kept is not None and kept != path:
             raise Refused(f"{path} was saved twice during the write; the earlier save is kept as {kept}, "
                            f"the next run re-checks it")
-        raise Refused(
-            f"{path} changed since it was read (expected {short(change.expect)}, "
-            f"found {short(current)}); left as it is, the next run re-checks it"
-        )
+        raise Refused(moved(path, change.expect, current))
 
     def current(self, path: str) -> str | None:
         """Canonical blob id of the flow a file now holds (None if gone or unreadable)."""
