@@ -304,7 +304,8 @@ class Writer:
         raise Refused(moved(path, change.expect, current))
 
     def current(self, path: str) -> str | None:
-        """Canonical blob id of the flow a file now holds (None if gone or unreadable)."""
+        """Canonical blob id of the flow a file now holds: None if it is gone, ``"invalid"`` if it
+        holds no flow; raises :class:`Refused` when it cannot be read."""
         try:
             raw = self.fs.read(str(path))
         except FileNotFoundError:
