@@ -34,10 +34,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import reconciler.drivers.directory as directory  # noqa: E402
 from reconciler.canonical import Rules, canonical_bytes  # noqa: E402
 from reconciler.drivers import Change  # noqa: E402
-from reconciler.drivers.directory import DirectoryDriver  # noqa: E402
+from reconciler.drivers.directory import DirectoryDriver, FileSystem  # noqa: E402
+
+
+class _NoExchange(FileSystem):
+    """A file system without renameat2(RENAME_EXCHANGE) (EINVAL, as on NFS)."""
+
+    def exchange(self, a: str | Path, b: str | Path) -> None:
+        raise OSError(22, "Invalid argument")
 
 
 def _doc(i: int, rev: int) -> bytes:
@@ -55,27 +61,20 @@ def _fill(folder: Path, n: int, rev: int) -> None:
 
 
 def _driver_update(folder: Path, n: int, swap: bool) -> float:
-    real = directory._exchange
-    if not swap:
-        def refuse(a: str, b: str) -> None:
-            raise OSError(22, "Invalid argument")
-        directory._exchange = refuse
-    try:
-        d = DirectoryDriver(folder)
-        live = d.export()
-        changes = [Change(k, _doc(int(k.name[5:]), 2), f.oid) for k, f in live.flows.items()]
-        assert len(changes) == n
-        t = time.perf_counter()
-        failed = d.apply(changes)
-        took = time.perf_counter() - t
-        assert failed == {}, list(failed.values())[:3]
-        assert sorted(p.name for p in folder.iterdir()) == sorted(f"flow-{i:05d}@1.json" for i in range(n))
-        return took
-    finally:
-        directory._exchange = real
+    d = DirectoryDriver(folder, fs=FileSystem() if swap else _NoExchange())
+    live = d.export()
+    changes = [Change(k, _doc(int(k.name[5:]), 2), f.oid) for k, f in live.flows.items()]
+    assert len(changes) == n
+    t = time.perf_counter()
+    failed = d.apply(changes)
+    took = time.perf_counter() - t
+    assert failed == {}, list(failed.values())[:3]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"flow-{i:05d}@1.json" for i in range(n))
+    return took
 
 
 def _baseline(folder: Path, n: int) -> float:
+    fs = FileSystem()
     t = time.perf_counter()
     temps = []
     for i in range(n):
@@ -83,10 +82,10 @@ def _baseline(folder: Path, n: int) -> float:
         with open(tmp, "wb") as f:
             f.write(_doc(i, 2))
         temps.append((tmp, folder / f"flow-{i:05d}@1.json"))
-    directory._sync_filesystem(folder)
+    fs.syncfs(folder)
     for tmp, path in temps:
         os.replace(tmp, path)
-    directory._fsync_dir(folder)
+    fs.fsync_dir(folder)
     return time.perf_counter() - t
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from reconciler.canonical import Rules, blob_id, canonical_bytes
-import reconciler.drivers.directory as directory
-from reconciler.drivers import Change
-from reconciler.drivers.directory import DirectoryDriver
+from reconciler.drivers import Change, Recoverable, Watchable
+from reconciler.drivers.directory import DirectoryDriver, FileSystem
+from reconciler.drivers.directory.hidden import ASIDE, RECOVERED, SWAP, TMP, Hidden, hidden_name
 from reconciler.errors import RetryableError
 from reconciler.flows import FlowKey
 from tests.conftest import flow
@@ -32,20 +33,64 @@ def folder(tmp_path: Path) -> Path:
     return d
 
 
-def no_exchange(monkeypatch) -> None:
-    """A file system without renameat2(RENAME_EXCHANGE) (EINVAL, as on NFS): the move-aside write."""
-    def refuse(a: str, b: str) -> None:
-        raise OSError(errno.EINVAL, "Invalid argument")
+class Seam(FileSystem):
+    """The real file system with test hooks: ``before[op](*args)`` runs before operation ``op``
+    (it may raise, as the file system would), ``after[op](*args)`` after it; ``calls`` lists every
+    hooked call as ``(op, *args)``."""
 
-    monkeypatch.setattr(directory, "_exchange", refuse)
+    def __init__(self) -> None:
+        self.before: dict[str, Callable[..., None]] = {}
+        self.after: dict[str, Callable[..., None]] = {}
+        self.calls: list[tuple[str, ...]] = []
+
+    def _hooked(self, op: str, call: Callable, *args):
+        self.calls.append((op, *map(str, args)))
+        if op in self.before:
+            self.before[op](*args)
+        got = call(*args)
+        if op in self.after:
+            self.after[op](*args)
+        return got
+
+    def read(self, path):
+        return self._hooked("read", super().read, path)
+
+    def scandir(self, path):
+        return self._hooked("scandir", super().scandir, path)
+
+    def exchange(self, a, b):
+        return self._hooked("exchange", super().exchange, a, b)
+
+    def link(self, src, dst):
+        return self._hooked("link", super().link, src, dst)
+
+    def rename(self, src, dst):
+        return self._hooked("rename", super().rename, src, dst)
+
+    def ops(self, op: str) -> list[tuple[str, ...]]:
+        return [c[1:] for c in self.calls if c[0] == op]
+
+
+def einval(*args) -> None:
+    raise OSError(errno.EINVAL, "Invalid argument")
+
+
+def no_exchange() -> Seam:
+    """A file system without renameat2(RENAME_EXCHANGE) (EINVAL, as on NFS): the move-aside write."""
+    seam = Seam()
+    seam.before["exchange"] = einval
+    return seam
 
 
 @pytest.fixture(params=["swap", "move-aside"])
-def protocol(request, monkeypatch) -> str:
+def protocol(request) -> str:
     """Both ways a file is replaced: swapped (where the file system can) and moved aside."""
-    if request.param == "move-aside":
-        no_exchange(monkeypatch)
     return request.param
+
+
+@pytest.fixture
+def fs(protocol: str) -> Seam:
+    return Seam() if protocol == "swap" else no_exchange()
 
 
 def save(path: Path, doc) -> None:
@@ -171,14 +216,42 @@ def test_a_duplicate_that_appears_after_an_export_is_reported(folder: Path) -> N
     assert K in live.invalid and K not in live.flows
 
 
-def test_trusting_the_watch_still_rereads_what_the_driver_wrote(folder: Path, protocol: str) -> None:
+def test_trusting_the_watch_still_rereads_what_the_driver_wrote(folder: Path, fs: Seam) -> None:
     """assume_unchanged skips the stat pass, but never the files the last apply touched."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
     assert d.apply([Change(K, canon(flow("orders", retries=2)), seen)]) == {}
     d.assume_unchanged = True
     assert d.export().flows[K].oid == DirectoryDriver(folder, rules=RULES).export().flows[K].oid
+
+
+def test_trusting_the_watch_spares_the_next_export_listing_the_folder(folder: Path) -> None:
+    """After trust_watch() the next export reuses the last result without listing the folder;
+    the one after it lists the folder again."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    fs = Seam()
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
+    first = d.export()
+    listed = len(fs.ops("scandir"))
+    d.trust_watch()
+    assert d.export().oids() == first.oids() and len(fs.ops("scandir")) == listed
+    d.export()
+    assert len(fs.ops("scandir")) == listed + 1
+
+
+def test_the_files_a_watch_reports_as_flow_files_are_those_the_export_reads(folder: Path) -> None:
+    """is_flow_file() is true exactly for what the export reads (*.json, not hidden), in the folder
+    watch_paths() names; the driver declares both capabilities."""
+    names = ["a.json", "my export (3).json", ".hidden.json", "notes.txt", "a.json.tmp", "b.JSON",
+             f".reconciler-1-2-abcdef-{'0' * 12}.o.json.aside"]
+    for i, name in enumerate(names):
+        (folder / name).write_text(json.dumps(flow(f"f{i}")))
+    d = DirectoryDriver(folder, rules=RULES)
+    read = {os.path.basename(w) for w in d.export().where.values()}
+    assert {n for n in names if d.is_flow_file(folder / n)} == read == {"a.json", "my export (3).json"}
+    assert d.watch_paths() == (folder,)
+    assert isinstance(d, Watchable) and isinstance(d, Recoverable)
 
 
 def test_a_version_left_aside_by_a_crash_is_put_back_under_its_name(folder: Path) -> None:
@@ -217,42 +290,39 @@ def test_a_crashed_runs_files_seen_later_are_recovered_by_the_next_run(folder: P
     assert K in d.export().flows
 
 
-def test_a_failed_link_puts_the_old_file_back(folder: Path, monkeypatch) -> None:
+def test_a_failed_link_puts_the_old_file_back(folder: Path) -> None:
     """No space for the new directory entry (ENOSPC on link): the old file is back under its name."""
-    no_exchange(monkeypatch)
+    fs = no_exchange()
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
-    real_link = os.link
 
-    def link(src, dst, *a, **kw):
+    def link(src, dst):
         if str(src).endswith((".tmp", ".swap")):  # the new version, not the old one going back
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_link(src, dst, *a, **kw)
 
-    monkeypatch.setattr(directory.os, "link", link)
+    fs.before["link"] = link
     failed = d.apply([Change(K, canon(flow("orders", retries=3)), seen)])
     assert "No space left on device" in failed[K]
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
     assert json.loads((folder / "o.json").read_text()) == flow("orders")
 
 
-def test_an_edit_written_in_place_during_a_delete_is_kept_and_the_delete_reported_failed(folder: Path, monkeypatch) -> None:
+def test_an_edit_written_in_place_during_a_delete_is_kept_and_the_delete_reported_failed(folder: Path) -> None:
     """An editor writing through a file it opened earlier, just after the driver's check: not deleted."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    fs = Seam()
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
-    real, calls = DirectoryDriver._current, []
+    calls = []
 
-    def current(self, path):
-        got = real(self, path)
+    def read(path):
         calls.append(path)
-        if len(calls) == 1:  # the guard has compared the moved file: the editor writes into it now
+        if len(calls) == 1:  # the guard has read the moved file: the editor writes into it now
             with open(path, "w") as f:
                 json.dump(flow("orders", note="written in place"), f)
-        return got
 
-    monkeypatch.setattr(DirectoryDriver, "_current", current)
+    fs.after["read"] = read
     failed = d.apply([Change(K, None, seen)])
     assert "edited during the write" in failed[K]
     assert json.loads((folder / "o.json").read_text())["note"] == "written in place"
@@ -271,21 +341,21 @@ def test_a_write_that_finished_before_a_crash_drops_the_saved_old_version(folder
     assert d.export().flows[K].oid == blob_id(canon(flow("orders", retries=2)))
 
 
-def test_a_long_non_ascii_file_name_can_still_be_updated(folder: Path, protocol: str) -> None:
+def test_a_long_non_ascii_file_name_can_still_be_updated(folder: Path, fs: Seam) -> None:
     """The hidden name of the old version is bounded in bytes, not characters."""
     name = "é" * 115 + ".json"  # 235 bytes
     (folder / name).write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
     assert d.apply([Change(K, canon(flow("orders", retries=4)), seen)]) == {}
     assert json.loads((folder / name).read_text())["retries"] == 4
     assert [p.name for p in folder.iterdir()] == [name]
 
 
-def test_a_folder_swapped_in_for_a_flow_file_is_put_back(folder: Path, protocol: str) -> None:
+def test_a_folder_swapped_in_for_a_flow_file_is_put_back(folder: Path, fs: Seam) -> None:
     """A directory at the flow's name when the write comes: refused, and the directory stays where it was."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
     (folder / "o.json").unlink()
     (folder / "o.json").mkdir()
@@ -299,61 +369,56 @@ def test_a_folder_swapped_in_for_a_flow_file_is_put_back(folder: Path, protocol:
 # -- the swap write (renameat2 RENAME_EXCHANGE) --------------------------------------------------
 
 
-def test_a_replaced_file_never_disappears_where_names_can_be_swapped(folder: Path, protocol: str, monkeypatch) -> None:
+def test_a_replaced_file_never_disappears_where_names_can_be_swapped(folder: Path, protocol: str, fs: Seam) -> None:
     """A program listing the folder during a write always finds the flow (swap); the move-aside
     write, where the file system cannot swap, leaves the name absent for a moment."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
-    real, present = DirectoryDriver._current, []
-
-    def current(self, path):  # called mid-write, between the two halves of the replacement
-        present.append(os.path.exists(folder / "o.json"))
-        return real(self, path)
-
-    monkeypatch.setattr(DirectoryDriver, "_current", current)
+    present = []
+    # the driver's reads mid-write, between the two halves of the replacement
+    fs.before["read"] = lambda path: present.append(os.path.exists(folder / "o.json"))
     assert d.apply([Change(K, canon(flow("orders", retries=7)), seen)]) == {}
     assert json.loads((folder / "o.json").read_text())["retries"] == 7
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
     assert present and all(present) == (protocol == "swap"), present
 
 
-def _save_around_the_swap(monkeypatch, folder: Path, before=None, after=None) -> list[str]:
-    """Make an editor save o.json just before the driver's first swap and/or just after it."""
-    real, calls = directory._exchange, []
+def save_around_the_swap(folder: Path, before=None, after=None) -> Seam:
+    """A file system on which an editor saves o.json just before the driver's first swap and/or
+    just after it."""
+    fs = Seam()
 
-    def exchange(a: str, b: str) -> None:
-        calls.append(b)
-        if len(calls) == 1 and before is not None:
-            save(folder / "o.json", before)
-        real(a, b)
-        if len(calls) == 1 and after is not None:
-            save(folder / "o.json", after)
+    def at_the_first_swap(doc):
+        def hook(a: str, b: str) -> None:
+            if doc is not None and len(fs.ops("exchange")) == 1:
+                save(folder / "o.json", doc)
+        return hook
 
-    monkeypatch.setattr(directory, "_exchange", exchange)
-    return calls
+    fs.before["exchange"], fs.after["exchange"] = at_the_first_swap(before), at_the_first_swap(after)
+    return fs
 
 
-def test_a_save_just_before_the_swap_is_swapped_back_under_its_name(folder: Path, monkeypatch) -> None:
+def test_a_save_just_before_the_swap_is_swapped_back_under_its_name(folder: Path) -> None:
     """The save wins: it is at its name again, the write is refused (the next run re-plans)."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    fs = save_around_the_swap(folder, before=flow("orders", note="saved just now"))
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
-    calls = _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="saved just now"))
     failed = d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
     assert "changed since it was read" in failed[K]
-    assert len(calls) == 2  # swapped in, swapped back
+    assert len(fs.ops("exchange")) == 2  # swapped in, swapped back
     assert json.loads((folder / "o.json").read_text())["note"] == "saved just now"
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
 
 
-def test_two_saves_around_the_swap_are_both_kept(folder: Path, monkeypatch) -> None:
+def test_two_saves_around_the_swap_are_both_kept(folder: Path) -> None:
     """A save before the swap and another right after it: the newer one keeps the name, the
     earlier one is kept beside it (reported as a duplicate); the new version is not written."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    fs = save_around_the_swap(folder, before=flow("orders", note="first"), after=flow("orders", note="second"))
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
-    _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="first"), after=flow("orders", note="second"))
     failed = d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
     assert "saved twice" in failed[K]
     assert json.loads((folder / "o.json").read_text())["note"] == "second"
@@ -362,12 +427,11 @@ def test_two_saves_around_the_swap_are_both_kept(folder: Path, monkeypatch) -> N
     assert K in d.export().invalid
 
 
-def test_a_save_right_after_the_swap_wins(folder: Path, monkeypatch) -> None:
+def test_a_save_right_after_the_swap_wins(folder: Path) -> None:
     """A save replacing the new version once it is in: it stays, the write counts as done."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    d = DirectoryDriver(folder, rules=RULES, fs=save_around_the_swap(folder, after=flow("orders", note="after")))
     seen = d.export().flows[K].oid
-    _save_around_the_swap(monkeypatch, folder, after=flow("orders", note="after"))
     assert d.apply([Change(K, canon(flow("orders", retries=7)), seen)]) == {}
     assert json.loads((folder / "o.json").read_text())["note"] == "after"
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
@@ -389,74 +453,59 @@ FIRST, SECOND = (json.dumps(flow("orders", note=n)).encode() for n in ("first", 
 ], ids=["before-the-swap", "after-the-swap", "a-save-swapped-out", "next-to-a-newer-save"])
 def test_a_crash_during_a_swap_write_is_sorted_out_by_the_next_run(folder: Path, at_name, swapped_out, after) -> None:
     (folder / "o.json").write_bytes(at_name)
-    name = f".reconciler-9-1-abcdef-{blob_id(OLD)[:12]}-{directory._blob_hash(NEW)[:12]}.o.json.swap"
+    name = f".reconciler-9-1-abcdef-{blob_id(OLD)[:12]}-{blob_id(NEW)[:12]}.o.json.swap"
     (folder / name).write_bytes(swapped_out)
     DirectoryDriver(folder, rules=RULES).recover()
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == after
 
 
-def test_without_swap_support_the_driver_falls_back_once_and_stays_there(folder: Path, monkeypatch) -> None:
+def test_without_swap_support_the_driver_falls_back_once_and_stays_there(folder: Path) -> None:
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
-    calls = []
-
-    def einval(a: str, b: str) -> None:
-        calls.append(a)
-        raise OSError(errno.EINVAL, "Invalid argument")
-
-    monkeypatch.setattr(directory, "_exchange", einval)
+    fs = no_exchange()
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     for n in (1, 2):
         assert d.apply([Change(K, canon(flow("orders", retries=n)), d.export().flows[K].oid)]) == {}
         assert json.loads((folder / "o.json").read_text())["retries"] == n
-    assert len(calls) == 1 and calls[0].endswith(".swap")
+    calls = fs.ops("exchange")
+    assert len(calls) == 1 and calls[0][0].endswith(".swap")
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
 
 
-def test_an_interrupt_after_swapping_out_a_save_loses_nothing(folder: Path, monkeypatch) -> None:
+def test_an_interrupt_after_swapping_out_a_save_loses_nothing(folder: Path) -> None:
     """Ctrl-C (or any exception) while the swapped-out save is being checked: the hidden file is
     not cleaned up as a temporary file; the next run puts the save back under its name."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    fs = save_around_the_swap(folder, before=flow("orders", note="saved just now"))
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
-    _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="saved just now"))
-    real = DirectoryDriver._current
 
-    def interrupted(self, path):
+    def interrupted(path):
         if str(path).endswith(".swap"):
             raise KeyboardInterrupt
-        return real(self, path)
 
-    monkeypatch.setattr(DirectoryDriver, "_current", interrupted)
+    fs.before["read"] = interrupted
     with pytest.raises(KeyboardInterrupt):
         d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
-    monkeypatch.undo()
     DirectoryDriver(folder, rules=RULES).recover()
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
     assert json.loads((folder / "o.json").read_text())["note"] == "saved just now"
 
 
-def test_a_save_that_cannot_be_put_back_stays_hidden_until_it_can(folder: Path, monkeypatch) -> None:
+def test_a_save_that_cannot_be_put_back_stays_hidden_until_it_can(folder: Path) -> None:
     """Two saves around the swap and no room to keep the earlier one beside the newer: it stays
     hidden (never deleted), and the next run with room puts it beside the newer one."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
+    fs = save_around_the_swap(folder, before=flow("orders", note="first"), after=flow("orders", note="second"))
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
-    _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="first"), after=flow("orders", note="second"))
 
-    real_link, real_rename = os.link, os.rename
+    def no_room(src, dst):
+        if "-kept-" in str(dst):
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    def no_room_for(real):
-        def call(src, dst, *a, **kw):
-            if "-kept-" in str(dst):
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return real(src, dst, *a, **kw)
-        return call
-
-    monkeypatch.setattr(directory.os, "link", no_room_for(real_link))
-    monkeypatch.setattr(directory.os, "rename", no_room_for(real_rename))
+    fs.before["link"] = fs.before["rename"] = no_room
     failed = d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
     assert K in failed
-    monkeypatch.undo()
     hidden = [p for p in folder.iterdir() if p.name != "o.json"]
     assert [json.loads(p.read_text())["note"] for p in hidden] == ["first"], hidden
     DirectoryDriver(folder, rules=RULES).recover()
@@ -464,14 +513,14 @@ def test_a_save_that_cannot_be_put_back_stays_hidden_until_it_can(folder: Path, 
     assert json.loads((folder / "o-kept-2.json").read_text())["note"] == "first"
 
 
-def test_a_newer_save_with_the_same_bytes_as_ours_is_still_a_save(folder: Path, monkeypatch) -> None:
+def test_a_newer_save_with_the_same_bytes_as_ours_is_still_a_save(folder: Path) -> None:
     """Ours is our file, not just our bytes: a save of identical content after the swap keeps the
     name; the earlier save is kept beside it."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
-    d = DirectoryDriver(folder, rules=RULES)
-    seen = d.export().flows[K].oid
     new = canon(flow("orders", retries=7))
-    _save_around_the_swap(monkeypatch, folder, before=flow("orders", note="first"), after=json.loads(new))
+    fs = save_around_the_swap(folder, before=flow("orders", note="first"), after=json.loads(new))
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
+    seen = d.export().flows[K].oid
     failed = d.apply([Change(K, new, seen)])
     assert "saved twice" in failed[K]
     assert json.loads((folder / "o.json").read_text()) == json.loads(new)
@@ -487,23 +536,17 @@ def test_a_hidden_second_name_of_a_flow_file_is_dropped_not_duplicated(folder: P
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
 
 
-def test_without_swap_support_a_batch_tries_once(folder: Path, monkeypatch) -> None:
+def test_without_swap_support_a_batch_tries_once(folder: Path) -> None:
     """The first EINVAL switches the folder to the move-aside write for the rest of the batch."""
     keys = [FlowKey(f"f{i}", "1") for i in range(3)]
     for k in keys:
         (folder / f"{k.name}.json").write_text(json.dumps(flow(k.name, "1")))
-    d = DirectoryDriver(folder, rules=RULES)
+    fs = no_exchange()
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
     live = d.export()
-    calls = []
-
-    def einval(a: str, b: str) -> None:
-        calls.append(a)
-        raise OSError(errno.EINVAL, "Invalid argument")
-
-    monkeypatch.setattr(directory, "_exchange", einval)
     changes = [Change(k, canon(flow(k.name, "1", retries=1)), live.flows[k].oid) for k in keys]
     assert d.apply(changes) == {}
-    assert len(calls) == 1
+    assert len(fs.ops("exchange")) == 1
     assert sorted(p.name for p in folder.iterdir()) == ["f0.json", "f1.json", "f2.json"]
 
 
@@ -513,3 +556,34 @@ def test_a_partly_written_temporary_file_is_removed_not_restored(folder: Path) -
     (folder / ".reconciler-9-1.tmp").write_text('{\n  "name"')
     DirectoryDriver(folder, rules=RULES).recover()
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
+# -- the names of the hidden files ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, expect, new", [(TMP, "", ""), (ASIDE, "a" * 12, ""), (SWAP, "a" * 12, "b" * 12)])
+def test_a_hidden_name_reads_back_as_what_a_recovery_needs(kind: str, expect: str, new: str) -> None:
+    """Kind, flow file, and the 12-digit prefixes of what the plan saw and of our bytes."""
+    name = hidden_name(kind, 7, name="" if kind == TMP else "o.json", expect="a" * 40, new="b" * 40)
+    assert name.startswith(".reconciler-") and name.endswith(kind) and not name.endswith(".json")
+    assert Hidden.decode(name) == Hidden(kind, RECOVERED if kind == TMP else "o.json", expect, new)
+
+
+def test_a_hidden_name_too_long_for_the_flow_files_name_goes_back_as_recovered() -> None:
+    """The flow file's name is left out when the whole would not fit (255 bytes)."""
+    name = hidden_name(ASIDE, 1, name="é" * 120 + ".json", expect="a" * 40)
+    assert len(os.fsencode(name)) < 255
+    assert Hidden.decode(name) == Hidden(ASIDE, RECOVERED, "a" * 12)
+
+
+@pytest.mark.parametrize("name, hidden", [
+    (".reconciler-99-3.o.json.aside", Hidden(ASIDE, "o.json")),  # an older spelling: no expect
+    (".reconciler-99-3.aside", Hidden(ASIDE, RECOVERED)),
+    (".reconciler-9-1-abcdef-short.o.json.aside", Hidden(ASIDE, "o.json")),
+    (".reconciler-9-1-abcdef-aaaaaaaaaaaa.o.json.swap", Hidden(SWAP, "o.json")),  # one part short
+    (".reconciler-9-1-abcdef-aaaaaaaaaaaa..hidden.json.aside", Hidden(ASIDE, RECOVERED, "a" * 12)),
+    ("o.json", None), (".reconciler-1-2.json", None), (".editor.tmp", None),
+])
+def test_a_hidden_name_is_read_without_trusting_it(name: str, hidden: Hidden | None) -> None:
+    """Older spellings, damaged names and other files: nothing is made up, nothing leaves the folder."""
+    assert Hidden.decode(name) == hidden

@@ -15,6 +15,7 @@ Longer runs: ``python -m tests.modelcheck --seconds 60 --seeds 1-10``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -96,7 +97,7 @@ def test_the_checker_reports_a_lost_edit_and_a_false_in_sync_status(tmp_path: Pa
 # folder, not on the branch, not on drift/<env>. The model test's hunter aims at this window (push a
 # change of K, save an edit of K a few hundred microseconds after the service's temporary file
 # appears) and hit it 31 times in seeds 1 and 2 (28 s each); the random actors alone hit it about
-# once in twenty 60-second runs. The fix (DirectoryDriver._apply_one): move the file aside, compare
+# once in twenty 60-second runs. The fix (reconciler/drivers/directory/write.py): move the file aside, compare
 # the moved copy, link the new file in with os.link (never replaces a save made meanwhile), and drop
 # the moved copy only if it still holds what the plan saw; later, where the file system can, swap
 # the new version in atomically (the name never disappears) and check what came out, swapping a save
@@ -104,28 +105,50 @@ def test_the_checker_reports_a_lost_edit_and_a_false_in_sync_status(tmp_path: Pa
 # file, with either write.
 
 
-def _engine(ws: Workspace):
+def _engine(ws: Workspace, fs=None):
+    """An engine for ``ws``; with ``fs``, prod's directory driver works through that file system."""
     from reconciler.config import load_config
+    from reconciler.drivers.directory import DirectoryDriver
     from reconciler.engine import Engine
 
-    return Engine(load_config(ws.config), create_repository=True)
+    config = load_config(ws.config)
+    drivers = {}
+    if fs is not None:
+        prod = config.env("prod")
+        drivers["prod"] = DirectoryDriver(prod.path, prod.flow_identity, prod.rules, fs=fs)
+    return Engine(config, create_repository=True, drivers=drivers)
 
 
 @pytest.mark.parametrize("write", ["import", "import-without-swap", "delete"])
-def test_an_edit_saved_between_the_drivers_check_and_its_write_is_not_lost(ws: Workspace, monkeypatch, write: str) -> None:
+def test_an_edit_saved_between_the_drivers_check_and_its_write_is_not_lost(ws: Workspace, write: str) -> None:
     """An edit that lands while the reconciler writes the same file is kept (in the folder or on drift/prod)."""
-    from reconciler.drivers.directory import DirectoryDriver
+    from reconciler.drivers.directory import FileSystem
 
-    if write == "import-without-swap":  # a file system without renameat2(RENAME_EXCHANGE)
-        import errno
+    fired: list[str] = []
+    swaps = write != "import-without-swap"  # else a file system without renameat2(RENAME_EXCHANGE)
+    write = "import" if write == "import-without-swap" else write
 
-        import reconciler.drivers.directory as directory
+    class SaveDuringTheWrite(FileSystem):
+        """The user saves an edit (write + rename) just after the driver's guard has read the file
+        it is about to replace or delete (its hidden copy: swapped out, or moved aside)."""
 
-        def refuse(a: str, b: str) -> None:
-            raise OSError(errno.EINVAL, "Invalid argument")
+        def read(self, path):
+            got = super().read(path)
+            name = os.path.basename(str(path))
+            if not fired and name.startswith(".reconciler-") and target in name:
+                fired.append(str(path))
+                live = ws.env_dir("prod") / target
+                tmp = f"{live}.editor-tmp"
+                with open(tmp, "w") as f:
+                    json.dump(flow(target[:-5], "1.0" if write == "import" else "1", note="saved-during-the-sync"), f)
+                os.replace(tmp, live)
+            return got
 
-        monkeypatch.setattr(directory, "_exchange", refuse)
-        write = "import"
+        def exchange(self, a, b):
+            if not swaps:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            super().exchange(a, b)
+
     ws.add_env("prod", drift="restore", prune=True)
     ws.put("prod", "orders.json", flow("orders", "1.0"))
     _engine(ws).export("prod")
@@ -139,21 +162,7 @@ def test_an_edit_saved_between_the_drivers_check_and_its_write_is_not_lost(ws: W
     else:  # a flow created in the UI is deleted (drift = restore, prune = true)
         ws.put("prod", "extra.json", flow("extra", "1"))
         target = "extra.json"
-    real, fired = DirectoryDriver._current, []
-
-    def current(self, path):
-        got = real(self, path)
-        if not fired and target in os.path.basename(str(path)):  # the file, or its copy moved aside
-            fired.append(path)  # the guard has read the file; now the user saves an edit (write + rename)
-            path = ws.env_dir("prod") / target
-            tmp = f"{path}.editor-tmp"
-            with open(tmp, "w") as f:
-                json.dump(flow(target[:-5], "1.0" if write == "import" else "1", note="saved-during-the-sync"), f)
-            os.replace(tmp, path)
-        return got
-
-    monkeypatch.setattr(DirectoryDriver, "_current", current)
-    _engine(ws).sync("prod")
+    _engine(ws, fs=SaveDuringTheWrite()).sync("prod")
     assert fired, "the driver never re-read the file"
     folder = "".join(p.read_text() for p in flow_files(ws.env_dir("prod")))
     history = ws.git("log", "-p", "--all", cwd=ws.repo)

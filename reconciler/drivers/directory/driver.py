@@ -1,0 +1,144 @@
+"""The directory driver: the folder's export (:mod:`.scan`) and its crash-safe writes
+(:mod:`.write`, :mod:`.recovery`) behind the driver port, on an injectable file system
+(:mod:`.fs`).
+
+It implements :class:`~reconciler.drivers.Driver`, :class:`~reconciler.drivers.Recoverable`
+(a crashed write's hidden files) and :class:`~reconciler.drivers.Watchable` (the service
+watches the folder and, when the watch saw nothing change, lets the next export skip its
+stat pass).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconciler.canonical import InvalidJSON, Rules, parse_json
+from reconciler.drivers import Change, LiveSet, Progress
+from reconciler.drivers._common import DriverBase, Refused
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
+
+from .fs import FileSystem
+from .recovery import crashed, remove_leftovers
+from .scan import Scanner, ensure_root, is_flow_name
+from .write import Writer
+
+__all__ = ["DirectoryDriver"]
+
+
+class DirectoryDriver(DriverBase):
+    """An environment that is a folder of ``*.json`` flow exports (see the package's docstring).
+
+    ``fs``: the file system to work through (tests pass a subclass of :class:`FileSystem`).
+    """
+
+    def __init__(self, path: str | Path, identity: Identity = Identity(), rules: Rules = Rules(), *,
+                 fs: FileSystem | None = None):
+        self.root = Path(path)
+        self.fs = fs if fs is not None else FileSystem()
+        self.identity, self.rules = identity, rules
+        self.location = str(self.root)
+        touched: set[str] = set()  # files the writes touched since the last export (it reads them again)
+        self._scan = Scanner(self.root, self.fs, identity, rules, touched)
+        self._write = Writer(self.root, self.fs, identity, rules, touched)
+        self._recovered = False
+        self._trust_watch = False  # the folder watch saw no change since the last export
+
+    # -- Watchable ------------------------------------------------------------------
+
+    def watch_paths(self) -> tuple[Path, ...]:
+        return (self.root,)
+
+    def is_flow_file(self, path: Path) -> bool:
+        """``*.json``, not hidden: what the export reads (the write protocol's files are hidden)."""
+        return is_flow_name(Path(path).name)
+
+    def trust_watch(self) -> None:
+        """The service's folder watch saw no change since the last export (a run caused only by a
+        push): the next export skips its stat pass, and recovery its look for a crash's files."""
+        self._trust_watch = True
+
+    @property
+    def assume_unchanged(self) -> bool:
+        """The old spelling of :meth:`trust_watch`; removed when the service calls trust_watch."""
+        return self._trust_watch
+
+    @assume_unchanged.setter
+    def assume_unchanged(self, value: bool) -> None:
+        if value:
+            self.trust_watch()
+        else:
+            self._trust_watch = False
+
+    # -- Driver ---------------------------------------------------------------------
+
+    def export(self, progress: Progress | None = None) -> LiveSet:
+        """Read every flow file; only files whose stat signature changed are re-read.
+
+        The last result is kept (ids only) with each file's signature. The next
+        export stats every file, like ``git status``, and patches that result
+        for the files that changed, were written by :meth:`apply`, or were
+        "racy" (modified within a second of being read, when a later edit
+        might not move their timestamps). When the service's folder watch
+        vouches that nothing changed (:meth:`trust_watch`), not even the stat
+        pass runs. Anything unusual (problems, duplicates) rebuilds it all.
+        """
+        ensure_root(self.fs, self.root)
+        trust_watch, self._trust_watch = self._trust_watch, False
+        return self._scan.export(trust_watch, progress)
+
+    def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> dict[FlowKey, str]:
+        """Write a batch (see :mod:`.write`), after sorting out what a crashed run left."""
+        ensure_root(self.fs, self.root)
+        remove_leftovers(self._write)
+        if self._scan.files is None:
+            self.export()
+        assert self._scan.files is not None
+        return self._write.apply(changes, self._scan.files, progress)
+
+    def load(self, key: FlowKey) -> CanonicalFlow | None:
+        """The flow with its canonical bytes: as the last export read it, else from its file now.
+
+        The caller compares the result's id with the one it planned with.
+        """
+        kept = self._scan.fresh.get(key)
+        if kept is not None:
+            return CanonicalFlow(key, zlib.decompress(kept[1]), kept[0])
+        path = (self._scan.files or {}).get(key)
+        if path is None:
+            return None
+        try:
+            got = flow_from_doc(parse_json(self.fs.read(path)), self.identity, self.rules, where=path)
+        except (OSError, InvalidJSON):
+            return None
+        return got if isinstance(got, CanonicalFlow) and got.key == key else None
+
+    def reread(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
+        """Canonical blob ids of these flows as the files hold them now (for read-after-write)."""
+        files = self._scan.files or {}
+        out: dict[FlowKey, str | None] = {}
+        for key in keys:
+            path = files.get(key)
+            try:
+                out[key] = None if path is None else self._write.current(path)
+            except Refused:
+                out[key] = "unreadable"
+        return out
+
+    def recover(self) -> None:
+        """Clean up after a run that crashed; the engine calls it under the environment's lock.
+
+        Skipped only when the folder watch vouches that nothing changed since
+        the last export (a crashed process's files would have been an event)
+        and no write of this driver was interrupted with a hidden file left.
+        """
+        if self._recovered and self._trust_watch and not self._write.interrupted:
+            return
+        self._recovered, self._write.interrupted = True, False
+        try:
+            found = crashed(self.fs, self.root)
+        except OSError:
+            return  # the export reports an unreadable folder
+        if found:
+            remove_leftovers(self._write)

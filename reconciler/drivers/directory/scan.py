@@ -1,0 +1,253 @@
+"""Reading an environment folder: the export half of the directory driver.
+
+A folder is read like ``git status`` reads a work tree: every ``*.json`` file
+(not hidden) is stat'ed, and only the files whose stat signature changed since
+the last export are read and canonicalised again; the others come from a
+per-file cache. The last result (ids only) is kept and *patched* for the files
+that changed, that the write protocol touched, or that were "racy" (modified
+within a second of being read, when a later edit might not move their
+timestamps: they are always read again); anything unusual (problems,
+duplicates) rebuilds the result from the cache. When the service's folder
+watch vouches that nothing changed, not even the stat pass runs.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+import zlib
+from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
+
+from reconciler.canonical import InvalidJSON, Rules, parse_json
+from reconciler.drivers import LiveCollector, LiveSet, Progress
+from reconciler.drivers._common import Ticker
+from reconciler.errors import Problem, RetryableError
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
+
+from .fs import MAX_FILE_BYTES, FileSystem
+
+__all__ = ["Scanner", "ensure_root", "is_flow_name"]
+
+_RACY_NS = 1_000_000_000
+
+Stat = os.stat_result | OSError
+
+
+def is_flow_name(name: str) -> bool:
+    """A file name the driver reads as a flow: ``*.json``, not hidden."""
+    return name.endswith(".json") and not name.startswith(".")
+
+
+def ensure_root(fs: FileSystem, root: Path) -> None:
+    """The folder must be there: a missing one (a typo, a volume not mounted yet) read as
+    "no flows" would delete every flow from git (adopt) or fill a wrong folder (import)."""
+    try:
+        st = fs.stat(root)
+    except FileNotFoundError:
+        raise RetryableError(
+            f"the environment folder {root} does not exist; nothing was read or changed. Check the "
+            "environment's path in the config, or whether its volume is mounted; if the environment is "
+            "new, create the folder"
+        ) from None
+    except OSError as exc:
+        raise RetryableError(f"cannot read the environment folder {root}: {exc.strerror}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise RetryableError(f"the environment folder {root} is not a folder; nothing was read or changed")
+
+
+class Scanner:
+    """Exports one folder, remembering enough to read only what changed next time.
+
+    ``touched`` is shared with the write protocol: the names of files it wrote,
+    moved or put back since the last export; the next export reads them again
+    whatever their signature says, and empties the set.
+    """
+
+    def __init__(self, root: Path, fs: FileSystem, identity: Identity, rules: Rules, touched: set[str]):
+        self.root, self.fs = root, fs
+        self.identity, self.rules = identity, rules
+        self.touched = touched
+        self.files: dict[FlowKey, str] | None = None  # where each flow lives (None before the first export)
+        self.fresh: dict[FlowKey, tuple[str, bytes]] = {}  # read by the last export: id, compressed bytes
+        # file name -> (stat signature, what it held): an unchanged file is not re-read.
+        self._cache: dict[str, tuple[tuple[int, ...], CanonicalFlow | Problem]] = {}
+        # the last export (ids only) with each file's stat, for patching; None after problems
+        self._last: _Kept | None = None
+
+    def export(self, trust_watch: bool, progress: Progress | None) -> LiveSet:
+        """Every flow file's flow (or problem); ``trust_watch``: the folder watch saw no change
+        since the last export, so only the touched and racy files are stat'ed again."""
+        self.fresh = {}
+        last = self._last
+        if trust_watch and last is not None:
+            suspects = self.touched | last.racy
+            stats = last.stats if not suspects else dict(last.stats)
+            for name in suspects:
+                try:
+                    stats[name] = self.fs.lstat(os.path.join(self.root, name))
+                except FileNotFoundError:
+                    stats.pop(name, None)
+                except OSError as exc:
+                    stats[name] = exc
+        else:
+            stats = self._scan()
+        now = time.time_ns()
+        if last is not None:
+            changed = self.touched | last.racy
+            if trust_watch:  # only the suspects were stat'ed again
+                changed |= {n for n in changed if _sig(stats.get(n)) != last.sigs.get(n)}
+            else:
+                changed |= {n for n, st in stats.items() if _sig(st) != last.sigs.get(n)}
+                changed |= last.sigs.keys() - stats.keys()
+            if not changed:
+                return last.live
+            patched = self._patch(last, stats, changed, now)
+            if patched is not None:
+                return patched
+        return self._rebuild(stats, now, progress)
+
+    def _scan(self) -> dict[str, Stat]:
+        stats: dict[str, Stat] = {}
+        try:
+            with self.fs.scandir(self.root) as it:
+                for entry in it:
+                    name = entry.name
+                    if is_flow_name(name):
+                        try:
+                            stats[name] = entry.stat(follow_symlinks=False)
+                        except OSError as exc:
+                            stats[name] = exc
+        except OSError as exc:
+            raise RetryableError(f"cannot list {self.root}: {exc.strerror}") from exc
+        return stats
+
+    def _rebuild(self, stats: dict[str, Stat], now: int, progress: Progress | None) -> LiveSet:
+        collect = LiveCollector(self.identity, self.rules)
+        tick = Ticker(progress, len(stats))
+        for i, name in enumerate(sorted(stats), 1):
+            self._read_entry(name, stats[name], now, collect)
+            tick(i)
+        for gone in set(self._cache) - set(stats):
+            del self._cache[gone]
+        self.files = dict(collect.where)
+        result = collect.result()
+        self._remember(stats, result, now)
+        return result
+
+    def _patch(self, last: "_Kept", stats: dict[str, Stat], changed: set[str], now: int) -> LiveSet | None:
+        """The last result with the changed files read again; None when only a rebuild is safe."""
+        flows, where = dict(last.live.flows), dict(last.live.where)
+        by_name = dict(last.names)
+        for name in changed:
+            key = by_name.pop(name, None)
+            if key is not None:
+                flows.pop(key, None)
+                where.pop(key, None)
+        fresh = LiveCollector(self.identity, self.rules)
+        for name in sorted(changed):
+            if name in stats:
+                self._read_entry(name, stats[name], now, fresh)
+        if fresh.problems or fresh.invalid or any(k in flows for k in fresh.flows):
+            return None  # problems or duplicates: let a full rebuild report them properly
+        for key, flow in fresh.flows.items():
+            flows[key], where[key] = flow, fresh.where[key]
+        for name in changed - stats.keys():
+            self._cache.pop(name, None)
+        self.files = dict(where)
+        result = LiveSet(flows, where)
+        self.touched.clear()
+        names = dict(by_name)
+        names.update((os.path.basename(fresh.where[k]), k) for k in fresh.flows)
+        sigs = dict(last.sigs)
+        for name in changed:
+            if name in stats:
+                sigs[name] = _sig(stats[name])
+            else:
+                sigs.pop(name, None)
+        racy = {n for n in changed if n in stats and _is_racy(stats[n], now)}
+        self._last = _Kept(stats, sigs, _light(result), names, racy)
+        return result
+
+    def _remember(self, stats: dict[str, Stat], result: LiveSet, now: int) -> None:
+        self.touched.clear()
+        if result.problems or result.invalid or not result.complete:
+            self._last = None
+            return
+        racy = {n for n, st in stats.items() if _is_racy(st, now)}
+        names = {os.path.basename(w): k for k, w in result.where.items()}
+        self._last = _Kept(stats, {n: _sig(st) for n, st in stats.items()}, _light(result), names, racy)
+
+    def _read_entry(self, name: str, st: Stat, now: int, collect: LiveCollector) -> None:
+        """Add one file's flow (or problem) to ``collect``, from the cache when its signature is unchanged."""
+        where = os.path.join(self.root, name)
+        if isinstance(st, OSError):
+            collect.problem(Problem(where, f"cannot stat: {st.strerror}; left as it is"))
+            return
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            collect.problem(Problem(where, f"{kind}; skipped and left as it is (flows must be regular files)"))
+            return
+        if st.st_size > MAX_FILE_BYTES:
+            collect.problem(Problem(where, f"{st.st_size} bytes is larger than the {MAX_FILE_BYTES}-byte limit; skipped"))
+            return
+        sig = _sig(st)
+        cached = self._cache.get(name)
+        if cached is not None and cached[0] == sig:
+            got: CanonicalFlow | Problem = cached[1]
+            if isinstance(got, Problem):
+                collect.problem(got)
+            else:
+                collect.add_flow(got, where)
+            return
+        try:
+            raw = self.fs.read(where)
+        except OSError as exc:
+            collect.problem(Problem(where, f"cannot read: {exc.strerror}; left as it is"))
+            return
+        try:
+            got = flow_from_doc(parse_json(raw), self.identity, self.rules, where=where)
+        except InvalidJSON as exc:
+            got = Problem(where, f"{exc}; skipped and left as it is until it is fixed", exc.pointer)
+        if isinstance(got, Problem):
+            collect.problem(got)
+        else:
+            # Snapshots keep ids only; the bytes just read are kept compressed
+            # (about a quarter of their size) until the next export, so an adopt
+            # of many flows does not read them again.
+            self.fresh[got.key] = (got.oid, zlib.compress(got.data, 1))
+            got = got.light()
+            collect.add_flow(got, where)
+        # A file changed within the last second may change again without its
+        # timestamps moving (coarse clocks): trust the cache only for older ones.
+        if not _is_racy(st, now):
+            self._cache[name] = (sig, got)
+        else:
+            self._cache.pop(name, None)
+
+
+class _Kept(NamedTuple):
+    stats: dict[str, Stat]
+    sigs: dict[str, tuple[int, ...] | None]
+    live: LiveSet  # ids only
+    names: dict[str, FlowKey]  # file name -> the flow it held
+    racy: set[str]  # files modified within a second of being read: always re-read
+
+
+def _light(live: LiveSet) -> LiveSet:
+    """The same snapshot holding ids only (what is kept between exports)."""
+    if all(f.data is None for f in live.flows.values()):
+        return live
+    return replace(live, flows={k: f.light() for k, f in live.flows.items()})
+
+
+def _is_racy(st: Stat, now: int) -> bool:
+    return not isinstance(st, OSError) and now - max(st.st_mtime_ns, st.st_ctime_ns) <= _RACY_NS
+
+
+def _sig(st: Stat | None) -> tuple[int, ...] | None:
+    if st is None or isinstance(st, OSError):
+        return None
+    return (st.st_mode, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)

@@ -1,0 +1,356 @@
+"""The crash-safe write of a batch of changes into an environment folder.
+
+One batch: every new version is first written to a hidden temporary file
+(synced: each one for a few files, the whole file system once for a batch),
+so a renamed file is always complete. Then each change is carried out only
+if the flow's file still holds what the plan saw (``Change.expect``), by a
+protocol that never loses a save made meanwhile:
+
+- *swap* (where the file system can, Linux ``renameat2(RENAME_EXCHANGE)``):
+  the new version is swapped with the flow's file, so the name never
+  disappears, and what came out is checked: what the plan saw is dropped (it
+  is on drift/<env> already), a save made meanwhile is swapped back;
+- *move aside* (elsewhere, and for deletes): the file is moved to a hidden
+  name, the moved copy is checked, and the new version is hard-linked in,
+  which fails rather than replace a save made meanwhile;
+- whatever differs from the plan is put back under its name, or kept beside
+  a newer save as ``<name>-kept-<n>.json`` (a duplicate the next export
+  reports), never deleted.
+
+A crash leaves hidden files the next run sorts out (:mod:`.recovery`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from reconciler.canonical import InvalidJSON, Rules, blob_id, parse_json
+from reconciler.drivers import Change, Progress
+from reconciler.drivers._common import Refused, Ticker, moved, short
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
+from reconciler.names import encode
+
+from .fs import FileSystem
+from .hidden import ASIDE, SWAP, TMP, hidden_name
+
+__all__ = ["Writer"]
+
+log = structlog.get_logger("reconciler.drivers.directory")
+
+_FSYNC_EACH = 16
+# errors of a swap that mean "this file system cannot" (EPERM too, until a swap has worked here)
+_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
+
+
+class Writer:
+    """Carries out changes in one folder under their preconditions (see the module docstring).
+
+    ``touched`` is the set the export shares (names the next export must read
+    again); ``interrupted`` is set when a write stopped with a hidden file in
+    the flow's place, so that the next recovery looks even if the folder
+    watch saw nothing.
+    """
+
+    def __init__(self, root: Path, fs: FileSystem, identity: Identity, rules: Rules, touched: set[str]):
+        self.root, self.fs = root, fs
+        self.identity, self.rules = identity, rules
+        self.touched = touched
+        self.interrupted = False
+        self._seq = 0
+        self._can_exchange = True  # until the file system says otherwise
+        self._exchanged = False  # a swap has worked here (then EPERM is an error, not "unsupported")
+        self._files: dict[FlowKey, str] = {}  # the batch's: where each flow lives (the export's, updated)
+        self._deleted: dict[FlowKey, str] = {}  # files the current batch removed
+
+    def apply(self, changes: Sequence[Change], files: dict[FlowKey, str], progress: Progress | None) -> dict[FlowKey, str]:
+        """Write a batch: temp files first, one sync, then each rename under its precondition.
+
+        Syncing once for the batch instead of twice per file keeps the crash
+        guarantee (a renamed file is always complete: its data reached the disk
+        before the rename) at a fraction of the cost. ``files`` (the last
+        export's map of where each flow lives) is updated as files come and go.
+        """
+        self._files = files
+        written = [c.key for c in changes]
+        failed: dict[FlowKey, str] = {}
+        temps: dict[FlowKey, str] = {}
+        deleted = self._deleted = {}
+        # A few files: fsync each (cheap). A batch: one syncfs, instead of
+        # thousands of fsyncs. Either way data is on disk before any rename.
+        each = sum(1 for c in changes if c.data is not None) <= _FSYNC_EACH
+        try:
+            for change in changes:
+                if change.data is not None:
+                    try:
+                        tmp = self._hidden(TMP)
+                        self.fs.write_new(tmp, change.data, sync=each)
+                        temps[change.key] = tmp
+                    except OSError as exc:
+                        failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
+            if temps and not each:
+                self.fs.syncfs(self.root)
+            tick = Ticker(progress, len(changes))
+            for i, change in enumerate(changes, 1):
+                if change.key in failed:
+                    continue
+                tmp = temps.pop(change.key, None)
+                try:
+                    self._apply_one(change, tmp)
+                except Refused as exc:
+                    failed[change.key] = str(exc)
+                except OSError as exc:
+                    failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
+                finally:
+                    if tmp is not None:
+                        self.fs.unlink(tmp, missing_ok=True)  # linked in, or not used: either way no longer needed
+                tick(i)
+            self.fs.fsync_dir(self.root)
+        finally:
+            for tmp in temps.values():
+                self.fs.unlink(tmp, missing_ok=True)
+            # The next export re-reads what this batch touched, whatever happened.
+            self.touched.update(os.path.basename(p) for k in written if (p := files.get(k) or deleted.get(k)))
+        return failed
+
+    def _apply_one(self, change: Change, tmp: str | None) -> None:
+        """Replace or delete one file only if it still holds what the plan saw.
+
+        Check-then-write would lose a save landing between the two steps, so the
+        file is first moved aside (atomic), the moved file is compared, and the
+        new one is linked in with ``os.link``, which never replaces a file saved
+        meanwhile. Whatever differs from the plan is kept under a free name,
+        never deleted. The caller removes ``tmp``.
+        """
+        path = self._files.get(change.key)
+        if path is None:
+            if change.expect is not None:
+                raise Refused(f"the flow's file is gone (expected {short(change.expect)}); the next run re-checks it")
+            if change.data is not None:
+                assert tmp is not None
+                self._files[change.key] = str(self._link_new(change.key, tmp))
+            return
+        if tmp is not None and self._swap_in(change, path, tmp):
+            return
+        aside = self._hidden(ASIDE, path, expect=change.expect or "")
+        try:
+            self.fs.rename(path, aside)
+        except FileNotFoundError:
+            aside = ""
+        try:
+            current = self.current(aside) if aside else None
+        except BaseException:
+            self.restore(aside, path, change.key)  # unreadable now: put it back as it is
+            raise
+        if current != change.expect:
+            self.restore(aside, path, change.key)
+            raise Refused(moved(path, change.expect, current))
+        if change.data is not None:
+            assert tmp is not None
+            try:
+                self.fs.link(tmp, self.inside(os.path.basename(path)))
+            except FileExistsError:
+                # Saved while we held the old version aside: the save wins.
+                self._discard(aside, change, path)
+                raise Refused(f"{path} was saved during the write; left as saved, the next run re-checks it")
+            except BaseException:
+                self.restore(aside, path, change.key)  # e.g. no space for the link: the old file stays
+                raise
+        kept = self._discard(aside, change, path)
+        if change.data is None and kept is None:
+            del self._files[change.key]
+            self._deleted[change.key] = path
+        if kept is not None:
+            raise Refused(f"{path} was edited during the write; the edit is kept as {kept}, the next run re-checks it")
+
+    def _discard(self, aside: str, change: Change, path: str) -> str | None:
+        """Remove the moved-aside old version, unless it changed after the check (an in-place
+        save): then it is put back, and where it went is returned."""
+        if not aside:
+            return None
+        try:
+            same = self.current(aside) == change.expect
+        except Refused:
+            same = False
+        if same:
+            self.fs.unlink(aside, missing_ok=True)  # what the plan saw: already saved to drift/<env>
+            return None
+        return self.restore(aside, path, change.key)
+
+    def restore(self, aside: str, path: str, key: FlowKey) -> str | None:
+        """Put a moved-aside file back, or next to a file saved meanwhile; never replace one.
+
+        Returns where it went (None if there was nothing to put back). A hard
+        link is the no-replace primitive; where the file system refuses it, a
+        rename to a name checked to be free.
+        """
+        if not aside:
+            return None
+        stem = os.fsencode(os.path.basename(path).removesuffix(".json"))[:200].decode(errors="ignore")
+        for n in range(1, 1000):
+            target = path if n == 1 else str(self.root / f"{stem}-kept-{n}.json")
+            try:
+                try:
+                    self.fs.link(aside, target)
+                    self.fs.unlink(aside, missing_ok=True)
+                except FileExistsError:
+                    if self.same_file(aside, target):  # put back already (a crash before the unlink)
+                        self.fs.unlink(aside, missing_ok=True)
+                        return target
+                    continue
+                except FileNotFoundError:
+                    return None  # nothing aside any more
+                except OSError:
+                    if self.fs.lexists(target):
+                        continue
+                    self.fs.rename(aside, target)  # no hard links here (or a directory was moved aside)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                if n == 1:
+                    continue  # e.g. a name too long: try a shorter one
+                log.error("could not put a flow file back; it is kept hidden", file=aside, error=str(exc),
+                          flow=str(key) if key.name else None, action=f"rename it to {path}")
+                return aside
+            self.touched.add(os.path.basename(target))  # the next export reads it
+            if n > 1:
+                log.warning("kept a flow file saved during a write next to the newer one", file=target,
+                            flow=str(key) if key.name else None)
+            return target
+        log.error("no free name to put a flow file back; it is kept hidden", file=aside, action=f"rename it to {path}")
+        return aside
+
+    def _swap_in(self, change: Change, path: str, tmp: str) -> bool:
+        """Replace ``path`` by the new version in ``tmp`` atomically (the name never disappears),
+        then check what came out; a save made meanwhile is swapped back under its name.
+
+        ``tmp`` (complete, synced) is first renamed to a ``.swap`` name; from then on this method
+        owns that file and the caller's clean-up of ``tmp`` cannot touch it: it is removed only
+        when it holds our version or what the plan saw, else put back under a flow's name, or, if
+        even that fails (or we are interrupted), left for the next run's recovery. Returns False
+        (nothing done, ``tmp`` as it was) where the file system cannot swap."""
+        if not self._can_exchange or not change.expect or change.data is None:
+            return False
+        swap = self._hidden(SWAP, path, expect=change.expect, new=blob_id(change.data))
+        try:
+            ours = self.fs.stat(tmp)
+            self.fs.rename(tmp, swap)
+        except OSError:
+            return False  # the move-aside write will do
+        try:
+            self.fs.exchange(swap, path)
+        except OSError as exc:
+            unsupported = exc.errno in _NO_EXCHANGE or (exc.errno == errno.EPERM and not self._exchanged)
+            try:
+                self.fs.rename(swap, tmp)  # still ours, untouched: back to the temporary name
+            except OSError:
+                self.fs.unlink(swap, missing_ok=True)
+            if isinstance(exc, FileNotFoundError):
+                raise Refused(moved(path, change.expect, None)) from None
+            if unsupported:
+                self._can_exchange = False
+                log.info("this file system cannot swap two names; files are replaced by moving them aside",
+                         folder=str(self.root), error=exc.strerror)
+                return False
+            raise
+        self._exchanged = True
+        try:
+            return self._check_swapped(change, path, swap, ours)
+        except BaseException:
+            self.interrupted = True  # a .swap file may be left: the next run sorts it out first
+            raise
+
+    def _check_swapped(self, change: Change, path: str, swap: str, ours: os.stat_result) -> bool:
+        assert change.data is not None
+        try:
+            current = self.current(swap)  # what was at path the moment the new version went in
+        except Refused:
+            current = "unreadable"
+        if current == change.expect:
+            self.fs.unlink(swap, missing_ok=True)  # what the plan saw: already saved to drift/<env>
+            return True
+        # A save landed between the plan's read and the swap: it goes back under its name.
+        data = change.data
+
+        def is_ours() -> bool:  # our file (inode) with our bytes: not a save, not edited in place
+            try:
+                st = self.fs.lstat(swap)
+            except OSError:
+                return False
+            return os.path.samestat(st, ours) and self.hash_of(swap) == blob_id(data)
+
+        kept = None
+        try:
+            self.fs.exchange(swap, path)
+            if not is_ours():  # saved again after our swap: the newest keeps the name
+                self.fs.exchange(swap, path)
+            if is_ours():
+                self.fs.unlink(swap, missing_ok=True)
+            else:
+                kept = self.restore(swap, path, change.key)
+        except FileNotFoundError:  # the name was deleted after our swap: the save takes it back
+            kept = self.restore(swap, path, change.key)
+        except OSError:
+            kept = self.restore(swap, path, change.key)
+            raise
+        self.touched.add(os.path.basename(path))
+        if kept is not None and kept != path:
+            raise Refused(f"{path} was saved twice during the write; the earlier save is kept as {kept}, "
+                           f"the next run re-checks it")
+        raise Refused(moved(path, change.expect, current))
+
+    def current(self, path: str) -> str | None:
+        """Canonical blob id of the flow a file now holds: None if it is gone, ``"invalid"`` if it
+        holds no flow; raises :class:`Refused` when it cannot be read."""
+        try:
+            raw = self.fs.read(str(path))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise Refused(f"cannot re-read {path}: {exc.strerror}") from exc
+        try:
+            got = flow_from_doc(parse_json(raw), self.identity, self.rules, where=str(path))
+        except InvalidJSON:
+            return "invalid"
+        return got.oid if isinstance(got, CanonicalFlow) else "invalid"
+
+    def inside(self, name: str) -> Path:
+        path = self.root / name
+        if path.parent != self.root or name in (".", "..") or "/" in name or "\0" in name:
+            raise Refused(f"refusing to write {name!r}: it would leave {self.root}")
+        return path
+
+    def _link_new(self, key: FlowKey, tmp: str) -> Path:
+        stem = f"{encode(key.name)}@{encode(key.version)}"
+        try:
+            for n in range(1, 1000):
+                path = self.inside(f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
+                try:
+                    self.fs.link(tmp, path)  # fails if the name is taken: never replaces a file
+                    return path
+                except FileExistsError:
+                    continue
+            raise Refused(f"no free file name for {key} in {self.root}")
+        finally:
+            self.fs.unlink(tmp, missing_ok=True)
+
+    def _hidden(self, kind: str, path: str = "", *, expect: str = "", new: str = "") -> str:
+        """A new hidden name in the folder (:mod:`.hidden`), for the flow file at ``path``."""
+        self._seq += 1
+        return str(self.root / hidden_name(kind, self._seq, name=os.path.basename(path), expect=expect, new=new))
+
+    def same_file(self, a: str | Path, b: str | Path) -> bool:
+        try:
+            return os.path.samestat(self.fs.lstat(a), self.fs.lstat(b))
+        except OSError:
+            return False
+
+    def hash_of(self, path: str) -> str | None:
+        try:
+            return blob_id(self.fs.read(path))
+        except OSError:
+            return None
