@@ -195,7 +195,7 @@ class Remote:
         seen = store.tip(SEEN_PREFIX + env)
         if store.marker(env) is None and store.tip(REMOTE_MARKERS + env):
             store.set_marker(env, store.tip(REMOTE_MARKERS + env))  # take over from another replica
-        self._take_state(env)
+        self.take_state(env)
         if remote is None:
             if seen is not None:
                 raise StallError(
@@ -295,7 +295,7 @@ class Remote:
                 self._saw(env, store.tip(src))
         return sorted(callbacks.rejected)
 
-    def _take_state(self, env: str) -> None:
+    def take_state(self, env: str) -> None:
         """The remote's state refs of ``env`` where they are newer (a descendant of ours), or where ours and
         theirs diverged (the server is authoritative); ours where it is newer (``publish`` pushes it)."""
         store = self.store

@@ -68,6 +68,8 @@ def outcome_lines(out: Outcome, *, quiet: bool = False) -> Lines:
         n = sum(1 for s in out.plan.changes if s.key in done)
         if n:
             lines.append(f"  {n} flow{'s' * (n != 1)} reconciled")
+    if out.held:
+        lines.append(f"  held back, nothing changed: {out.held}")
     if out.refused:
         errors.append(f"  ! a sync would refuse this plan: {out.refused}")
     if out.drift_commit:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
+from reconciler.errors import ReconcilerError
 from reconciler.webhook import WebhookInvalid, WebhookRefused, authenticate, parse_push
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class _DeadlineReader(io.RawIOBase):
         n = self._sock.recv_into(buffer)
         self._handler.received += n
         return n
-_SYNC = re.compile(r"^/api/v1/environments/([A-Za-z0-9][A-Za-z0-9._-]{0,62})/sync$")
+_SYNC = re.compile(r"^/api/v1/environments/([A-Za-z0-9][A-Za-z0-9._-]{0,62})/(sync|suspend|resume)$")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -223,8 +224,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         path = self._path()
         m = _SYNC.match(path)
-        if m:
+        if m and m.group(2) == "sync":
             self._sync(m.group(1))
+        elif m:
+            self._suspension(m.group(1), suspend=m.group(2) == "suspend")
         elif path == WEBHOOK_PATH:
             self._webhook()
         elif path in (HEALTH_PATH, READY_PATH, METRICS_PATH, STATUS_PATH):
@@ -235,17 +238,52 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- state-changing endpoints ---------------------------------------------------------
 
-    def _sync(self, env: str) -> None:
-        body = self._body()
-        if body is None:
-            return
+    def _authorized(self) -> bool:
+        """The bearer token of every state-changing API call (401 and False otherwise)."""
         token = self.service.api_token
         given = self.headers.get("Authorization", "")
         if not token:
             self._error(HTTPStatus.UNAUTHORIZED, "no API token is configured; set RECONCILER_API_TOKEN")
-            return
+            return False
         if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token.encode())):
             self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
+            return False
+        return True
+
+    def _suspension(self, env: str, *, suspend: bool) -> None:
+        """``POST …/suspend`` (body, optional: ``{"flows": ["name@1"], "reason": "…", "by": "…"}``) and ``…/resume``."""
+        body = self._body()
+        if body is None or not self._authorized():
+            return
+        try:
+            doc = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError:
+            self._error(HTTPStatus.BAD_REQUEST, "the body is not JSON; send {} or {\"flows\": [...], \"reason\": \"...\"}")
+            return
+        problem = _suspension_body_problem(doc)
+        if problem:
+            self._error(HTTPStatus.BAD_REQUEST, problem)
+            return
+        who = doc.get("by") or f"api ({self.client_address[0]})"
+        try:
+            changed = self.service.set_suspension(env, doc.get("flows") or [], suspend=suspend, by=who,
+                                                  reason=doc.get("reason") or "")
+        except LookupError:
+            self._error(HTTPStatus.NOT_FOUND, self.service.why_not(env))
+            return
+        except ValueError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+            return
+        except ReconcilerError as exc:  # the repository or the remote failed: nothing is half-written
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
+            return
+        log.info("suspended" if suspend else "resumed", environment=env, source="api", by=who,
+                 flows=doc.get("flows") or [], client=self.client_address[0])
+        self._send(HTTPStatus.OK, changed.as_dict())
+
+    def _sync(self, env: str) -> None:
+        body = self._body()
+        if body is None or not self._authorized():
             return
         if not self.service.trigger(env, "api"):
             self._error(HTTPStatus.NOT_FOUND, self.service.why_not(env))
@@ -280,6 +318,21 @@ class _Handler(BaseHTTPRequestHandler):
             ).start()
         log.info("webhook", provider=provider, refs=list(event.refs), environments=envs)
         self._send(HTTPStatus.ACCEPTED, {"environments": envs})
+
+
+def _suspension_body_problem(doc: Any) -> str | None:
+    if not isinstance(doc, dict):
+        return "the body must be a JSON object"
+    unknown = sorted(set(doc) - {"flows", "reason", "by"})
+    if unknown:
+        return f"unknown field(s) {', '.join(unknown)[:200]}; the body takes flows, reason and by"
+    flows = doc.get("flows", [])
+    if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
+        return "flows must be a list of \"NAME\" or \"NAME@VERSION\" strings"
+    for field in ("reason", "by"):
+        if doc.get(field) is not None and not isinstance(doc[field], str):
+            return f"{field} must be a string"
+    return None
 
 
 class HttpServer:

@@ -22,7 +22,7 @@ import structlog
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Watchable
 from reconciler.engine import Engine
-from reconciler.errors import ReconcilerError, RetryableError
+from reconciler.errors import ReconcilerError, RetryableError, StallError
 from reconciler.gitstore import GitStore
 from reconciler.metrics import Metrics
 from reconciler.redaction import Redactor
@@ -168,6 +168,22 @@ class Service:
         for env in self.owned_envs():
             if branches is None or env.branch_name in branches:
                 self.trigger(env.name, reason)
+
+    def set_suspension(self, env: str, flows: list[str], *, suspend: bool, by: str, reason: str = "") -> Any:
+        """Suspend or resume ``env`` (or these flows) for the API, then reconcile it (a resume applies
+        what is pending). LookupError: not this replica's environment; ValueError: a bad selector."""
+        from reconciler import holding
+
+        if env not in self.workers:
+            raise LookupError(env)
+        try:
+            store = GitStore.from_config(self.config.repository)  # this thread's own libgit2 handle
+            changed = holding.change(self.config, store, env, flows, suspend=suspend, by=by, reason=reason,
+                                     now=self.wall())
+        except StallError as exc:
+            raise ValueError(str(exc)) from exc
+        self.trigger(env, "suspension")
+        return changed
 
     def on_run(self, env: str, result: str) -> None:
         for listener in list(self._run_listeners):

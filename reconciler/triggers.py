@@ -31,6 +31,8 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from watchfiles import Change, watch
 
+from reconciler.suspension import SUSPEND_PREFIX as _SUSPEND
+
 __all__ = ["Requests", "WatchSpec", "Watcher", "Scheduler"]
 
 
@@ -131,7 +133,7 @@ class Watcher(threading.Thread):
         p = Path(path)
         if p.is_relative_to(self.repo):
             rel = p.relative_to(self.repo).as_posix()
-            return rel == "packed-refs" or (rel.startswith("refs/heads/") and not rel.endswith(".lock"))
+            return not rel.endswith(".lock") and (rel == "packed-refs" or rel.startswith(("refs/heads/", _SUSPEND)))
         env = self.folders.get(p.parent)
         return env is not None and self._counts[env](p)
 
@@ -139,6 +141,7 @@ class Watcher(threading.Thread):
         requests = self.requests
         branches: set[str] = set()
         envs: set[str] = set()
+        suspended: set[str] = set()
         all_branches = False
         for _, path in changes:
             p = Path(path)
@@ -146,6 +149,8 @@ class Watcher(threading.Thread):
                 rel = p.relative_to(self.repo).as_posix()
                 if rel == "packed-refs":
                     all_branches = True
+                elif rel.startswith(_SUSPEND):  # `reconciler suspend`/`resume` from another process
+                    suspended.add(rel.removeprefix(_SUSPEND))
                 else:
                     branches.add(rel.removeprefix("refs/heads/"))
             elif p.parent in self.folders:
@@ -157,6 +162,8 @@ class Watcher(threading.Thread):
                 requests.trigger_branch(branch, "ref")
         for env in envs:
             requests.trigger(env, "folder")
+        for env in suspended:
+            requests.trigger(env, "suspension")
 
     def run(self) -> None:
         step = max(1, self.debounce_ms)

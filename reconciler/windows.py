@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 __all__ = ["Window", "Verdict", "verdict", "parse_duration"]
 
@@ -60,7 +60,15 @@ class Window:
             raise ValueError("kind must be 'allow' or 'deny'")
         if not croniter.is_valid(self.schedule) or len(self.schedule.split()) != 5:
             raise ValueError(f"schedule {self.schedule!r} is not a five-field cron expression")
-        ZoneInfo(self.timezone)
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone (such as Europe/Amsterdam)") \
+                from exc
+        try:
+            croniter(self.schedule, datetime(2026, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
+        except CroniterBadDateError as exc:
+            raise ValueError(f"schedule {self.schedule!r} never fires (no such date)") from exc
 
     @property
     def label(self) -> str:
@@ -71,7 +79,12 @@ class Window:
         local = now.astimezone(ZoneInfo(self.timezone))
         # The last opening at or before now (croniter's get_prev excludes the start itself).
         start = croniter(self.schedule, local + timedelta(seconds=1)).get_prev(datetime)
-        return start if start + timedelta(seconds=self.duration) > local else None
+        return start if self.closes(start) > now else None
+
+    def closes(self, opened: datetime) -> datetime:
+        """When an occurrence opened at ``opened`` closes: ``duration`` of elapsed time (in UTC, so a
+        window across a daylight-saving change lasts as long as any other)."""
+        return opened.astimezone(timezone.utc) + timedelta(seconds=self.duration)
 
     def next_opening(self, now: datetime) -> datetime:
         return croniter(self.schedule, now.astimezone(ZoneInfo(self.timezone))).get_next(datetime)
@@ -114,7 +127,7 @@ def _next_allowed(windows: Sequence[Window], now: datetime, horizon: timedelta) 
     for w in windows:
         since = w.active_since(now)
         if w.kind == "deny" and since is not None:
-            candidates.add((since + timedelta(seconds=w.duration)).astimezone(timezone.utc))
+            candidates.add(w.closes(since))
         t = now
         for _ in range(64):  # the next openings, and the ends of the next denies
             t = w.next_opening(t)
@@ -122,7 +135,7 @@ def _next_allowed(windows: Sequence[Window], now: datetime, horizon: timedelta) 
                 break
             candidates.add(t.astimezone(timezone.utc))
             if w.kind == "deny":
-                candidates.add((t + timedelta(seconds=w.duration)).astimezone(timezone.utc))
+                candidates.add(w.closes(t))
     for t in sorted(c for c in candidates if c > now):
         if _state(windows, t)[0]:
             return t

@@ -179,7 +179,8 @@ def test_status_reports_counts_for_every_environment(promoted: Workspace) -> Non
     out = ws.cli("status", "--json", check=True)
     envs = {e["environment"]: e for e in json.loads(out.stdout)["environments"]}
     assert envs["acceptance"]["counts"]["in_sync"] == 2
-    assert envs["production"]["counts"] == {"in_sync": 2, "pending": 0, "drifted": 1, "conflict": 0, "invalid": 0}
+    assert envs["production"]["counts"] == {"in_sync": 2, "pending": 0, "drifted": 1, "conflict": 0, "invalid": 0,
+                                            "quarantined": 0, "suspended": 0}
     assert envs["production"]["applied"] == envs["production"]["branch_tip"]
 
 

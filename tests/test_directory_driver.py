@@ -217,12 +217,12 @@ def test_a_duplicate_that_appears_after_an_export_is_reported(folder: Path) -> N
 
 
 def test_trusting_the_watch_still_rereads_what_the_driver_wrote(folder: Path, fs: Seam) -> None:
-    """assume_unchanged skips the stat pass, but never the files the last apply touched."""
+    """trust_watch() skips the stat pass, but never the files the last apply touched."""
     (folder / "o.json").write_text(json.dumps(flow("orders")))
     d = DirectoryDriver(folder, rules=RULES, fs=fs)
     seen = d.export().flows[K].oid
     assert d.apply([Change(K, canon(flow("orders", retries=2)), seen)]) == {}
-    d.assume_unchanged = True
+    d.trust_watch()
     assert d.export().flows[K].oid == DirectoryDriver(folder, rules=RULES).export().flows[K].oid
 
 

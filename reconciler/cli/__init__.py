@@ -8,6 +8,8 @@ Exit codes are part of the contract (scripts branch on them):
       a ``validate`` problem, a merge that conflicts, a promotion refused by the secret scan
 2     ``plan``: changes are pending (``plan --against``: merging would change the environment)
 3     ``sync``/``export``: conflicts were left for a person to resolve
+4     ``sync``: held back, nothing changed: outside the sync windows (refused before
+      reading), or the environment is suspended (planned only)
 64    usage error (unknown command or option)
 ====  ==========================================================
 """
@@ -20,12 +22,12 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .parser import EXIT_CONFLICT, EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError, build_parser
+from .parser import EXIT_CONFLICT, EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError, build_parser
 
 if TYPE_CHECKING:
     from reconciler.config import Config
 
-__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_PENDING", "EXIT_CONFLICT", "EXIT_USAGE"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_PENDING", "EXIT_CONFLICT", "EXIT_HELD", "EXIT_USAGE"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +47,8 @@ def _main(argv: Sequence[str] | None) -> int:
     from reconciler.logsetup import setup_logging
     from reconciler.redaction import RedactingStream, Redactor
 
-    from .commands import COMMANDS, _emit_error, _print_json
+    from .commands import COMMANDS
+    from .common import emit_error as _emit_error, print_json as _print_json
 
     service = args.command in ("run", "demo")
     # Known secret values are masked in everything this process prints or logs (the last guard:

@@ -8,54 +8,22 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import signal
 import sys
 from typing import Any
 
 from reconciler.config import Config
-from reconciler.engine import Engine, Outcome, RunResult
 from reconciler.errors import ReconcilerError
 from reconciler.names import InvalidName, flow_path
 from reconciler.plan import Action
-from reconciler.rendering import counts_line, outcome_lines, steps_lines, trailer_lines
+from reconciler.rendering import counts_line, steps_lines, trailer_lines
 
-from .parser import EXIT_CONFLICT, EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
+from .branches import cmd_promote, cmd_resume, cmd_rollback, cmd_suspend
+from .common import Progress as _Progress, emit as _emit, engine as _engine
+from .common import exit_for as _exit_for, finished as _finished, print_json as _print_json, render as _render
+from .parser import EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
+from .render import cmd_render
 
 __all__ = ["COMMANDS"]
-
-
-def _finished() -> None:
-    """The work is done and recorded: a Ctrl-C while the result prints must not say "interrupted"."""
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:
-        pass  # not the main thread (tests calling main() from a thread)
-
-
-class _Progress:
-    """A one-line counter on a terminal's stderr; silent when piped."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.shown = False
-
-    def __call__(self, phase: str, done: int, total: int | None) -> None:
-        if not self.enabled or (total is not None and total < 50):
-            return
-        of = f"/{total}" if total else ""
-        sys.stderr.write(f"\r{phase}: {done}{of} flows ")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
-def _engine(config: Config, *, create: bool = False) -> Engine:
-    return Engine(config, create_repository=create)
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
@@ -107,6 +75,9 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
+    if not args.dry_run and (refusal := _window_refusal(args, config)) is not None:
+        print(refusal, file=sys.stderr)
+        return EXIT_HELD
     progress = _Progress(not args.no_progress)
     try:
         out = _engine(config).sync(args.env, dry_run=args.dry_run, progress=progress,
@@ -115,7 +86,46 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
         progress.close()
     _finished()
     _render(args, out)
-    return _exit_for(out)
+    code = _exit_for(out)
+    return EXIT_HELD if code == EXIT_OK and out.held and not args.dry_run else code
+
+
+def _window_state(env) -> dict[str, Any] | None:
+    """A closed sync window for ``status``: why, and when it opens (None: open, or no windows)."""
+    import datetime as _dt
+
+    from reconciler.windows import verdict
+
+    if not env.sync_windows():
+        return None
+    v = verdict(env.sync_windows(), _dt.datetime.now(_dt.timezone.utc))
+    if v.allowed:
+        return None
+    return {"open": False, "why": v.why, "opens": v.opens.isoformat(timespec="seconds") if v.opens else None,
+            "manual": v.manual_allowed}
+
+
+def _window_refusal(args: argparse.Namespace, config: Config) -> str | None:
+    """Why a sync may not run now (the environment's sync windows are closed), with what to do; None: go on."""
+    import datetime as _dt
+
+    from reconciler.windows import verdict
+
+    env = config.env(args.env)
+    windows = env.sync_windows()
+    if not windows:
+        return None
+    v = verdict(windows, _dt.datetime.now(_dt.timezone.utc))
+    if v.allowed or (args.force and v.manual_allowed):
+        return None
+    opens = f"; they open {v.opens.isoformat(timespec='seconds')}" if v.opens is not None else \
+        "; they do not open within a year"
+    if v.manual_allowed:
+        how = f"`reconciler sync {env.name} --force` syncs now (the windows allow manual syncs)"
+    else:
+        how = ("no manual sync is allowed now (the windows keeping it closed say manual = false); wait, "
+               "or change [[environment.window]] in the config")
+    return f"reconciler sync: refused: {env.name} is {v.why}{opens}\n  {how}"
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
@@ -143,6 +153,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
                 "problems": [p.as_dict() for p in out.problems],
                 "refused": out.refused,
                 "stale": out.stale,
+                "held": out.held,
+                "window": _window_state(env),
                 "error": None,
             }
         )
@@ -161,6 +173,11 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         print(f"{r['environment']:<14} {r['branch']}@{tip}  applied {applied}  {counts_line(r['counts'])}")
         if r["stale"]:
             print("  (another process is reconciling this environment right now: this may already be out of date)")
+        if r["held"]:
+            print(f"  {r['held']}")
+        if r["window"]:
+            print(f"  sync window closed: {r['window']['why']}" +
+                  (f"; it opens {r['window']['opens']}" if r["window"]["opens"] else ""))
         if r["refused"]:
             print(f"  ! a sync would refuse: {r['refused']}")
         for p in r["problems"]:
@@ -271,242 +288,8 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
 
 
-def _selectors(args: argparse.Namespace):
-    from reconciler.promote import parse_selector
-
-    return [parse_selector(f) for f in args.flow]
-
-
-def cmd_promote(args: argparse.Namespace, config: Config) -> int:
-    from reconciler.promote import SecretScanRefused, parse_selector, promote
-
-    rename = parse_selector(args.rename, need_version=True) if args.rename else None
-    store = _engine(config).store
-    try:
-        out = promote(config, store, args.source, args.target, _selectors(args), rename=rename, push=args.push)
-    except SecretScanRefused as exc:
-        _emit_error(args, str(exc), [str(p) for p in exc.problems])
-        return EXIT_ERROR
-    if args.json:
-        _print_json(out.as_dict())
-        return EXIT_OK
-    if out.branch is None:
-        print(f"{out.target}: nothing to promote; {out.target_branch} already holds {out.source}'s versions")
-        return EXIT_OK
-    made = "already prepared as" if out.reused else "created"
-    print(f"{out.target}: {made} {out.branch} ({out.commit[:12]}) from {out.target_branch}"
-          f"{' at ' + out.base[:12] if out.base else ''} with {out.source}'s versions ({out.source_commit[:12]})")
-    renames = {new: old for old, new in out.renamed}
-    for word, keys in (("add", out.added), ("change", out.changed), ("remove", out.removed)):
-        for k in keys:
-            print(f"  {word:<7} {k}" + (f"  (as {renames[k]} in {out.source})" if k in renames else ""))
-    repo = config.repository
-    if out.pushed_to:
-        print(f"pushed {out.branch} to {out.pushed_to}; open a merge request from {out.branch} into {out.target_branch}")
-    else:
-        if args.push:
-            print("  (--push: no [repository] remote is configured; the branch is in the local repository)", file=sys.stderr)
-        where = repo.remote or "<your git server>"
-        print("Next: review it as a merge request, then merge it:")
-        print(f"  git -C {repo.path} push {where} {out.branch}")
-        print(f"  open a merge request from {out.branch} into {out.target_branch}; CI runs:")
-        print(f"    reconciler validate --branch {out.branch}")
-        print(f"    reconciler plan {out.target} --against {out.branch} --format markdown")
-        print(f"  or merge it with git in a clone of {repo.remote or repo.path}:")
-        print(f"    git fetch origin && git checkout {out.target_branch} && git merge origin/{out.branch} && git push origin {out.target_branch}")
-    return EXIT_OK
-
-
-def cmd_rollback(args: argparse.Namespace, config: Config) -> int:
-    from reconciler.promote import rollback
-
-    out = rollback(config, _engine(config).store, args.env, args.to, _selectors(args))
-    if args.json:
-        _print_json(out.as_dict())
-        return EXIT_OK
-    subject = f' ("{out.to_subject}")' if out.to_subject else ""
-    if out.commit is None:
-        print(f"{out.env}: nothing to roll back; the flows of {out.branch} already are as at {out.to[:12]}{subject}")
-        return EXIT_OK
-    print(f"{out.env}: rolled back to {out.to[:12]}{subject}: committed {out.commit} on {out.branch}")
-    for k in out.restored:
-        print(f"  restore  {k}")
-    for k in out.removed:
-        print(f"  remove   {k}")
-    if not out.in_history:
-        print(f"  note: {out.to[:12]} is not in the history of {out.branch}", file=sys.stderr)
-    print(f"the next sync applies it: `reconciler sync {out.env}` (a running service does it by itself)")
-    return EXIT_OK
-
-
 COMMANDS = {
     "run": cmd_run, "healthcheck": cmd_healthcheck, "export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status,
     "history": cmd_history, "validate": cmd_validate, "promote": cmd_promote, "rollback": cmd_rollback,
+    "render": cmd_render, "suspend": cmd_suspend, "resume": cmd_resume,
 }
-
-
-def _render(args: argparse.Namespace, out: Outcome) -> None:
-    if args.json:
-        _print_json(out.as_dict())
-        return
-    _emit(outcome_lines(out, quiet=getattr(args, "quiet", False)))
-
-
-def _emit(lines: tuple[list[str], list[str]]) -> None:
-    out, err = lines
-    for line in out:
-        print(line)
-    for line in err:
-        print(line, file=sys.stderr)
-
-
-def _exit_for(out: Outcome) -> int:
-    return {RunResult.OK: EXIT_OK, RunResult.CONFLICT: EXIT_CONFLICT}.get(out.result, EXIT_ERROR)
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-
-
-def _emit_error(args: argparse.Namespace, message: str, details: list[str]) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps({"error": message, "details": details}))
-    print(f"reconciler: error: {message}", file=sys.stderr)
-    for d in details:
-        print(f"  {d}", file=sys.stderr)
-
-
-def cmd_render(args: argparse.Namespace, config: Config) -> int:
-    """``reconciler render``: event-processing flows as Flink SQL (see :mod:`reconciler.eventproc`)."""
-    from pathlib import Path
-
-    from reconciler.canonical import InvalidJSON, parse_json
-    from reconciler.eventproc import RenderRefused, render
-    from reconciler.names import encode
-    from reconciler.promote import parse_selector
-
-    if bool(args.paths) == bool(args.branch):
-        raise UsageError("give flow files or --branch B (one of them)")
-    env = config.env(args.env) if args.env else None
-    params: Any = dict(env.params) if env is not None else _KeptParams()
-    secrets = env.load_secrets() if env is not None and env.driver == "flink-sql" else None
-    sources: list[tuple[str, bytes]] = []
-    if args.paths:
-        for p in args.paths:
-            try:
-                sources.append((p, Path(p).read_bytes()))
-            except OSError as exc:
-                raise ReconcilerError(f"{p}: cannot read: {exc.strerror}") from exc
-    else:
-        store = _engine(config).store
-        folder = env.folder if env is not None else "flows"
-        tree = store.flows_at(store.resolve(args.branch), folder)
-        sources = [(f"{args.branch}:{flow_path(folder, k.name, k.version)}", store.read_blob(oid))
-                   for k, oid in sorted(tree.flows.items())]
-    selectors = [parse_selector(f) for f in args.flow]
-    out_dir = Path(args.output) if args.output else None
-    if out_dir is not None and not out_dir.is_dir():
-        raise UsageError(f"--output {out_dir}: no such folder")
-    failed = rendered = 0
-    for where, raw in sources:
-        try:
-            doc = parse_json(raw)
-        except InvalidJSON as exc:
-            print(f"{where}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        if not isinstance(doc, dict) or doc.get("kind") != "event-processing":
-            if args.paths:
-                print(f"{where}: not an event-processing flow (\"kind\": \"event-processing\"); nothing to render",
-                      file=sys.stderr)
-                failed += 1
-            continue
-        key = f"{doc.get('name')}@{doc.get('version')}"
-        if selectors and not any(s.name == doc.get("name") and s.version in (None, str(doc.get("version")))
-                                 for s in selectors):
-            continue
-        try:
-            sql = render(doc, params=params, secrets=secrets)
-        except RenderRefused as exc:
-            for issue in exc.issues:
-                print(issue.format(where), file=sys.stderr)
-            failed += 1
-            continue
-        rendered += 1
-        if out_dir is not None:
-            target = out_dir / f"{encode(str(doc['name']))}@{encode(str(doc['version']))}.sql"
-            target.write_text(sql, encoding="utf-8")
-            print(f"{key}: {target}")
-        elif args.format == "json":
-            print(json.dumps({"flow": key, "file": where, "sql": sql}, ensure_ascii=False))
-        else:
-            sys.stdout.write(sql)
-    if not rendered and not failed:
-        print("no event-processing flow to render", file=sys.stderr)
-    return EXIT_ERROR if failed else EXIT_OK
-
-
-class _KeptParams(dict):
-    """Without an environment every parameter stays its placeholder (a preview, like ``<redacted>``)."""
-
-    def __contains__(self, name: object) -> bool:
-        return True
-
-    def __missing__(self, name: str) -> str:
-        return "${param:" + name + "}"
-
-
-COMMANDS["render"] = cmd_render
-
-
-def cmd_suspend(args: argparse.Namespace, config: Config) -> int:
-    return _suspension(args, config, suspend=True)
-
-
-def cmd_resume(args: argparse.Namespace, config: Config) -> int:
-    return _suspension(args, config, suspend=False)
-
-
-def _suspension(args: argparse.Namespace, config: Config, *, suspend: bool) -> int:
-    import getpass
-    import socket
-
-    from reconciler import suspension
-    from reconciler.promote import parse_selector
-    from reconciler.remote import Remote
-    from reconciler.worker import rfc3339
-
-    env = config.env(args.env)
-    flows = [str(parse_selector(f)) for f in args.flow]
-    store = _engine(config).store
-    ref = suspension.SUSPEND_PREFIX + env.name
-    before = suspension.load(store.read_state(ref))
-    if suspend:
-        import time
-
-        who = args.by or f"{getpass.getuser()}@{socket.gethostname()}"
-        after = suspension.suspend(before, suspension.Hold(who, rfc3339(time.time()) or "", args.reason), flows)
-    else:
-        after = suspension.resume(before, flows)
-    if after != before:
-        what = ", ".join(flows) if flows else "the environment"
-        store.write_state(ref, suspension.dump(after), f"reconciler: {'suspend' if suspend else 'resume'} {what} "
-                          f"of {env.name}\n")
-        remote = Remote.from_config(store, config.repository)
-        if remote is not None:
-            remote.publish_state(env.name)
-    state = suspension.dump(after)
-    if args.json:
-        _print_json({"environment": env.name, "suspension": state})
-        return EXIT_OK
-    if not after:
-        print(f"{env.name}: not suspended; the next sync applies what is pending")
-    elif after.environment is not None:
-        print(f"{env.name}: {after.environment.describe()}")
-    for flow, hold in sorted(after.flows.items()):
-        print(f"  {flow}: {hold.describe()}")
-    return EXIT_OK
-
-
-COMMANDS["suspend"] = cmd_suspend
-COMMANDS["resume"] = cmd_resume

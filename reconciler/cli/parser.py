@@ -12,9 +12,9 @@ import sys
 
 from reconciler import __version__
 
-__all__ = ["build_parser", "UsageError", "EXIT_OK", "EXIT_ERROR", "EXIT_PENDING", "EXIT_CONFLICT", "EXIT_USAGE"]
+__all__ = ["build_parser", "UsageError", "EXIT_OK", "EXIT_ERROR", "EXIT_PENDING", "EXIT_CONFLICT", "EXIT_HELD", "EXIT_USAGE"]
 
-EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_CONFLICT, EXIT_USAGE = 0, 1, 2, 3, 64
+EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_CONFLICT, EXIT_HELD, EXIT_USAGE = 0, 1, 2, 3, 4, 64
 
 
 class _Parser(argparse.ArgumentParser):

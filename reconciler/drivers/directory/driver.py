@@ -59,18 +59,6 @@ class DirectoryDriver(DriverBase):
         push): the next export skips its stat pass, and recovery its look for a crash's files."""
         self._trust_watch = True
 
-    @property
-    def assume_unchanged(self) -> bool:
-        """The old spelling of :meth:`trust_watch`; removed when the service calls trust_watch."""
-        return self._trust_watch
-
-    @assume_unchanged.setter
-    def assume_unchanged(self, value: bool) -> None:
-        if value:
-            self.trust_watch()
-        else:
-            self._trust_watch = False
-
     # -- Driver ---------------------------------------------------------------------
 
     def export(self, progress: Progress | None = None) -> LiveSet:

@@ -1,0 +1,81 @@
+"""What every subcommand shares: the engine, progress on a terminal, printing results and errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+from reconciler.config import Config
+from reconciler.engine import Engine, Outcome, RunResult
+from reconciler.rendering import outcome_lines
+
+from .parser import EXIT_CONFLICT, EXIT_ERROR, EXIT_OK
+
+__all__ = ["finished", "Progress", "engine", "render", "emit", "exit_for", "print_json", "emit_error"]
+
+
+def finished() -> None:
+    """The work is done and recorded: a Ctrl-C while the result prints must not say "interrupted"."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass  # not the main thread (tests calling main() from a thread)
+
+
+class Progress:
+    """A one-line counter on a terminal's stderr; silent when piped."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        if not self.enabled or (total is not None and total < 50):
+            return
+        of = f"/{total}" if total else ""
+        sys.stderr.write(f"\r{phase}: {done}{of} flows ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def engine(config: Config, *, create: bool = False) -> Engine:
+    return Engine(config, create_repository=create)
+
+
+def render(args: argparse.Namespace, out: Outcome) -> None:
+    if args.json:
+        print_json(out.as_dict())
+        return
+    emit(outcome_lines(out, quiet=getattr(args, "quiet", False)))
+
+
+def emit(lines: tuple[list[str], list[str]]) -> None:
+    out, err = lines
+    for line in out:
+        print(line)
+    for line in err:
+        print(line, file=sys.stderr)
+
+
+def exit_for(out: Outcome) -> int:
+    return {RunResult.OK: EXIT_OK, RunResult.CONFLICT: EXIT_CONFLICT}.get(out.result, EXIT_ERROR)
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def emit_error(args: argparse.Namespace, message: str, details: list[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "details": details}))
+    print(f"reconciler: error: {message}", file=sys.stderr)
+    for d in details:
+        print(f"  {d}", file=sys.stderr)

@@ -1,0 +1,97 @@
+"""``reconciler render``: event-processing flows as Flink SQL (see :mod:`reconciler.eventproc`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from reconciler.config import Config
+from reconciler.errors import ReconcilerError
+from reconciler.names import flow_path
+
+from .common import engine as _engine
+from .parser import EXIT_ERROR, EXIT_OK, UsageError
+
+__all__ = ["cmd_render"]
+
+
+def cmd_render(args: argparse.Namespace, config: Config) -> int:
+    """``reconciler render``: event-processing flows as Flink SQL (see :mod:`reconciler.eventproc`)."""
+    from pathlib import Path
+
+    from reconciler.canonical import InvalidJSON, parse_json
+    from reconciler.eventproc import RenderRefused, render
+    from reconciler.names import encode
+    from reconciler.promote import parse_selector
+
+    if bool(args.paths) == bool(args.branch):
+        raise UsageError("give flow files or --branch B (one of them)")
+    env = config.env(args.env) if args.env else None
+    params: Any = dict(env.params) if env is not None else _KeptParams()
+    secrets = env.load_secrets() if env is not None and env.driver == "flink-sql" else None
+    sources: list[tuple[str, bytes]] = []
+    if args.paths:
+        for p in args.paths:
+            try:
+                sources.append((p, Path(p).read_bytes()))
+            except OSError as exc:
+                raise ReconcilerError(f"{p}: cannot read: {exc.strerror}") from exc
+    else:
+        store = _engine(config).store
+        folder = env.folder if env is not None else "flows"
+        tree = store.flows_at(store.resolve(args.branch), folder)
+        sources = [(f"{args.branch}:{flow_path(folder, k.name, k.version)}", store.read_blob(oid))
+                   for k, oid in sorted(tree.flows.items())]
+    selectors = [parse_selector(f) for f in args.flow]
+    out_dir = Path(args.output) if args.output else None
+    if out_dir is not None and not out_dir.is_dir():
+        raise UsageError(f"--output {out_dir}: no such folder")
+    failed = rendered = 0
+    for where, raw in sources:
+        try:
+            doc = parse_json(raw)
+        except InvalidJSON as exc:
+            print(f"{where}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if not isinstance(doc, dict) or doc.get("kind") != "event-processing":
+            if args.paths:
+                print(f"{where}: not an event-processing flow (\"kind\": \"event-processing\"); nothing to render",
+                      file=sys.stderr)
+                failed += 1
+            continue
+        key = f"{doc.get('name')}@{doc.get('version')}"
+        if selectors and not any(s.name == doc.get("name") and s.version in (None, str(doc.get("version")))
+                                 for s in selectors):
+            continue
+        try:
+            sql = render(doc, params=params, secrets=secrets)
+        except RenderRefused as exc:
+            for issue in exc.issues:
+                print(issue.format(where), file=sys.stderr)
+            failed += 1
+            continue
+        rendered += 1
+        if out_dir is not None:
+            target = out_dir / f"{encode(str(doc['name']))}@{encode(str(doc['version']))}.sql"
+            target.write_text(sql, encoding="utf-8")
+            print(f"{key}: {target}")
+        elif args.format == "json":
+            print(json.dumps({"flow": key, "file": where, "sql": sql}, ensure_ascii=False))
+        else:
+            sys.stdout.write(sql)
+    if not rendered and not failed:
+        print("no event-processing flow to render", file=sys.stderr)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+class _KeptParams(dict):
+    """Without an environment every parameter stays its placeholder (a preview, like ``<redacted>``)."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __missing__(self, name: str) -> str:
+        return "${param:" + name + "}"
