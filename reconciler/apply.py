@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from reconciler.canonical import blob_id, canonicalize, parse_json
-from reconciler.drivers import Change, Driver, HealthChecked, Progress
+from reconciler.drivers import Change, Driver, HealthChecked, Progress, Rendering
 from reconciler.envconfig import EnvironmentConfig
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import GitStore
@@ -284,6 +284,8 @@ def _version_data(a: Apply, key: FlowKey, blob: str | None, want: str | None) ->
     raw = a.store.read_blob(blob)
     got = read_flow(raw, a.env.flow_identity, a.env.rules, where=str(key), expect=key,
                     render=a.snap.templating.renderer(raw))
+    if isinstance(got, CanonicalFlow) and isinstance(a.driver, Rendering):
+        got = a.driver.present(got, str(key))  # the form the plan compared (and the driver writes from)
     return got.data if isinstance(got, CanonicalFlow) and got.oid == want else None
 
 

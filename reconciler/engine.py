@@ -21,7 +21,7 @@ import structlog
 
 from reconciler.apply import Apply, carry_out, mass_deletion
 from reconciler.config import Config, EnvironmentConfig
-from reconciler.drivers import Driver, Recoverable, Remembering
+from reconciler.drivers import Driver, Recoverable, Remembering, Rendering
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import FlowTree, GitStore
@@ -133,6 +133,8 @@ class Engine:
         store = self.store
 
         limit = self.config.repository.max_flow_bytes
+        driver = self.driver(env)
+        present = _presenter(driver, templating)
 
         def from_tip(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
             where = f"{label or branch}:{flow_path(env.folder, key.name, key.version)}"
@@ -143,8 +145,8 @@ class Engine:
                 raw = store.read_blob(oid)
             except RetryableError as exc:  # the entry's object is missing or unreadable: this flow only
                 return Problem(where, f"cannot be read ({exc}); fix or remove it in git", "", str(key))
-            return read_flow(raw, env.flow_identity, env.rules, where=where, expect=key,
-                             validate=validate, render=templating.renderer(raw))
+            return present(read_flow(raw, env.flow_identity, env.rules, where=where, expect=key,
+                                     validate=validate, render=templating.renderer(raw)), where)
 
         desired = derive(at_tip.tree, at_tip.flows, memo.desired if memo else None, from_tip)
 
@@ -153,11 +155,10 @@ class Engine:
                 raw = store.read_blob(oid)
             except RetryableError as exc:
                 return Problem(f"applied:{key}", f"cannot be read ({exc})", "", str(key))
-            return read_flow(raw, env.flow_identity, env.rules, where=f"applied:{key}",
-                             expect=key, render=templating.renderer(raw))
+            return present(read_flow(raw, env.flow_identity, env.rules, where=f"applied:{key}",
+                                     expect=key, render=templating.renderer(raw)), f"applied:{key}")
 
         base = derive(at_marker.tree, at_marker.flows, memo.base if memo else None, from_marker, desired)
-        driver = self.driver(env)
         if isinstance(driver, Remembering):
             driver.recall(self.store.read_state(DRIVER_MEMORY + env.name))
         live = driver.export(progress=_phase(progress, "export"))
@@ -252,6 +253,9 @@ class Engine:
         environment holding flows).
         """
         env = self.config.env(name)
+        driver = self.driver(env)
+        if isinstance(driver, Rendering):
+            raise StallError(f"environment {env.name}: nothing was exported: {driver.one_way}")
         policy = Policy(drift="adopt", prune=env.prune, override=env.override)
         return self._run(env, policy, dry_run=False, progress=progress, allowed=frozenset({Action.ADOPT, Action.ADVANCE}),
                          creating=True, allow_mass_delete=allow_mass_delete)
@@ -364,3 +368,11 @@ def _phase(progress: ProgressFn | None, phase: str):
     if progress is None:
         return None
     return lambda done, total: progress(phase, done, total)
+
+
+def _presenter(driver: Driver, templating: Templating) -> Callable[[CanonicalFlow | Problem, str], CanonicalFlow | Problem]:
+    """The flows from git in the form the driver compares (:class:`Rendering`); as they are for the others."""
+    if not isinstance(driver, Rendering):
+        return lambda got, where: got
+    driver.prepare(templating.secrets)
+    return lambda got, where: driver.present(got, where) if isinstance(got, CanonicalFlow) else got

@@ -18,7 +18,7 @@ from typing import Any
 
 from reconciler.canonical import InvalidJSON, parse_json
 from reconciler.config import Config, EnvironmentConfig
-from reconciler.flows import FlowInvalid, FlowKey, Identity
+from reconciler.flows import FlowInvalid, FlowKey, Identity, looks_like_sql, sql_export
 from reconciler.gitstore import GitStore
 from reconciler.kinds import kind_problems
 from reconciler.names import InvalidName, case_collisions, encode, flow_path, parse_flow_path
@@ -142,7 +142,10 @@ def _check_flow(where: str, raw: bytes, expect: FlowKey | None, contexts: Sequen
     try:
         doc = parse_json(raw)
     except InvalidJSON as exc:
-        found.add(where, exc.pointer, f"{exc}; fix the file's syntax")
+        if where.endswith(".sql") or looks_like_sql(raw):
+            found.add(where, "", sql_export("this file"))
+        else:
+            found.add(where, exc.pointer, f"{exc}; fix the file's syntax")
         return
     for identity in dict.fromkeys(c.identity for c in contexts):
         try:

@@ -22,6 +22,7 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
     from reconciler.canonical import InvalidJSON, parse_json
+    from reconciler.flows import looks_like_sql, sql_export
     from reconciler.eventproc import RenderRefused, render
     from reconciler.names import encode
     from reconciler.promote import parse_selector
@@ -53,7 +54,8 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
         try:
             doc = parse_json(raw)
         except InvalidJSON as exc:
-            print(f"{where}: {exc}", file=sys.stderr)
+            sql = where.endswith(".sql") or looks_like_sql(raw)
+            print(f"{where}: {sql_export('this file') if sql else exc}", file=sys.stderr)
             failed += 1
             continue
         if not isinstance(doc, dict) or doc.get("kind") != "event-processing":

@@ -20,13 +20,15 @@ from reconciler.canonical import Rules
 from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
-__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "HealthChecked", "Remembering", "Progress", "LiveCollector", "DRIVERS"]
+__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "HealthChecked", "Remembering", "Rendering",
+           "Progress", "LiveCollector", "DRIVERS"]
 
 #: driver name -> the module holding its settings model as ``SETTINGS`` (imported when a config names it)
 DRIVERS = {
     "directory": "reconciler.drivers.directory",
     "node-red": "reconciler.drivers.node_red",
     "http": "reconciler.drivers.http",
+    "flink-sql": "reconciler.drivers.flink_sql",
 }
 
 Progress = Callable[[int, int | None], None]
@@ -150,6 +152,31 @@ class Remembering(Protocol):
 
     def memory(self) -> Mapping | None:
         """What to keep now (called after every apply; None keeps nothing)."""
+        ...
+
+
+@runtime_checkable
+class Rendering(Protocol):
+    """A driver whose environment holds something rendered from the flows, not the flows themselves (a
+    folder of Flink SQL scripts rendered from event-processing flows). Rendering is one-way: what it holds
+    cannot be imported into git, so an environment of such a driver never adopts and is never exported.
+
+    The engine compares the flows in the driver's form: it hands each flow read from git (placeholders
+    rendered) to :meth:`present`, and compares the result with what :meth:`~Driver.export` reports; a
+    :class:`~Change` then carries the presented bytes, which the driver writes in its own form.
+    """
+
+    #: why this environment's content cannot be taken into git (the message of a refused export or adopt)
+    one_way: str
+
+    def prepare(self, secrets: Mapping[str, str]) -> None:
+        """The environment's secrets, before a read: what the driver holds contains them, and the form
+        it compares and saves to git (drift) must not."""
+        ...
+
+    def present(self, flow: CanonicalFlow, where: str) -> CanonicalFlow | Problem:
+        """A flow from git in the form the driver's export reports; a Problem (naming ``where``) when the
+        flow cannot be rendered: it never reaches the environment."""
         ...
 
 

@@ -25,7 +25,7 @@ from reconciler.canonical import InvalidJSON, Rules, parse_json
 from reconciler.drivers import LiveCollector, LiveSet, Progress
 from reconciler.drivers._common import Ticker
 from reconciler.errors import Problem, RetryableError
-from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc, looks_like_sql, sql_export
 
 from .fs import MAX_FILE_BYTES, FileSystem
 
@@ -37,8 +37,9 @@ Stat = os.stat_result | OSError
 
 
 def is_flow_name(name: str) -> bool:
-    """A file name the driver reads as a flow: ``*.json``, not hidden."""
-    return name.endswith(".json") and not name.startswith(".")
+    """A file name the driver reads as a flow: ``*.json``, not hidden. ``*.sql`` files are read too, to
+    be reported: SQL offered as a flow is refused with :func:`~reconciler.flows.sql_export`'s message."""
+    return name.endswith((".json", ".sql")) and not name.startswith(".")
 
 
 def ensure_root(fs: FileSystem, root: Path) -> None:
@@ -210,7 +211,10 @@ class Scanner:
         try:
             got = flow_from_doc(parse_json(raw), self.identity, self.rules, where=where)
         except InvalidJSON as exc:
-            got = Problem(where, f"{exc}; skipped and left as it is until it is fixed", exc.pointer)
+            if where.endswith(".sql") or looks_like_sql(raw):
+                got = Problem(where, sql_export(os.path.basename(where) if where.endswith(".sql") else "this file"))
+            else:
+                got = Problem(where, f"{exc}; skipped and left as it is until it is fixed", exc.pointer)
         if isinstance(got, Problem):
             collect.problem(got)
         else:

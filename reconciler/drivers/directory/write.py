@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -56,9 +56,13 @@ class Writer:
     watch saw nothing.
     """
 
-    def __init__(self, root: Path, fs: FileSystem, identity: Identity, rules: Rules, touched: set[str]):
+    def __init__(self, root: Path, fs: FileSystem, identity: Identity, rules: Rules, touched: set[str], *,
+                 suffix: str = ".json", decode: Callable[[str, bytes], str] | None = None):
+        """``suffix`` and ``decode`` (path, bytes -> the canonical id the export reports, or "invalid")
+        let a folder of another form use the same protocol (the flink-sql driver's ``*.sql``)."""
         self.root, self.fs = root, fs
         self.identity, self.rules = identity, rules
+        self.suffix, self._decode = suffix, decode
         self.touched = touched
         self.interrupted = False
         self._seq = 0
@@ -190,9 +194,9 @@ class Writer:
         """
         if not aside:
             return None
-        stem = os.fsencode(os.path.basename(path).removesuffix(".json"))[:200].decode(errors="ignore")
+        stem = os.fsencode(os.path.basename(path).removesuffix(self.suffix))[:200].decode(errors="ignore")
         for n in range(1, 1000):
-            target = path if n == 1 else str(self.root / f"{stem}-kept-{n}.json")
+            target = path if n == 1 else str(self.root / f"{stem}-kept-{n}{self.suffix}")
             try:
                 try:
                     self.fs.link(aside, target)
@@ -312,6 +316,8 @@ class Writer:
             return None
         except OSError as exc:
             raise Refused(f"cannot re-read {path}: {exc.strerror}") from exc
+        if self._decode is not None:
+            return self._decode(str(path), raw)
         try:
             got = flow_from_doc(parse_json(raw), self.identity, self.rules, where=str(path))
         except InvalidJSON:
@@ -328,7 +334,7 @@ class Writer:
         stem = f"{encode(key.name)}@{encode(key.version)}"
         try:
             for n in range(1, 1000):
-                path = self.inside(f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
+                path = self.inside(f"{stem}{self.suffix}" if n == 1 else f"{stem}-{n}{self.suffix}")
                 try:
                     self.fs.link(tmp, path)  # fails if the name is taken: never replaces a file
                     return path
