@@ -7,7 +7,7 @@
   checks each request against GitHub's published OpenAPI description (``@octokit/openapi``,
   installed by ``.ci/install-octokit`` into the ignored ``.ci/octokit``).
 
-Every receiver can hang (``hang`` seconds before it answers) or fail (``fail`` answers of 500 first).
+Every receiver can hang (``hang`` seconds, then a 500 and nothing done) or fail (``fail`` answers of 500 first).
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ class Receiver:
                     if failing:
                         owner.fail -= 1
                 if hang:
-                    owner.release.wait(hang)
-                if failing:
+                    owner.release.wait(hang)  # then lost: a request the client gave up on is not carried out
+                if failing or hang:
                     status, payload = 500, {"message": "Internal Server Error"}
                 else:
                     with owner.lock:

@@ -102,7 +102,11 @@ class Dispatcher:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the delivery thread (only when there is a sink to deliver to)."""
+        """Start the delivery thread (only when there is a sink to deliver to); say which sinks lack a credential."""
+        for sink in self.sinks:
+            problem = sink.problem()
+            if problem is not None:
+                log.warning("notifications will fail until this is fixed", sink=sink.name, problem=problem)
         if self.sinks and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
             self._thread.start()

@@ -52,13 +52,6 @@ class Secret:
             self.seen([value])
         return value
 
-    def peek(self) -> str | None:
-        """The credential if it can be read now, else None (for the redactor at start; never raises)."""
-        try:
-            return self.value()
-        except StallError:
-            return None
-
 
 @dataclass(frozen=True)
 class SecretAuth:

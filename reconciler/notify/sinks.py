@@ -73,6 +73,10 @@ class Sink(Protocol):
         """Make the request; raises DeliveryFailed."""
         ...
 
+    def problem(self) -> str | None:
+        """Why deliveries will fail as things are (a credential missing), or None; reads the credential."""
+        ...
+
     def close(self) -> None:
         ...
 
@@ -112,6 +116,15 @@ class _HttpSink:
     def _client(self, url: str, **kw: Any) -> HttpClient:
         return HttpClient(url, timeout=self.settings.timeout, attempts=kw.pop("attempts", self.delivery.http_attempts),
                           backoff=self.delivery.http_backoff, max_body=1024 * 1024, **kw)
+
+    secret: Secret
+
+    def problem(self) -> str | None:
+        try:
+            self.secret.value()
+        except StallError as exc:
+            return str(exc)
+        return None
 
     def _refused(self, resp: Response, what: str) -> DeliveryFailed:
         return DeliveryFailed(f"{what}: {resp.message}", retry=False)  # the receiver said no: asking again changes nothing
@@ -184,7 +197,8 @@ class SlackSink(_HttpSink):
     def deliveries(self, event: Event) -> list[Delivery]:
         return [Delivery(self.name, _what(event), event)]
 
-    def send(self, delivery: Delivery) -> None:
+    def _url(self) -> tuple[str, str]:
+        """The webhook URL and its path (the secret part); raises DeliveryFailed."""
         try:
             url = self.secret.value()
             http_url(url, credentials_hint="the URL Slack gave is the credential; nothing else is needed")
@@ -195,6 +209,17 @@ class SlackSink(_HttpSink):
         path = urlsplit(url).path
         if self.seen is not None:
             self.seen([path])  # a message quoting the request line must not show the token in the path
+        return url, path
+
+    def problem(self) -> str | None:
+        try:
+            self._url()
+        except DeliveryFailed as exc:
+            return exc.message
+        return None
+
+    def send(self, delivery: Delivery) -> None:
+        url, path = self._url()
         client = self._clients.get(url)
         if client is None:
             # One attempt per delivery: the client logs the URL of a request it retries, and this URL is the
