@@ -91,8 +91,9 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
     args.json = fmt == "json"  # errors are JSON too
     if args.against is not None:
         return cmd_plan_against(args, config, fmt)
-    if fmt == "markdown":
-        print("reconciler plan: error: --format markdown needs --against REF", file=sys.stderr)
+    if fmt == "markdown" or args.status:
+        print(f"reconciler plan: error: {'--status' if args.status else '--format markdown'} needs --against REF",
+              file=sys.stderr)
         return EXIT_USAGE
     progress = _Progress(not args.no_progress)
     try:
@@ -237,9 +238,25 @@ def cmd_plan_against(args: argparse.Namespace, config: Config, fmt: str) -> int:
     if review.conflicts:
         print(f"reconciler: error: merging {args.against} into {review.branch} conflicts in "
               f"{len(review.conflicts)} file(s)", file=sys.stderr)
+    if args.status and not _post_status(args, config, review):
+        return EXIT_ERROR
     if review.errors:
         return EXIT_ERROR
     return EXIT_PENDING if review.pending else EXIT_OK
+
+
+def _post_status(args: argparse.Namespace, config: Config, review: Any) -> bool:
+    """``plan --against --status``: the verdict as a commit status on the --against commit; False if one failed."""
+    from reconciler.notify import context_of, post_plan_status
+
+    posted = post_plan_status(config, review, seen=args.redactor.add)
+    if not posted:
+        print(f"reconciler plan: --status: no github, gitlab or gitea [[notify]] for {review.env} in {config.source}; "
+              "no commit status set", file=sys.stderr)
+    for sink, state, error in posted:
+        done = f"{state} ({context_of(review.env)}) on {review.against_commit[:12]} by notify {sink!r}"
+        print(f"reconciler: error: could not set {done}: {error}" if error else f"commit status {done}", file=sys.stderr)
+    return all(error is None for _, _, error in posted)
 
 
 def cmd_validate(args: argparse.Namespace, config: Config) -> int:
