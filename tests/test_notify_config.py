@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -126,3 +127,12 @@ def test_public_url_is_an_http_url_without_credentials(tmp_path: Path) -> None:
     assert "must be an http:// or https:// URL" in problems(tmp_path, ENV + '[server]\npublic_url = "reconciler"\n')
     assert load(tmp_path, ENV).server.public_url is None
     assert status_link(None, "production") is None
+
+
+def test_the_readme_example_is_a_valid_config(tmp_path: Path) -> None:
+    """The TOML of the README's "Notifications and commit status" loads as it is written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("### Notifications and commit status\n")
+    block = re.search(r"```toml\n(.*?)```", readme[start:], flags=re.S).group(1)
+    config = load(tmp_path, ENV + block)
+    assert [n.type for n in config.notify] == ["webhook", "slack", "github"]
