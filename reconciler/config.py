@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -178,27 +179,9 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> Config:
     problems: list[Problem] = []
-    envs_raw = raw.pop("environment", [])
-    if not isinstance(envs_raw, list):
-        problems.append(Problem(where, "environment: must be an array of tables ([[environment]])"))
-        envs_raw = []
-    envs: list[EnvironmentConfig] = []
-    for i, env in enumerate(envs_raw):
-        loc = f"environment[{i}]"
-        if not isinstance(env, dict):
-            problems.append(Problem(where, f"{loc}: must be a table"))
-            continue
-        driver = env.get("driver")
-        model = DRIVER_MODELS.get(driver) if isinstance(driver, str) else None
-        if model is None:
-            known = ", ".join(sorted(DRIVER_MODELS))
-            problems.append(Problem(where, f"{loc}.driver = {driver!r}: unknown driver; use one of {known}"))
-            continue
-        try:
-            envs.append(model.model_validate(env))
-        except ValidationError as exc:
-            problems.extend(_problems(exc, where, loc, env))
-    notify = _parse_notify(raw.pop("notify", []), where, problems)
+    envs_raw, parsed = _tables(raw, "environment", "driver", DRIVER_MODELS, where, problems)
+    envs: list[EnvironmentConfig] = [env for _, env in parsed]
+    _, notify = _tables(raw, "notify", "type", NOTIFY_MODELS, where, problems)
     try:
         top = Config.model_validate(raw)
     except ValidationError as exc:
@@ -254,27 +237,31 @@ def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> C
     )
 
 
-def _parse_notify(raw: Any, where: str, problems: list[Problem]) -> list[tuple[int, Any]]:
-    """``[[notify]]`` tables, each validated by the model of its ``type``, with its index."""
-    if not isinstance(raw, list):
-        problems.append(Problem(where, "notify: must be an array of tables ([[notify]])"))
-        return []
+def _tables(raw: dict[str, Any], key: str, tag: str, models: Mapping[str, type[_Model]], where: str,
+            problems: list[Problem]) -> tuple[list[Any], list[tuple[int, Any]]]:
+    """The array of tables ``raw[key]`` (taken out of ``raw``), each validated by the model its ``tag`` names:
+    ``(the tables as written, [(index, model), ...])``; every problem is added to ``problems``."""
+    tables = raw.pop(key, [])
+    if not isinstance(tables, list):
+        problems.append(Problem(where, f"{key}: must be an array of tables ([[{key}]])"))
+        return [], []
     out = []
-    for i, table in enumerate(raw):
-        loc = f"notify[{i}]"
+    for i, table in enumerate(tables):
+        loc = f"{key}[{i}]"
         if not isinstance(table, dict):
             problems.append(Problem(where, f"{loc}: must be a table"))
             continue
-        kind = table.get("type")
-        model = NOTIFY_MODELS.get(kind) if isinstance(kind, str) else None
+        name = table.get(tag)
+        model = models.get(name) if isinstance(name, str) else None
         if model is None:
-            problems.append(Problem(where, f"{loc}.type = {kind!r}: unknown type; use one of {', '.join(NOTIFY_MODELS)}"))
+            known = ", ".join(sorted(models))
+            problems.append(Problem(where, f"{loc}.{tag} = {name!r}: unknown {tag}; use one of {known}"))
             continue
         try:
             out.append((i, model.model_validate(table)))
         except ValidationError as exc:
             problems.extend(_problems(exc, where, loc, table))
-    return out
+    return tables, out
 
 
 def _check_notify(notify: list[tuple[int, Any]], envs: list[str], where: str, problems: list[Problem]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -51,6 +52,11 @@ token_env = "GITEA_TOKEN"
 """
 
 
+def tables(*sinks: dict) -> str:
+    """``[[notify]]`` tables in TOML, one per dict."""
+    return "".join("\n[[notify]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in sink.items()) for sink in sinks)
+
+
 def load(tmp_path: Path, text: str):
     (tmp_path / "reconciler.toml").write_text(text)
     return load_config(tmp_path / "reconciler.toml")
@@ -84,41 +90,39 @@ def test_the_published_schema_accepts_the_example_and_knows_every_type(tmp_path:
 
 
 def test_a_credential_comes_from_exactly_one_variable_or_file(tmp_path: Path) -> None:
-    text = problems(tmp_path, ENV + '[[notify]]\ntype = "github"\nrepository = "a/b"\n\n'
-                                    '[[notify]]\ntype = "webhook"\nname = "w"\nurl = "https://h.example.com/x"\n'
-                                    'secret_env = "A"\nsecret_file = "b"\n')
+    text = problems(tmp_path, ENV + tables({"type": "github", "repository": "a/b"},
+                                           {"type": "webhook", "name": "w", "url": "https://h.example.com/x",
+                                            "secret_env": "A", "secret_file": "b"}))
     assert "set exactly one of token_env (an environment variable) or token_file (a file)" in text
     assert "set exactly one of secret_env" in text
 
 
 def test_a_credential_written_in_the_config_is_refused(tmp_path: Path) -> None:
     """No token key, no Slack URL in the file, no user:password in a URL (and it is not echoed)."""
-    text = problems(tmp_path, ENV + '[[notify]]\ntype = "slack"\nurl = "https://hooks.slack.com/services/T/B/xyz"\n\n'
-                                    '[[notify]]\ntype = "github"\nrepository = "a/b"\ntoken = "ghp_abcdef"\n'
-                                    'token_env = "T"\n\n'
-                                    '[[notify]]\ntype = "webhook"\nurl = "https://me:hunter22@h.example.com/x"\n'
-                                    'secret_env = "S"\n')
+    text = problems(tmp_path, ENV + tables({"type": "slack", "url": "https://hooks.slack.com/services/T/B/xyz"},
+                                           {"type": "github", "repository": "a/b", "token": "ghp_abcdef", "token_env": "T"},
+                                           {"type": "webhook", "url": "https://me:hunter22@h.example.com/x",
+                                            "secret_env": "S"}))
     assert "notify[0].url: unknown key" in text and "notify[1].token: unknown key" in text
     assert "must not carry credentials" in text and "hunter22" not in text and "ghp_abcdef" not in text
 
 
 def test_each_problem_is_one_line_naming_the_table(tmp_path: Path) -> None:
-    text = problems(tmp_path, ENV + '[[notify]]\ntype = "pager"\n\n'
-                                    '[[notify]]\ntype = "gitlab"\nrepository = "5"\ntoken_env = "T"\n\n'
-                                    '[[notify]]\ntype = "gitea"\napi = "https://g.example.com/api/v1"\nrepository = "x"\n'
-                                    'token_env = "T"\n\n'
-                                    '[[notify]]\ntype = "webhook"\nurl = "https://h.example.com/x"\nsecret_env = "S"\n'
-                                    'events = ["applyed"]\n')
-    assert "notify[0].type = 'pager': unknown type; use one of webhook, slack, github, gitlab, gitea" in text
+    text = problems(tmp_path, ENV + tables({"type": "pager"},
+                                           {"type": "gitlab", "repository": "5", "token_env": "T"},
+                                           {"type": "gitea", "api": "https://g.example.com/api/v1", "repository": "x",
+                                            "token_env": "T"},
+                                           {"type": "webhook", "url": "https://h.example.com/x", "secret_env": "S",
+                                            "events": ["applyed"]}))
+    assert "notify[0].type = 'pager': unknown type; use one of gitea, github, gitlab, slack, webhook" in text
     assert "api is required for gitlab" in text
     assert "repository = 'x': must be owner/repo for gitea" in text
     assert "notify[3].events = ['applyed']: unknown event kind(s) 'applyed'" in text
 
 
 def test_sinks_need_their_own_names_and_known_environments(tmp_path: Path) -> None:
-    text = problems(tmp_path, ENV + '[[notify]]\ntype = "github"\nrepository = "a/b"\ntoken_env = "T"\n\n'
-                                    '[[notify]]\ntype = "github"\nrepository = "a/c"\ntoken_env = "T"\n'
-                                    'environments = ["prod"]\n')
+    github = {"type": "github", "repository": "a/b", "token_env": "T"}
+    text = problems(tmp_path, ENV + tables(github, {**github, "environments": ["prod"]}))
     assert "notify[1]: its name 'github' is also notify[0]'s; give each a name" in text
     assert "notify[1].environments: no environment named 'prod' (known: production)" in text
 

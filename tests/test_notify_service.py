@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import Workspace, flow
 from tests.servicekit import ServiceProcess, wait_for
+from tests.test_notify_config import tables
 from tests.test_notify_fakes import FakeForge, OpenAPI, SlackReceiver, WebhookReceiver, github_openapi  # noqa: F401
 
 TOKEN, BAD_TOKEN = "ghp-e2e-t0ken-0123456789abcdef", "ghp-e2e-wr0ng-0123456789abcdef"
@@ -33,34 +34,13 @@ def svc(ws: Workspace, receivers):
     ws.put("production", "orders.json", flow("orders", "1.0"))
     ws.cli("export", "production", check=True)
     (ws.root / "hook-key").write_text(KEY + "\n")
-    ws.write_config(f"""
-[server]
-public_url = "{PUBLIC}"
-
-[[notify]]
-type = "github"
-api = "{gh.api}"
-repository = "acme/flows"
-token_env = "E2E_GITHUB_TOKEN"
-
-[[notify]]
-type = "github"
-name = "github-wrong-token"
-api = "{gh.api}"
-repository = "acme/flows"
-token_env = "E2E_BAD_TOKEN"
-events = ["applied"]
-
-[[notify]]
-type = "webhook"
-url = "{hook.url}/hooks/flows"
-secret_file = "hook-key"
-
-[[notify]]
-type = "slack"
-url_env = "E2E_SLACK_URL"
-events = ["applied", "invalid"]
-""")
+    github = {"type": "github", "api": gh.api, "repository": "acme/flows", "token_env": "E2E_GITHUB_TOKEN"}
+    ws.write_config(f'\n[server]\npublic_url = "{PUBLIC}"\n' + tables(
+        github,
+        {**github, "name": "github-wrong-token", "token_env": "E2E_BAD_TOKEN", "events": ["applied"]},
+        {"type": "webhook", "url": f"{hook.url}/hooks/flows", "secret_file": "hook-key"},
+        {"type": "slack", "url_env": "E2E_SLACK_URL", "events": ["applied", "invalid"]},
+    ))
     env = {"E2E_GITHUB_TOKEN": TOKEN, "E2E_BAD_TOKEN": BAD_TOKEN, "E2E_SLACK_URL": slack.hook}
     with ServiceProcess(ws.config, env=env) as s:
         wait_for(lambda: s.runs("production") >= 1, what="the startup reconcile")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -59,15 +59,20 @@ class NotifyBase(Model):
         """Do this sink's filters let an event of ``kind`` about ``environment`` through?"""
         return kind in self.events and (not self.environments or environment in self.environments)
 
-    def secret_files(self) -> tuple[str, ...]:
-        """The names of this model's fields holding a path to a credential (resolved against the config's folder)."""
-        return ()
+    #: the sink's credential: (the key naming its variable, the key naming its file, what it is)
+    credential: ClassVar[tuple[str, str, str]]
 
-    def _one_of(self, env_key: str, file_key: str, what: str) -> None:
-        env, file = getattr(self, env_key), getattr(self, file_key)
-        if (env is None) == (file is None):
+    @model_validator(mode="after")
+    def _one_credential(self) -> "NotifyBase":
+        env_key, file_key, what = self.credential
+        if (getattr(self, env_key) is None) == (getattr(self, file_key) is None):
             raise ValueError(f"set exactly one of {env_key} (an environment variable) or {file_key} (a file) "
                              f"holding {what}")
+        return self
+
+    def secret_files(self) -> tuple[str, ...]:
+        """The names of this model's fields holding a path to a credential (resolved against the config's folder)."""
+        return (self.credential[1],)
 
 
 def _url(v: str) -> str:
@@ -78,6 +83,7 @@ class WebhookNotify(NotifyBase):
     """The event as JSON, POSTed with ``X-Signature: sha256=<hex HMAC-SHA256 of the body>`` (Flux's generic-hmac)."""
 
     type: Literal["webhook"]
+    credential: ClassVar[tuple[str, str, str]] = ("secret_env", "secret_file", "the key that signs the body")
     url: str = Field(description="Where to POST the events (http:// or https://).")
     secret_env: str | None = Field(None, pattern=ENV_VAR, description="Environment variable holding the HMAC key.")
     secret_file: Path | None = Field(None, description="File holding the HMAC key.")
@@ -87,35 +93,21 @@ class WebhookNotify(NotifyBase):
     def _check_url(cls, v: str) -> str:
         return _url(v)
 
-    @model_validator(mode="after")
-    def _secret(self) -> "WebhookNotify":
-        self._one_of("secret_env", "secret_file", "the key that signs the body")
-        return self
-
-    def secret_files(self) -> tuple[str, ...]:
-        return ("secret_file",)
-
 
 class SlackNotify(NotifyBase):
     """A short summary as ``{"text": ...}`` to a Slack-compatible incoming webhook."""
 
     type: Literal["slack"]
+    credential: ClassVar[tuple[str, str, str]] = ("url_env", "url_file", "the incoming-webhook URL (it is a credential)")
     url_env: str | None = Field(None, pattern=ENV_VAR, description="Environment variable holding the webhook URL.")
     url_file: Path | None = Field(None, description="File holding the webhook URL.")
-
-    @model_validator(mode="after")
-    def _secret(self) -> "SlackNotify":
-        self._one_of("url_env", "url_file", "the incoming-webhook URL (it is a credential)")
-        return self
-
-    def secret_files(self) -> tuple[str, ...]:
-        return ("url_file",)
 
 
 class ForgeNotify(NotifyBase):
     """A commit status (context ``flow-reconciler/<env>``) on the commit an event is about."""
 
     type: Literal["github", "gitlab", "gitea"]
+    credential: ClassVar[tuple[str, str, str]] = ("token_env", "token_file", "the API token")
     api: str | None = Field(
         None, description="Base URL of the forge's API: https://api.github.com (GitHub's default), "
         "https://gitlab.example.com/api/v4, https://gitea.example.com/api/v1.",
@@ -133,7 +125,6 @@ class ForgeNotify(NotifyBase):
 
     @model_validator(mode="after")
     def _check(self) -> "ForgeNotify":
-        self._one_of("token_env", "token_file", "the API token")
         if self.api is None and self.type not in FORGE_API:
             raise ValueError(f"api is required for {self.type} (its API's base URL, e.g. "
                              f"https://{self.type}.example.com/api/{'v4' if self.type == 'gitlab' else 'v1'})")
@@ -145,9 +136,6 @@ class ForgeNotify(NotifyBase):
     @property
     def base_url(self) -> str:
         return self.api or FORGE_API[self.type]
-
-    def secret_files(self) -> tuple[str, ...]:
-        return ("token_file",)
 
 
 NotifyConfig = Annotated[Union[WebhookNotify, SlackNotify, ForgeNotify], Field(discriminator="type")]
