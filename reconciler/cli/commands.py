@@ -238,25 +238,16 @@ def cmd_plan_against(args: argparse.Namespace, config: Config, fmt: str) -> int:
     if review.conflicts:
         print(f"reconciler: error: merging {args.against} into {review.branch} conflicts in "
               f"{len(review.conflicts)} file(s)", file=sys.stderr)
-    if args.status and not _post_status(args, config, review):
-        return EXIT_ERROR
+    if args.status:
+        from reconciler.notify import post_plan_status
+
+        lines, posted = post_plan_status(config, review, seen=args.redactor.add)
+        print("\n".join(lines), file=sys.stderr)
+        if not posted:
+            return EXIT_ERROR
     if review.errors:
         return EXIT_ERROR
     return EXIT_PENDING if review.pending else EXIT_OK
-
-
-def _post_status(args: argparse.Namespace, config: Config, review: Any) -> bool:
-    """``plan --against --status``: the verdict as a commit status on the --against commit; False if one failed."""
-    from reconciler.notify import context_of, post_plan_status
-
-    posted = post_plan_status(config, review, seen=args.redactor.add)
-    if not posted:
-        print(f"reconciler plan: --status: no github, gitlab or gitea [[notify]] for {review.env} in {config.source}; "
-              "no commit status set", file=sys.stderr)
-    for sink, state, error in posted:
-        done = f"{state} ({context_of(review.env)}) on {review.against_commit[:12]} by notify {sink!r}"
-        print(f"reconciler: error: could not set {done}: {error}" if error else f"commit status {done}", file=sys.stderr)
-    return all(error is None for _, _, error in posted)
 
 
 def cmd_validate(args: argparse.Namespace, config: Config) -> int:

@@ -51,23 +51,29 @@ def plan_status(review: "Review", link: str | None = None) -> CommitStatus:
 
 
 def post_plan_status(config: "Config", review: "Review", *, seen: Callable[[Iterable[str]], None] | None = None,
-                     environ: Mapping[str, str] | None = None) -> list[tuple[str, str, str | None]]:
+                     environ: Mapping[str, str] | None = None) -> tuple[list[str], bool]:
     """Post the review's status through each forge sink for its environment.
 
-    Returns ``(sink, forge state, error or None)`` per sink; an empty list when none is configured.
+    Returns the lines that say what was done (for stderr) and False when a status could not be set.
     """
     status = plan_status(review, status_link(config.server.public_url, review.env))
-    out = []
+    lines, ok = [], True
     for settings in config.notify:
         if not isinstance(settings, ForgeNotify) or (settings.environments and review.env not in settings.environments):
             continue
         sink = ForgeSink(settings, DeliverySettings(), seen=seen, environ=environ)
+        done = (f"{forge_state(sink.forge, status.state)} ({status.context}) on {status.sha[:12]} "
+                f"by notify {sink.name!r}")
         try:
             sink.post(status)
         except DeliveryFailed as exc:
-            out.append((sink.name, forge_state(sink.forge, status.state), exc.message))
+            lines.append(f"reconciler: error: could not set commit status {done}: {exc.message}")
+            ok = False
         else:
-            out.append((sink.name, forge_state(sink.forge, status.state), None))
+            lines.append(f"commit status {done}")
         finally:
             sink.close()
-    return out
+    if not lines:
+        lines.append(f"reconciler plan: --status: no github, gitlab or gitea [[notify]] for {review.env} in "
+                     f"{config.source}; no commit status set")
+    return lines, ok
