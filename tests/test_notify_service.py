@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,30 @@ def test_a_push_gets_pending_then_success_and_an_invalid_flow_failure(ws: Worksp
     assert svc.metric("reconciler_notifications_total", sink="github", result="delivered") >= 4
 
     assert svc.terminate() == 0
+    assert svc.find("service stopped")[0]["notifications_flushed"] is True
     lines = "\n".join(svc.raw)
     assert svc.find("notification delivered", sink="github", what=f"success {CONTEXT}@{good[:12]}")
     assert "$E2E_BAD_TOKEN" in lines  # the refusal names the variable...
     for secret in (TOKEN, BAD_TOKEN, KEY, slack.hook, SLACK_PATH, "e2e-sl4ck-s3cret"):
         assert secret not in lines  # ...and no line quotes a credential
+
+
+def test_sigterm_with_a_receiver_that_hangs_stops_within_the_grace(ws: Workspace, receivers) -> None:
+    """What cannot be delivered before shutdown_grace runs out is dropped and counted; the service exits 0."""
+    gh, _, _ = receivers
+    gh.hang = 60.0
+    ws.add_env("production", drift="restore", interval=3600)
+    ws.put("production", "orders.json", flow("orders", "1.0"))
+    ws.cli("export", "production", check=True)
+    ws.write_config('\n[server]\nshutdown_grace = 2\n' + tables(
+        {"type": "github", "api": gh.api, "repository": "acme/flows", "token_env": "E2E_GITHUB_TOKEN", "timeout": 30}))
+    with ServiceProcess(ws.config, env={"E2E_GITHUB_TOKEN": TOKEN}) as svc:
+        wait_for(lambda: svc.runs("production") >= 1, what="the startup reconcile")
+        clone = ws.clone("env/production")
+        push(ws, clone, json.dumps(flow("orders", "1.0", owner="git"), indent=2) + "\n", "orders: owner")
+        wait_for(lambda: len(gh.requests) >= 1, timeout=20, what="a status request to hang")
+        started = time.monotonic()
+        assert svc.terminate() == 0
+        assert time.monotonic() - started < 10
+        assert svc.find("notifications not delivered before the deadline, dropped")
+        assert svc.find("service stopped")[0]["notifications_flushed"] is False
