@@ -5,7 +5,9 @@ Relative paths in it are relative to the file. A bad file is reported as one
 line per problem: ``file: key = value: why``.
 
 Environments are a list of tables, each validated by the model of its
-``driver``; :data:`DRIVER_MODELS` is the registry.
+``driver``; :data:`DRIVER_MODELS` is the registry. Notification sinks
+(``[[notify]]``) are validated the same way, by the model of their ``type``
+(:data:`reconciler.notify.settings.NOTIFY_MODELS`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from __future__ import annotations
 import importlib
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from reconciler.drivers._common import http_url
 from reconciler.envconfig import EnvironmentConfig, Model as _Model
 from reconciler.errors import ConfigError, Problem
 from reconciler.names import redact_url
+from reconciler.notify.settings import NOTIFY_MODELS, NotifyConfig
 from reconciler.schemas import check_usable
 
 __all__ = [
@@ -91,12 +96,21 @@ class ServerConfig(_Model):
     retry_base: float = Field(1.0, gt=0, description="First retry delay (seconds) after a transient failure.")
     retry_max: float = Field(300.0, gt=0, description="Longest retry delay (seconds); delays double up to it.")
     debounce_ms: int = Field(50, ge=0, description="Quiet time (ms) that ends a burst of file or ref changes.")
+    public_url: str | None = Field(
+        None, description="The service's address as people reach it (https://reconciler.example.com): "
+        "notifications and commit statuses link to <public_url>/environments/<env>. Without it, no link.",
+    )
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
         parse_listen(v)
         return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v, credentials_hint="it is a link shown to people")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -128,6 +142,9 @@ class Config(_Model):
     repository: RepositoryConfig = RepositoryConfig()
     server: ServerConfig = ServerConfig()
     environments: tuple[EnvironmentConfig, ...] = Field((), alias="environment")
+    notify: tuple[NotifyConfig, ...] = Field(
+        (), description="Notification sinks, one table each ([[notify]]): webhook, slack, github, gitlab, gitea.",
+    )
     source: Path | None = Field(None, exclude=True)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -162,26 +179,9 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> Config:
     problems: list[Problem] = []
-    envs_raw = raw.pop("environment", [])
-    if not isinstance(envs_raw, list):
-        problems.append(Problem(where, "environment: must be an array of tables ([[environment]])"))
-        envs_raw = []
-    envs: list[EnvironmentConfig] = []
-    for i, env in enumerate(envs_raw):
-        loc = f"environment[{i}]"
-        if not isinstance(env, dict):
-            problems.append(Problem(where, f"{loc}: must be a table"))
-            continue
-        driver = env.get("driver")
-        model = DRIVER_MODELS.get(driver) if isinstance(driver, str) else None
-        if model is None:
-            known = ", ".join(sorted(DRIVER_MODELS))
-            problems.append(Problem(where, f"{loc}.driver = {driver!r}: unknown driver; use one of {known}"))
-            continue
-        try:
-            envs.append(model.model_validate(env))
-        except ValidationError as exc:
-            problems.extend(_problems(exc, where, loc, env))
+    envs_raw, parsed = _tables(raw, "environment", "driver", DRIVER_MODELS, where, problems)
+    envs: list[EnvironmentConfig] = [env for _, env in parsed]
+    _, notify = _tables(raw, "notify", "type", NOTIFY_MODELS, where, problems)
     try:
         top = Config.model_validate(raw)
     except ValidationError as exc:
@@ -213,6 +213,7 @@ def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> C
             problems.append(Problem(where, f"environment[{i}].{key} = {str(getattr(envs[i], key))!r}: also the {kind} "
                                            f"of environment {places_taken[place]!r}; each environment needs its own {kind}"))
         places_taken.setdefault(place, env.name)
+    _check_notify(notify, [e.name for e in envs], where, problems)
     if problems or top is None:
         raise ConfigError(problems)
     repo = top.repository.model_copy(update={"path": _abs(base, top.repository.path), **{
@@ -228,9 +229,53 @@ def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> C
             if getattr(top.server, k) is not None
         }
     )
+    notify = [n.model_copy(update={k: _abs(base, getattr(n, k)) for k in n.secret_files() if getattr(n, k) is not None})
+              for _, n in notify]
     return top.model_copy(
-        update={"repository": repo, "server": server, "environments": tuple(resolved), "source": Path(where)}
+        update={"repository": repo, "server": server, "environments": tuple(resolved), "notify": tuple(notify),
+                "source": Path(where)}
     )
+
+
+def _tables(raw: dict[str, Any], key: str, tag: str, models: Mapping[str, type[_Model]], where: str,
+            problems: list[Problem]) -> tuple[list[Any], list[tuple[int, Any]]]:
+    """The array of tables ``raw[key]`` (taken out of ``raw``), each validated by the model its ``tag`` names:
+    ``(the tables as written, [(index, model), ...])``; every problem is added to ``problems``."""
+    tables = raw.pop(key, [])
+    if not isinstance(tables, list):
+        problems.append(Problem(where, f"{key}: must be an array of tables ([[{key}]])"))
+        return [], []
+    out = []
+    for i, table in enumerate(tables):
+        loc = f"{key}[{i}]"
+        if not isinstance(table, dict):
+            problems.append(Problem(where, f"{loc}: must be a table"))
+            continue
+        name = table.get(tag)
+        model = models.get(name) if isinstance(name, str) else None
+        if model is None:
+            known = ", ".join(sorted(models))
+            problems.append(Problem(where, f"{loc}.{tag} = {name!r}: unknown {tag}; use one of {known}"))
+            continue
+        try:
+            out.append((i, model.model_validate(table)))
+        except ValidationError as exc:
+            problems.extend(_problems(exc, where, loc, table))
+    return tables, out
+
+
+def _check_notify(notify: list[tuple[int, Any]], envs: list[str], where: str, problems: list[Problem]) -> None:
+    """Each sink's name is its own (metrics and logs tell them apart by it); its environments exist."""
+    names: dict[str, int] = {}
+    for i, n in notify:
+        if n.sink in names:
+            problems.append(Problem(where, f"notify[{i}]: its name {n.sink!r} is also notify[{names[n.sink]}]'s; "
+                                           "give each a name = \"...\""))
+        names.setdefault(n.sink, i)
+        for env in n.environments:
+            if env not in envs:
+                problems.append(Problem(where, f"notify[{i}].environments: no environment named {env!r} "
+                                               f"(known: {', '.join(envs) or 'none'})"))
 
 
 def _abs(base: Path, p: Path) -> Path:

@@ -1,7 +1,8 @@
 """Prometheus metrics of the service, in a registry of their own (no globals).
 
-Every metric is written in one place, :meth:`Metrics.record`, from the outcome
-of a reconcile; the rest of the code never touches a counter.
+Every metric of a reconcile is written in one place, :meth:`Metrics.record`, from
+its outcome; a notification's in one other, :meth:`Metrics.notified`, by the
+dispatcher; the rest of the code never touches a counter.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ class Metrics:
             ["environment"], registry=r,
         )
         self.triggers = Counter("reconciler_triggers", "Reconcile requests by source.", ["environment", "source"], registry=r)
+        self.notifications = Counter(
+            "reconciler_notifications", "Notifications ([[notify]] sinks) by result: delivered, failed (for good, "
+            "after the retries) or dropped (the queue was full, or the service stopped first).", ["sink", "result"],
+            registry=r,
+        )
         info = Gauge("reconciler_build_info", "Version of the running reconciler.", ["version"], registry=r)
         info.labels(__version__).set(1)
 
@@ -88,6 +94,15 @@ class Metrics:
         self.quarantined.labels(env)
         self.duration.labels(env)
         self.latency.labels(env)
+
+    def register_sink(self, sink: str) -> None:
+        """Create a notification sink's series at zero."""
+        for result in ("delivered", "failed", "dropped"):
+            self.notifications.labels(sink, result)
+
+    def notified(self, sink: str, result: str) -> None:
+        """One delivery to ``sink`` ended: delivered, failed or dropped (the dispatcher's one counter)."""
+        self.notifications.labels(sink, result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,7 +7,9 @@ only *request* a reconcile, through the small protocol the triggers depend on
 coalesce into one pending run, one worker thread per environment runs them one
 at a time, and environments run in parallel, so a slow platform delays only its
 own environment. What to watch comes from the drivers (``Watchable``), never
-from knowing a driver's settings.
+from knowing a driver's settings. The workers' events go to one
+:class:`~reconciler.notify.Dispatcher` (``[[notify]]``), which delivers them
+in the background and is flushed last on stop.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from reconciler.engine import Engine
 from reconciler.errors import ReconcilerError, RetryableError, StallError
 from reconciler.gitstore import GitStore
 from reconciler.metrics import Metrics
+from reconciler.notify import Dispatcher, status_link
 from reconciler.redaction import Redactor
 from reconciler.remote import Remote
 from reconciler.shard import Shard
@@ -58,6 +61,7 @@ class Service:
         self.redactor = redactor if redactor is not None else Redactor()
         for env in config.environments:
             self.redactor.add(env.load_secrets(strict=False).values())
+        self.notifier = Dispatcher.from_config(config, metrics=self.metrics, redactor=self.redactor)
         self.store = GitStore.from_config(config.repository, create=bool(config.repository.remote))
         self.remote = Remote.from_config(self.store, config.repository)
         owned = set(shard.select(e.name for e in config.environments))
@@ -77,8 +81,12 @@ class Service:
             engine=Engine(cfg, store=store, redactor=self.redactor), store=store,
             remote=Remote.from_config(store, cfg.repository), metrics=self.metrics, clock=self.clock, wall=self.wall,
             retry_base=cfg.server.retry_base, retry_max=cfg.server.retry_max, watching=self._watching,
-            on_run=self.on_run,
+            on_run=self.on_run, notifier=self.notifier, link=self.link,
         ))
+
+    def link(self, env: str) -> str | None:
+        """The environment's status page, for notifications and commit statuses (``[server] public_url``)."""
+        return status_link(self.config.server.public_url, env)
 
     def _watching(self, env: str) -> bool:
         """Does the folder watch vouch that ``env``'s environment did not change?"""
@@ -88,6 +96,7 @@ class Service:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        self.notifier.start()
         for w in self.workers.values():
             w.start()
         intervals = {e.name: e.interval for e in self.owned_envs()}
@@ -122,7 +131,9 @@ class Service:
             clean = clean and not w.is_alive()
             if not w.is_alive():
                 w.engine.close()
-        log.info("service stopped", clean=clean)
+        # Last, so the events of the runs that just finished are sent too; within what is left of the grace.
+        delivered = self.notifier.stop(max(0.0, deadline - self.clock()))
+        log.info("service stopped", clean=clean, notifications_flushed=delivered)
         return clean
 
     # -- triggers ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import yaml
 
 from tests.conftest import Workspace, git_env
 from tests.promokit import ACC_API, ACC_PW, VALUES, orders, promote_branch, setup_two
+from tests.test_notify_fakes import FakeForge, OpenAPI, github_openapi  # noqa: F401
 
 CI = Path(__file__).resolve().parent.parent / "deploy" / "ci"
 
@@ -88,14 +89,20 @@ def test_the_gitlab_plan_job_fails_when_the_source_does_not_merge(promotion) -> 
     assert out.returncode != 0
 
 
-def test_the_github_plan_step_writes_the_job_summary_and_passes(promotion) -> None:
-    """The config comes from a secret's text; the branch names from the environment, not the script."""
-    ws, branch = promotion
+def github_runner(ws: Workspace, name: str) -> tuple[str, Path]:
+    """The config as a secret's text (absolute paths: the job runs elsewhere) and a fresh RUNNER_TEMP."""
     config = ws.config.read_text()
     for rel in ("state/", "envs/", "secrets/"):
         config = config.replace(f'"{rel}', f'"{ws.root}/{rel}')
-    runner = ws.root / "runner"
+    runner = ws.root / name
     runner.mkdir()
+    return config, runner
+
+
+def test_the_github_plan_step_writes_the_job_summary_and_passes(promotion) -> None:
+    """The config comes from a secret's text; the branch names from the environment, not the script."""
+    ws, branch = promotion
+    config, runner = github_runner(ws, "runner")
     plan = step(github()["jobs"]["plan"], "plan the merge")
     assert "${{" not in plan["run"]
     out = run(plan["run"], runner, RECONCILER_TOML=config, RUNNER_TEMP=str(runner), TARGET="env/production",
@@ -113,3 +120,72 @@ def test_the_github_workflow_runs_on_pull_requests_into_environment_branches() -
     assert doc["permissions"] == {"contents": "read"}
     assert doc["jobs"]["comment"]["permissions"] == {"pull-requests": "write"}
     assert "head.repo.full_name == github.repository" in doc["jobs"]["comment"]["if"]
+
+
+STATUS_TOKEN = "ci-status-t0ken-0123456789abcdef"
+
+
+def with_forge(config: str, forge: FakeForge, token_env: str) -> str:
+    """A CI config: the service's tables and a [[notify]] table for --status."""
+    return config + (f'\n[[notify]]\ntype = "{forge.kind}"\napi = "{forge.api}"\nrepository = "{forge.repository}"\n'
+                     f'token_env = "{token_env}"\n')
+
+
+def head(ws: Workspace, branch: str) -> str:
+    return ws.git("rev-parse", branch, cwd=ws.repo).strip()
+
+
+def gitlab_plan_with_status(ws: Workspace, branch: str, name: str, token: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                                      FakeForge, Path]:
+    """The GitLab plan job in its own folder, with a [[notify]] gitlab table for a fake GitLab and ``token``."""
+    job_dir = ws.root / name
+    job_dir.mkdir()
+    with FakeForge("gitlab", STATUS_TOKEN, "platform/flows") as gl:
+        config = ws.root / f"{name}.toml"
+        config.write_text(with_forge(ws.config.read_text(), gl, "RECONCILER_STATUS_TOKEN"))
+        out = run("\n".join(gitlab()["plan"]["script"]), job_dir, RECONCILER_CONFIG=str(config),
+                  RECONCILER_STATUS_TOKEN=token, CI_MERGE_REQUEST_TARGET_BRANCH_NAME="env/production",
+                  CI_MERGE_REQUEST_SOURCE_BRANCH_NAME=branch)
+    return out, gl, job_dir
+
+
+def test_the_gitlab_plan_job_sets_the_commit_status_on_the_merge_requests_head(promotion) -> None:
+    """--status: success as flow-reconciler/production on the source branch's head, with the project token."""
+    ws, branch = promotion
+    out, gl, job_dir = gitlab_plan_with_status(ws, branch, "gitlab-status-job", STATUS_TOKEN)
+    assert out.returncode == 0, out.stdout + out.stderr
+    sha = head(ws, branch)
+    assert gl.states(sha, "flow-reconciler/production") == ["success"]
+    (request,) = gl.requests
+    assert request.path == f"/api/v4/projects/platform%2Fflows/statuses/{sha}"
+    assert request.headers["private-token"] == STATUS_TOKEN
+    assert request.json["ref"] == branch and "production would import 1 flow(s)" in request.json["description"]
+    assert f"commit status success (flow-reconciler/production) on {sha[:12]}" in out.stderr
+    assert STATUS_TOKEN not in out.stdout + out.stderr + (job_dir / "plan.md").read_text()
+
+
+def test_the_github_plan_step_sets_the_commit_status_as_githubs_api_describes_it(promotion,
+                                                                                  github_openapi: OpenAPI) -> None:  # noqa: F811
+    """The job's token (GITHUB_TOKEN, with statuses: write) sets success on the pull request's head commit."""
+    ws, branch = promotion
+    config, runner = github_runner(ws, "runner-status")
+    job = github()["jobs"]["plan"]
+    assert job["permissions"] == {"contents": "read", "statuses": "write"}
+    plan = step(job, "plan the merge")
+    assert plan["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+    with FakeForge("github", STATUS_TOKEN, "example/flows", openapi=github_openapi) as gh:
+        out = run(plan["run"], runner, RECONCILER_TOML=with_forge(config, gh, "GITHUB_TOKEN"), GITHUB_TOKEN=STATUS_TOKEN,
+                  RUNNER_TEMP=str(runner), TARGET="env/production", SOURCE=branch,
+                  GITHUB_STEP_SUMMARY=str(runner / "summary.md"))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert gh.states(head(ws, branch), "flow-reconciler/production") == ["success"]
+        assert gh.invalid == []
+
+
+def test_a_plan_job_whose_status_cannot_be_set_fails(promotion) -> None:
+    """A token the forge refuses: exit 1, naming the variable, not its value; the plan is written all the same."""
+    ws, branch = promotion
+    out, _, job_dir = gitlab_plan_with_status(ws, branch, "gitlab-refused-job", "not-the-t0ken-0123456789")
+    assert out.returncode != 0
+    assert "$RECONCILER_STATUS_TOKEN" in out.stderr and "not-the-t0ken" not in out.stderr
+    assert "**import**" in (job_dir / "plan.md").read_text()

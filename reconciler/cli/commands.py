@@ -59,8 +59,9 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
     args.json = fmt == "json"  # errors are JSON too
     if args.against is not None:
         return cmd_plan_against(args, config, fmt)
-    if fmt == "markdown":
-        print("reconciler plan: error: --format markdown needs --against REF", file=sys.stderr)
+    if fmt == "markdown" or args.status:
+        print(f"reconciler plan: error: {'--status' if args.status else '--format markdown'} needs --against REF",
+              file=sys.stderr)
         return EXIT_USAGE
     progress = _Progress(not args.no_progress)
     try:
@@ -254,6 +255,13 @@ def cmd_plan_against(args: argparse.Namespace, config: Config, fmt: str) -> int:
     if review.conflicts:
         print(f"reconciler: error: merging {args.against} into {review.branch} conflicts in "
               f"{len(review.conflicts)} file(s)", file=sys.stderr)
+    if args.status:
+        from reconciler.notify import post_plan_status
+
+        lines, posted = post_plan_status(config, review, seen=args.redactor.add)
+        print("\n".join(lines), file=sys.stderr)
+        if not posted:
+            return EXIT_ERROR
     if review.errors:
         return EXIT_ERROR
     return EXIT_PENDING if review.pending else EXIT_OK

@@ -51,7 +51,7 @@ def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
 
 _EXITS = {
     "export": "0 exported or nothing to export · 1 error · 3 conflicts left",
-    "plan": "0 in sync · 2 changes pending · 1 error (invalid flows, a refused mass deletion)",
+    "plan": "0 in sync · 2 changes pending · 1 error (invalid flows, a refused mass deletion, a --status not set)",
     "validate": "0 no problems · 1 problems found",
     "promote": "0 done or nothing to promote · 1 error",
     "rollback": "0 done or nothing to roll back · 1 error",
@@ -94,11 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _sub(sub, "plan", "show what a sync would do (changes nothing)",
              "Exit 2 when changes are pending. With --against REF: what merging REF into the environment's\n"
-             "branch would do, with a semantic diff per flow.")
+             "branch would do, with a semantic diff per flow; with --status too, the verdict is set as a\n"
+             "commit status on REF's commit (a merge-request pipeline).")
     s.add_argument("env")
     s.add_argument("--against", metavar="REF", help="plan the merge of REF (a branch, tag or commit) into the environment's branch")
     s.add_argument("--format", choices=["text", "json", "markdown"], default=None,
                    help="output format (markdown: a merge-request comment; needs --against)")
+    s.add_argument("--status", action="store_true",
+                   help="set the plan's verdict as commit status flow-reconciler/ENV on REF's commit (success, or "
+                        "failure for conflicts and invalid flows) through the config's github/gitlab/gitea [[notify]]; "
+                        "needs --against")
     s.add_argument("-q", "--quiet", action="store_true", help="only the summary line and errors")
     s.add_argument("--json", action="store_true", help="machine-readable output (same as --format json)")
 
