@@ -59,3 +59,22 @@ def test_the_promotion_section_runs_word_for_word(tmp_path: Path) -> None:
                                 capture_output=True, text=True, check=True).stdout
     for secret in ("acc-pa55w0rd", "pr0d-pa55w0rd", "api.prod.example.com", "api.acc.example.com"):
         assert secret not in everything
+
+
+def test_the_event_processing_section_runs_word_for_word(tmp_path: Path) -> None:
+    """Write, validate, render, sync (drift restored), promote: each environment its own Kafka and
+    password in its scripts, git holding neither."""
+    script = "set -euo pipefail\n" + "\n".join(shell_blocks(section("Event-processing flows")))
+    env = git_env(tmp_path)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    env.pop("RECONCILER_CONFIG", None)
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "validate exit code: 1" in proc.stdout and "field 'prize'" in proc.stdout + proc.stderr
+    assert "plan exit code: 2" in proc.stdout and "not in git" in proc.stdout
+    demo = tmp_path / "ep-demo"
+    acc = (demo / "envs/acceptance/big-orders@1.sql").read_text()
+    prod = (demo / "envs/production/big-orders@1.sql").read_text()
+    assert "kafka-0.acc.internal" in acc and "acc-kafka-pw" in acc and "price > 1000" in acc
+    assert "kafka-0.prod.internal" in prod and "prod-kafka-pw" in prod and "acc-kafka-pw" not in prod
+    assert (demo / "big-orders@1.sql").read_text().count("acc-kafka-pw") == 1

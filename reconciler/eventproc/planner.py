@@ -177,3 +177,30 @@ def _trim(message: str) -> str:
     """Flink's message without the parser's list of a hundred expected tokens."""
     head, sep, _ = message.partition("\nWas expecting one of:")
     return head + ("\n(Flink lists the tokens it expected)" if sep else "")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m reconciler.eventproc.planner FILE.sql...``: plan each script, print Flink's verdict.
+    Exit 0 when Flink accepts every script, 1 when it refuses one, 2 when it cannot run."""
+    import sys
+
+    files = list(sys.argv[1:] if argv is None else argv)
+    if not files:
+        print("usage: python -m reconciler.eventproc.planner FILE.sql...", file=sys.stderr)
+        return 2
+    try:
+        scripts = [Path(f).read_text(encoding="utf-8") for f in files]
+        results = check_scripts(scripts)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"cannot read a script: {exc}", file=sys.stderr)
+        return 2
+    except ReconcilerError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    for name, result in zip(files, results):
+        print(f"{name}: {result}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
