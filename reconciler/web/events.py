@@ -96,12 +96,16 @@ class EventHub:
             except queue.Empty:
                 yield _event("heartbeat", {})
                 continue
-            if item is _CLOSED:
-                return
-            if sub.overflowed:
+            if sub.overflowed:  # events were dropped: what is queued is stale too; one resync says it all
                 sub.overflowed = False
+                while item is not _CLOSED and not sub.queue.empty():
+                    item = sub.queue.get_nowait()
+                if item is _CLOSED:
+                    return
                 yield _event("resync", {})
                 continue
+            if item is _CLOSED:
+                return
             assert isinstance(item, bytes)
             yield item
 
