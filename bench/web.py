@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
 
 from reconciler.config import load_config  # noqa: E402
 from reconciler.engine import Engine  # noqa: E402
+from reconciler.logsetup import setup_logging  # noqa: E402
 from reconciler.server import HttpServer  # noqa: E402
 from reconciler.service import Service  # noqa: E402
 
@@ -193,10 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=60)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    import structlog
-    import logging
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    setup_logging("warning", "console")
     results = {"1. overview": overview(args.envs, args.runs), "2. reconcile with open streams":
                reconciles(args.streams, args.runs)}
     one, two = results["1. overview"], results["2. reconcile with open streams"]

@@ -47,6 +47,7 @@ def text(chrome, css: str) -> str:
 
 
 def test_the_overview_lists_the_demos_environments(chrome, demo: Demo) -> None:
+    assert f"status page:  {demo.url}/" in demo.text  # the demo's printed instructions point to it
     chrome.get(demo.url + "/")
     assert chrome.title == "Environments · flow-reconciler"
     rows = text(chrome, "#envs tbody tr")

@@ -181,3 +181,15 @@ def test_the_api_endpoints_answer_as_before(web: Web) -> None:
     assert web.get("/healthz").text.strip().startswith("{")
     assert web.get("/nope").status == 404 and '"error"' in web.get("/nope").text
     assert web.get("/api/v1/status").status == 200
+
+
+def test_a_page_that_fails_answers_500_and_the_server_stays_up(web: Web, monkeypatch) -> None:
+    import reconciler.web.app as app
+
+    def broken(*_a, **_k):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app, "overview", broken)
+    got = web.get("/")
+    assert got.status == 500 and "This page failed" in got.text and "a bug" not in got.text
+    assert web.get("/environments/production").status == 200

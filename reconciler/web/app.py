@@ -18,6 +18,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
+import structlog
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from reconciler.flows import FlowKey
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from reconciler.service import Service
 
 __all__ = ["WebUI", "Page", "CSP", "ACTIONS", "EVENTS_PATH"]
+
+log = structlog.get_logger("reconciler.web")
 
 EVENTS_PATH = "/events"
 #: the Content-Security-Policy of every page: nothing inline, nothing from anywhere but this server
@@ -133,6 +136,20 @@ class WebUI:
     # -- GET -------------------------------------------------------------------------------
 
     def get(self, path: str, query: str, headers: Mapping[str, str]) -> Page:
+        try:
+            return self._get(path, query, headers)
+        except Exception:  # noqa: BLE001 - a bug in a page must answer 500, never drop the connection
+            log.exception("status page failed", path=path[:200])
+            return self._message(500, Request(path, {}, headers), "Internal error", "This page failed; see the log.")
+
+    def post(self, path: str, headers: Mapping[str, str], body: bytes) -> Page:
+        try:
+            return self._post(path, headers, body)
+        except Exception:  # noqa: BLE001
+            log.exception("status page action failed", path=path[:200])
+            return self._message(500, Request(path, {}, headers), "Internal error", "This action failed; see the log.")
+
+    def _get(self, path: str, query: str, headers: Mapping[str, str]) -> Page:
         req = Request(path, parse_qs(query, max_num_fields=20), headers)
         if not self.allowed_host(headers):
             return self._message(HTTPStatus.FORBIDDEN, req, "Refused", "This service answers its loopback name only.")
@@ -165,7 +182,7 @@ class WebUI:
 
     # -- POST ------------------------------------------------------------------------------
 
-    def post(self, path: str, headers: Mapping[str, str], body: bytes) -> Page:
+    def _post(self, path: str, headers: Mapping[str, str], body: bytes) -> Page:
         req = Request(path, {}, headers)
         if not self.allowed_host(headers) or cross_site(headers):
             return self._message(HTTPStatus.FORBIDDEN, req, "Refused", "Requests from another site are refused.")

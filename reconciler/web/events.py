@@ -31,6 +31,15 @@ class Subscription:
         self.queue: queue.Queue[object] = queue.Queue(_QUEUE)
         self.overflowed = False
 
+    def offer(self, item: object) -> bool:
+        """Queue ``item`` unless the queue is full (then the stream is marked to resync); never blocks."""
+        try:
+            self.queue.put_nowait(item)
+            return True
+        except queue.Full:
+            self.overflowed = True
+            return False
+
 
 class EventHub:
     """Every open stream, and the events published to them."""
@@ -65,10 +74,7 @@ class EventHub:
             event = _event(kind, {**data, "seq": self._seq})
             subs = list(self._subs)
         for sub in subs:
-            try:
-                sub.queue.put_nowait(event)
-            except queue.Full:
-                sub.overflowed = True
+            sub.offer(event)
 
     def on_run(self, env: str, result: str) -> None:
         """The service's run listener: a reconcile of ``env`` ended with ``result``."""
@@ -80,10 +86,7 @@ class EventHub:
             self._closed = True
             subs = list(self._subs)
         for sub in subs:
-            try:
-                sub.queue.put_nowait(_CLOSED)
-            except queue.Full:
-                sub.overflowed = True
+            if not sub.offer(_CLOSED):  # full: the end must still get through
                 sub.queue.get_nowait()
                 sub.queue.put_nowait(_CLOSED)
 

@@ -73,8 +73,11 @@ def _pretty(doc: Any, env: EnvironmentConfig) -> str:
     return orjson.dumps(shown, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
 
 
-def _pick(given: str, default: str | None) -> str | None:
-    return given if _COMMIT.fullmatch(given or "") else default
+def _pick(given: tuple[str, str], newest: str | None, older: str | None) -> tuple[str | None, str | None]:
+    """(to, from): the commits asked for (no ``from``: the flow's start), else the flow's last change."""
+    if not _COMMIT.fullmatch(given[1] or ""):
+        return newest, older
+    return given[1], given[0] if _COMMIT.fullmatch(given[0] or "") else None
 
 
 def _live_diff(svc: "Service", store: GitStore, env: EnvironmentConfig, key: FlowKey, path: str,
@@ -125,8 +128,7 @@ def flow_page(svc: "Service", reader: GitReader, env_name: str, key: FlowKey, gi
             history = [commit_row(c, now) for c in store.history(env.branch_name, path, limit=HISTORY)]
             newest = history[0]["id"] if history else None
             older = history[1]["id"] if len(history) > 1 else None
-            to = _pick(given[1], newest)
-            since = _pick(given[0], older)
+            to, since = _pick(given, newest, older)
             if to is not None:
                 compare = (since or "", to)
                 before = _doc(store, since, path) if since else None

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from reconciler.errors import ReconcilerError
 from reconciler.gitstore import CommitInfo, GitStore
-from reconciler.names import encode
+from reconciler.names import InvalidName, encode
 from reconciler.plan import State, Step
 
 if TYPE_CHECKING:
@@ -68,7 +68,11 @@ def env_url(env: str) -> str:
 def flow_url(env: str, name: str, version: str) -> str:
     """A flow's page: its name and version encoded as in git (:func:`reconciler.names.encode`, so ``..``
     or ``a/b`` can never be read as a path), then percent-quoted."""
-    return f"{env_url(env)}/flows/{quote(encode(name), safe='~')}/{quote(encode(version), safe='~')}"
+    try:
+        name, version = encode(name), encode(version)
+    except InvalidName:  # too long to be in git: an address that says so when followed
+        name, version = quote(name, safe=""), quote(version, safe="")
+    return f"{env_url(env)}/flows/{quote(name, safe='~')}/{quote(version, safe='~')}"
 
 
 def _stamp(epoch: float | None, now: float) -> dict[str, str] | None:
