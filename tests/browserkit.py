@@ -22,8 +22,9 @@ from typing import Any
 
 from tests.servicekit import wait_for as wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Debian's paths; the variables exist for the test of what happens when they are missing.
+CHROMIUM = Path(os.environ.get("RECONCILER_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("RECONCILER_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
 OPTIONS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run")
 
