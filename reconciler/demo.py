@@ -99,6 +99,9 @@ def write_demo(folder: Path) -> Path:
 DEMO_HELP = """
 flow-reconciler demo is running at {{url}}  (Ctrl-C stops it)
 
+  status page:  {{url}}/   (open it in a browser: it updates itself as you try what follows;
+                log in with the token in {folder}/api-token to sync from the page)
+
   folder:       {folder}
   repository:   {folder}/state/flows.git   (branches env/acceptance, env/production)
   environments: {folder}/envs/acceptance (drift: adopt), {folder}/envs/production (drift: restore)

@@ -19,7 +19,7 @@ from reconciler.gitstore import GitStore
 from reconciler.promote import parse_selector
 from reconciler.worker import rfc3339
 
-__all__ = ["Changed", "change", "normalise_flows"]
+__all__ = ["Changed", "change", "normalise_flows", "body_problem"]
 
 MAX_REASON = 500
 
@@ -72,3 +72,19 @@ def change(config: Config, store: GitStore, env_name: str, flows: Sequence[str],
             remote.publish_state(env.name)
             pushed = True
     return Changed(env.name, before, after, pushed)
+
+
+def body_problem(doc: object) -> str | None:
+    """What is wrong with the body of ``POST …/suspend`` or ``…/resume`` (None: nothing)."""
+    if not isinstance(doc, dict):
+        return "the body must be a JSON object"
+    unknown = sorted(set(doc) - {"flows", "reason", "by"})
+    if unknown:
+        return f"unknown field(s) {', '.join(unknown)[:200]}; the body takes flows, reason and by"
+    flows = doc.get("flows", [])
+    if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
+        return "flows must be a list of \"NAME\" or \"NAME@VERSION\" strings"
+    for field in ("reason", "by"):
+        if doc.get(field) is not None and not isinstance(doc[field], str):
+            return f"{field} must be a string"
+    return None

@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple
 from reconciler.canonical import format_pointer, parse_pointer
 from reconciler.secretrule import SECRET_PLACEHOLDER, SecretRule
 
-__all__ = ["DiffItem", "NodeRef", "MASKED", "diff", "summary", "render_value", "render_item", "render_text"]
+__all__ = ["DiffItem", "NodeRef", "MASKED", "diff", "masked", "summary", "render_value", "render_item", "render_text"]
 
 Op = Literal["add", "remove", "change", "reorder"]
 
@@ -218,6 +218,11 @@ def _mask(value: Any, path: list[Any], secret: SecretRule) -> Any:
             path.pop()
         return out_list
     return value
+
+
+def masked(doc: Any, *, secret: SecretRule = SecretRule()) -> Any:
+    """A whole document as plain JSON data with what :func:`diff` masks masked (the status page's view)."""
+    return _plain(_mask(doc, [], secret))
 
 
 def _plain(value: Any, mark: str = "***") -> Any:

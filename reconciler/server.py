@@ -10,6 +10,11 @@ library would still need every one of these promises checked here, and
 uvicorn (the obvious candidate) has no header deadline and answers malformed
 requests in plain text; see ``tests/test_hostile_input.py`` for the requests
 each promise is tested with.
+
+The status page (:mod:`reconciler.web`) answers its own paths (``/``,
+``/environments/…``, ``/login``, ``/static/…``) through this same server and
+its same guards; ``GET /events`` is a server-sent event stream, written here
+on the connection's own thread until the client leaves or the server stops.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ WEBHOOK_PATH = "/hooks/git"
 import hmac
 import io
 import re
-import socket
 import threading
 import time
 from http import HTTPStatus
@@ -36,7 +40,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
+from reconciler import holding
 from reconciler.errors import ReconcilerError
+from reconciler.httpio import DeadlineReader as _DeadlineReader
+from reconciler.web import EVENTS_PATH, WebUI
 from reconciler.webhook import WebhookInvalid, WebhookRefused, authenticate, parse_push
 
 if TYPE_CHECKING:
@@ -51,29 +58,12 @@ _ALLOWED = "GET, HEAD, POST"
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 
 
-class _DeadlineReader(io.RawIOBase):
-    """A socket reader that fails once the handler's deadline has passed, however the bytes trickle in
-    (a socket timeout alone restarts with every byte: a client sending one byte a second never times out)."""
-
-    def __init__(self, sock: socket.socket, handler: "_Handler"):
-        self._sock, self._handler = sock, handler
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        remaining = self._handler.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("the request took longer than the deadline")
-        self._sock.settimeout(remaining)
-        n = self._sock.recv_into(buffer)
-        self._handler.received += n
-        return n
 _SYNC = re.compile(r"^/api/v1/environments/([A-Za-z0-9][A-Za-z0-9._-]{0,62})/(sync|suspend|resume)$")
 
 
 class _Handler(BaseHTTPRequestHandler):
     service: "Service"
+    web: WebUI
     max_body: int
     request_timeout: float = REQUEST_TIMEOUT
     server_version = "flow-reconciler"
@@ -150,7 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("http", client=self.client_address[0], request=format % args)
 
-    def _send(self, status: int, body: Any, content_type: str = "application/json", *, close: bool = False) -> None:
+    def _send(self, status: int, body: Any, content_type: str = "application/json", *, close: bool = False,
+              headers: tuple[tuple[str, str], ...] = ()) -> None:
         if not isinstance(body, bytes):
             body = self.service.redactor.json(body)  # the last guard: no known secret in any answer
         elif self.service.redactor:
@@ -161,6 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in headers:
+            self.send_header(name, value)
         if status == HTTPStatus.METHOD_NOT_ALLOWED:
             self.send_header("Allow", _ALLOWED)
         if close or self.close_connection:
@@ -200,6 +193,41 @@ class _Handler(BaseHTTPRequestHandler):
     def _path(self) -> str:
         return self.path.split("?", 1)[0]
 
+    def _query(self) -> str:
+        return self.path.split("?", 1)[1] if "?" in self.path else ""
+
+    def _page(self, page) -> None:
+        self._send(page.status, page.body, page.content_type, headers=page.headers)
+
+    def _events(self) -> None:
+        """``GET /events``: a server-sent event stream until the client leaves or the server stops."""
+        hub = self.web.events
+        if not self.web.allowed_host(self.headers):
+            self._error(HTTPStatus.FORBIDDEN, "this service answers its loopback name only")
+            return
+        sub = hub.subscribe()
+        if sub is None:
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, f"too many open event streams (at most {hub.max_streams})")
+            return
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            redact = self.service.redactor
+            for chunk in hub.stream(sub):
+                self.wfile.write(redact(chunk.decode()).encode() if redact else chunk)
+                self.wfile.flush()
+        except OSError:  # the client left, or stopped reading for longer than the write timeout
+            pass
+        finally:
+            hub.unsubscribe(sub)
+
     # -- methods -----------------------------------------------------------------------
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
@@ -215,6 +243,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, svc.status())
         elif path in (WEBHOOK_PATH,) or _SYNC.match(path):
             self._error(HTTPStatus.METHOD_NOT_ALLOWED, "use POST")
+        elif path == EVENTS_PATH:
+            self._events()
+        elif self.web.handles(path):
+            self._page(self.web.get(path, self._query(), self.headers))
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: {path[:200]}")
 
@@ -230,8 +262,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._suspension(m.group(1), suspend=m.group(2) == "suspend")
         elif path == WEBHOOK_PATH:
             self._webhook()
-        elif path in (HEALTH_PATH, READY_PATH, METRICS_PATH, STATUS_PATH):
+        elif path in (HEALTH_PATH, READY_PATH, METRICS_PATH, STATUS_PATH, EVENTS_PATH):
             self._error(HTTPStatus.METHOD_NOT_ALLOWED, "use GET")
+        elif self.web.handles(path):
+            body = self._body()
+            if body is not None:
+                self._page(self.web.post(path, self.headers, body))
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: {path[:200]}")
 
@@ -260,7 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
         except orjson.JSONDecodeError:
             self._error(HTTPStatus.BAD_REQUEST, "the body is not JSON; send {} or {\"flows\": [...], \"reason\": \"...\"}")
             return
-        problem = _suspension_body_problem(doc)
+        problem = holding.body_problem(doc)
         if problem:
             self._error(HTTPStatus.BAD_REQUEST, problem)
             return
@@ -320,27 +356,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.ACCEPTED, {"environments": envs})
 
 
-def _suspension_body_problem(doc: Any) -> str | None:
-    if not isinstance(doc, dict):
-        return "the body must be a JSON object"
-    unknown = sorted(set(doc) - {"flows", "reason", "by"})
-    if unknown:
-        return f"unknown field(s) {', '.join(unknown)[:200]}; the body takes flows, reason and by"
-    flows = doc.get("flows", [])
-    if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
-        return "flows must be a list of \"NAME\" or \"NAME@VERSION\" strings"
-    for field in ("reason", "by"):
-        if doc.get(field) is not None and not isinstance(doc[field], str):
-            return f"{field} must be a string"
-    return None
-
-
 class HttpServer:
     """The service's HTTP endpoints on one address (127.0.0.1:9420 by default)."""
 
     def __init__(self, service: "Service", host: str, port: int, max_body: int = 1_048_576,
-                 request_timeout: float = REQUEST_TIMEOUT):
-        handler = type("Handler", (_Handler,), {"service": service, "max_body": max_body,
+                 request_timeout: float = REQUEST_TIMEOUT, heartbeat: float | None = None):
+        self.web = WebUI(service, bound_host=host, **({"heartbeat": heartbeat} if heartbeat else {}))
+        handler = type("Handler", (_Handler,), {"service": service, "web": self.web, "max_body": max_body,
                                                 "request_timeout": request_timeout, "timeout": request_timeout})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
@@ -355,5 +377,6 @@ class HttpServer:
         self._thread.start()
 
     def stop(self) -> None:
+        self.web.close()  # ends the event streams, whose threads would otherwise wait for a heartbeat
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -23,8 +23,9 @@ import structlog
 
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Watchable
-from reconciler.engine import Engine
+from reconciler.engine import Engine, Outcome, make_driver
 from reconciler.errors import ReconcilerError, RetryableError, StallError
+from reconciler.flows import CanonicalFlow, FlowKey
 from reconciler.gitstore import GitStore
 from reconciler.metrics import Metrics
 from reconciler.notify import Dispatcher, status_link
@@ -37,6 +38,18 @@ from reconciler.worker import EnvStatus, EnvWorker, WorkerDeps, rfc3339
 __all__ = ["Service", "EnvStatus"]
 
 log = structlog.get_logger("reconciler.service")
+
+
+class _Engine(Engine):
+    """A worker's engine that keeps the outcome of its last sync: the per-flow states the status page shows
+    (the worker records counts only; a reference assignment, so a page thread reads it without a lock)."""
+
+    last: Outcome | None = None
+
+    def sync(self, name: str, **kwargs: Any) -> Outcome:
+        outcome = super().sync(name, **kwargs)
+        self.last = outcome
+        return outcome
 
 
 class Service:
@@ -78,7 +91,7 @@ class Service:
         cfg = self.config
         store = GitStore.from_config(cfg.repository, create=bool(cfg.repository.remote))
         return EnvWorker(env, WorkerDeps(
-            engine=Engine(cfg, store=store, redactor=self.redactor), store=store,
+            engine=_Engine(cfg, store=store, redactor=self.redactor), store=store,
             remote=Remote.from_config(store, cfg.repository), metrics=self.metrics, clock=self.clock, wall=self.wall,
             retry_base=cfg.server.retry_base, retry_max=cfg.server.retry_max, watching=self._watching,
             on_run=self.on_run, notifier=self.notifier, link=self.link,
@@ -214,6 +227,23 @@ class Service:
                 st["next_check"] = rfc3339(when) if when is not None else None
             envs.append(st)
         return {"shard": str(self.shard), "environments": envs}
+
+    def last_outcome(self, env: str) -> Outcome | None:
+        """What the last completed sync of ``env`` read and did (None before the first, or for an
+        environment this replica does not own); a run that failed keeps the previous one here."""
+        worker = self.workers.get(env)
+        engine = worker.engine if worker is not None else None
+        return engine.last if isinstance(engine, _Engine) else None
+
+    def live_flow(self, env: str, key: FlowKey) -> CanonicalFlow | None:
+        """One flow as the environment holds it now (None when it has none), read by a driver of its own:
+        the worker's driver belongs to the worker's thread. Raises RetryableError when the platform is down."""
+        driver = make_driver(self.config.env(env))
+        try:
+            found = driver.export().flows.get(key)
+            return found if found is None or found.data is not None else driver.load(key)
+        finally:
+            driver.close()
 
     def ready(self) -> tuple[bool, list[str]]:
         reasons = []

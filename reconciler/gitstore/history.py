@@ -1,4 +1,5 @@
-"""The history of a branch or of one flow, newest first, walked incrementally like ``git log``."""
+"""The history of a branch or of one flow, newest first, walked incrementally like ``git log``; one
+commit's description, and the blob at one path of a commit (what the status page shows)."""
 
 from __future__ import annotations
 
@@ -61,14 +62,35 @@ class HistoryMixin:
                         continue
                     if len(theirs) > 1 and mine in theirs:
                         continue  # a merge that took one side's version unchanged
-                out.append(
-                    CommitInfo(str(c.id), c.author.time, c.author.offset, c.author.name, c.author.email, c.message.strip())
-                )
+                out.append(_info(c))
                 if limit is not None and len(out) >= limit:
                     break
         except (pygit2.GitError, OSError) as exc:
             raise RetryableError(f"cannot walk the history of {ref}: {exc}") from exc
         return out
+
+    def commit_info(self, commit: str) -> CommitInfo:
+        """One commit's id, time, author and message."""
+        return _info(self._peeled(commit))
+
+    def blob_at(self, commit: str, path: str) -> str | None:
+        """The blob id at ``path`` in ``commit`` (None when there is no file there), without reading the folder."""
+        tree = self._peeled(commit).tree
+        try:
+            entry = tree[path]
+        except KeyError:
+            return None
+        return str(entry.id) if entry.type == pygit2.GIT_OBJECT_BLOB else None
+
+    def _peeled(self, commit: str) -> pygit2.Commit:
+        try:
+            return self.repo[pygit2.Oid(hex=commit)].peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RetryableError(f"cannot read commit {commit}: {exc}") from exc
+
+
+def _info(c: pygit2.Commit) -> CommitInfo:
+    return CommitInfo(str(c.id), c.author.time, c.author.offset, c.author.name, c.author.email, c.message.strip())
 
 
 def _entry_id(tree: pygit2.Tree, path: str) -> str | None:
