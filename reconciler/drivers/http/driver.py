@@ -131,11 +131,16 @@ class HttpDriver(Reader, DriverBase):
     def reread(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
         """Canonical blob ids of just these flows, for the engine's read-after-write check.
 
-        One GET per flow (in parallel) instead of a listing plus every export.
+        One GET per flow (in parallel) instead of a listing plus every export; but
+        a full listing when there is no export route, or when it holds the flows
+        and they are a quarter or more of what the last listing showed (a sync
+        into an empty instance: two pages instead of hundreds of GETs).
         """
-        if self.env.export is None:
-            found = self._grouped(self._lister.everything().items, set(keys))
-            return {key: self._single_oid(key, found.get(key, [])) for key in keys}
+        if self.env.export is None or (self.env.list_.full and 4 * len(keys) >= len(self._ids)):
+            listed = self._lister.everything()
+            found = self._grouped(listed.items, set(keys))
+            missing = None if listed.problem is None else "unreadable"  # absence proves nothing then
+            return {key: self._single_oid(key, found[key]) if key in found else missing for key in keys}
         return {key: "unreadable" if isinstance(got, Problem) else self._oid(key, got)
                 for key, got in zip(keys, self._parallel(self._one, keys))}
 
@@ -181,10 +186,12 @@ class HttpDriver(Reader, DriverBase):
     def _create(self, key: FlowKey, data: bytes) -> None:
         if self.env.create is not None:
             # The platform may allow two flows of one name: a flow created meanwhile is found by listing.
-            there = self._named(key)
+            there, unsure = self._named(key)
             if there:
                 raise Refused(f"already exists in the platform ({there[0].where}): it was created there after "
                               "the flows were read; left as it is, the next run compares it with git")
+            if unsure is not None:
+                raise Refused(f"not created: whether the platform holds it already cannot be told ({unsure.message})")
         resp = self._send(self.mapping.create_request(key, data))
         if resp.ok:
             self._created(key, resp)
@@ -204,7 +211,7 @@ class HttpDriver(Reader, DriverBase):
         if not self.mapping.by_id:
             return
         if resp.retried or resp.resent:
-            ids = self._ids_of(key)  # a try whose answer was lost may have landed too
+            ids, _ = self._ids_of(key)  # a try whose answer was lost may have landed too
             if len(ids) > 1:
                 raise Refused(f"{twice(key, ids)}: a request was sent again after its answer was lost")
             return

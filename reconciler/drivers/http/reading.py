@@ -106,27 +106,33 @@ class Reader:
     def _one(self, key: FlowKey) -> Read:
         """The flow as the platform holds it now (by its id where the platform addresses flows so)."""
         if self.env.export is None:
-            docs = self._named(key)
+            docs, unsure = self._named(key)
             if len(docs) > 1:
                 return Problem(docs[1].where, f"listed {len(docs)} times", flow=str(key))
-            return docs[0] if docs else None
+            return docs[0] if docs else unsure
         if not self.mapping.by_id:
             return self._fetch(key)
-        ids = self._ids_of(key)
+        ids, unsure = self._ids_of(key)
         if len(ids) > 1:
             return Problem(self.location, twice(key, ids), flow=str(key))
-        return self._fetch(key, ids[0]) if ids else None
+        return self._fetch(key, ids[0]) if ids else unsure
 
-    def _ids_of(self, key: FlowKey) -> tuple[str, ...]:
-        """The platform's ids of ``key``: from the last listing, else looked up by name."""
-        if key not in self._ids:
-            self._ids[key] = tuple(g.id for g in self._named(key) if g.id is not None)
-        return self._ids[key]
+    def _ids_of(self, key: FlowKey) -> tuple[tuple[str, ...], Problem | None]:
+        """The platform's ids of ``key``: from the last listing, else looked up by name (with the
+        problem of a lookup that could not be trusted, whose ids are not kept)."""
+        if key in self._ids:
+            return self._ids[key], None
+        docs, unsure = self._named(key)
+        ids = tuple(g.id for g in docs if g.id is not None)
+        if unsure is None:
+            self._ids[key] = ids
+        return ids, unsure
 
-    def _named(self, key: FlowKey) -> list[Got]:
-        """The listed flows that are ``key`` (the listing narrowed by name where it can be)."""
+    def _named(self, key: FlowKey) -> tuple[list[Got], Problem | None]:
+        """The listed flows that are ``key`` (the listing narrowed by name where it can be), and the
+        problem of a listing that never settled: then an absence proves nothing."""
         listed = self._lister.named(key.name)
-        return self._grouped(listed.items, {key}).get(key, [])
+        return self._grouped(listed.items, {key}).get(key, []), listed.problem
 
     def _grouped(self, items: Iterable[tuple[Any, str]], keys: set[FlowKey]) -> dict[FlowKey, list[Got]]:
         found: dict[FlowKey, list[Got]] = {}
