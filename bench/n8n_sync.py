@@ -1,5 +1,4 @@
-"""Time to sync N workflows (default 250) from git into an empty n8n with ``reconciler sync``, beside
-n8n's own ``import:workflow`` of the same workflows, measured in the same run.
+"""Time to sync N workflows from git into an empty n8n with ``reconciler sync``, beside n8n's own import.
 
 ``python -m bench.n8n_sync [--workflows N] [--runs 3] [--ways reconciler-sync,cli-running,...] [--json FILE]``
 
@@ -28,11 +27,9 @@ touches them all. Only one n8n runs at a time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,11 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.n8n_import import _cli_import, _fresh, _write_files, api_sequential  # noqa: E402
+from bench.n8n_import import api_sequential, bench_args, bench_command, cli_import, fresh, write_files  # noqa: E402
 from bench.n8n_workflows import CREDENTIAL_TYPE, workflows  # noqa: E402
 from reconciler.names import flow_path  # noqa: E402
 from tests.conftest import git_env  # noqa: E402
-from tests.n8nkit import N8n, n8n_command  # noqa: E402
+from tests.n8nkit import N8n  # noqa: E402
 
 EXAMPLE = ROOT / "manifests/examples/n8n/reconciler.toml"
 WAYS = ("reconciler-sync", "cli-running", "cli-stopped", "api-sequential")
@@ -85,9 +82,9 @@ def reconciler_sync(n8n: N8n, ws: Path, repo: Path) -> None:
 def one_run(way: str, wfs: list[dict[str, Any]], repo: Path, command: list[str]) -> float:
     with tempfile.TemporaryDirectory(prefix="n8n-sync-bench-") as tmp:
         root = Path(tmp)
-        folder = _write_files(root / "import", wfs)
+        folder = write_files(root / "import", wfs)
         (root / "ws").mkdir()
-        n8n = _fresh(root / "n8n", command, {})
+        n8n = fresh(root / "n8n", command, {})
         try:
             answer = n8n.api("POST", "/credentials", {"name": "Orders API token", "type": CREDENTIAL_TYPE,
                                                         "data": {"name": "X-Token", "value": "bench"}})
@@ -100,7 +97,7 @@ def one_run(way: str, wfs: list[dict[str, Any]], repo: Path, command: list[str])
             elif way == "api-sequential":
                 api_sequential(n8n, wfs, folder, 1)
             else:
-                _cli_import(n8n, folder)
+                cli_import(n8n, folder)
             took = time.perf_counter() - t0
             if way == "cli-stopped":
                 n8n.start()
@@ -113,17 +110,9 @@ def one_run(way: str, wfs: list[dict[str, Any]], repo: Path, command: list[str])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workflows", type=int, default=250)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--ways", default=",".join(WAYS), help="comma-separated subset of " + ", ".join(WAYS))
-    parser.add_argument("--json", type=Path, help="also write the raw figures here")
-    args = parser.parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGINT):  # unwind like ^C, so `finally` stops the n8n this started
-        signal.signal(sig, signal.default_int_handler)
-    command = n8n_command()
+    args = bench_args(__doc__, WAYS, argv)
+    command = bench_command()
     if command is None:
-        print("no n8n: eval \"$(bash .ci/install-n8n)\" first", file=sys.stderr)
         return 2
     wfs = workflows(args.workflows)
     results: dict[str, list[float]] = {}
@@ -137,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.workflows} workflows into an empty n8n, medians of {args.runs} (min-max), seconds:")
     for way, times in results.items():
         median = statistics.median(times)
-        print(f"  {way:16} {median:7.2f}   ({min(times):.2f}-{max(times):.2f})   {args.workflows / median:6.1f} workflows/s")
+        rate = args.workflows / median
+        print(f"  {way:16} {median:7.2f}   ({min(times):.2f}-{max(times):.2f})   {rate:6.1f} workflows/s")
     if args.json:
         args.json.write_text(json.dumps({"workflows": args.workflows, "runs": results,
                                          "cpus": os.cpu_count()}, indent=2))
