@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from bench.n8n_workflows import workflows  # noqa: E402
 from tests.n8nkit import N8n, n8n_command  # noqa: E402
 
 
-def _fresh(tmp: Path, command: list[str], env: dict[str, str]) -> N8n:
+def fresh(tmp: Path, command: list[str], env: dict[str, str]) -> N8n:
     return N8n(command, tmp, env=env).start().setup()
 
 
@@ -67,14 +67,14 @@ def api_concurrent(n8n: N8n, wfs: list[dict[str, Any]], _: Path, concurrency: in
     return {"refused": len(refused), "failed-again": failed_again}
 
 
-def _write_files(folder: Path, wfs: list[dict[str, Any]]) -> Path:
+def write_files(folder: Path, wfs: list[dict[str, Any]]) -> Path:
     folder.mkdir()
     for i, wf in enumerate(wfs):  # no id: n8n gives each a new one, as the API does
         (folder / f"{i:05d}.json").write_text(json.dumps(wf))
     return folder
 
 
-def _cli_import(n8n: N8n, folder: Path) -> None:
+def cli_import(n8n: N8n, folder: Path) -> None:
     proc = n8n.cli("import:workflow", "--separate", f"--input={folder}")
     if proc.returncode != 0:
         raise RuntimeError(f"import:workflow failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -92,8 +92,8 @@ WAYS: dict[str, tuple[Callable[..., dict[str, float] | None], dict[str, str]]] =
     "api-concurrent": (api_concurrent, {}),
     "api-concurrent-pool": (api_concurrent, POOL),
     "api-sequential-pool": (api_sequential, POOL),
-    "cli-running": (lambda n8n, wfs, folder, _: _cli_import(n8n, folder), {}),
-    "cli-stopped": (lambda n8n, wfs, folder, _: _cli_import(n8n, folder), {}),
+    "cli-running": (lambda n8n, wfs, folder, _: cli_import(n8n, folder), {}),
+    "cli-stopped": (lambda n8n, wfs, folder, _: cli_import(n8n, folder), {}),
 }
 
 
@@ -101,9 +101,9 @@ def one_run(way: str, wfs: list[dict[str, Any]], command: list[str], concurrency
             reads: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="n8n-bench-") as tmp:
         root = Path(tmp)
-        folder = _write_files(root / "import", wfs)
+        folder = write_files(root / "import", wfs)
         write, env = WAYS[way]
-        n8n = _fresh(root / "n8n", command, env)
+        n8n = fresh(root / "n8n", command, env)
         try:
             if way == "cli-stopped":
                 n8n.stop()
@@ -130,21 +130,34 @@ def one_run(way: str, wfs: list[dict[str, Any]], command: list[str], concurrency
             n8n.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_args(doc: str, ways: Iterable[str], argv: list[str] | None, *,
+               concurrency: bool = False) -> argparse.Namespace:
+    """The options of an n8n benchmark (this one's, and bench/n8n_sync.py's)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--workflows", type=int, default=250)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--ways", default=",".join(WAYS), help="comma-separated subset of " + ", ".join(WAYS))
+    if concurrency:
+        parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--ways", default=",".join(ways), help="comma-separated subset of " + ", ".join(ways))
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
-    args = parser.parse_args(argv)
-    # SIGTERM (and SIGINT, which a background job ignores) unwind like ^C, so the
-    # `finally` blocks stop the n8n this started.
+    return parser.parse_args(argv)
+
+
+def bench_command() -> list[str] | None:
+    """n8n's command line (None, said on stderr, without an install). From here on SIGTERM (and SIGINT,
+    which a background job ignores) unwind like ^C, so the `finally` blocks stop the n8n started."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.default_int_handler)
     command = n8n_command()
     if command is None:
         print("no n8n: eval \"$(bash .ci/install-n8n)\" first", file=sys.stderr)
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = bench_args(__doc__, WAYS, argv, concurrency=True)
+    command = bench_command()
+    if command is None:
         return 2
     wfs = workflows(args.workflows)
     results: dict[str, list[dict[str, float]]] = {}

@@ -3,7 +3,10 @@
 A flow's identity is ``(name, version)`` read from the document at two JSON
 pointers (default ``/name`` and ``/version``). Numbers are accepted as versions
 (``1`` and ``"1"`` are the same version) because exports of some products carry
-them so; anything else (objects, booleans, empty strings) is refused.
+them so; anything else (objects, booleans, empty strings) is refused. A platform
+without versions (n8n) names its flows by name alone: the identity then has a
+``fixed`` version that every flow has and no document carries, so the repository
+layout (``<name>/<version>.json``) stays the same.
 """
 
 from __future__ import annotations
@@ -50,20 +53,33 @@ class FlowKey(NamedTuple):
 
 @dataclass(frozen=True)
 class Identity:
-    """Where a platform's export keeps the flow's name and version."""
+    """Where a platform's export keeps the flow's name and version.
+
+    ``fixed``: the version of every flow when the documents carry none (identity
+    by name alone); ``version`` is then not read or written.
+    """
 
     name: str = "/name"
     version: str = "/version"
+    fixed: str | None = None
 
     def key_of(self, doc: Any) -> FlowKey:
         """Read the key; raises :class:`FlowInvalid` naming the pointer."""
         if not isinstance(doc, dict):
             raise FlowInvalid(f"a flow must be a JSON object, not {type(doc).__name__}", "")
-        return FlowKey(self._read(doc, self.name, "name"), self._read(doc, self.version, "version"))
+        name = self._read(doc, self.name, "name")
+        return FlowKey(name, self.fixed if self.fixed is not None else self._read(doc, self.version, "version"))
 
     def set_key(self, doc: dict, key: FlowKey) -> None:
-        """Write name and version into ``doc`` (used when a flow is renamed)."""
-        for pointer, value in ((self.name, key.name), (self.version, key.version)):
+        """Write name and version into ``doc`` (used when a flow is renamed); with a fixed
+        version only the name, and another version is refused (:class:`FlowInvalid`)."""
+        fields = ((self.name, key.name), (self.version, key.version))
+        if self.fixed is not None:
+            if key.version != self.fixed:
+                raise FlowInvalid(f"every flow here has version {self.fixed} (no document carries one), "
+                                  f"so it cannot become version {key.version}", "")
+            fields = fields[:1]
+        for pointer, value in fields:
             *parents, last = parse_pointer(pointer)
             node = doc
             for seg in parents:

@@ -47,6 +47,7 @@ __all__ = [
     "Answer",
     "n8n_command",
     "start_n8n",
+    "Instances",
     "unavailable",
     "n8n_instance",
     "n8n",
@@ -79,6 +80,15 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def quiet_env(user_folder: Path, port: int | None = None) -> dict[str, str]:
@@ -170,7 +180,8 @@ class N8n:
         raise RuntimeError(f"n8n did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
 
     def _start(self) -> bool:
-        self.port = _free_port()
+        # The same port again on a restart where it is free, so URLs in configs stay right.
+        self.port = self.port if self.port and _port_free(self.port) else _free_port()
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [*self.command, "start"], cwd=self.workdir, env={**quiet_env(self.user_folder, self.port), **self.extra_env},
@@ -247,6 +258,12 @@ class N8n:
         answer = self._send("POST", "/rest/login", {"emailOrLdapLoginId": OWNER_EMAIL, "password": self.password})
         if not answer.ok:
             raise N8nError(f"login: {answer.status} {answer.body}")
+
+    def session(self) -> str:
+        """The owner's session cookie (``n8n-auth=...``), as the editor's API wants it; never print it."""
+        self._login()
+        assert self._cookie is not None
+        return self._cookie
 
     def rest(self, method: str, path: str, body: Any = None) -> Any:
         """The editor's internal REST API (``/rest``) with the owner's session cookie; 2xx expected."""
@@ -359,6 +376,33 @@ def start_n8n(workdir: Path) -> N8n:
         instance.stop()
         unavailable(str(exc))
         raise
+
+
+class Instances:
+    """Named n8n instances of which at most one runs (each costs ~650 MB): ``use(name)`` stops the
+    running one and starts ``name`` (made with an owner and a key the first time; its database,
+    owner and key survive a restart)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.made: dict[str, N8n] = {}
+        self.running: str | None = None
+
+    def use(self, name: str) -> N8n:
+        if self.running == name:
+            return self.made[name]
+        self.stop()
+        if name in self.made:
+            self.made[name].start()
+        else:
+            self.made[name] = start_n8n(self.workdir / name)
+        self.running = name
+        return self.made[name]
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.made[self.running].stop()
+            self.running = None
 
 
 @pytest.fixture(scope="module")

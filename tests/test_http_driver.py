@@ -19,10 +19,12 @@ import pytest
 from reconciler.config import load_config
 from reconciler.drivers import Change
 from reconciler.drivers.http import HttpDriver, HttpEnvironment
+from reconciler.drivers.http.credentials import Credential, unresolved
 from reconciler.drivers.http.mapping import HttpMapping
+from reconciler.drivers.http.shape import Shape, merged_away
 from reconciler.engine import Engine
 from reconciler.errors import ConfigError, RetryableError, StallError
-from reconciler.flows import CanonicalFlow, FlowKey, flow_from_doc
+from reconciler.flows import CanonicalFlow, FlowInvalid, FlowKey, flow_from_doc
 from reconciler.plan import Action
 from tests.conftest import REPO_ROOT, Workspace, flow
 from tests.dpm_server import DpmServer
@@ -488,3 +490,164 @@ def test_the_service_lands_a_git_push_in_the_platform(ws: Workspace, dpm: DpmSer
                  what="the push to land in the DPM")
         wait_for(lambda: svc.status("production")["result"] == "ok", what="the run to be recorded as ok")
         assert not any(TOKEN in line for line in svc.raw)
+
+
+# -- the newer keys: ids, cursors, shape, credentials, a fixed version (pure, or the DPM server) -----------
+
+
+def n8n_like(url: str, **over: Any) -> HttpEnvironment:
+    """A mapping in the shape of the n8n example: ids, create/update routes, a cursor, fields, defaults."""
+    raw: dict[str, Any] = {
+        "name": "production", "driver": "http", "url": url, "prune": True,
+        "identity": {"name": "/name", "fixed_version": "1"},
+        "fields": ["/name", "/nodes", "/connections", "/settings"],
+        "defaults": {"/settings/callerPolicy": "workflowsFromSameOwner", "/settings/availableInMCP": False},
+        "list": {"path": "/workflows?limit=250", "items": "/data", "full": True, "id": "/id",
+                 "cursor": {"from": "/nextCursor", "param": "cursor"}, "name_query": "name"},
+        "export": {"path": "/workflows/{id}"},
+        "create": {"path": "/workflows"},
+        "update": {"path": "/workflows/{id}", "merged": ["/settings"]},
+        "delete": {"path": "/workflows/{id}"},
+    }
+    raw.update(over)
+    return HttpEnvironment.model_validate(raw)
+
+
+def config_problems(tmp_path, body: str) -> str:
+    (tmp_path / "reconciler.toml").write_text('[[environment]]\nname = "p"\ndriver = "http"\n'
+                                              'url = "https://n8n.example.com/api/v1"\n' + body)
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "reconciler.toml")
+    return "\n".join(str(p) for p in exc.value.problems)
+
+
+def test_a_cursor_is_sent_back_on_the_first_request_as_a_query_parameter() -> None:
+    """nextCursor becomes ?cursor= on the listing's first path (its limit kept); null ends the listing."""
+    m, url = HttpMapping(n8n_like("https://n8n.example.com/api/v1")), "https://n8n.example.com/api/v1/workflows"
+    first = "/api/v1/workflows?limit=250"
+    page = m.page({"data": [{"id": "a"}], "nextCursor": "eyJvZmZzZXQiOjI1MH0="}, url, "https://n8n.example.com", first)
+    assert page.next == "/api/v1/workflows?limit=250&cursor=eyJvZmZzZXQiOjI1MH0%3D"
+    assert m.page({"data": [], "nextCursor": None}, url, "https://n8n.example.com", first).next is None
+    assert m.listing("orders / EU") == "/workflows?limit=250&name=orders%20%2F%20EU"
+
+
+def test_updates_and_deletes_address_the_platforms_id_in_place() -> None:
+    """{id} fills the update and delete paths; the body is the flow alone, no Override switch anywhere."""
+    m = HttpMapping(n8n_like("https://n8n.example.com/api/v1"))
+    key, data = FlowKey("orders", "1"), b'{"name": "orders", "nodes": []}'
+    update = m.update_request(key, data, "Ab3/x")
+    assert (update.method, update.path, json.loads(update.body or b"")) == (
+        "PUT", "/workflows/Ab3%2Fx", {"name": "orders", "nodes": []})
+    assert (m.create_request(key, data).method, m.create_request(key, data).path) == ("POST", "/workflows")
+    delete = m.delete_request(key, "Ab3")
+    assert delete is not None and (delete.method, delete.path) == ("DELETE", "/workflows/Ab3")
+
+
+def test_an_id_in_a_path_needs_list_id(tmp_path) -> None:
+    """{id} comes from the listing: without list.id the config says so, at the route naming it."""
+    text = config_problems(tmp_path, '[environment.list]\nfull = true\n[environment.export]\npath = "/w/{id}"\n'
+                           '[environment.create]\npath = "/w"\n[environment.update]\npath = "/w/{id}"\n')
+    assert "environment[0].export = " in text and "environment[0].update = " in text
+    assert text.count("its path names {id}: set list.id") == 2
+
+
+def test_writes_need_an_import_or_both_create_and_update(tmp_path) -> None:
+    """A create route alone says nothing about replacing a flow; an import without Override cannot replace one."""
+    text = config_problems(tmp_path, '[environment.list]\nfull = true\n[environment.create]\npath = "/w"\n')
+    assert "set [environment.import], or both [environment.create] and [environment.update]" in text
+    text = config_problems(tmp_path, '[environment.list]\nfull = true\n[environment.import]\npath = "/w"\n')
+    assert "import.override is required without [environment.update]" in text
+
+
+def test_a_fixed_version_names_a_flow_by_its_name_alone(tmp_path) -> None:
+    """identity.fixed_version: the document carries no version; set_key keeps it out; both ways at once is refused."""
+    ident = n8n_like("https://n8n.example.com/api/v1").flow_identity
+    assert ident.key_of({"name": "orders", "version": "7"}) == FlowKey("orders", "1")
+    doc: dict[str, Any] = {"name": "old"}
+    ident.set_key(doc, FlowKey("new", "1"))
+    assert doc == {"name": "new"}
+    with pytest.raises(FlowInvalid, match="every flow here has version 1"):
+        ident.set_key(doc, FlowKey("new", "2"))
+    text = config_problems(tmp_path, 'identity = { name = "/name", version = "/v", fixed_version = "1" }\n')
+    assert "set version (a pointer) or fixed_version, not both" in text
+
+
+def test_fields_and_defaults_shape_what_is_read() -> None:
+    """Only the allow-listed fields stay, and a value equal to its default is left out (so is `false`, not `0`)."""
+    shape = Shape(("/name", "/settings"), {"/settings/callerPolicy": "workflowsFromSameOwner", "/settings/on": False})
+    live = {"name": "a", "id": "X1", "active": True,
+            "settings": {"callerPolicy": "workflowsFromSameOwner", "on": 0, "timezone": "UTC"}}
+    assert shape.normal(live) == {"name": "a", "settings": {"on": 0, "timezone": "UTC"}}
+    assert live["settings"]["callerPolicy"] == "workflowsFromSameOwner"  # the input is left as it was
+
+
+def test_a_document_the_shape_would_change_is_named_pointer_by_pointer() -> None:
+    """A field outside the allow-list or a default written out could never read back as written."""
+    shape = Shape(("/name", "/settings/timezone"), {"/settings/timezone": "DEFAULT"})
+    got = dict(shape.misfits({"name": "a", "id": 1, "settings": {"timezone": "DEFAULT", "x": 1}}))
+    assert set(got) == {"/id", "/settings/x", "/settings/timezone"}
+    assert "not one of the environment's fields" in got["/id"] and "leave it out" in got["/settings/timezone"]
+    assert merged_away({"settings": {"a": 1, "b": 2}}, {"settings": {"a": 3}}, ("/settings",)) == ["/settings/b"]
+
+
+def test_credential_references_must_name_exactly_one_credential_of_that_type() -> None:
+    """Missing, shared by two, or an id of another type: each named with its node, type and name."""
+    route = n8n_like("https://n8n.example.com/api/v1", credentials={"path": "/rest/credentials"}).credentials
+    assert route is not None
+    held = [Credential("c1", "ERP token", "httpHeaderAuth"), Credential("c2", "Mail", "smtp"),
+            Credential("c3", "Mail", "smtp")]
+
+    def uses(**refs: dict) -> dict:
+        return {"nodes": [{"name": "Notify ERP", "credentials": refs}, {"name": "Start"}]}
+
+    assert unresolved(uses(httpHeaderAuth={"name": "ERP token"}), held, route, "production") == []
+    assert unresolved(uses(httpHeaderAuth={"id": "gone", "name": "ERP token"}), held, route, "production") == []
+    (missing,) = unresolved(uses(httpHeaderAuth={"name": "CRM token"}), held, route, "production")
+    assert missing.startswith("node 'Notify ERP' uses credential httpHeaderAuth 'CRM token', which production "
+                              "does not have")
+    (shared,) = unresolved(uses(smtp={"name": "Mail"}), held, route, "production")
+    assert "production has 2 smtp credentials of that name (ids c2, c3)" in shared
+    (typed,) = unresolved(uses(smtp={"id": "c1", "name": "ERP token"}), held, route, "production")
+    assert "id c1 in production is a httpHeaderAuth credential" in typed
+
+
+class _ShiftingServer(DpmServer):
+    """An offset-paged listing whose first flow is deleted right after a first page is served (``times``
+    times): the next page then starts one flow later, and a flow is skipped."""
+
+    def __init__(self, *args: Any, times: int, **kw: Any):
+        super().__init__(*args, **kw)
+        self.times = times
+
+    def _list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        status, answer = super()._list(query)
+        if self.times and query.get("page", ["1"]) == ["1"] and self.flows:
+            self.times -= 1
+            self.flows.pop(sorted(self.flows)[0])
+        return status, answer
+
+
+def _shifting(times: int, recheck: bool) -> tuple[_ShiftingServer, HttpDriver]:
+    server = _ShiftingServer(TOKEN, list_full=True, page_size=2, times=times)
+    for i in range(5):
+        server.put(flow(f"f{i}", "1"))
+    d = driver(server, export=None, list={"path": "/flows", "items": "/items", "full": True, "next": "/next",
+                                         "recheck": recheck})
+    return server, d
+
+
+def test_a_flow_deleted_between_two_pages_does_not_hide_the_next_one() -> None:
+    """recheck: the listing is read again until two passes agree; the flow the shift skipped is there."""
+    server, d = _shifting(times=1, recheck=True)
+    with server:
+        live = d.export()
+    assert set(live.flows) == {FlowKey(f"f{i}", "1") for i in range(1, 5)} and live.complete
+
+
+def test_a_listing_that_never_settles_makes_the_live_set_incomplete() -> None:
+    """Deleted between pages on every pass: what was read is kept, and absence proves nothing."""
+    server, d = _shifting(times=100, recheck=True)
+    with server:
+        live = d.export()
+    assert not live.complete
+    assert any("the listing changed each of the 4 times it was read" in p.message for p in live.problems)

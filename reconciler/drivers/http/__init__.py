@@ -1,4 +1,4 @@
-"""The HTTP driver: a declarative mapping onto DPM-style flow managers (``driver = "http"``).
+"""The HTTP driver: a declarative mapping onto DPM-style flow managers, and n8n (``driver = "http"``).
 
 Products like the DPM export a flow as JSON carrying its name and version, and
 import it with an optional name/version change and an *Override* switch. Their
@@ -51,6 +51,51 @@ Paths are appended to ``url``; ``{name}`` and ``{version}`` are percent-encoded
 as one path segment each (``/`` becomes ``%2F``, spaces ``%20``, non-ASCII its
 UTF-8 bytes; ``.`` and ``..`` are escaped too), so any flow name is safe.
 
+A platform that addresses a flow by an id of its own, adds fields to what it
+stores and has no versions (n8n; ``manifests/examples/n8n/``) is mapped with
+these keys as well::
+
+    identity = { name = "/name", fixed_version = "1" }   # no versions: a flow is its name, always version 1
+    fields = ["/name", "/nodes", "/connections", "/settings"]   # the flow is these fields (an allow-list)
+    defaults = { "/settings/callerPolicy" = "workflowsFromSameOwner" }   # values the platform fills in
+
+    [environment.list]
+    id = "/id"                               # the platform's id of a listed item: {id} in templates
+    cursor = { from = "/nextCursor", param = "cursor" }   # pages by an opaque cursor (instead of next)
+    name_query = "name"                      # ?name= narrows the listing (a superset: names compared here)
+    recheck = true                           # pages read again until two passes agree (default with cursor)
+
+    [environment.export]
+    path = "/workflows/{id}"
+
+    [environment.create]                     # instead of the import with override off
+    method = "POST"                          # or PUT
+    path = "/workflows"                      # flow, name and version: where they go, as for the import
+
+    [environment.update]                     # instead of the import with override on
+    method = "PUT"                           # or POST, PATCH
+    path = "/workflows/{id}"                 # in place
+    merged = ["/settings"]                   # objects the platform merges: removing a key there is refused
+
+    [environment.delete]
+    path = "/workflows/{id}"
+
+    [environment.credentials]                # optional: credential references checked before import
+    url = "http://127.0.0.1:5678"            # default: the environment's url
+    path = "/rest/credentials"               # GET; items, id, name and type at pointers (defaults below)
+    items = "/data"
+    id = "/id"
+    name = "/name"
+    type = "/type"
+    auth = { env = "N8N_SESSION", header = "Cookie", scheme = "" }   # default: the environment's auth
+    nodes = "/nodes"                         # the nodes of a flow ...
+    refs = "/credentials"                    # ... each naming its credentials as {type: {id, name}}
+    label = "/name"                          # ... and called this in messages
+
+With ``create`` and ``update`` the import route (and its Override switch) is
+optional; ``{id}`` may appear in the export, update and delete paths, and needs
+``list.id``.
+
 Behaviour:
 
 - **Preconditions.** Before replacing or deleting a flow the driver re-reads it
@@ -72,7 +117,27 @@ Behaviour:
   environment variable; so does a missing token.
 - **Listing safety.** A listed flow that cannot be exported (any 4xx, including
   404) makes the live set incomplete, so its absence is never taken for a
-  deletion.
+  deletion. So does a listing of several pages that changed each time it was
+  read (``recheck``: offset pages skip an item deleted between two of them).
+- **Ids.** The platform's id of each flow is learnt from the listing (or looked
+  up by name for a flow it did not show); a name two flows hold is reported for
+  that flow and never resolved to one of them. An update and a delete address
+  the id the re-read found, so a flow is replaced in place, never copied.
+- **New flows.** With a ``create`` route the listing is read for the flow's name
+  first (narrowed by ``name_query``): a platform that allows two flows of one
+  name would not refuse a flow created in its UI meanwhile, so the driver does.
+- **Shape.** Every document read is reduced to ``fields`` and stripped of values
+  equal to their ``defaults`` before it is canonicalised. A document from git
+  that this would change (a field outside the list, a default written out)
+  could never read back as written: it is refused before import, naming the
+  pointer. An update that would remove a key of a ``merged`` object is refused
+  too (the platform would keep it).
+- **Credentials.** With ``[environment.credentials]`` the target's credentials
+  are listed once per batch of writes; a flow naming one that is missing, or a
+  name two of them share, is refused before import, naming the node, the
+  credential's type and its name.
+- **Writes** are sent one after the other, never in parallel (n8n's default
+  sqlite loses concurrent writes); reads run ``concurrency`` at a time.
 - **Secrets.** The token is read from the environment at each request, never
   from the config file, and never logged or put in a message. Redirects are not
   followed (the token would travel with them); a ``next`` page on another host
@@ -84,8 +149,11 @@ Behaviour:
   not supported.
 
 The package: :mod:`.settings` (the models above), :mod:`.mapping` (what they
-mean, as requests; pure), :mod:`.driver` (:class:`HttpDriver`: the requests, in
-order, with their preconditions).
+mean, as requests; pure), :mod:`.shape` (``fields`` and ``defaults``; pure),
+:mod:`.listing` (the pages, and a listing that can be trusted), :mod:`.reading`
+(one flow, by name or by id), :mod:`.credentials` (references checked),
+:mod:`.driver` (:class:`HttpDriver`: the requests, in order, with their
+preconditions).
 """
 
 from . import settings
@@ -93,12 +161,17 @@ from .driver import HttpDriver
 from .settings import (
     SETTINGS,
     AuthSettings,
+    CreateRoute,
+    CredentialsRoute,
+    CursorPaging,
     DeleteRoute,
     ExportRoute,
     HttpEnvironment,
+    HttpIdentity,
     ImportRoute,
     ListRoute,
     OverrideFlag,
+    UpdateRoute,
 )
 
 __all__ = ["HttpDriver"]
