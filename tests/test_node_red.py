@@ -122,7 +122,8 @@ def tab_flow(name: str, version: str = "1", *, code: str = "msg.payload *= 2;\nr
 
 
 def broker(cid: str, host: str = "mqtt.invalid") -> dict[str, Any]:
-    return {"id": cid, "type": "mqtt-broker", "name": cid, "broker": host, "port": "1883", "clientid": "",
+    # The name differs from the id: a property equal to a config node's own id hides it from its users.
+    return {"id": cid, "type": "mqtt-broker", "name": f"broker {cid}", "broker": host, "port": "1883", "clientid": "",
             "autoConnect": False, "usetls": False, "protocolVersion": "4", "keepalive": "60", "cleansession": True}
 
 
@@ -225,7 +226,9 @@ def test_export_commits_one_canonical_document_per_tab(site: Workspace, nr: Node
     out = engine_for(site).export("production")
     assert out.commit and not out.problems
     tree = site.git("ls-tree", "-r", "--name-only", "env/production", cwd=site.repo).split()
-    assert tree == ["flows/billing/1.json", "flows/orders/2.0.json"]
+    assert tree == ["flows/_instance/1.json", "flows/billing/1.json", "flows/orders/2.0.json"]
+    instance = in_git(site, "flows/_instance/1.json")  # the broker no tab uses; orders before billing
+    assert instance["tabs"] == ["t-o", "t-b"] and [n["id"] for n in instance["configs"]] == ["c-unused"]
     orders = in_git(site, "flows/orders/2.0.json")
     assert orders["name"] == "orders" and orders["version"] == "2.0"
     assert orders["tab"] == {"id": "t-o", "type": "tab", "disabled": False, "info": "",
@@ -260,7 +263,7 @@ def test_a_flow_pushed_to_git_is_imported_with_its_ids(site: Workspace, nr: Node
     synced(site, tab_flow("orders"))
     tab = nr.tabs()["orders"]
     assert tab["id"] == "tab-orders"
-    assert tab["env"] == [{"name": "FLOW_VERSION", "value": "1", "type": "str"}]
+    assert "env" not in tab  # version 1 is the default: nothing is added to the tab
     assert node_of(nr, "tab-orders-fn")["z"] == "tab-orders"
     assert engine_for(site).sync("production", dry_run=True).plan.changes == ()
 
@@ -575,7 +578,7 @@ def test_a_deploy_refused_after_a_retry_says_the_first_try_may_have_landed() -> 
     """503 (the deploy landed, its answer did not), then 409: LiveMovedError, the engine re-reads."""
     posts = iter([(503, {"message": "busy"}), (409, {"code": "version_mismatch"})])
     with Scripted(lambda m, p, a: next(posts) if m == "POST" else (200, ONE_TAB)) as nr:
-        driver = NodeRedDriver(nr.url, check_types=False, sleep=lambda s: None)
+        driver = NodeRedDriver(nr.url, check_types=False, health_check=False, sleep=lambda s: None)
         driver.export()
         with pytest.raises(LiveMovedError, match="perhaps by this deploy's first try"):
             driver.apply([Change(BILLING, canonicalize(tab_flow("billing")), None)])

@@ -1,31 +1,50 @@
-"""The Node-RED driver: the whole :class:`~reconciler.drivers.Driver` port over one instance.
+"""The Node-RED driver: the whole :class:`~reconciler.drivers.Driver` port over one instance, with its
+health gate (``HealthChecked``) and its memory of the credentials it sent (``Remembering``).
 
-``export`` is one ``GET /flows`` (the tabs as flows, and the snapshot the next
-``apply`` is guarded by); ``apply`` is one ``POST /flows`` per batch carrying the
-rev of that snapshot, after the checks of :mod:`.checks`; ``load`` and ``reread``
-read the whole configuration again (one request is all Node-RED needs, and the
-documents of the other tabs are needed anyway to find the one asked for);
-``close`` releases the connections.
+``export`` is one ``GET /flows`` (the tabs and the instance document as flows,
+and the snapshot the next ``apply`` is guarded by); ``apply`` is one ``POST
+/flows`` per batch carrying the rev of that snapshot, after the checks of
+:mod:`.checks`, with the credentials that changed (:mod:`.credentials`), watched
+on ``/comms`` from before it is sent (:mod:`.health`); ``check_health`` reads
+what that watch saw and the flows back; ``load`` and ``reread`` read the whole
+configuration again (one request is all Node-RED needs); ``close`` releases the
+connections.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import structlog
 
-from reconciler.canonical import Rules
+from reconciler.canonical import Rules, blob_id
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
 from reconciler.drivers._common import DriverBase, Ticker
-from reconciler.flows import CanonicalFlow, FlowKey, Identity
+from reconciler.errors import Problem, RetryableError, StallError
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
 from .api import _AdminAPI
-from .checks import _Checks, _Snapshot
-from .mapping import NODE_LISTS_BY_ID, _Index
+from .checks import INSTANCE_ID, _Checks, _Snapshot
+from .comms import Comms, CommsRefused
+from .credentials import FlowMemory, Memory, field_names, fingerprint, replaces_whole_set, stripped
+from .health import Expect, Watch, expect_of, verdict
+from .instance import INSTANCE_KEY
+from .mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID, _Incoming, _Index
 
 __all__ = ["NodeRedDriver"]
 
 log = structlog.get_logger("reconciler.drivers.node_red")
+
+
+@dataclass
+class _Pending:
+    """A deploy the health gate has yet to judge."""
+
+    watch: Watch
+    rev: str
+    expect: dict[FlowKey, Expect]
+    written: dict[FlowKey, str]
 
 
 class NodeRedDriver(DriverBase):
@@ -35,44 +54,101 @@ class NodeRedDriver(DriverBase):
                  token_env: str | None = None, username_env: str | None = None, password_env: str | None = None,
                  timeout: float = 30.0, attempts: int = 3, backoff: float = 0.5, check_types: bool = True,
                  version_env: str = "FLOW_VERSION", default_version: str = "1", deploy: str = "flows",
+                 health_check: bool = True, health_settle: float = 0.5,
                  environ: Mapping[str, str] | None = None, sleep: Callable[[float], None] | None = None):
         self.url = url.rstrip("/")
         self.location = self.url
         self.identity = identity
-        self.rules = rules if rules is not None else Rules.of((), NODE_LISTS_BY_ID)
+        self.rules = rules if rules is not None else Rules.of(CANONICAL_IGNORE, NODE_LISTS_BY_ID)
         self.check_types, self.version_env, self.default_version = check_types, version_env, default_version
         self.deployment_type = deploy
+        self.health_check, self.health_settle, self.timeout = health_check, health_settle, timeout
         self.api = _AdminAPI(self.url, timeout=timeout, attempts=attempts, backoff=backoff, token_env=token_env,
                              username_env=username_env, password_env=password_env, environ=environ, sleep=sleep)
         self.checks = _Checks(self.url, identity, self.rules, version_env, default_version)
         self._snapshot: _Snapshot | None = None
+        self._memory = Memory()
+        self._pending: _Pending | None = None
+
+    # -- memory (Remembering) ------------------------------------------------------------
+
+    def recall(self, memory: Mapping | None) -> None:
+        self._memory = Memory.load(memory)
+
+    def memory(self) -> Mapping | None:
+        return self._memory.dump()
 
     # -- export --------------------------------------------------------------------------
 
     def export(self, progress: Progress | None = None) -> LiveSet:
         rev, nodes = self.api.get_flows()
         index = _Index(nodes)
+        present = {n["id"] for n in nodes if isinstance(n.get("id"), str)}
         collect = LiveCollector(self.identity, self.rules)
         keys: dict[str, FlowKey] = {}
         signature: dict[str, str] = {}
+        found: dict[str, CanonicalFlow] = {}
         tick = Ticker(progress, len(index.tabs))
         for i, tab in enumerate(index.tabs, 1):
             tid = str(tab.get("id"))
-            got = collect.add(self.checks.document(index, tab), f"{self.url} tab {tid}")
-            if isinstance(got, CanonicalFlow):  # a duplicate name+version too: dropped from the live set below
-                keys[tid], signature[tid] = got.key, got.oid
-            else:  # no usable name or version: not a flow, but still compared before every write
+            got = self._flow(self.checks.document(index, tab), f"{self.url} tab {tid}", present)
+            if isinstance(got, Problem):  # no usable name or version: not a flow, but still compared before every write
+                collect.problem(got)
                 signature[tid] = f"problem: {got.message}"
+            else:
+                found[tid], signature[tid] = got, self._live_oid(got)
             tick(i)
+        self._add_tabs(collect, found, index)
+        instance = self.checks.instance(index)
+        if instance is not None:
+            got = self._flow(instance, f"{self.url} instance", present)
+            assert isinstance(got, CanonicalFlow)  # the reserved name and version are valid
+            signature[INSTANCE_ID] = self._live_oid(got)
+            if collect.add_flow(got, f"{self.url} instance") is not None:
+                keys[INSTANCE_ID] = got.key
         live = collect.result()
-        keys = {t: k for t, k in keys.items() if k in live.flows}
+        keys.update((t, f.key) for t, f in found.items() if f.key in live.flows)
         self._snapshot = _Snapshot(rev, index, live, keys, signature, {k: t for t, k in keys.items()})
         return live
+
+    def _flow(self, doc: dict, where: str, present: set[str]) -> CanonicalFlow | Problem:
+        """A live document as a flow, with the id of the last write when Node-RED still holds it."""
+        got = flow_from_doc(doc, self.identity, self.rules, where=where)
+        if isinstance(got, Problem):
+            return got
+        if got.key.name == INSTANCE_KEY.name and "tab" in doc:
+            return Problem(where, f"the label {INSTANCE_KEY.name!r} is reserved for the instance document "
+                                  "(flows/_instance/1.json); rename the tab", "/name", str(got.key))
+        written = self._memory.written_id(str(got.key), got.oid, present)
+        return CanonicalFlow(got.key, got.data, written) if written is not None else got
+
+    @staticmethod
+    def _live_oid(flow: CanonicalFlow) -> str:
+        """The id of what Node-RED returns (a flow's ``oid`` may be that of the last write, credentials in)."""
+        assert flow.data is not None
+        return blob_id(flow.data)
+
+    def _add_tabs(self, collect: LiveCollector, found: dict[str, CanonicalFlow], index: _Index) -> None:
+        """Add the tabs' flows; tabs sharing a name and version are all left out, with a problem naming them."""
+        by_key: dict[FlowKey, list[str]] = {}
+        for tid, f in found.items():
+            by_key.setdefault(f.key, []).append(tid)
+        for key, tids in by_key.items():
+            if len(tids) == 1:
+                collect.add_flow(found[tids[0]], f"{self.url} tab {tids[0]}")
+                continue
+            why = (f"tabs {', '.join(repr(t) for t in tids)} of Node-RED at {self.url} are all labelled "
+                   f"{key.name!r} with version {key.version!r}; rename all but one in the editor, or give each its "
+                   f"own {self.version_env} (Edit flow -> Environment variables): until then none of them is "
+                   "synced or exported, and they are left as they are")
+            collect.invalid[key] = why
+            collect.problems.extend(Problem(f"{self.url} tab {t}", why, "/name", str(key)) for t in tids)
 
     # -- apply ---------------------------------------------------------------------------
 
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> dict[FlowKey, str]:
         """One deploy for the batch, guarded by the rev of the export the plan saw."""
+        self._forget_pending()
         if self._snapshot is None:
             self.export()
         snap = self._snapshot
@@ -81,15 +157,108 @@ class NodeRedDriver(DriverBase):
         imports, deletes = self.checks.sort(snap, changes, failed)
         if imports and self.check_types:
             self.checks.drop_unknown_types(imports, self.api.node_types(), failed)
+        self.checks.drop_credential_conflicts(snap, imports, deletes, self._memory, failed)
         nodes = self.checks.settle(snap, imports, deletes, failed)
         if progress is not None:
             progress(len(changes) - len(failed), len(changes))
         if nodes is not None and (imports or deletes):
             self._snapshot = None  # whatever happens next, the next apply reads again
-            new_rev = self.api.deploy(snap.rev, nodes, self.deployment_type)
+            watch = self._watch() if imports and self.health_check else None
+            try:
+                new_rev = self.api.deploy(snap.rev, self._with_credentials(snap, nodes), self.deployment_type)
+            except BaseException:
+                if watch is not None:
+                    watch.close()
+                raise
+            self._remember(imports, deletes, nodes)
             log.info("node-red deployed", url=self.url, imported=len(imports), deleted=len(deletes),
                      rev=new_rev[:12], type=self.deployment_type)
+            if watch is not None:
+                self._pending = _Pending(watch, new_rev, {k: expect_of(inc.every_node()) for k, inc in imports.items()},
+                                         {k: inc.oid for k, inc in imports.items()})
         return failed
 
+    def _with_credentials(self, snap: _Snapshot, nodes: list[dict]) -> list[dict]:
+        """The nodes to post: a node's credentials only when they differ from those it holds from us (sending
+        restarts it), a field dropped from its set sent empty (Node-RED merges fields)."""
+        there = {n.get("id") for n in snap.index.nodes}
+        out = []
+        for n in nodes:
+            creds = n.get("credentials")
+            if isinstance(creds, dict):
+                nid = n["id"]
+                if nid in there and self._memory.holds(nid, fingerprint(nid, creds)):
+                    n = stripped(n)
+                elif not replaces_whole_set(n) and nid in self._memory.nodes:
+                    gone = [f for f in self._memory.nodes[nid][1] if f not in creds]
+                    if gone:
+                        n = dict(n, credentials={**creds, **{f: "" for f in gone}})
+            out.append(n)
+        return out
+
+    def _remember(self, imports: dict[FlowKey, _Incoming], deletes: set[FlowKey], nodes: list[dict]) -> None:
+        """After a deploy: the credentials Node-RED now holds from us, and what each flow written reads as."""
+        memory = self._memory
+        present = {n.get("id") for n in nodes}
+        for n in nodes:
+            creds = n.get("credentials")
+            if isinstance(creds, dict):
+                memory.nodes[n["id"]] = (fingerprint(n["id"], creds), tuple(field_names(creds)))
+        for nid in [i for i in memory.nodes if i not in present]:
+            del memory.nodes[nid]  # Node-RED deletes the credentials of a node that goes
+        for key in deletes:
+            memory.flows.pop(str(key), None)
+        for key, inc in imports.items():
+            sent = {n["id"]: fingerprint(n["id"], n["credentials"]) for n in inc.every_node()
+                    if isinstance(n.get("credentials"), dict)}
+            if sent or inc.live_oid != inc.oid:
+                memory.flows[str(key)] = FlowMemory(inc.live_oid, inc.oid, sent)
+            else:
+                memory.flows.pop(str(key), None)
+
+    # -- the health gate (HealthChecked) -----------------------------------------------------
+
+    def _watch(self) -> Watch:
+        """A /comms watch, before the deploy: unreachable is retryable (nothing was deployed yet)."""
+        def connect() -> Comms:
+            return Comms(self.url, self.api.bearer(), timeout=self.timeout)
+        try:
+            return Watch(connect, self.timeout)
+        except CommsRefused as exc:
+            raise StallError(f"Node-RED at {self.url}: /comms refused the token ({exc}); check the token or "
+                             "login variables (the user needs read access), or set health_check = false") from exc
+        except (OSError, EOFError) as exc:
+            raise RetryableError(f"Node-RED at {self.url}: /comms (the health gate's websocket) is unreachable "
+                                 f"({exc}); nothing was deployed, retrying later") from exc
+
+    def check_health(self, keys: Sequence[FlowKey], timeout: float) -> dict[FlowKey, str]:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return {}
+        try:
+            seen = pending.watch.wait(pending.rev, timeout, self.health_settle)
+        finally:
+            pending.watch.close()
+        expect = {k: e for k, e in pending.expect.items() if k in keys}
+        bad = verdict(seen, expect, pending.rev, timeout)
+        log.info("node-red health gate", url=self.url, rev=pending.rev[:12], started=seen.deployed,
+                 seconds=round(seen.took, 3), state=(seen.state or {}).get("state"), errors=len(seen.errors),
+                 unhealthy=len(bad), reconnected=seen.reconnected)
+        if seen.deployed:
+            live = self.export()
+            if self._snapshot is not None and self._snapshot.rev == pending.rev:
+                for key in expect:
+                    got = live.flows.get(key)
+                    if key not in bad and (got is None or got.oid != pending.written[key]):
+                        bad[key] = ("Node-RED does not hold the flow as it was deployed (read back after it "
+                                    "started); compare the environment with git")
+        return bad
+
+    def _forget_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.watch.close()
+            self._pending = None
+
     def close(self) -> None:
+        self._forget_pending()
         self.api.close()
