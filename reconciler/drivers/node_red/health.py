@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
 from .comms import Comms
@@ -163,9 +164,20 @@ def verdict(seen: Seen, expect: Mapping[Any, Expect], rev: str, timeout: float) 
         nid = str(err.get("id") or "")
         for key, e in expect.items():
             if key not in bad and nid and e.owns(nid):
-                text = str(err.get("msg") or "")[:300]
-                bad[key] = f"node {nid} ({err.get('type') or 'node'}) reported an error as it started: {text}"
+                bad[key] = f"node {nid} ({err.get('type') or 'node'}) reported an error as it started: {_text(err)}"
     return bad
+
+
+def _text(err: Mapping[str, Any]) -> str:
+    """A debug message's text: an error object arrives encoded ({"__enc__": true, "data": {name, message}})."""
+    msg = err.get("msg")
+    if isinstance(msg, str) and msg.startswith('{"__enc__"'):
+        try:
+            data = orjson.loads(msg).get("data") or {}
+            msg = f"{data.get('name') or 'Error'}: {data.get('message') or ''}"
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+    return str(msg or "")[:300]
 
 
 def expect_of(nodes: Iterable[dict]) -> Expect:
