@@ -86,18 +86,34 @@ class _Checks:
         deletes: set[FlowKey] = set()
         for change in changes:
             reason = self._precheck(snap, change)
-            if reason:
-                failed[change.key] = reason
+            inc = None
+            if change.data is not None and change.key not in snap.live.invalid:
+                try:
+                    inc = _incoming(change, self.identity, self.rules, self.version_env, self.default_version)
+                except Refused as exc:
+                    if reason is None:
+                        failed[change.key] = f"flow {change.key} cannot be imported: {exc}"
+                        continue
+            if reason is not None:
+                if not self._holds_already(snap, change, inc):
+                    failed[change.key] = reason
             elif change.data is None:
                 if change.key in snap.tab_of:
                     deletes.add(change.key)
-            else:
-                try:
-                    imports[change.key] = _incoming(change, self.identity, self.rules, self.version_env,
-                                                    self.default_version)
-                except Refused as exc:
-                    failed[change.key] = f"flow {change.key} cannot be imported: {exc}"
+            elif inc is not None:
+                imports[change.key] = inc
         return imports, deletes
+
+    @staticmethod
+    def _holds_already(snap: _Snapshot, change: Change, inc: _Incoming | None) -> bool:
+        """The live flow moved since the plan, but to what the change writes: nothing to do (a restore
+        the health gate made already, a deploy of the same version in the editor)."""
+        if change.key in snap.live.invalid:
+            return False
+        current = snap.live.flows.get(change.key)
+        if change.data is None:
+            return current is None
+        return inc is not None and current is not None and current.oid == inc.oid
 
     def _precheck(self, snap: _Snapshot, change: Change) -> str | None:
         if change.key in snap.live.invalid:

@@ -163,3 +163,53 @@ class Memory:
 
     def holds(self, node_id: str, h: str) -> bool:
         return self.nodes.get(node_id, ("",))[0] == h
+
+    def to_send(self, nodes: Iterable[dict], there: set) -> list[dict]:
+        """The nodes to post: a node's credentials only when they differ from those it holds from us (sending
+        restarts it) or it is new (``there``: ids Node-RED has now); a field dropped from a node's set is sent
+        empty (Node-RED merges a node's fields, but replaces a subflow instance's or global-config's set)."""
+        out = []
+        for n in nodes:
+            creds = n.get("credentials")
+            if isinstance(creds, dict):
+                nid = n["id"]
+                if nid in there and self.holds(nid, fingerprint(nid, creds)):
+                    n = stripped(n)
+                elif not replaces_whole_set(n) and nid in self.nodes:
+                    gone = [f for f in self.nodes[nid][1] if f not in creds]
+                    if gone:
+                        n = dict(n, credentials={**creds, **{f: "" for f in gone}})
+            out.append(n)
+        return out
+
+    def deployed(self, nodes: list[dict], written: Iterable[tuple[str, str, str, Iterable[dict]]],
+                 deleted: Iterable[str]) -> dict[str, FlowMemory | None]:
+        """After a deploy of ``nodes``: the credentials Node-RED now holds from us, and for each flow written
+        (key, id as returned, id as written, its nodes) what it reads as. Returns the flows' entries before."""
+        present = {n.get("id") for n in nodes}
+        for n in nodes:
+            creds = n.get("credentials")
+            if isinstance(creds, dict):
+                self.nodes[n["id"]] = (fingerprint(n["id"], creds), tuple(field_names(creds)))
+        for nid in [i for i in self.nodes if i not in present]:
+            del self.nodes[nid]  # Node-RED deletes the credentials of a node that goes
+        before: dict[str, FlowMemory | None] = {}
+        for key in deleted:
+            before[key] = self.flows.pop(key, None)
+        for key, live, oid, flow_nodes in written:
+            before[key] = self.flows.get(key)
+            sent = {n["id"]: fingerprint(n["id"], n["credentials"]) for n in flow_nodes
+                    if isinstance(n.get("credentials"), dict)}
+            if sent or live != oid:
+                self.flows[key] = FlowMemory(live, oid, sent)
+            else:
+                self.flows.pop(key, None)
+        return before
+
+    def forget_writes(self, before: Mapping[str, FlowMemory | None]) -> None:
+        """Put these flows' entries back as they were (their write was undone)."""
+        for key, entry in before.items():
+            if entry is None:
+                self.flows.pop(key, None)
+            else:
+                self.flows[key] = entry

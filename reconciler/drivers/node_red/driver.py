@@ -13,6 +13,7 @@ connections.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,8 +28,9 @@ from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 from .api import _AdminAPI
 from .checks import INSTANCE_ID, _Checks, _Snapshot
 from .comms import Comms, CommsRefused
-from .credentials import FlowMemory, Memory, field_names, fingerprint, replaces_whole_set, stripped
-from .health import Expect, Watch, expect_of, verdict
+from .build import build
+from .credentials import Memory
+from .health import Watch, expect_of, stopped, verdict
 from .instance import INSTANCE_KEY
 from .mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID, _Incoming, _Index
 
@@ -39,12 +41,14 @@ log = structlog.get_logger("reconciler.drivers.node_red")
 
 @dataclass
 class _Pending:
-    """A deploy the health gate has yet to judge."""
+    """A deploy the health gate has yet to judge: its watch, its rev, what it was made of."""
 
     watch: Watch
     rev: str
-    expect: dict[FlowKey, Expect]
-    written: dict[FlowKey, str]
+    snap: _Snapshot
+    imports: dict[FlowKey, _Incoming]
+    deletes: set[FlowKey]
+    before: dict[str, object]  # the memory's entries of those flows before the deploy
 
 
 class NodeRedDriver(DriverBase):
@@ -54,7 +58,7 @@ class NodeRedDriver(DriverBase):
                  token_env: str | None = None, username_env: str | None = None, password_env: str | None = None,
                  timeout: float = 30.0, attempts: int = 3, backoff: float = 0.5, check_types: bool = True,
                  version_env: str = "FLOW_VERSION", default_version: str = "1", deploy: str = "flows",
-                 health_check: bool = True, health_settle: float = 0.5,
+                 health_check: bool = True, health_settle: float = 0.5, restore_unhealthy: bool = True,
                  environ: Mapping[str, str] | None = None, sleep: Callable[[float], None] | None = None):
         self.url = url.rstrip("/")
         self.location = self.url
@@ -63,6 +67,7 @@ class NodeRedDriver(DriverBase):
         self.check_types, self.version_env, self.default_version = check_types, version_env, default_version
         self.deployment_type = deploy
         self.health_check, self.health_settle, self.timeout = health_check, health_settle, timeout
+        self.restore_unhealthy = restore_unhealthy  # the environment's on_unhealthy is "restore"
         self.api = _AdminAPI(self.url, timeout=timeout, attempts=attempts, backoff=backoff, token_env=token_env,
                              username_env=username_env, password_env=password_env, environ=environ, sleep=sleep)
         self.checks = _Checks(self.url, identity, self.rules, version_env, default_version)
@@ -163,58 +168,28 @@ class NodeRedDriver(DriverBase):
             progress(len(changes) - len(failed), len(changes))
         if nodes is not None and (imports or deletes):
             self._snapshot = None  # whatever happens next, the next apply reads again
-            watch = self._watch() if imports and self.health_check else None
-            try:
-                new_rev = self.api.deploy(snap.rev, self._with_credentials(snap, nodes), self.deployment_type)
-            except BaseException:
-                if watch is not None:
-                    watch.close()
-                raise
-            self._remember(imports, deletes, nodes)
-            log.info("node-red deployed", url=self.url, imported=len(imports), deleted=len(deletes),
-                     rev=new_rev[:12], type=self.deployment_type)
+            rev, watch, before = self._deploy(snap, snap.rev, nodes, imports, deletes)
             if watch is not None:
-                self._pending = _Pending(watch, new_rev, {k: expect_of(inc.every_node()) for k, inc in imports.items()},
-                                         {k: inc.oid for k, inc in imports.items()})
+                self._pending = _Pending(watch, rev, snap, imports, deletes, before)
         return failed
 
-    def _with_credentials(self, snap: _Snapshot, nodes: list[dict]) -> list[dict]:
-        """The nodes to post: a node's credentials only when they differ from those it holds from us (sending
-        restarts it), a field dropped from its set sent empty (Node-RED merges fields)."""
-        there = {n.get("id") for n in snap.index.nodes}
-        out = []
-        for n in nodes:
-            creds = n.get("credentials")
-            if isinstance(creds, dict):
-                nid = n["id"]
-                if nid in there and self._memory.holds(nid, fingerprint(nid, creds)):
-                    n = stripped(n)
-                elif not replaces_whole_set(n) and nid in self._memory.nodes:
-                    gone = [f for f in self._memory.nodes[nid][1] if f not in creds]
-                    if gone:
-                        n = dict(n, credentials={**creds, **{f: "" for f in gone}})
-            out.append(n)
-        return out
-
-    def _remember(self, imports: dict[FlowKey, _Incoming], deletes: set[FlowKey], nodes: list[dict]) -> None:
-        """After a deploy: the credentials Node-RED now holds from us, and what each flow written reads as."""
-        memory = self._memory
-        present = {n.get("id") for n in nodes}
-        for n in nodes:
-            creds = n.get("credentials")
-            if isinstance(creds, dict):
-                memory.nodes[n["id"]] = (fingerprint(n["id"], creds), tuple(field_names(creds)))
-        for nid in [i for i in memory.nodes if i not in present]:
-            del memory.nodes[nid]  # Node-RED deletes the credentials of a node that goes
-        for key in deletes:
-            memory.flows.pop(str(key), None)
-        for key, inc in imports.items():
-            sent = {n["id"]: fingerprint(n["id"], n["credentials"]) for n in inc.every_node()
-                    if isinstance(n.get("credentials"), dict)}
-            if sent or inc.live_oid != inc.oid:
-                memory.flows[str(key)] = FlowMemory(inc.live_oid, inc.oid, sent)
-            else:
-                memory.flows.pop(str(key), None)
+    def _deploy(self, snap: _Snapshot, rev: str, nodes: list[dict], imports: dict[FlowKey, _Incoming],
+                deletes: set[FlowKey]) -> tuple[str, Watch | None, dict]:
+        """POST the nodes (watched on /comms from before, when there are imports to judge); remember what
+        was written. Returns the new rev, the watch, and the memory's entries of those flows before."""
+        watch = self._watch() if imports and self.health_check else None
+        try:
+            new_rev = self.api.deploy(rev, self._memory.to_send(nodes, {n.get("id") for n in snap.index.nodes}),
+                                      self.deployment_type)
+        except BaseException:
+            if watch is not None:
+                watch.close()
+            raise
+        before = self._memory.deployed(nodes, [(str(k), i.live_oid, i.oid, i.every_node()) for k, i in imports.items()],
+                                       [str(k) for k in deletes])
+        log.info("node-red deployed", url=self.url, imported=len(imports), deleted=len(deletes), rev=new_rev[:12],
+                 type=self.deployment_type)
+        return new_rev, watch, before
 
     # -- the health gate (HealthChecked) -----------------------------------------------------
 
@@ -232,27 +207,52 @@ class NodeRedDriver(DriverBase):
                                  f"({exc}); nothing was deployed, retrying later") from exc
 
     def check_health(self, keys: Sequence[FlowKey], timeout: float) -> dict[FlowKey, str]:
+        """Judge the last deploy by what /comms said (:mod:`.health`), then read the flows back.
+
+        When Node-RED stopped the whole deploy for the types or modules some flows lack, the others never
+        started, so nothing can be said of them: with ``on_unhealthy = "restore"`` the driver deploys the
+        batch again without those flows (their previous versions: the restore the engine does next) and
+        judges the others by that deploy."""
         pending, self._pending = self._pending, None
         if pending is None:
             return {}
-        try:
-            seen = pending.watch.wait(pending.rev, timeout, self.health_settle)
-        finally:
-            pending.watch.close()
-        expect = {k: e for k, e in pending.expect.items() if k in keys}
-        bad = verdict(seen, expect, pending.rev, timeout)
-        log.info("node-red health gate", url=self.url, rev=pending.rev[:12], started=seen.deployed,
-                 seconds=round(seen.took, 3), state=(seen.state or {}).get("state"), errors=len(seen.errors),
-                 unhealthy=len(bad), reconnected=seen.reconnected)
+        expect = {k: expect_of(inc.every_node()) for k, inc in pending.imports.items() if k in keys}
+        deadline = time.monotonic() + timeout
+        rev, watch = pending.rev, pending.watch
+        bad: dict[FlowKey, str] = {}
+        while True:
+            try:
+                seen = watch.wait(rev, max(0.0, deadline - time.monotonic()), self.health_settle)
+            finally:
+                watch.close()
+            judged = {k: e for k, e in expect.items() if k not in bad}
+            found = verdict(seen, judged, rev, timeout)
+            bad.update(found)
+            log.info("node-red health gate", url=self.url, rev=rev[:12], started=seen.deployed,
+                     seconds=round(seen.took, 3), state=(seen.state or {}).get("state"), errors=len(seen.errors),
+                     unhealthy=len(found), reconnected=seen.reconnected)
+            rest = [k for k in judged if k not in found]
+            if not (found and rest and stopped(seen) and self.restore_unhealthy):
+                break
+            rev, watch = self._without(pending, rev, set(bad))
         if seen.deployed:
             live = self.export()
-            if self._snapshot is not None and self._snapshot.rev == pending.rev:
-                for key in expect:
+            if self._snapshot is not None and self._snapshot.rev == rev:
+                for key, inc in pending.imports.items():
                     got = live.flows.get(key)
-                    if key not in bad and (got is None or got.oid != pending.written[key]):
+                    if key in expect and key not in bad and (got is None or got.oid != inc.oid):
                         bad[key] = ("Node-RED does not hold the flow as it was deployed (read back after it "
                                     "started); compare the environment with git")
         return bad
+
+    def _without(self, pending: "_Pending", rev: str, culprits: set[FlowKey]) -> tuple[str, Watch]:
+        """Deploy the batch again without ``culprits`` (back to what they were), watched."""
+        imports = {k: inc for k, inc in pending.imports.items() if k not in culprits}
+        nodes = build(pending.snap.index, pending.snap.tab_of, imports, pending.deletes, self.checks.order_key)
+        self._memory.forget_writes({str(k): pending.before.get(str(k)) for k in culprits})
+        new_rev, watch, _ = self._deploy(pending.snap, rev, nodes, imports, pending.deletes)
+        assert watch is not None
+        return new_rev, watch
 
     def _forget_pending(self) -> None:
         if self._pending is not None:

@@ -43,7 +43,7 @@ import structlog
 
 from .comms import Comms
 
-__all__ = ["Watch", "Seen", "Expect", "verdict"]
+__all__ = ["Watch", "Seen", "Expect", "verdict", "stopped", "expect_of"]
 
 log = structlog.get_logger("reconciler.drivers.node_red")
 ERROR_LEVEL = 20  # Node-RED's log level of an error, as the debug messages carry it
@@ -70,16 +70,20 @@ class Watch:
 
     def _subscribed(self, deadline: float) -> Comms:
         comms = self._connect()
-        comms.subscribe("notification/#")
         self.retained: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            got = comms.messages(deadline)
-            if got is None:
-                break
-            for topic, data in got:
-                self.retained[topic] = data
-            if "notification/runtime-deploy" in self.retained:
-                break
+        try:
+            comms.subscribe("notification/#")
+            while time.monotonic() < deadline:
+                got = comms.messages(deadline)
+                if got is None:
+                    break
+                for topic, data in got:
+                    self.retained[topic] = data
+                if "notification/runtime-deploy" in self.retained:
+                    break
+        except BaseException:
+            comms.close()
+            raise
         return comms
 
     def wait(self, rev: str, timeout: float, settle: float) -> Seen:
@@ -100,7 +104,12 @@ class Watch:
                     break
                 seen.reconnected = True
                 self.close()
-                self.comms = self._subscribed(min(stop_at, time.monotonic() + _RETAINED_WAIT))
+                try:
+                    self.comms = self._subscribed(min(stop_at, time.monotonic() + _RETAINED_WAIT))
+                except (OSError, EOFError) as again:
+                    log.warning("node-red /comms cannot be reached again; the health gate stops listening",
+                                error=str(again))
+                    break
                 got = [(t, d) for t, d in self.retained.items()]
             if got is None:
                 break
@@ -131,6 +140,11 @@ class Expect:
 
     def owns(self, node_id: str) -> bool:
         return node_id in self.nodes or any(node_id.startswith(i + "-") for i in self.instances)
+
+
+def stopped(seen: Seen) -> bool:
+    """Node-RED stopped the deploy for missing types or modules (so the flows it did not blame never started)."""
+    return _missing(seen.state) is not None
 
 
 def _missing(state: Mapping[str, Any] | None) -> tuple[str, set[str]] | None:

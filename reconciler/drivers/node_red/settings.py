@@ -100,6 +100,7 @@ class NodeRedEnvironment(EnvironmentConfig):
             deploy=self.deploy,
             health_check=self.health_check,
             health_settle=self.health_settle,
+            restore_unhealthy=self.on_unhealthy == "restore",
         )
 
 
