@@ -244,3 +244,23 @@ def test_a_cred_env_var_written_inline_is_refused_by_the_scan(ws: Workspace, nr:
     why = out.failed[FlowKey("keys", "1")]
     assert "/tab/credentials/API_KEY" in why and "secret store" in why
     assert b"inline-4711" not in every_git_object(ws)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_secret_scan_refuses_none_of_the_examples_shipped_with_node_red(version: str, tmp_path: Path) -> None:
+    """No false refusal on real content: the 114 example tabs pass a node-red environment's scan."""
+    from reconciler.config import parse_config
+    from reconciler.drivers.node_red import flow_documents
+    from reconciler.templating import Templating
+    from tests.nodered import find_install, unavailable
+    from tests.test_node_red import example_batches
+
+    install = find_install(version)
+    if isinstance(install, str):
+        unavailable(install)
+    env = parse_config({"environment": [{"name": "edge", "driver": "node-red", "url": "http://127.0.0.1:1880"}]},
+                       base=tmp_path).env("edge")
+    scan = Templating(secret_pointers=env.secret_fields, secret_keys=env.secret_keys).scan
+    batches, _, tabs = example_batches(install)
+    docs = [d for batch in batches for d in flow_documents(batch).values()]
+    assert len(docs) == tabs and [(d["name"], scan(d)) for d in docs if scan(d)] == []

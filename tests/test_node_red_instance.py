@@ -18,6 +18,7 @@ import pytest
 from reconciler.config import load_config
 from reconciler.engine import Engine
 from reconciler.flows import FlowKey
+from reconciler.schemas import schema_for
 from tests.conftest import Workspace
 from tests.nodered import VERSIONS, NodeRed, start_node_red
 from tests.test_node_red import in_git, push
@@ -178,6 +179,8 @@ def test_a_whole_instance_syncs_into_an_empty_one_node_for_node_in_the_same_tab_
     assert "env" not in in_git(site, "flows/alpha/2.1.json", ref="env/source")["tab"]
     legacy = next(c for c in in_git(site, "flows/alpha/2.1.json", ref="env/source")["configs"] if c["id"] == "c-legacy")
     assert "z" not in legacy
+    check = schema_for(None, "node-red")  # the published schema of these documents
+    assert [(rel, check(in_git(site, rel, ref="env/source"))) for rel in tree if check(in_git(site, rel, ref="env/source"))] == []
 
     promote_to_target(site)
     synced = engine(site).sync("target")
