@@ -18,7 +18,7 @@ from reconciler.config import load_config
 from reconciler.engine import Engine
 from reconciler.flows import FlowKey
 from tests.conftest import Workspace
-from tests.nodered import VERSIONS, NodeRed, start_node_red
+from tests.nodered import VERSIONS, NodeRed, node_red_fixture
 from tests.test_node_red_instance import SETTINGS, broker, fn, n, tab
 
 TOKEN_VAR = "RECONCILER_TEST_NR_CRED_TOKEN"
@@ -26,11 +26,7 @@ USER, PASSWORD = "plant-user-4711", "mqtt-pw-0815-not-in-git"
 SENSORS, DISPLAY = FlowKey("sensors", "1"), FlowKey("display", "1")
 
 
-@pytest.fixture(scope="module", params=VERSIONS)
-def instance(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    nr = start_node_red(tmp_path_factory.mktemp(f"nr-cred-{request.param}"), request.param, SETTINGS)
-    yield nr
-    nr.close()
+instance = node_red_fixture("nr-cred", SETTINGS)
 
 
 @pytest.fixture

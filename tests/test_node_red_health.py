@@ -18,7 +18,7 @@ from reconciler.errors import RetryableError
 from reconciler.flows import FlowKey
 from reconciler.plan import State
 from tests.conftest import Workspace
-from tests.nodered import VERSIONS, NodeRed, start_node_red
+from tests.nodered import NodeRed, node_red_fixture
 from tests.test_node_red import ONE_TAB, Scripted, push, tab_flow
 from tests.test_node_red_instance import SETTINGS, fn, n
 from tests.test_node_red_runtime import until
@@ -27,11 +27,7 @@ TOKEN_VAR = "RECONCILER_TEST_NR_HEALTH_TOKEN"
 MISSING, THROWS, HEALTHY = FlowKey("missing", "1"), FlowKey("throws", "1"), FlowKey("healthy", "1")
 
 
-@pytest.fixture(scope="module", params=VERSIONS)
-def instance(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    nr = start_node_red(tmp_path_factory.mktemp(f"nr-health-{request.param}"), request.param, SETTINGS)
-    yield nr
-    nr.close()
+instance = node_red_fixture("nr-health", SETTINGS)
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from reconciler.errors import Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
 from .api import _AdminAPI
+from .build import build
 from .checks import INSTANCE_ID, _Checks, _Snapshot
 from .comms import Comms, CommsRefused
-from .build import build
 from .credentials import Memory
 from .health import Watch, expect_of, stopped, verdict
 from .instance import INSTANCE_KEY
