@@ -6,7 +6,9 @@ Writes N small Node-RED flows (inject -> function -> change -> debug; every
 tenth also uses one shared subflow) into a directory environment, exports it
 to ``env/acceptance``, makes ``env/production`` from it, and times one
 ``sync production`` into an empty Node-RED: export (GET /flows), plan, one
-deploy (POST /flows), read-after-write (GET /flows), marker. Then times a sync
+deploy (POST /flows) watched on /comms, read-after-write (GET /flows), the
+health gate (until Node-RED reports the deploy started, then the settle
+window and a read-back), marker. Then times a sync
 when nothing changed (what every drift check costs). Without ``--url`` it
 starts a Node-RED of its own (as the tests do: tests/nodered.py; ``--node-red``
 chooses the major version), with its flows running. With ``--runs`` above 1
@@ -84,8 +86,20 @@ def one_run(root: Path, url: str, args: argparse.Namespace) -> dict[str, float] 
     exported = time.perf_counter() - t0
     subprocess.run(["git", "branch", "env/production", "env/acceptance"], cwd=config.repository.path, check=True)
 
+    driver = config.env("production").build_driver()
+    gate: list[float] = []
+    check = driver.check_health
+
+    def timed_check(keys, timeout):  # the health gate's share of the sync
+        started = time.perf_counter()
+        try:
+            return check(keys, timeout)
+        finally:
+            gate.append(time.perf_counter() - started)
+
+    driver.check_health = timed_check  # type: ignore[method-assign]
     t0 = time.perf_counter()
-    out = Engine(config).sync("production")
+    out = Engine(config, drivers={"production": driver}).sync("production")
     synced = time.perf_counter() - t0
     if out.failed or out.problems or len(out.done) != args.tabs:
         print(f"sync did not import every tab: {dict(list(out.failed.items())[:3])} {out.problems[:3]}", file=sys.stderr)
@@ -94,7 +108,7 @@ def one_run(root: Path, url: str, args: argparse.Namespace) -> dict[str, float] 
     again = Engine(config).sync("production")
     idle = time.perf_counter() - t0
     assert not again.plan.changes, "a second sync found changes"
-    return {"export": exported, "sync": synced, "idle": idle}
+    return {"export": exported, "sync": synced, "gate": sum(gate), "idle": idle}
 
 
 def figure(values: list[float]) -> str:
@@ -143,6 +157,8 @@ def main() -> int:
             print(f"export of {args.tabs} flows from the folder into git: {figure([r['export'] for r in runs])}")
             print(f"sync of {args.tabs} tabs ({nodes} nodes) into an empty Node-RED{version}: "
                   f"{figure([r['sync'] for r in runs])}")
+            print(f"  of which the health gate (until Node-RED reports the deploy started, settle, read-back): "
+                  f"{figure([r['gate'] for r in runs])}")
             print(f"sync when nothing changed (a drift check): {figure([r['idle'] for r in runs])}")
         finally:
             if node_red is not None:

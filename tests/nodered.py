@@ -394,6 +394,18 @@ def start_node_red(workdir: Path, version_id: str = "nr4", settings: dict[str, s
         raise
 
 
+def node_red_fixture(name: str, settings: dict[str, str] | None = None):
+    """A module-scoped fixture: one Node-RED per major version (``params=VERSIONS``), closed after the module."""
+
+    @pytest.fixture(scope="module", params=VERSIONS)
+    def fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+        nr = start_node_red(tmp_path_factory.mktemp(f"{name}-{request.param}"), request.param, settings)
+        yield nr
+        nr.close()
+
+    return fixture
+
+
 def examples_dir(install: Install | None = None) -> Path | None:
     """The example flows shipped inside the node-red package (@node-red/nodes/examples)."""
     if install is None:

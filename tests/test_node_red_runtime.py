@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.nodered import VERSIONS, Comms, NodeRed, start_node_red
+from tests.nodered import Comms, NodeRed, node_red_fixture
 
 TEST_NODES = Path(__file__).parent / "data/node_red/nodes"
 EXTRA_SETTINGS = {
@@ -45,11 +45,7 @@ EXTRA_SETTINGS = {
 ERROR = 20  # Node-RED's log level numbers, as in the debug messages: 20 error, 30 warn
 
 
-@pytest.fixture(scope="module", params=VERSIONS)
-def instance(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    nr = start_node_red(tmp_path_factory.mktemp(f"node-red-runtime-{request.param}"), request.param, EXTRA_SETTINGS)
-    yield nr
-    nr.close()
+instance = node_red_fixture("node-red-runtime", EXTRA_SETTINGS)
 
 
 @pytest.fixture

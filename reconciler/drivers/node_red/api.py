@@ -166,6 +166,12 @@ class _AdminAPI:
         except (orjson.JSONDecodeError, AttributeError):
             return ""
 
+    def bearer(self) -> str | None:
+        """The token requests carry (for /comms, which takes it in a message); None without adminAuth."""
+        auth = self.http.auth
+        header = auth.headers().get("Authorization", "") if auth is not None else ""
+        return header[len("Bearer "):] if header.startswith("Bearer ") else None
+
     def close(self) -> None:
         self.http.close()
         if self._login_http is not None:

@@ -5,9 +5,11 @@ changes, :class:`_Checks` says which changes may go and builds the configuration
 to deploy: each change is checked against ``Change.expect``, each document from
 git is parsed, node types the instance lacks refuse their flow, and the
 configuration about to be sent is read back as flows: an import that would not
-read back as written, a node id another flow already uses, or a flow outside the
+read back as written, a node id another flow already uses, a flow outside the
 batch that would change (a shared config node or subflow edited in one flow
-only) refuses the import responsible, and the rest of the batch goes on.
+only, its credentials too), or an instance document (tab order, unused
+definitions) that would change without being part of the batch refuses the
+change responsible, and the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from reconciler.drivers import Change, LiveSet
 from reconciler.drivers._common import Refused, moved
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
-from .mapping import _BUILTIN_TYPES, _build, _clone, _document, _first_difference, _Incoming, _incoming, _Index, _str
+from .build import build
+from .credentials import Memory, fingerprint, stripped
+from .instance import INSTANCE_KEY, INSTANCE_PATH, unused
+from .mapping import (_BUILTIN_TYPES, _clone, _document, _first_difference, _Incoming, _incoming, _Index,
+                      _instance_document, _str, order_key)
+
+INSTANCE_ID = ""  # the instance document's place among the tab ids of a snapshot (no tab has an empty id)
+
 
 @dataclass
 class _Snapshot:
@@ -31,8 +40,8 @@ class _Snapshot:
     rev: str
     index: _Index
     live: LiveSet
-    keys: dict[str, FlowKey]  # tab id -> key, for the tabs that are valid flows
-    signature: dict[str, str]  # tab id -> canonical oid, or the problem it has
+    keys: dict[str, FlowKey]  # tab id (INSTANCE_ID for the instance document) -> key, for valid flows
+    signature: dict[str, str]  # tab id -> canonical oid as Node-RED returns it, or the problem it has
     tab_of: dict[FlowKey, str] = field(default_factory=dict)
 
 
@@ -46,16 +55,28 @@ class _Checks:
     version_env: str
     default_version: str
 
+    @property
+    def order_key(self):
+        return order_key(self.version_env, self.default_version)
+
     def document(self, index: _Index, tab: dict) -> dict[str, Any]:
         return _document(index, tab, self.version_env, self.default_version)
 
-    def signature(self, index: _Index, tab: dict) -> str:
-        """The canonical blob id of a tab's document, or the problem it has."""
-        got = flow_from_doc(self.document(index, tab), self.identity, self.rules, where="")
+    def instance(self, index: _Index) -> dict[str, Any] | None:
+        return _instance_document(index, self.version_env, self.default_version)
+
+    def _oid(self, doc: Any) -> str:
+        got = flow_from_doc(doc, self.identity, self.rules, where="")
         return got.oid if isinstance(got, CanonicalFlow) else f"problem: {got.message}"
 
     def signatures(self, index: _Index) -> dict[str, str]:
-        return {str(tab.get("id")): self.signature(index, tab) for tab in index.tabs}
+        """Tab id -> the canonical id of its document as Node-RED returns it (or its problem), and the
+        instance document's under INSTANCE_ID."""
+        out = {str(tab.get("id")): self._oid(self.document(index, tab)) for tab in index.tabs}
+        doc = self.instance(index)
+        if doc is not None:
+            out[INSTANCE_ID] = self._oid(doc)
+        return out
 
     def sort(self, snap: _Snapshot, changes: Sequence[Change],
              failed: dict[FlowKey, str]) -> tuple[dict[FlowKey, _Incoming], set[FlowKey]]:
@@ -65,17 +86,34 @@ class _Checks:
         deletes: set[FlowKey] = set()
         for change in changes:
             reason = self._precheck(snap, change)
-            if reason:
-                failed[change.key] = reason
+            inc = None
+            if change.data is not None and change.key not in snap.live.invalid:
+                try:
+                    inc = _incoming(change, self.identity, self.rules, self.version_env, self.default_version)
+                except Refused as exc:
+                    if reason is None:
+                        failed[change.key] = f"flow {change.key} cannot be imported: {exc}"
+                        continue
+            if reason is not None:
+                if not self._holds_already(snap, change, inc):
+                    failed[change.key] = reason
             elif change.data is None:
                 if change.key in snap.tab_of:
                     deletes.add(change.key)
-            else:
-                try:
-                    imports[change.key] = _incoming(change, self.identity, self.rules, self.version_env)
-                except Refused as exc:
-                    failed[change.key] = f"flow {change.key} cannot be imported: {exc}"
+            elif inc is not None:
+                imports[change.key] = inc
         return imports, deletes
+
+    @staticmethod
+    def _holds_already(snap: _Snapshot, change: Change, inc: _Incoming | None) -> bool:
+        """The live flow moved since the plan, but to what the change writes: nothing to do (a restore
+        the health gate made already, a deploy of the same version in the editor)."""
+        if change.key in snap.live.invalid:
+            return False
+        current = snap.live.flows.get(change.key)
+        if change.data is None:
+            return current is None
+        return inc is not None and current is not None and current.oid == inc.oid
 
     def _precheck(self, snap: _Snapshot, change: Change) -> str | None:
         if change.key in snap.live.invalid:
@@ -100,17 +138,44 @@ class _Checks:
                 )
                 del imports[key]
 
+    def drop_credential_conflicts(self, snap: _Snapshot, imports: dict[FlowKey, _Incoming], deletes: set[FlowKey],
+                                  memory: Memory, failed: dict[FlowKey, str]) -> None:
+        """Refuse an import that changes the credentials of a node another flow, outside the batch, carries
+        with the ones last sent (a shared config node's credentials change in every flow, or not at all)."""
+        batch = {str(k) for k in (*imports, *deletes)}
+        carried: dict[str, list[tuple[str, str]]] = {}
+        for other, m in memory.flows.items():
+            if other not in batch:
+                for nid, h in m.credentials.items():
+                    carried.setdefault(nid, []).append((other, h))
+        if not carried:
+            return
+        for key, inc in list(imports.items()):
+            for n in inc.every_node():
+                creds = n.get("credentials")
+                if creds is None or n["id"] not in carried:
+                    continue
+                h = fingerprint(n["id"], creds)
+                other = next((o for o, oh in carried[n["id"]] if oh != h), None)
+                if other is not None:
+                    failed[key] = (f"flow {key} cannot be imported: it changes the credentials of {n['type']} node "
+                                   f"{n['id']}, which flow {other} also carries with the ones sent before; change "
+                                   "them in every flow that uses it, in the same commit")
+                    del imports[key]
+                    break
+
     def settle(self, snap: _Snapshot, imports: dict[FlowKey, _Incoming], deletes: set[FlowKey],
                failed: dict[FlowKey, str]) -> list[dict] | None:
-        """Build the configuration to deploy; drop imports until every flow reads back as meant."""
+        """Build the configuration to deploy; drop changes until every flow reads back as meant."""
         while imports or deletes:
-            nodes = _build(snap.index, snap.tab_of, imports, deletes)
+            nodes = build(snap.index, snap.tab_of, imports, deletes, self.order_key)
             bad = self._verify(snap, nodes, imports, deletes)
             if not bad:
                 return nodes
             for key, why in bad.items():
                 failed[key] = why
                 imports.pop(key, None)
+                deletes.discard(key)
         return None
 
     def _verify(self, snap: _Snapshot, nodes: list[dict], imports: dict[FlowKey, _Incoming],
@@ -130,14 +195,15 @@ class _Checks:
         signature = self.signatures(after)
         # Each import reads back exactly as written.
         for key, inc in imports.items():
-            if key in bad:
-                continue
-            if signature.get(inc.tab_id) != inc.oid:
+            if key not in bad and signature.get(inc.tab_id if inc.tab is not None else INSTANCE_ID) != inc.live_oid:
                 bad[key] = self._mismatch(after, inc, imports)
+        if INSTANCE_KEY in deletes and INSTANCE_ID in signature:
+            bad[INSTANCE_KEY] = (f"{INSTANCE_KEY} cannot be deleted: Node-RED at {self.url} would still have tabs in "
+                                 "an order of their own or definitions no tab uses, which that document holds")
         # Nothing outside the batch changes.
         removed = {snap.tab_of[k] for k in (*imports, *deletes) if k in snap.tab_of}
         for tid, was in snap.signature.items():
-            if tid in removed or signature.get(tid) == was:
+            if tid in removed or tid == INSTANCE_ID or signature.get(tid) == was:
                 continue
             uses = snap.index.uses(tid) | after.uses(tid)
             culprits = [k for k, inc in imports.items() if self._changes(snap, inc) & uses]
@@ -151,15 +217,53 @@ class _Checks:
                     "this run does not update; a shared config node or subflow must change in every flow "
                     "that uses it, in the same commit"
                 ))
+        in_batch = INSTANCE_KEY in imports or INSTANCE_KEY in deletes
+        if not in_batch and snap.signature.get(INSTANCE_ID) != signature.get(INSTANCE_ID):
+            for k, why in self._instance_culprits(snap, after, imports, deletes).items():
+                bad.setdefault(k, why)
         return bad
+
+    def _instance_culprits(self, snap: _Snapshot, after: _Index, imports: dict[FlowKey, _Incoming],
+                           deletes: set[FlowKey]) -> dict[FlowKey, str]:
+        """Why each change of the batch would change the instance document, which the batch does not carry."""
+        out: dict[FlowKey, str] = {}
+        then, now = self.instance(snap.index) or {}, self.instance(after) or {}
+        if then.get("tabs") != now.get("tabs"):
+            for k, inc in imports.items():
+                if inc.tab is not None and k not in snap.tab_of:
+                    out[k] = (f"flow {k} cannot be imported: the tab order ({INSTANCE_PATH} /tabs) does not list its "
+                              f"tab {inc.tab_id!r}; add it there in the same commit (an export writes both), or "
+                              "remove /tabs to order the tabs by name")
+            for k in deletes:
+                out[k] = (f"flow {k} cannot be deleted: the tab order ({INSTANCE_PATH} /tabs) lists its tab "
+                          f"{snap.tab_of.get(k)!r}; remove it there in the same commit")
+        spare_then, spare_now = set(unused(snap.index)), set(unused(after))
+        for d in spare_then - spare_now:  # used now
+            for k, inc in imports.items():
+                if inc.tab is not None and d in after.uses(inc.tab_id or ""):
+                    out.setdefault(k, f"flow {k} cannot be imported: it uses {snap.index.describe(d)}, which "
+                                      f"{INSTANCE_PATH} holds (no tab used it); take it out of that document in "
+                                      "the same commit")
+        for d in spare_now - spare_then:  # left unused
+            for k in (*imports, *deletes):
+                if k in snap.tab_of and d in snap.index.uses(snap.tab_of[k]):
+                    out.setdefault(k, f"flow {k} cannot be {'deleted' if k in deletes else 'imported'}: it leaves "
+                                      f"{after.describe(d)} used by no tab; add it to {INSTANCE_PATH} in the same "
+                                      "commit")
+        if not out:
+            for k in (*imports, *deletes):
+                out[k] = (f"flow {k} cannot be {'deleted' if k in deletes else 'imported'}: it changes "
+                          f"{INSTANCE_PATH}, which this run does not update; change both in the same commit")
+        return out
 
     @staticmethod
     def _changes(snap: _Snapshot, inc: _Incoming) -> set[str]:
-        """Definitions an import adds or changes."""
+        """Definitions an import adds or changes (credentials aside: Node-RED does not return them)."""
         index = snap.index
         return {
             d for d in inc.definitions()
-            if (d not in index.configs and d not in index.subflows) or index.definition(d) != inc.definition(d)
+            if (d not in index.configs and d not in index.subflows)
+            or index.definition(d) != [stripped(n) for n in inc.definition(d)]
         }
 
     def _mismatch(self, after: _Index, inc: _Incoming, imports: dict[FlowKey, _Incoming]) -> str:
@@ -169,15 +273,25 @@ class _Checks:
                 by = f"flow {other}, imported in the same run" if other else f"Node-RED at {self.url}"
                 return (f"flow {inc.key} cannot be imported: it carries a copy of {after.describe(d)} that differs "
                         f"from the one in {by}; flows sharing a definition must carry identical copies")
-        tab = next((t for t in after.tabs if t.get("id") == inc.tab_id), None)
-        derived: Any = self.document(after, tab) if tab else {}
+        if inc.tab is None:
+            derived: Any = self.instance(after) or {}
+            rule = ("the instance document holds exactly the config nodes and subflows no tab uses, and /tabs "
+                    "lists every tab in order when the order is not by name")
+        else:
+            tab = next((t for t in after.tabs if t.get("id") == inc.tab_id), None)
+            derived = self.document(after, tab) if tab else {}
+            rule = ("a document must be as the driver exports it: the tab's label and version only in /name and "
+                    "/version, every config node and subflow the flow uses, and no others")
         got = flow_from_doc(derived, self.identity, self.rules, where="")
         have = parse_json(got.data) if isinstance(got, CanonicalFlow) else derived
-        want = flow_from_doc(_clone(inc.doc), self.identity, self.rules, where="")
+        want_doc = {k: ([stripped(n) for n in v] if k in ("nodes", "configs", "subflows") else v)
+                    for k, v in _clone(inc.doc).items()}
+        if isinstance(want_doc.get("tab"), dict):
+            want_doc["tab"] = stripped(want_doc["tab"])
+        want = flow_from_doc(want_doc, self.identity, self.rules, where="")
         where = _first_difference(parse_json(want.data), have) if isinstance(want, CanonicalFlow) else "/"
         return (f"flow {inc.key} cannot be imported: Node-RED would not hold it as written (it would differ at "
-                f"{where}); a document must be as the driver exports it: the tab's label and version only in "
-                "/name and /version, every config node and subflow the flow uses, and no others")
+                f"{where}); {rule}")
 
     @staticmethod
     def _owner(snap: _Snapshot, nid: str, inc: _Incoming, imports: dict[FlowKey, _Incoming]) -> str:

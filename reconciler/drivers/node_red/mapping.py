@@ -1,15 +1,17 @@
 """The mapping (pure, no I/O): a Node-RED configuration (the nodes of ``GET /flows``) <-> flow documents.
 
-One tab is one flow document (see the package docstring for the form); this
-module indexes a configuration (:class:`_Index`), derives the document of each
-tab (:func:`flow_documents`), parses and checks a document from git back into
-nodes (:func:`_incoming`), and builds the configuration a batch of changes
-leaves (:func:`_build`, dropping the definitions nothing uses any more).
+One tab is one flow document, and what no tab uses is the instance document
+(see the package docstring for both forms); this module indexes a
+configuration (:class:`_Index`), derives the documents (:func:`flow_documents`,
+:func:`instance_document`) as Node-RED returns them (no credentials, a ``cred``
+value written inline read as a credential: :mod:`.credentials`), and parses
+and checks a document from git back into nodes (:func:`_incoming`).
+:mod:`.build` builds the configuration a batch of changes leaves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,15 +22,22 @@ from reconciler.errors import Problem
 from reconciler.flows import FlowKey, Identity, flow_from_doc
 from reconciler.pointers import MISSING
 
-__all__ = ["flow_documents", "NODE_LISTS_BY_ID"]
+from .credentials import stripped, surface_inline
+from .instance import INSTANCE_KEY, instance_parts
+from .versions import tab_for_git, tab_for_node_red, tab_version
+
+__all__ = ["flow_documents", "instance_document", "NODE_LISTS_BY_ID", "CANONICAL_IGNORE"]
 
 # Node types that are structure, not installed modules (GET /nodes does not list them).
 _BUILTIN_TYPES = frozenset({"tab", "subflow", "group"})
 _DOC_KEYS = ("name", "version", "tab", "nodes", "configs", "subflows")
+_INSTANCE_KEYS = ("name", "version", "tabs", "configs", "subflows", "nodes")
 # Properties that never hold a reference to a config node or a subflow.
-_NOT_REFS = frozenset({"id", "z", "type", "wires"})
+_NOT_REFS = frozenset({"id", "z", "type", "wires", "credentials"})
 # Sort rules every node-red environment has, on top of its own `sort`.
 NODE_LISTS_BY_ID = {"/nodes": "/id", "/configs": "/id", "/subflows": "/id"}
+# Ignore rules every node-red environment has: a global config node has no z (Node-RED 1.x wrote "z": "").
+CANONICAL_IGNORE = ("/configs/*/z",)
 
 
 def _clone(value: Any) -> Any:
@@ -47,6 +56,23 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _live(node: dict) -> dict:
+    """A copy of a node as Node-RED returns it (credentials never; an inline cred value as a credential)."""
+    return _clone(surface_inline(stripped(node)))
+
+
+def _global(node: dict) -> dict:
+    """A global config node as its document holds it: no z (an empty one is the same for Node-RED)."""
+    return {k: v for k, v in node.items() if k != "z"} if node.get("z") == "" else node
+
+
+def order_key(version_env: str, default_version: str):
+    """The default order of tabs: by label, version, id."""
+    def key(tab: dict) -> tuple[str, str, str]:
+        label = tab.get("label")
+        return (label if isinstance(label, str) else "", str(tab_version(tab, version_env, default_version)),
+                str(tab.get("id")))
+    return key
 class _Index:
     """A Node-RED configuration (the list of nodes of GET /flows), indexed."""
 
@@ -67,6 +93,7 @@ class _Index:
             elif nid:
                 self.configs[nid] = n
         self._refs: dict[int, frozenset[str]] = {}
+        self._uses: dict[str, set[str]] = {}
 
     def refs(self, node: dict) -> frozenset[str]:
         """Ids of the config nodes and subflows a node refers to directly."""
@@ -92,6 +119,8 @@ class _Index:
 
     def uses(self, container: str) -> set[str]:
         """Config nodes and subflows a tab (or subflow) uses, transitively."""
+        if container in self._uses:
+            return self._uses[container]
         seen: set[str] = set()
         stack = [r for n in self.members.get(container, ()) for r in self.refs(n)]
         while stack:
@@ -104,6 +133,7 @@ class _Index:
             else:
                 stack.extend(self.refs(self.subflows[d]))
                 stack.extend(r for n in self.members.get(d, ()) for r in self.refs(n))
+        self._uses[container] = seen
         return seen
 
     def definition(self, d: str) -> list[dict]:
@@ -120,29 +150,33 @@ class _Index:
 
 
 def _document(index: _Index, tab: dict, version_env: str, default_version: str) -> dict[str, Any]:
-    """The flow document of one tab (a fresh copy; the index is not modified)."""
-    doc_tab = {k: _clone(v) for k, v in tab.items() if k != "label"}
-    version: Any = default_version
-    env = doc_tab.get("env")
-    if isinstance(env, list):
-        for i, entry in enumerate(env):
-            if isinstance(entry, dict) and entry.get("name") == version_env:
-                version = entry.get("value")
-                del env[i]
-                break
-        if not env:
-            del doc_tab["env"]
+    """The flow document of one tab, as Node-RED returns it (a fresh copy; the index is not modified)."""
+    doc_tab, version = tab_for_git(_live(tab), version_env, default_version)
     doc: dict[str, Any] = {"name": tab.get("label"), "version": version, "tab": doc_tab}
     tid = _str(tab.get("id"))
     nodes = index.members.get(tid, []) if tid else []
     uses = index.uses(tid) if tid else set()
-    configs = [index.configs[d] for d in uses if d in index.configs]
+    configs = [_global(index.configs[d]) for d in uses if d in index.configs]
     subflows = [n for d in uses if d in index.subflows for n in index.definition(d)]
     for key, items in (("nodes", nodes), ("configs", configs), ("subflows", subflows)):
         if items:
-            doc[key] = [_clone(n) for n in _by_id(items)]
+            doc[key] = [_live(n) for n in _by_id(items)]
     if doc["name"] is None:
         del doc["name"]
+    return doc
+
+
+def _instance_document(index: _Index, version_env: str, default_version: str) -> dict[str, Any] | None:
+    """The instance document (what no tab uses, the tab order), or None when there is nothing of the kind."""
+    parts = instance_parts(index, order_key(version_env, default_version))
+    if parts is None:
+        return None
+    doc: dict[str, Any] = {"name": INSTANCE_KEY.name, "version": INSTANCE_KEY.version}
+    if "tabs" in parts:
+        doc["tabs"] = list(parts["tabs"])
+    for key in ("configs", "subflows", "nodes"):
+        if key in parts:
+            doc[key] = [_live(_global(n) if key == "configs" else n) for n in _by_id(parts[key])]
     return doc
 
 
@@ -152,24 +186,32 @@ def flow_documents(nodes: list[dict], version_env: str = "FLOW_VERSION", default
     return {str(t.get("id")): _document(index, t, version_env, default_version) for t in index.tabs}
 
 
+def instance_document(nodes: list[dict], version_env: str = "FLOW_VERSION",
+                      default_version: str = "1") -> dict[str, Any] | None:
+    """The instance document of a Node-RED configuration, or None (pure; see :mod:`.instance`)."""
+    return _instance_document(_Index(nodes), version_env, default_version)
+
+
 @dataclass
 class _Incoming:
-    """A flow document from git, split back into Node-RED nodes."""
+    """A flow document from git, split back into Node-RED nodes (with the credentials to send)."""
 
     key: FlowKey
-    oid: str
+    oid: str  # the id of the document as written (credentials rendered): what the plan compares
+    live_oid: str  # the id of the document as Node-RED will return it (no credentials)
     doc: dict
-    tab: dict
-    nodes: list[dict]
+    tab: dict | None  # None for the instance document
+    nodes: list[dict]  # the tab's nodes; for the instance document, nodes of no tab or subflow
     configs: dict[str, dict]
     subflows: dict[str, list[dict]]  # subflow id -> [definition, its nodes...]
+    order: list[str] | None = None  # the instance document's tab order
 
     @property
-    def tab_id(self) -> str:
-        return self.tab["id"]
+    def tab_id(self) -> str | None:
+        return self.tab["id"] if self.tab is not None else None
 
     def own_ids(self) -> list[str]:
-        return [self.tab_id, *(n["id"] for n in self.nodes)]
+        return [*([self.tab_id] if self.tab is not None else []), *(n["id"] for n in self.nodes)]
 
     def definition(self, d: str) -> list[dict]:
         """As :meth:`_Index.definition`: a config node, or a subflow and its nodes sorted by id."""
@@ -180,14 +222,21 @@ class _Incoming:
     def definitions(self) -> list[str]:
         return [*self.configs, *self.subflows]
 
+    def every_node(self) -> Iterator[dict]:
+        """Every node the document carries (the tab too)."""
+        if self.tab is not None:
+            yield self.tab
+        yield from self.nodes
+        yield from self.configs.values()
+        for ns in self.subflows.values():
+            yield from ns
+
     def types(self) -> set[str]:
         every = [*self.nodes, *self.configs.values(), *(n for ns in self.subflows.values() for n in ns[1:])]
         return {n["type"] for n in every}
 
 
-def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str) -> _Incoming:
-    """Parse and check a document from git; raises :class:`~reconciler.drivers._common.Refused` saying what
-    is wrong and where."""
+def _parse(change: Change, identity: Identity, rules: Rules) -> tuple[dict, str]:
     assert change.data is not None
     try:
         doc = parse_json(change.data)
@@ -198,12 +247,35 @@ def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str
         raise Refused(got.message)
     if not isinstance(doc, dict):
         raise Refused("a Node-RED flow document must be a JSON object")
-    unknown = sorted(set(doc) - set(_DOC_KEYS))
+    return doc, got.oid
+
+
+def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str,
+              default_version: str = "1") -> _Incoming:
+    """Parse and check a document from git; raises :class:`~reconciler.drivers._common.Refused` saying what
+    is wrong and where."""
+    doc, oid = _parse(change, identity, rules)
+    instance = change.key.name == INSTANCE_KEY.name
+    if instance and change.key != INSTANCE_KEY:
+        raise Refused(f"/version: the instance document is {INSTANCE_KEY} (flows/_instance/1.json); "
+                      f"the name {INSTANCE_KEY.name!r} is reserved for it")
+    allowed = _INSTANCE_KEYS if instance else _DOC_KEYS
+    unknown = sorted(set(doc) - set(allowed))
     if unknown:
-        raise Refused(f"/{unknown[0]}: unknown key; a Node-RED flow document has {', '.join(_DOC_KEYS)}")
-    tab = doc.get("tab")
-    if not isinstance(tab, dict) or tab.get("type") != "tab" or not _str(tab.get("id")):
-        raise Refused('/tab: must be an object with "type": "tab" and a non-empty "id"')
+        what = "the instance document" if instance else "a Node-RED flow document"
+        raise Refused(f"/{unknown[0]}: unknown key; {what} has {', '.join(allowed)}")
+    tab, order = None, None
+    if instance:
+        order = doc.get("tabs")
+        if order is not None and (not isinstance(order, list) or not all(_str(t) for t in order)):
+            raise Refused("/tabs: must be an array of tab ids")
+    else:
+        tab = doc.get("tab")
+        if not isinstance(tab, dict) or tab.get("type") != "tab" or not _str(tab.get("id")):
+            raise Refused('/tab: must be an object with "type": "tab" and a non-empty "id"')
+        if not isinstance(tab.get("env", []), list) or not all(isinstance(e, dict) for e in tab.get("env", [])):
+            raise Refused("/tab/env: must be an array of {name, value, type} objects")
+    own = {tab["id"]} if tab is not None else set()
     seen: set[str] = set()
 
     def nodes_at(key: str) -> list[dict]:
@@ -213,15 +285,17 @@ def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str
         for i, n in enumerate(items):
             if not isinstance(n, dict) or not _str(n.get("id")) or not _str(n.get("type")):
                 raise Refused(f"/{key}/{i}: a node must be an object with a non-empty string id and type")
-            if n["id"] in seen or n["id"] == tab["id"]:
+            if n["id"] in seen or n["id"] in own:
                 raise Refused(f"/{key}/{i}: id {n['id']!r} appears twice in the flow")
             seen.add(n["id"])
-        return items
+        return [surface_inline(_global(n) if key == "configs" else n) for n in items]
 
     nodes, configs, subflow_nodes = nodes_at("nodes"), nodes_at("configs"), nodes_at("subflows")
     for i, n in enumerate(nodes):
-        if n.get("z") != tab["id"]:
+        if tab is not None and n.get("z") != tab["id"]:
             raise Refused(f"/nodes/{i}: z is {n.get('z')!r}, not the tab's id {tab['id']!r}")
+        if tab is None and not _str(n.get("z")):
+            raise Refused(f"/nodes/{i}: has no z; a node without one is a global config node (in /configs)")
     for i, n in enumerate(configs):
         if "z" in n or n["type"] in _BUILTIN_TYPES:
             raise Refused(f"/configs/{i}: a global config node has no z and is not a {n['type']}")
@@ -236,12 +310,18 @@ def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str
             kind = n["type"]
             if kind.startswith("subflow:") and kind[8:] not in subflows:
                 raise Refused(f"/{where}/{i}: uses subflow {kind[8:]!r}, which the document does not carry")
-    if not isinstance(tab.get("env", []), list) or not all(isinstance(e, dict) for e in tab.get("env", [])):
-        raise Refused("/tab/env: must be an array of {name, value, type} objects")
-    tab = dict(tab, label=change.key.name)
-    env = [e for e in tab.get("env", []) if e.get("name") != version_env]
-    tab["env"] = [{"name": version_env, "value": change.key.version, "type": "str"}, *env]
-    return _Incoming(change.key, got.oid, doc, tab, nodes, {n["id"]: n for n in configs}, subflows)
+    live_doc = {k: v for k, v in doc.items() if k not in ("nodes", "configs", "subflows", "tab")}
+    for key, items in (("nodes", nodes), ("configs", configs), ("subflows", subflow_nodes)):
+        if items:
+            live_doc[key] = [stripped(n) for n in items]
+    if tab is not None:
+        tab = surface_inline(tab)
+        live_doc["tab"] = stripped(tab)
+        tab = tab_for_node_red(tab, change.key.name, change.key.version, version_env, default_version)
+    live = flow_from_doc(live_doc, identity, rules, where=str(change.key))
+    assert not isinstance(live, Problem)  # the same document as above, less its credentials
+    return _Incoming(change.key, oid, live.oid, doc, tab, nodes, {n["id"]: n for n in configs}, subflows,
+                     list(order) if order is not None else None)
 
 
 def _first_difference(a: Any, b: Any, path: tuple[str, ...] = ()) -> str:
@@ -255,69 +335,3 @@ def _first_difference(a: Any, b: Any, path: tuple[str, ...] = ()) -> str:
             if x != y:
                 return _first_difference(x, y, (*path, str(i)))
     return format_pointer(path) or "/"
-
-
-def _build(index: _Index, tab_of: dict[FlowKey, str], imports: dict[FlowKey, _Incoming],
-           deletes: set[FlowKey]) -> list[dict]:
-    """The configuration after the batch: live order kept, replaced tabs and definitions in place, new ones appended.
-
-    ``index`` is the live configuration; ``tab_of`` the tab id of each live flow.
-    """
-    configs: dict[str, dict] = {}
-    subflows: dict[str, list[dict]] = {}
-    for inc in imports.values():
-        configs.update(inc.configs)
-        subflows.update({d: inc.definition(d) for d in inc.subflows})
-    replaced = {tab_of[k]: inc for k, inc in imports.items() if k in tab_of}
-    removed = set(replaced) | {tab_of[k] for k in deletes if k in tab_of}
-    rewritten = set(subflows) & set(index.subflows)  # their old nodes go, the new ones come with the definition
-    out: list[dict] = []
-    for n in index.nodes:
-        kind, nid, z = n.get("type"), _str(n.get("id")), _str(n.get("z"))
-        if kind == "tab":
-            if nid in removed:
-                inc = replaced.get(nid or "")
-                if inc is not None:
-                    out += [inc.tab, *_by_id(inc.nodes)]
-                continue
-        elif kind == "subflow":
-            if nid in subflows and index.subflows.get(nid) is n:
-                out += subflows.pop(nid)
-                continue
-        elif z:
-            if z in removed or z in rewritten:
-                continue
-        elif nid in configs and index.configs.get(nid) is n:
-            out.append(configs.pop(nid))
-            continue
-        out.append(n)
-    for ns in subflows.values():
-        out += ns
-    out += configs.values()
-    for k, inc in imports.items():
-        if k not in tab_of:
-            out += [inc.tab, *_by_id(inc.nodes)]
-    if removed:
-        out = _collect_garbage(out, {d for t in removed for d in index.uses(t)})
-    return out
-
-
-def _collect_garbage(nodes: list[dict], candidates: set[str]) -> list[dict]:
-    """Drop the definitions that removed tabs used and nothing else uses any more."""
-    index = _Index(nodes)
-    candidates = {d for d in candidates if d in index.configs or d in index.subflows}
-    if not candidates:
-        return nodes
-    inside = lambda n: n.get("id") in candidates or n.get("z") in candidates  # noqa: E731
-    used: set[str] = set()
-    stack = [r for n in nodes if not inside(n) for r in index.refs(n)]
-    while stack:
-        d = stack.pop()
-        if d in used:
-            continue
-        used.add(d)
-        for n in index.definition(d):
-            stack.extend(index.refs(n))
-    drop = candidates - used
-    return [n for n in nodes if n.get("id") not in drop and n.get("z") not in drop]
-

@@ -11,8 +11,9 @@ from reconciler.canonical import Rules
 from reconciler.drivers._common import ENV_VAR, http_url
 from reconciler.envconfig import EnvironmentConfig
 
+from .credentials import CREDENTIAL_POINTERS
 from .driver import NodeRedDriver
-from .mapping import NODE_LISTS_BY_ID
+from .mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID
 
 __all__ = ["NodeRedEnvironment", "SETTINGS"]
 
@@ -44,6 +45,14 @@ class NodeRedEnvironment(EnvironmentConfig):
     deploy: Literal["flows", "full"] = Field(
         "flows", description="Node-RED-Deployment-Type of the write: 'flows' restarts only changed tabs."
     )
+    health_check: StrictBool = Field(
+        True, description="After a deploy, wait (at most health_timeout) until Node-RED reports the flows "
+        "started (its /comms websocket) with no node failing to start; false: no health gate."
+    )
+    health_settle: float = Field(
+        0.5, ge=0, le=60, description="Seconds to keep listening for node errors after Node-RED reports the "
+        "deploy started (a function's On Start failing after an await is only seen within it)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -58,6 +67,10 @@ class NodeRedEnvironment(EnvironmentConfig):
             raise ValueError("use either token_env or username_env/password_env, not both")
         if (self.identity.name, self.identity.version) != ("/name", "/version"):
             raise ValueError("identity: the node-red driver keeps name and version at /name and /version")
+        # Every credentials object is a secret field (Node-RED never returns one: git holds placeholders only).
+        missing = tuple(p for p in CREDENTIAL_POINTERS if p not in self.secret_fields)
+        if missing:
+            object.__setattr__(self, "secret_fields", (*self.secret_fields, *missing))
         return self
 
     def exclusive_location(self) -> tuple[str, str, str]:
@@ -66,8 +79,9 @@ class NodeRedEnvironment(EnvironmentConfig):
 
     @property
     def rules(self) -> Rules:
-        """The environment's rules, plus: every list of nodes is sorted by id (the order means nothing)."""
-        return Rules.of(self.ignore, {**NODE_LISTS_BY_ID, **self.sort})
+        """The environment's rules, plus: every list of nodes is sorted by id (the order means nothing), and a
+        global config node's z (Node-RED 1.x wrote "z": "") is dropped."""
+        return Rules.of((*CANONICAL_IGNORE, *self.ignore), {**NODE_LISTS_BY_ID, **self.sort})
 
     def build_driver(self) -> "NodeRedDriver":
         return NodeRedDriver(
@@ -84,6 +98,9 @@ class NodeRedEnvironment(EnvironmentConfig):
             version_env=self.version_env,
             default_version=self.default_version,
             deploy=self.deploy,
+            health_check=self.health_check,
+            health_settle=self.health_settle,
+            restore_unhealthy=self.on_unhealthy == "restore",
         )
 
 

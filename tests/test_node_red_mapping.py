@@ -1,0 +1,106 @@
+"""The Node-RED driver's pure parts, without a Node-RED: versions in env lists, the instance document,
+credentials and their memory, the health gate's verdict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reconciler.drivers._common import Refused
+from reconciler.drivers.node_red import instance_document
+from reconciler.drivers.node_red.credentials import Memory, fingerprint, surface_inline
+from reconciler.drivers.node_red.health import Seen, expect_of, verdict
+from reconciler.drivers.node_red.versions import tab_for_git, tab_for_node_red
+from reconciler.flows import FlowKey
+
+V = "FLOW_VERSION"
+ENTRY = {"name": V, "value": "3", "type": "str"}
+A, B = {"name": "A", "value": "a", "type": "str"}, {"name": "B", "value": "b", "type": "str"}
+
+
+@pytest.mark.parametrize(("env", "git_env", "version"), [
+    (None, None, "1"),  # no env list: none is added
+    ([], [], "1"),  # an empty one stays empty
+    ([A, ENTRY], [A], "3"),  # last, plain, not the default: left out of git, appended again
+    ([ENTRY], None, "3"),
+    ([ENTRY, A], [{"name": V, "type": "str"}, A], "3"),  # in the middle: kept in place, without its value
+    ([A, dict(ENTRY, value="1")], [A, {"name": V, "type": "str"}], "1"),  # the default, last: kept
+    ([A, dict(ENTRY, type="env")], [A, {"name": V, "type": "env"}], "3"),  # not a plain string: kept
+])
+def test_the_version_entry_reads_and_writes_back_in_place(env, git_env, version) -> None:
+    """Export gives the env list git holds and the version; import gives back exactly the live env list."""
+    live = {"id": "t", "type": "tab", "label": "orders", **({"env": env} if env is not None else {})}
+    doc_tab, got = tab_for_git(live, V, "1")
+    assert got == version and doc_tab.get("env") == git_env and "label" not in doc_tab
+    assert tab_for_node_red(doc_tab, "orders", version, V, "1") == live
+
+
+def test_a_version_entry_with_a_value_in_git_is_refused() -> None:
+    """The value is /version's: an entry carrying one too would say it twice."""
+    with pytest.raises(Refused, match="/tab/env/0/value"):
+        tab_for_node_red({"id": "t", "type": "tab", "env": [ENTRY]}, "orders", "3", V, "1")
+
+
+def test_the_instance_document_holds_what_no_tab_uses_and_a_tab_order_not_by_name() -> None:
+    """Unused config nodes (z "" dropped) and subflows, nodes of no tab, and /tabs only when not by name."""
+    nodes = [
+        {"id": "t2", "type": "tab", "label": "b"}, {"id": "t1", "type": "tab", "label": "a"},
+        {"id": "used", "type": "mqtt-broker"}, {"id": "n1", "type": "mqtt out", "z": "t1", "broker": "used"},
+        {"id": "spare", "type": "mqtt-broker", "z": ""}, {"id": "sf", "type": "subflow", "name": "s"},
+        {"id": "sf-1", "type": "function", "z": "sf"}, {"id": "lost", "type": "debug", "z": "gone"},
+    ]
+    assert instance_document(nodes) == {
+        "name": "_instance", "version": "1", "tabs": ["t2", "t1"],
+        "configs": [{"id": "spare", "type": "mqtt-broker"}],
+        "subflows": [{"id": "sf", "type": "subflow", "name": "s"}, {"id": "sf-1", "type": "function", "z": "sf"}],
+        "nodes": [{"id": "lost", "type": "debug", "z": "gone"}],
+    }
+    assert instance_document([nodes[1], nodes[0], nodes[2], nodes[3]]) is None  # by name, nothing spare
+
+
+def test_an_inline_cred_value_is_read_as_a_credential() -> None:
+    """A cred env entry's inline value moves to credentials (global-config: its map); the entry keeps ""."""
+    tab = {"id": "t", "type": "tab", "env": [{"name": "K", "value": "v", "type": "cred"}, A]}
+    assert surface_inline(tab) == {"id": "t", "type": "tab", "env": [{"name": "K", "value": "", "type": "cred"}, A],
+                                   "credentials": {"K": "v"}}
+    gc = {"id": "g", "type": "global-config", "env": [{"name": "K", "value": "v", "type": "cred"}]}
+    assert surface_inline(gc)["credentials"] == {"map": {"K": "v"}}
+    plain = {"id": "f", "type": "function", "env": [{"name": "K", "value": "v", "type": "cred"}]}
+    assert surface_inline(plain) is plain  # not an env list of Node-RED's
+
+
+def test_the_memory_keeps_fingerprints_and_ids_never_values() -> None:
+    """What is kept in git: per node a salted fingerprint and field names; it loads back the same."""
+    memory = Memory()
+    node = {"id": "b", "type": "mqtt-broker", "credentials": {"user": "ada-4711", "password": "pw-4711"}}
+    memory.deployed([node], [("orders@1", "live-id", "written-id", [node])], [])
+    state = memory.dump()
+    assert "4711" not in json.dumps(state)
+    assert fingerprint("b", node["credentials"]) != fingerprint("c", node["credentials"])  # salted by the node id
+    again = Memory.load(state)
+    assert again.dump() == state and again.written_id("orders@1", "live-id", {"b"}) == "written-id"
+    assert again.written_id("orders@1", "live-id", set()) is None  # the node is gone: its credentials too
+    assert again.written_id("orders@1", "other", {"b"}) is None
+    assert again.to_send([node], {"b"}) == [{"id": "b", "type": "mqtt-broker"}]  # unchanged: not sent
+    rotated = dict(node, credentials={"user": "ada-4711"})
+    assert again.to_send([rotated], {"b"}) == [dict(rotated, credentials={"user": "ada-4711", "password": ""})]
+
+
+def test_the_verdict_names_the_flows_a_missing_type_or_a_failing_node_belongs_to() -> None:
+    """Types and modules by flow, node errors by id (a subflow instance's inner nodes too)."""
+    orders = expect_of([{"id": "t1", "type": "tab"}, {"id": "x", "type": "no-such-node", "z": "t1"},
+                        {"id": "i", "type": "subflow:sf", "z": "t1"}])
+    billing = expect_of([{"id": "t2", "type": "tab"}, {"id": "f", "type": "function", "z": "t2",
+                                                        "libs": [{"var": "m", "module": "left-pad"}]}])
+    expect = {FlowKey("orders", "1"): orders, FlowKey("billing", "1"): billing}
+    stop = {"state": "stop", "error": "missing-types", "types": ["no-such-node"]}
+    assert verdict(Seen(True, stop), expect, "r" * 64, 5) == {
+        FlowKey("orders", "1"): "Node-RED stopped the flows: node types missing: 'no-such-node' (install them, or "
+                                "restore the flows)"}
+    error = {"id": "i-inner", "type": "function", "level": 20,
+             "msg": json.dumps({"__enc__": True, "type": "error", "data": {"name": "TypeError", "message": "boom"}})}
+    assert verdict(Seen(True, {"state": "start"}, [error]), expect, "r" * 64, 5) == {
+        FlowKey("orders", "1"): "node i-inner (function) reported an error as it started: TypeError: boom"}
+    modules = {"state": "stop", "error": "missing-modules", "modules": [{"module": "left-pad", "error": "x"}]}
+    assert list(verdict(Seen(True, modules), expect, "r" * 64, 5)) == [FlowKey("billing", "1")]
