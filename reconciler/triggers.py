@@ -33,6 +33,10 @@ from watchfiles import Change, watch
 
 from reconciler.suspension import SUSPEND_PREFIX as _SUSPEND
 
+# A file made together with its new folder can be missed by a recursive watch (the folder is watched only
+# once its creation is seen), so the folders' own creation is a reason to look at every environment.
+_SUSPEND_DIRS = frozenset({"refs/reconciler", _SUSPEND.rstrip("/")})
+
 __all__ = ["Requests", "WatchSpec", "Watcher", "Scheduler"]
 
 
@@ -133,7 +137,8 @@ class Watcher(threading.Thread):
         p = Path(path)
         if p.is_relative_to(self.repo):
             rel = p.relative_to(self.repo).as_posix()
-            return not rel.endswith(".lock") and (rel == "packed-refs" or rel.startswith(("refs/heads/", _SUSPEND)))
+            return not rel.endswith(".lock") and (rel in _SUSPEND_DIRS or rel == "packed-refs"
+                                                  or rel.startswith(("refs/heads/", _SUSPEND)))
         env = self.folders.get(p.parent)
         return env is not None and self._counts[env](p)
 
@@ -142,7 +147,7 @@ class Watcher(threading.Thread):
         branches: set[str] = set()
         envs: set[str] = set()
         suspended: set[str] = set()
-        all_branches = False
+        all_branches = all_suspended = False
         for _, path in changes:
             p = Path(path)
             if p.is_relative_to(self.repo):
@@ -151,6 +156,10 @@ class Watcher(threading.Thread):
                     all_branches = True
                 elif rel.startswith(_SUSPEND):  # `reconciler suspend`/`resume` from another process
                     suspended.add(rel.removeprefix(_SUSPEND))
+                elif rel in _SUSPEND_DIRS:  # the first suspension made the folder: a file in it can go unseen
+                    all_suspended = True
+                elif p.is_dir():  # a new folder of branches (`env/`): its refs may have come unseen with it
+                    all_branches = True
                 else:
                     branches.add(rel.removeprefix("refs/heads/"))
             elif p.parent in self.folders:
@@ -162,6 +171,8 @@ class Watcher(threading.Thread):
                 requests.trigger_branch(branch, "ref")
         for env in envs:
             requests.trigger(env, "folder")
+        if all_suspended:
+            requests.trigger_all("suspension")
         for env in suspended:
             requests.trigger(env, "suspension")
 
