@@ -110,6 +110,13 @@ class WritingMixin:
         self.flush()
         sig = pygit2.Signature(*self._author)
         parents = [pygit2.Oid(hex=p) for p in (parent, *extra_parents) if p]
+        try:
+            # Written first on its own: libgit2's create_commit without a ref returns the id of a commit it
+            # could not store (a full disk), and the next ref update then fails with a puzzling message.
+            raw = self.repo.create_commit_string(sig, sig, message, pygit2.Oid(hex=tree), parents)
+            self.repo.odb.write(pygit2.enums.ObjectType.COMMIT, raw)
+        except (pygit2.GitError, OSError) as exc:
+            raise RetryableError(f"cannot write objects to {self.path}: {exc}") from exc
         for attempt in (1, 2):
             try:
                 oid = self.repo.create_commit(
