@@ -30,13 +30,13 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from reconciler.canonical import blob_id, canonicalize, parse_json
-from reconciler.drivers import Change, Driver, HealthChecked, Progress, Rendering
+from reconciler.drivers import Change, Driver, HealthChecked, Progress, Rendering, WriteOnly
 from reconciler.envconfig import EnvironmentConfig
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import GitStore
 from reconciler.names import case_collisions, encode
 from reconciler.outcome import Snapshot
-from reconciler.plan import Action, Plan, Step
+from reconciler.plan import RERENDERED, Action, Plan, Step
 
 __all__ = ["Apply", "STEPS", "carry_out", "save_drift", "adopt", "write", "verify", "gate", "mark", "mass_deletion"]
 
@@ -80,7 +80,9 @@ def save_drift(a: Apply) -> Apply:
     saving: dict[FlowKey, bytes] = {}
     failed: dict[FlowKey, str] = {}
     for s in a.steps:
-        if s.overwrites_live:
+        # Not what this machine wrote from git before a parameter or secret changed (its git form is git's
+        # version; the old values, a rotated password among them, must not be saved anywhere).
+        if s.overwrites_live and not s.reason.startswith(RERENDERED):
             try:
                 saving[s.key] = _for_git(a, s.key)
             except _Unsafe as exc:
@@ -246,22 +248,31 @@ def carry_out(a: Apply, steps: tuple[StepFn, ...] = STEPS) -> Apply:
 
 
 def _for_git(a: Apply, key: FlowKey) -> bytes:
-    """A live flow as git may hold it: placeholders back in, nothing secret left.
+    """A live flow as git may hold it (see :func:`git_form`)."""
+    return git_form(a.driver, a.store, a.env, a.snap, key)
+
+
+def git_form(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Snapshot, key: FlowKey) -> bytes:
+    """A live flow as git may hold it: placeholders back in, nothing secret left, and what the platform
+    never returns (:class:`~reconciler.drivers.WriteOnly`) taken from git's version.
 
     Raises :class:`_Unsafe` naming the pointer (never the value) when the flow
     holds a secret that cannot be replaced by a placeholder.
     """
-    flow = a.snap.live.flows[key]
+    flow = snap.live.flows[key]
     data = flow.data
     if data is None:  # a snapshot that keeps ids only: read the bytes again, as planned?
-        loaded = a.driver.load(key)
+        loaded = driver.load(key)
         if loaded is None or loaded.oid != flow.oid or loaded.data is None:
             raise _Moved(f"{key} changed in the environment since it was read; the next run re-checks it")
         data = loaded.data
-    t = a.snap.templating
-    if t.quick_clean(data):
+    t = snap.templating
+    carry = isinstance(driver, WriteOnly) and key in snap.tip_blobs
+    if not carry and t.quick_clean(data):
         return data  # provably nothing to put back and nothing secret: no walk
     doc = parse_json(data)
+    if carry:
+        doc = driver.carry_write_only(doc, parse_json(store.read_blob(snap.tip_blobs[key])))
     if t.active:
         doc, problems = t.templatize(doc)
         if problems:
@@ -269,7 +280,7 @@ def _for_git(a: Apply, key: FlowKey) -> bytes:
     problems = t.scan(doc)
     if problems:
         raise _Unsafe(problems)
-    return canonicalize(doc, a.env.rules)
+    return canonicalize(doc, env.rules)
 
 
 def _desired_data(a: Apply, step: Step) -> bytes | None:
@@ -289,11 +300,15 @@ def _version_data(a: Apply, key: FlowKey, blob: str | None, want: str | None) ->
     return got.data if isinstance(got, CanonicalFlow) and got.oid == want else None
 
 
-class _Moved(Exception):
+class NotForGit(Exception):
+    """A live flow git cannot take as it is (moved since read, or holding a secret)."""
+
+
+class _Moved(NotForGit):
     """A live flow that is no longer what the plan saw."""
 
 
-class _Unsafe(Exception):
+class _Unsafe(NotForGit):
     """A flow that must not be written to git as it is (secret scan)."""
 
     def __init__(self, problems: list[tuple[str, str]]):

@@ -30,6 +30,7 @@ from reconciler import quarantine, suspension
 from reconciler.names import flow_path
 from reconciler.outcome import Outcome, RunResult, Snapshot
 from reconciler.plan import Action, Plan, Policy
+from reconciler.rerender import remember, rerendered
 from reconciler.readcache import Memo, PlanInputs, derive, replan
 from reconciler.redaction import Redactor
 from reconciler.schemas import load_validator
@@ -65,6 +66,7 @@ class Engine:
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._memo: dict[str, Memo] = {}  # per environment: what the last read and plan derived
         self._validators: dict[str, Callable[[Any], list[tuple[str, str]]] | None] = {}
+        self._rerender_seen: dict[str, dict[tuple, bool]] = {}  # per environment: is this drift a re-render?
 
     def close(self) -> None:
         """Release every driver's connections."""
@@ -217,8 +219,13 @@ class Engine:
         p, steps = replan(inputs, memo.planned if memo is not None else None)
         if memo is not None:
             self._memo[env.name] = memo.with_plan(inputs, steps)
+        p = self._rerendered(env, snap, p, policy or env.policy)
         return suspension.hold_back(quarantine.hold_back(p, snap.quarantine), snap.suspension or suspension.Suspension(),
                                     extra=hold)
+
+    def _rerendered(self, env: EnvironmentConfig, snap: Snapshot, p: Plan, policy: Policy) -> Plan:
+        return rerendered(self.driver(env), self.store, env, snap, p, policy,
+                          self._rerender_seen.setdefault(env.name, {}))
 
     # -- commands ------------------------------------------------------------------
 
@@ -290,6 +297,7 @@ class Engine:
                 self._lift_quarantine(env, snap)
                 try:
                     out = self.apply(env, snap, p, allowed=allowed, progress=progress)
+                    remember(self.store, env.name, p, {s.key for s in out.done})
                     return replace(out, held=held) if held else out
                 except (BranchMovedError, LiveMovedError) as exc:
                     log.info("state moved, re-planning", environment=env.name, attempt=attempt, error=str(exc))

@@ -29,7 +29,10 @@ from typing import Literal, NamedTuple
 
 from reconciler.flows import FlowKey
 
-__all__ = ["Action", "State", "Policy", "Step", "Plan", "plan"]
+__all__ = ["Action", "State", "Policy", "Step", "Plan", "plan", "RERENDERED"]
+
+#: the reason of an import whose only cause is a parameter or secret value changed (:mod:`reconciler.rerender`)
+RERENDERED = "a parameter or secret value changed since it was applied"
 
 DriftPolicy = Literal["restore", "adopt", "report"]
 

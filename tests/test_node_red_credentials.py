@@ -260,3 +260,57 @@ def test_the_secret_scan_refuses_none_of_the_examples_shipped_with_node_red(vers
     batches, _, tabs = example_batches(install)
     docs = [d for batch in batches for d in flow_documents(batch).values()]
     assert len(docs) == tabs and [(d["name"], scan(d)) for d in docs if scan(d)] == []
+
+
+def edit_in_the_editor(nr: NodeRed, node_id: str, **fields: Any) -> None:
+    """What a person does in Node-RED's editor: change a node and deploy (no credentials sent: Node-RED keeps
+    the ones it holds)."""
+    status, body = nr.admin("GET", "/flows")
+    assert status == 200
+    for node in body["flows"]:
+        if node.get("id") == node_id:
+            node.update(fields)
+    status, _ = nr.admin("POST", "/flows", {"flows": body["flows"], "rev": body["rev"]},
+                         {"Node-RED-Deployment-Type": "flows"})
+    assert status in (200, 204)
+
+
+def test_an_editor_change_adopted_into_git_keeps_the_credentials_placeholders(ws: Workspace, nr: NodeRed) -> None:
+    """Node-RED never returns credentials: an adopt (and an export) takes them from git's version of the flow,
+    so git keeps ${secret:} placeholders and a sync into a new instance still sends them."""
+    write_config(ws, nr, drift="adopt")
+    text = ws.config.read_text().replace('drift = "restore"\n', "")
+    ws.config.write_text(text)
+    put_secrets(ws, MQTT_USER=USER, MQTT_PASSWORD=PASSWORD)
+    push(ws, {"flows/sensors/1.json": sensors()})
+    assert not engine(ws).sync("production").failed
+    edit_in_the_editor(nr, "s-fn", func="msg.payload = 42;\nreturn msg;")
+    out = engine(ws).sync("production")
+    assert out.commit is not None and not out.failed, (out.failed, out.problems)
+    committed = json.loads(ws.git("show", "env/production:flows/sensors/1.json", cwd=ws.repo))
+    assert "msg.payload = 42" in json.dumps(committed)
+    brokers = [c for c in committed.get("configs", []) if c["id"] == "c-mqtt"]
+    assert brokers and brokers[0]["credentials"] == SECRET_BROKER["credentials"]
+    assert USER.encode() not in every_git_object(ws) and PASSWORD.encode() not in every_git_object(ws)
+
+
+@pytest.mark.parametrize("drift", ["report", "restore"])
+def test_a_rotated_secret_is_deployed_as_a_change_not_reported_as_drift(ws: Workspace, nr: NodeRed, drift: str) -> None:
+    """git unchanged, the secret store's password rotated: whatever the drift policy, the plan imports the flow
+    ("a parameter or secret value changed"), Node-RED gets the new password, and nothing is saved as drift."""
+    write_config(ws, nr)
+    ws.config.write_text(ws.config.read_text().replace('drift = "restore"', f'drift = "{drift}"'))
+    put_secrets(ws, MQTT_USER=USER, MQTT_PASSWORD=PASSWORD)
+    push(ws, {"flows/sensors/1.json": sensors()})
+    assert not engine(ws).sync("production").failed
+    put_secrets(ws, MQTT_PASSWORD="rotated-" + PASSWORD)
+    plan = engine(ws).sync("production", dry_run=True)
+    steps = {s.key: s for s in plan.plan.steps}
+    assert steps[SENSORS].action.value == "import" and "secret value changed" in steps[SENSORS].reason
+    assert plan.states["drifted"] == 0
+    out = engine(ws).sync("production")
+    assert not out.failed and SENSORS in {s.key for s in out.done}
+    memory = json.loads(ws.git("show", "refs/reconciler/driver/production:state.json", cwd=ws.repo))
+    assert memory["nodes"]["c-mqtt"]["fields"] == ["password", "user"]
+    assert engine(ws).sync("production", dry_run=True).plan.changes == ()
+    assert b"rotated-" not in every_git_object(ws)

@@ -58,7 +58,9 @@ def test_each_row_of_the_table_decides_as_written(case: dict[str, Any]) -> None:
 def test_the_table_covers_every_action_and_state() -> None:
     """The case table exercises every action and every state at least once."""
     assert {c["expect"]["action"] for c in CASES} == {a.value for a in Action}
-    assert {c["expect"]["state"] for c in CASES} == {s.value for s in State}
+    # quarantined and suspended are not the table's: the engine holds steps back into them afterwards
+    # (quarantine.hold_back, suspension.hold_back; tests/test_engine_unit.py, tests/test_suspend.py)
+    assert {c["expect"]["state"] for c in CASES} == {s.value for s in State} - {"quarantined", "suspended"}
 
 
 def _combined() -> list[tuple[dict[str, Any], Plan, dict[FlowKey, dict[str, Any]]]]:

@@ -14,13 +14,13 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from reconciler.canonical import Rules
 from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
-__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "HealthChecked", "Remembering", "Rendering",
+__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "HealthChecked", "Remembering", "Rendering", "WriteOnly",
            "Progress", "LiveCollector", "DRIVERS"]
 
 #: driver name -> the module holding its settings model as ``SETTINGS`` (imported when a config names it)
@@ -177,6 +177,17 @@ class Rendering(Protocol):
     def present(self, flow: CanonicalFlow, where: str) -> CanonicalFlow | Problem:
         """A flow from git in the form the driver's export reports; a Problem (naming ``where``) when the
         flow cannot be rendered: it never reaches the environment."""
+        ...
+
+
+@runtime_checkable
+class WriteOnly(Protocol):
+    """A platform that takes some fields on import and never returns them (Node-RED's credentials). What
+    git keeps of a live flow (an adopt, an export, a drift save) takes those fields from git's version."""
+
+    def carry_write_only(self, live: Any, git: Any) -> Any:
+        """The live document with git's write-only parts (placeholders) put back where it has none;
+        ``git`` is the flow as the branch holds it."""
         ...
 
 

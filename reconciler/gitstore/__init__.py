@@ -80,6 +80,25 @@ class GitStore(RefsMixin, ReadingMixin, WritingMixin, HistoryMixin):
         if not (self.path / "HEAD").is_file() or not (self.path / "objects").is_dir():
             raise RetryableError(_missing_repository(self.path, gone=True))
 
+    def read_local(self, name: str) -> bytes | None:
+        """A small file this machine keeps beside the repository, never in its history nor pushed
+        (``<repository>/reconciler-local/<name>``); None when there is none or it cannot be read."""
+        try:
+            return (self.path / "reconciler-local" / name).read_bytes()
+        except OSError:
+            return None
+
+    def write_local(self, name: str, data: bytes) -> None:
+        """Replace that file atomically (best effort: a failure only loses what it remembers)."""
+        folder = self.path / "reconciler-local"
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        try:
+            folder.mkdir(exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, folder / name)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
     @contextmanager
     def lock(self, env: str, *, required: bool = True) -> Iterator[bool]:
         """One reconciler at a time per environment, across processes (flock).

@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["CREDENTIAL_POINTERS", "surface_inline", "stripped", "fingerprint", "Memory", "FlowMemory"]
+__all__ = ["CREDENTIAL_POINTERS", "surface_inline", "stripped", "fingerprint", "Memory", "FlowMemory", "carried"]
 
 #: every place a document holds credentials: secret fields of every node-red environment
 CREDENTIAL_POINTERS = ("/tab/credentials", "/nodes/*/credentials", "/configs/*/credentials", "/subflows/*/credentials")
@@ -213,3 +213,36 @@ class Memory:
                 self.flows.pop(key, None)
             else:
                 self.flows[key] = entry
+
+
+def carried(live: Any, git: Any) -> Any:
+    """``live`` (as Node-RED returns it: no credentials) with each node's ``credentials`` from ``git``'s
+    version of the flow (placeholders), matched by node id, where the live node has none: what an adopt,
+    an export or a drift save commits, so the next sync into another instance still sends them."""
+    held: dict[str, Any] = {}
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("id"), str) and isinstance(node.get("credentials"), dict):
+                held.setdefault(node["id"], node["credentials"])
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+
+    def put(node: Any) -> None:
+        if isinstance(node, dict):
+            nid = node.get("id")
+            if isinstance(nid, str) and "credentials" not in node and nid in held:
+                node["credentials"] = held[nid]
+            for v in node.values():
+                put(v)
+        elif isinstance(node, list):
+            for v in node:
+                put(v)
+
+    collect(git)
+    if held:
+        put(live)
+    return live

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -29,7 +30,7 @@ from .api import _AdminAPI
 from .build import build
 from .checks import INSTANCE_ID, _Checks, _Snapshot
 from .comms import Comms, CommsRefused
-from .credentials import Memory
+from .credentials import Memory, carried
 from .health import Watch, expect_of, stopped, verdict
 from .instance import INSTANCE_KEY
 from .mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID, _Incoming, _Index
@@ -76,6 +77,10 @@ class NodeRedDriver(DriverBase):
         self._pending: _Pending | None = None
 
     # -- memory (Remembering) ------------------------------------------------------------
+
+    def carry_write_only(self, live: Any, git: Any) -> Any:
+        """WriteOnly: Node-RED never returns credentials; git's placeholders for them are kept."""
+        return carried(live, git)
 
     def recall(self, memory: Mapping | None) -> None:
         self._memory = Memory.load(memory)

@@ -1,0 +1,97 @@
+"""Drift that is only a changed parameter or secret: told apart from an edit, and deployed.
+
+A password rotated in the secret store, or a parameter given a new value,
+changes what git's version renders to while git itself is unchanged: the
+applied marker and the branch agree (A = D) and the live flow differs (L != D),
+which the three-way table reads as drift. Nobody edited the environment when
+
+- the live flow is exactly what this machine last wrote for it (the ids of the
+  rendered versions in the environment are kept per environment *beside* the
+  repository, ``reconciler-local/rendered-<env>.json``: never in its history or
+  on the remote, since such an id is a hash over the secret values), or
+- the live flow with its placeholders put back (and what the platform never
+  returns taken from git: :class:`~reconciler.drivers.WriteOnly`) is git's version.
+
+Then the new values are deployed whatever the drift policy, and no live edit is
+undone. Anything else stays drift.
+"""
+
+from __future__ import annotations
+
+import json
+
+from reconciler.apply import NotForGit, git_form
+from reconciler.canonical import InvalidJSON, canonical_bytes
+from reconciler.drivers import Driver
+from reconciler.envconfig import EnvironmentConfig
+from reconciler.errors import ReconcilerError
+from reconciler.flows import FlowKey
+from reconciler.gitstore import GitStore
+from reconciler.outcome import Snapshot
+from reconciler.plan import RERENDERED, Action, Plan, Policy, State, Step
+
+__all__ = ["rerendered", "REASON", "remember"]
+
+REASON = RERENDERED
+
+
+def rerendered(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Snapshot, p: Plan, policy: Policy,
+               seen: dict[tuple, bool]) -> Plan:
+    """``p`` with each such drifted step turned into an import (``seen`` remembers the answers)."""
+    candidates = [s for s in p.steps if s.state == State.DRIFTED and s.base == s.desired and s.live is not None
+                  and s.desired is not None and s.key in snap.tip_blobs]
+    if not candidates:
+        return p
+    fingerprint = snap.templating.fingerprint()
+    written = _load(store, env.name)
+    changed: dict[FlowKey, Step] = {}
+    for step in candidates:
+        blob = snap.tip_blobs[step.key]
+        memo = (step.key, step.live, blob, fingerprint)
+        if written.get(str(step.key)) == step.live:
+            seen[memo] = True
+        if memo not in seen:
+            try:
+                seen[memo] = git_form(driver, store, env, snap, step.key) == canonical_bytes(store.read_blob(blob),
+                                                                                             env.rules)
+            except (NotForGit, ReconcilerError, InvalidJSON):
+                seen[memo] = False
+        if seen[memo]:
+            if policy.override:
+                changed[step.key] = step._replace(action=Action.IMPORT, state=State.PENDING, reason=REASON)
+            else:
+                changed[step.key] = step._replace(action=Action.BLOCKED, state=State.PENDING,
+                                                  reason=f"{REASON}; not deployed: override is off here")
+    if len(seen) > 4 * len(snap.tip_blobs) + 64:
+        seen.clear()
+    return Plan(tuple(changed.get(s.key, s) for s in p.steps)) if changed else p
+
+
+def _name(env: str) -> str:
+    return f"rendered-{env}.json"
+
+
+def _load(store: GitStore, env: str) -> dict[str, str]:
+    raw = store.read_local(_name(env))
+    try:
+        got = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {k: v for k, v in got.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(got, dict) else {}
+
+
+def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | set[FlowKey]) -> None:
+    """After a run: the id of each flow the environment now holds as rendered from git (in sync, or
+    imported by this run); other flows keep what was remembered of them while they are live."""
+    before = _load(store, env)
+    now: dict[str, str] = {}
+    for s in plan.steps:
+        k = str(s.key)
+        if s.action == Action.NONE and s.live is not None:
+            now[k] = s.live
+        elif s.action == Action.IMPORT and s.key in done and s.desired is not None:
+            now[k] = s.desired
+        elif s.live is not None and k in before:
+            now[k] = before[k]
+    if before != now:
+        store.write_local(_name(env), json.dumps(dict(sorted(now.items())), separators=(",", ":")).encode())
