@@ -73,6 +73,13 @@ class GitStore(RefsMixin, ReadingMixin, WritingMixin, HistoryMixin):
         return cls(repository.path, author_name=repository.author_name, author_email=repository.author_email,
                    stale_lock_after=repository.stale_lock_after, create=create)
 
+    def cache_path(self, env: str, name: str) -> Path:
+        """Where a cache of one environment kept for the next process lives (:mod:`reconciler.localcache`):
+        under the git dir (``<gitdir>/reconciler/index/<env>/<name>``), so never in git's history."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", env) or env in (".", ".."):
+            raise StallError(f"invalid environment name {env!r}")
+        return Path(self.repo.path) / "reconciler" / "index" / env / name
+
     def ensure_present(self) -> None:
         """Raise :class:`RetryableError` naming the path when the repository went away
         (moved, deleted, a volume not mounted): libgit2 would answer from what it has
