@@ -9,7 +9,10 @@ to ``env/acceptance``, makes ``env/production`` from it, and times one
 deploy (POST /flows) watched on /comms, read-after-write (GET /flows), the
 health gate (until Node-RED reports the deploy started, then the settle
 window and a read-back), marker. Then times a sync
-when nothing changed (what every drift check costs). Without ``--url`` it
+when nothing changed (what every drift check costs). The baseline (issue 15: our sync <= 1.5x it) is
+Node-RED's own full deploy of the same configuration in the same run: the flows our sync left
+(GET /flows), deployed again with one ``POST /flows`` into an emptied instance (only when it
+starts its own Node-RED, which it can empty). Without ``--url`` it
 starts a Node-RED of its own (as the tests do: tests/nodered.py; ``--node-red``
 chooses the major version), with its flows running. With ``--runs`` above 1
 every figure is the median of the runs (min and max beside it); each run
@@ -69,7 +72,7 @@ def tab_flow(i: int) -> dict[str, Any]:
     return doc
 
 
-def one_run(root: Path, url: str, args: argparse.Namespace) -> dict[str, float] | None:
+def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None) -> dict[str, float] | None:
     """One export, full sync and idle sync in a fresh folder; the seconds each took (None if the sync failed)."""
     (root / "envs/acceptance").mkdir(parents=True)
     for i in range(args.tabs):
@@ -108,7 +111,14 @@ def one_run(root: Path, url: str, args: argparse.Namespace) -> dict[str, float] 
     again = Engine(config).sync("production")
     idle = time.perf_counter() - t0
     assert not again.plan.changes, "a second sync found changes"
-    return {"export": exported, "sync": synced, "gate": sum(gate), "idle": idle}
+    got = {"export": exported, "sync": synced, "gate": sum(gate), "idle": idle}
+    if node_red is not None:  # the baseline: Node-RED's own full deploy of what our sync left
+        _, nodes = node_red.flows()
+        node_red.deploy([])
+        t0 = time.perf_counter()
+        node_red.deploy(nodes)
+        got["post_flows"] = time.perf_counter() - t0
+    return got
 
 
 def figure(values: list[float]) -> str:
@@ -148,7 +158,7 @@ def main() -> int:
             for r in range(args.runs):
                 if node_red is not None:
                     node_red.deploy([])
-                got = one_run(root / f"run-{r}", url, args)
+                got = one_run(root / f"run-{r}", url, args, node_red)
                 if got is None:
                     return 1
                 runs.append(got)
@@ -160,6 +170,14 @@ def main() -> int:
             print(f"  of which the health gate (until Node-RED reports the deploy started, settle, read-back): "
                   f"{figure([r['gate'] for r in runs])}")
             print(f"sync when nothing changed (a drift check): {figure([r['idle'] for r in runs])}")
+            if node_red is not None:
+                ours = statistics.median(r["sync"] for r in runs)
+                base = statistics.median(r["post_flows"] for r in runs)
+                print(f"Node-RED's own full POST /flows of the same configuration: {figure([r['post_flows'] for r in runs])}"
+                      f"; our sync is {ours / base:.2f}x it (target <= 1.5x)")
+                out = ROOT / "bench" / "results" / f"latest-node-red-{args.tabs}.json"
+                out.write_text(json.dumps({"tabs": args.tabs, "runs": runs, "ratio": ours / base,
+                                           "node_red": node_red.install.version, "target_ratio": 1.5}, indent=2))
         finally:
             if node_red is not None:
                 node_red.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -121,21 +121,37 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _driver_models() -> dict[str, type[EnvironmentConfig]]:
-    """Each driver module (:data:`reconciler.drivers.DRIVERS`) defines its settings model as SETTINGS."""
-    from reconciler.drivers import DRIVERS
+class _DriverModels(Mapping[str, type[EnvironmentConfig]]):
+    """Each driver module (:data:`reconciler.drivers.DRIVERS`) defines its settings model as SETTINGS;
+    a module is imported when a config names its driver (a command on a directory environment does
+    not pay for importing the HTTP and Node-RED drivers)."""
 
-    models: dict[str, type[EnvironmentConfig]] = {}
-    for name, module in DRIVERS.items():
-        try:
-            models[name] = importlib.import_module(module).SETTINGS
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    return models
+    def __init__(self) -> None:
+        self._models: dict[str, type[EnvironmentConfig]] = {}
+
+    def __getitem__(self, name: str) -> type[EnvironmentConfig]:
+        from reconciler.drivers import DRIVERS
+
+        if name not in self._models:
+            module = DRIVERS[name]
+            try:
+                self._models[name] = importlib.import_module(module).SETTINGS
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+                raise KeyError(name) from exc
+        return self._models[name]
+
+    def __iter__(self) -> Iterator[str]:
+        from reconciler.drivers import DRIVERS
+
+        return iter([name for name in DRIVERS if name in self])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
 
 
-DRIVER_MODELS: dict[str, type[EnvironmentConfig]] = _driver_models()
+DRIVER_MODELS: Mapping[str, type[EnvironmentConfig]] = _DriverModels()
 
 
 class Config(_Model):

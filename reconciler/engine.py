@@ -21,7 +21,7 @@ import structlog
 
 from reconciler.apply import Apply, carry_out, mass_deletion
 from reconciler.config import Config, EnvironmentConfig
-from reconciler.drivers import Driver, Recoverable, Remembering, Rendering
+from reconciler.drivers import Driver, Indexed, Recoverable, Remembering, Rendering
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import FlowTree, GitStore
@@ -32,6 +32,7 @@ from reconciler.outcome import Outcome, RunResult, Snapshot
 from reconciler.plan import Action, Plan, Policy
 from reconciler.rerender import remember, rerendered
 from reconciler.readcache import Memo, PlanInputs, derive, replan
+from reconciler.readindex import KeptReads, fingerprint as reads_fingerprint
 from reconciler.redaction import Redactor
 from reconciler.schemas import load_validator
 from reconciler.templating import Templating
@@ -56,9 +57,11 @@ class Engine:
     """Reconciles the environments of one config against one repository."""
 
     def __init__(self, config: Config, *, store: GitStore | None = None, drivers: Mapping[str, Driver] | None = None,
-                 create_repository: bool = False, redactor: Redactor | None = None):
+                 create_repository: bool = False, redactor: Redactor | None = None, keep_reads: bool = True):
         """``create_repository``: an export may start a new repository (so may a service with a
-        remote, whose local repository is a copy of the server's); everything else needs it there."""
+        remote, whose local repository is a copy of the server's); everything else needs it there.
+        ``keep_reads``: what a read derived is kept beside the repository for the next process
+        (:mod:`reconciler.readindex`, the drivers' :class:`~reconciler.drivers.Indexed` indexes)."""
         self.config = config
         self.redactor = redactor if redactor is not None else Redactor()  # learns each secret as it is loaded
         self.store = store or GitStore.from_config(
@@ -67,6 +70,7 @@ class Engine:
         self._memo: dict[str, Memo] = {}  # per environment: what the last read and plan derived
         self._validators: dict[str, Callable[[Any], list[tuple[str, str]]] | None] = {}
         self._rerender_seen: dict[str, dict[tuple, bool]] = {}  # per environment: is this drift a re-render?
+        self._kept = KeptReads(self.store) if keep_reads else None
 
     def close(self) -> None:
         """Release every driver's connections."""
@@ -75,7 +79,9 @@ class Engine:
 
     def driver(self, env: EnvironmentConfig) -> Driver:
         if env.name not in self._drivers:
-            self._drivers[env.name] = make_driver(env)
+            driver = self._drivers[env.name] = make_driver(env)
+            if self._kept is not None and isinstance(driver, Indexed):
+                driver.keep_index(self.store.cache_path(env.name, "live"))
         return self._drivers[env.name]
 
     # -- step 0: read ------------------------------------------------------------
@@ -107,6 +113,16 @@ class Engine:
                 f"Check `branch` of environment {env.name} in the config, or run `reconciler export {env.name}` "
                 "to create the branch from the environment's flows"
             )
+        templating = self._templating(env)
+        fingerprint = templating.fingerprint()
+        memo = self._memo.get(env.name)
+        if memo is not None and memo.fingerprint != fingerprint:
+            memo = None  # a parameter or secret changed: re-render everything
+        limit = self.config.repository.max_flow_bytes
+        own = desired is None  # D is the branch tip's (not a merge computed in memory): worth keeping
+        kept = reads_fingerprint(env, fingerprint, limit) if self._kept is not None else ""
+        if memo is None and self._kept is not None and (got := self._kept.recall(env.name, env.folder, kept)):
+            memo = Memo(fingerprint, got.desired, got.base)  # before any tree is read: the store knows them
         at_tip = desired if desired is not None else self.store.flows_at(tip, env.folder)
         if tip is not None and at_tip.missing is not None:
             if at_tip.missing != "absent":
@@ -126,15 +142,9 @@ class Engine:
             at_marker = FlowTree(None, {})
         else:
             at_marker = at_tip if marker == tip and desired is None else self.store.flows_at(marker, env.folder)
-        templating = self._templating(env)
-        fingerprint = templating.fingerprint()
-        memo = self._memo.get(env.name)
-        if memo is not None and memo.fingerprint != fingerprint:
-            memo = None  # a parameter or secret changed: re-render everything
         validate = self._validator(env)
         store = self.store
 
-        limit = self.config.repository.max_flow_bytes
         driver = self.driver(env)
         present = _presenter(driver, templating)
 
@@ -165,6 +175,8 @@ class Engine:
             driver.recall(self.store.read_state(DRIVER_MEMORY + env.name))
         live = driver.export(progress=_phase(progress, "export"))
         self._memo[env.name] = Memo(fingerprint, desired, base, memo.planned if memo else None)
+        if self._kept is not None and own:
+            self._kept.note(env.name, kept, at_tip, desired, at_marker, base)
         redact = templating.redact  # a schema or platform message may quote a rendered secret
         invalid = {k: f"invalid in git: {why}" for k, why in at_tip.bad.items()}
         invalid.update((k, redact(f"invalid in git: {p.message}")) for k, p in desired.problems.items())
@@ -270,6 +282,15 @@ class Engine:
     def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before=None, creating: bool = False,
              allow_mass_delete: bool = False, hold: str | None = None) -> Outcome:
         # Every log line of the run (drivers' retries included) names the environment.
+        try:
+            return self._locked_run(env, policy, dry_run=dry_run, progress=progress, allowed=allowed, before=before,
+                                    creating=creating, allow_mass_delete=allow_mass_delete, hold=hold)
+        finally:
+            if self._kept is not None:
+                self._kept.flush(env.name)  # what this run read, for the next process
+
+    def _locked_run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before, creating: bool,
+                    allow_mass_delete: bool, hold: str | None) -> Outcome:
         with structlog.contextvars.bound_contextvars(environment=env.name), \
                 self.store.lock(env.name, required=not dry_run) as locked:
             driver = self.driver(env)

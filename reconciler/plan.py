@@ -146,12 +146,15 @@ def plan(
     """
     invalid = invalid or {}
     keys = sorted(set(base) | set(desired) | set(live) | set(invalid))
-    return Plan(
-        tuple(
-            _decide(k, base.get(k), desired.get(k), live.get(k), policy, invalid.get(k), live_complete)
-            for k in keys
-        )
-    )
+    steps = []
+    append, new, get_a, get_d, get_l = steps.append, tuple.__new__, base.get, desired.get, live.get
+    for k in keys:
+        a, d, l = get_a(k), get_d(k), get_l(k)  # noqa: E741
+        if a == d == l and a is not None and k not in invalid:
+            append(new(Step, (k, Action.NONE, State.IN_SYNC, "in sync", a, d, l)))  # the common case, inline
+        else:
+            append(_decide(k, a, d, l, policy, invalid.get(k), live_complete))
+    return Plan(tuple(steps))
 
 
 def _decide(

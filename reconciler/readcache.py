@@ -131,5 +131,5 @@ def replan(inputs: PlanInputs, last: tuple[PlanInputs, Mapping[FlowKey, Step]] |
     else:
         full = plan(inputs.base, inputs.desired, inputs.live, inputs.policy, invalid=inputs.invalid,
                     live_complete=inputs.live_complete)
-        steps = {s.key: s for s in full.steps}
+        return full, {s.key: s for s in full.steps}  # already in key order
     return Plan(tuple(steps[k] for k in sorted(steps))), steps

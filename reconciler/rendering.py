@@ -11,11 +11,14 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from reconciler.outcome import Outcome
 from reconciler.plan import Action
-from reconciler.review import Review
 from reconciler.semdiff import render_item, render_value, summary
+
+if TYPE_CHECKING:  # only `plan --against` renders reviews; the other commands need not import it
+    from reconciler.review import Review
 
 __all__ = ["VERBS", "counts_line", "outcome_lines", "steps_lines", "trailer_lines", "review_text", "review_markdown"]
 

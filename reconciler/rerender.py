@@ -6,8 +6,8 @@ applied marker and the branch agree (A = D) and the live flow differs (L != D),
 which the three-way table reads as drift. Nobody edited the environment when
 
 - the live flow is exactly what this machine last wrote for it (the ids of the
-  rendered versions in the environment are kept per environment *beside* the
-  repository, ``reconciler-local/rendered-<env>.json``: never in its history or
+  rendered versions in the environment are kept per environment in the git dir,
+  ``<gitdir>/reconciler/local/rendered-<env>.json``: never in its history or
   on the remote, since such an id is a hash over the secret values), or
 - the live flow with its placeholders put back (and what the platform never
   returns taken from git: :class:`~reconciler.drivers.WriteOnly`) is git's version.

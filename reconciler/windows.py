@@ -20,9 +20,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, croniter
+
+if TYPE_CHECKING:
+    from croniter import croniter
+
+
+def _croniter() -> "type[croniter]":
+    """croniter (and dateutil under it) only when a window is used: most configs have none, and every
+    command that loads a config would pay for the import."""
+    from croniter import croniter
+
+    return croniter
 
 __all__ = ["Window", "Verdict", "verdict", "parse_duration"]
 
@@ -58,15 +69,17 @@ class Window:
     def __post_init__(self) -> None:
         if self.kind not in ("allow", "deny"):
             raise ValueError("kind must be 'allow' or 'deny'")
-        if not croniter.is_valid(self.schedule) or len(self.schedule.split()) != 5:
+        if not _croniter().is_valid(self.schedule) or len(self.schedule.split()) != 5:
             raise ValueError(f"schedule {self.schedule!r} is not a five-field cron expression")
         try:
             ZoneInfo(self.timezone)
         except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
             raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone (such as Europe/Amsterdam)") \
                 from exc
+        from croniter import CroniterBadDateError
+
         try:
-            croniter(self.schedule, datetime(2026, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
+            _croniter()(self.schedule, datetime(2026, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
         except CroniterBadDateError as exc:
             raise ValueError(f"schedule {self.schedule!r} never fires (no such date)") from exc
 
@@ -78,7 +91,7 @@ class Window:
         """When the occurrence that covers ``now`` opened (None: not active)."""
         local = now.astimezone(ZoneInfo(self.timezone))
         # The last opening at or before now (croniter's get_prev excludes the start itself).
-        start = croniter(self.schedule, local + timedelta(seconds=1)).get_prev(datetime)
+        start = _croniter()(self.schedule, local + timedelta(seconds=1)).get_prev(datetime)
         return start if self.closes(start) > now else None
 
     def closes(self, opened: datetime) -> datetime:
@@ -87,7 +100,7 @@ class Window:
         return opened.astimezone(timezone.utc) + timedelta(seconds=self.duration)
 
     def next_opening(self, now: datetime) -> datetime:
-        return croniter(self.schedule, now.astimezone(ZoneInfo(self.timezone))).get_next(datetime)
+        return _croniter()(self.schedule, now.astimezone(ZoneInfo(self.timezone))).get_next(datetime)
 
 
 @dataclass(frozen=True)

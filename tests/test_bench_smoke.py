@@ -16,6 +16,8 @@ def test_python_m_bench_runs_at_small_n_and_writes_its_json(tmp_path: Path) -> N
                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1. initial export" in proc.stdout and "commit-to-applied latency" in proc.stdout
+    assert "C4. plan ENV, nothing changed" in proc.stdout
     doc = json.loads((tmp_path / "latest-30.json").read_text())
-    assert len(doc["results"]) == 7
+    assert len(doc["results"]) == 7 + 8  # in-process 1-6, whole processes C1-C8
     assert doc["results"]["5. commit-to-applied latency"]["pushes"] == 3
+    assert all(r["ours"]["runs"] >= 1 for k, r in doc["results"].items() if k.startswith("C"))

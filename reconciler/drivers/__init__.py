@@ -20,8 +20,8 @@ from reconciler.canonical import Rules
 from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
-__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "HealthChecked", "Remembering", "Rendering", "WriteOnly",
-           "Progress", "LiveCollector", "DRIVERS"]
+__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "Indexed", "HealthChecked", "Remembering", "Rendering",
+           "WriteOnly", "Progress", "LiveCollector", "DRIVERS"]
 
 #: driver name -> the module holding its settings model as ``SETTINGS`` (imported when a config names it)
 DRIVERS = {
@@ -128,6 +128,16 @@ class Watchable(Protocol):
 
     def trust_watch(self) -> None:
         """The watch saw nothing change since the last export: the next one may skip its scan."""
+        ...
+
+
+@runtime_checkable
+class Indexed(Protocol):
+    """A driver that keeps what it read for the next process (the directory driver's stat index), so
+    a fresh command reads only what changed; the engine says where, beside the repository."""
+
+    def keep_index(self, path: Path) -> None:
+        """Keep the index in this file (never in git's history); called before the first export."""
         ...
 
 

@@ -73,6 +73,13 @@ class GitStore(RefsMixin, ReadingMixin, WritingMixin, HistoryMixin):
         return cls(repository.path, author_name=repository.author_name, author_email=repository.author_email,
                    stale_lock_after=repository.stale_lock_after, create=create)
 
+    def cache_path(self, env: str, name: str) -> Path:
+        """Where a cache of one environment kept for the next process lives (:mod:`reconciler.localcache`):
+        under the git dir (``<gitdir>/reconciler/index/<env>/<name>``), so never in git's history."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", env) or env in (".", ".."):
+            raise StallError(f"invalid environment name {env!r}")
+        return Path(self.repo.path) / "reconciler" / "index" / env / name
+
     def ensure_present(self) -> None:
         """Raise :class:`RetryableError` naming the path when the repository went away
         (moved, deleted, a volume not mounted): libgit2 would answer from what it has
@@ -81,19 +88,19 @@ class GitStore(RefsMixin, ReadingMixin, WritingMixin, HistoryMixin):
             raise RetryableError(_missing_repository(self.path, gone=True))
 
     def read_local(self, name: str) -> bytes | None:
-        """A small file this machine keeps beside the repository, never in its history nor pushed
-        (``<repository>/reconciler-local/<name>``); None when there is none or it cannot be read."""
+        """A small file this machine keeps in the git dir, never in the history nor pushed
+        (``<gitdir>/reconciler/local/<name>``, beside the caches); None when there is none or it cannot be read."""
         try:
-            return (self.path / "reconciler-local" / name).read_bytes()
+            return (Path(self.repo.path) / "reconciler" / "local" / name).read_bytes()
         except OSError:
             return None
 
     def write_local(self, name: str, data: bytes) -> None:
         """Replace that file atomically (best effort: a failure only loses what it remembers)."""
-        folder = self.path / "reconciler-local"
+        folder = Path(self.repo.path) / "reconciler" / "local"
         tmp = folder / f".{name}.{os.getpid()}.tmp"
         try:
-            folder.mkdir(exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
             os.replace(tmp, folder / name)
         except OSError:

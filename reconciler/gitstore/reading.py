@@ -78,6 +78,22 @@ class ReadingMixin:
         self._last[folder] = (tree, result)
         return result
 
+    def remember_tree(self, folder: str, tree: str, flows: Mapping[FlowKey, str]) -> None:
+        """The flows of a folder's tree as a previous process read them (the engine's kept reads,
+        :mod:`reconciler.readindex`): a commit with this folder then reads no tree, and one with
+        another folder diffs from it. Ignored when the repository has no such tree."""
+        try:
+            obj = self.repo.get(pygit2.Oid(hex=tree))
+        except (ValueError, pygit2.GitError):
+            return
+        if obj is None or obj.type != _TREE or (tree, folder) in self._trees:
+            return
+        known = FlowTree(None, flows, tree=tree)
+        if len(self._trees) >= 8:
+            self._trees.pop(next(iter(self._trees)))
+        self._trees[(tree, folder)] = known
+        self._last.setdefault(folder, (obj, known))
+
     def _read_changed(self, commit: str, tree: pygit2.Tree, folder: str) -> FlowTree | None:
         """The flows of ``tree`` from the last tree read and a tree-to-tree diff.
 

@@ -3,15 +3,17 @@
 (:mod:`.fs`).
 
 It implements :class:`~reconciler.drivers.Driver`, :class:`~reconciler.drivers.Recoverable`
-(a crashed write's hidden files) and :class:`~reconciler.drivers.Watchable` (the service
+(a crashed write's hidden files), :class:`~reconciler.drivers.Watchable` (the service
 watches the folder and, when the watch saw nothing change, lets the next export skip its
-stat pass).
+stat pass) and :class:`~reconciler.drivers.Indexed` (what it read is kept for the next
+process in a stat index, :mod:`.index`).
 """
 
 from __future__ import annotations
 
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from reconciler.canonical import InvalidJSON, Rules, parse_json
@@ -30,17 +32,18 @@ __all__ = ["DirectoryDriver"]
 class DirectoryDriver(DriverBase):
     """An environment that is a folder of ``*.json`` flow exports (see the package's docstring).
 
-    ``fs``: the file system to work through (tests pass a subclass of :class:`FileSystem`).
+    ``fs``: the file system to work through (tests pass a subclass of :class:`FileSystem`);
+    ``clock``: nanoseconds since the epoch, for the racy-file rule (tests move it).
     """
 
     def __init__(self, path: str | Path, identity: Identity = Identity(), rules: Rules = Rules(), *,
-                 fs: FileSystem | None = None):
+                 fs: FileSystem | None = None, clock: Callable[[], int] | None = None):
         self.root = Path(path)
         self.fs = fs if fs is not None else FileSystem()
         self.identity, self.rules = identity, rules
         self.location = str(self.root)
         touched: set[str] = set()  # files the writes touched since the last export (it reads them again)
-        self._scan = Scanner(self.root, self.fs, identity, rules, touched)
+        self._scan = Scanner(self.root, self.fs, identity, rules, touched, clock or time.time_ns)
         self._write = Writer(self.root, self.fs, identity, rules, touched)
         self._recovered = False
         self._trust_watch = False  # the folder watch saw no change since the last export
@@ -58,6 +61,13 @@ class DirectoryDriver(DriverBase):
         """The service's folder watch saw no change since the last export (a run caused only by a
         push): the next export skips its stat pass, and recovery its look for a crash's files."""
         self._trust_watch = True
+
+    # -- Indexed --------------------------------------------------------------------
+
+    def keep_index(self, path: Path) -> None:
+        """Keep what the exports read (stat signature -> canonical id, per file) in ``path`` for the
+        next process (:mod:`.index`); before the first export."""
+        self._scan.keep_index(Path(path))
 
     # -- Driver ---------------------------------------------------------------------
 

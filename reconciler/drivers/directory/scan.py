@@ -9,6 +9,10 @@ within a second of being read, when a later edit might not move their
 timestamps: they are always read again); anything unusual (problems,
 duplicates) rebuilds the result from the cache. When the service's folder
 watch vouches that nothing changed, not even the stat pass runs.
+
+With an index (:mod:`.index`, set by :meth:`Scanner.keep_index`) the per-file
+cache outlives the process: a fresh process starts from the signatures and ids
+the last one recorded, and records them again after an export that changed them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import stat
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -28,10 +33,9 @@ from reconciler.errors import Problem, RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc, looks_like_sql, sql_export
 
 from .fs import MAX_FILE_BYTES, FileSystem
+from .index import StatIndex, is_racy
 
 __all__ = ["Scanner", "ensure_root", "is_flow_name"]
-
-_RACY_NS = 1_000_000_000
 
 Stat = os.stat_result | OSError
 
@@ -67,8 +71,9 @@ class Scanner:
     whatever their signature says, and empties the set.
     """
 
-    def __init__(self, root: Path, fs: FileSystem, identity: Identity, rules: Rules, touched: set[str]):
-        self.root, self.fs = root, fs
+    def __init__(self, root: Path, fs: FileSystem, identity: Identity, rules: Rules, touched: set[str],
+                 clock: Callable[[], int] = time.time_ns):
+        self.root, self.fs, self.clock = root, fs, clock
         self.identity, self.rules = identity, rules
         self.touched = touched
         self.files: dict[FlowKey, str] | None = None  # where each flow lives (None before the first export)
@@ -77,10 +82,30 @@ class Scanner:
         self._cache: dict[str, tuple[tuple[int, ...], CanonicalFlow | Problem]] = {}
         # the last export (ids only) with each file's stat, for patching; None after problems
         self._last: _Kept | None = None
+        self.index: StatIndex | None = None  # the cache kept for the next process (None: none)
+        self._loaded = False  # the index was read into the cache
+        self._dirty = False  # the cache changed since the index was read or written
+        self._now = 0  # when the last export's stat pass ended
+
+    def keep_index(self, path: Path) -> None:
+        """Keep the per-file cache in an index file at ``path`` across processes (:mod:`.index`)."""
+        self.index = StatIndex(path, self.root, self.identity, self.rules, self.clock)
+        self._loaded = False
 
     def export(self, trust_watch: bool, progress: Progress | None) -> LiveSet:
         """Every flow file's flow (or problem); ``trust_watch``: the folder watch saw no change
         since the last export, so only the touched and racy files are stat'ed again."""
+        if self.index is not None and not self._loaded:
+            self._loaded = True
+            if not self._cache:
+                self._cache.update(self.index.load())
+        result = self._export(trust_watch, progress)
+        if self.index is not None and self._dirty:
+            self._dirty = False
+            self.index.save(self._cache, self._now)
+        return result
+
+    def _export(self, trust_watch: bool, progress: Progress | None) -> LiveSet:
         self.fresh = {}
         last = self._last
         if trust_watch and last is not None:
@@ -95,7 +120,7 @@ class Scanner:
                     stats[name] = exc
         else:
             stats = self._scan()
-        now = time.time_ns()
+        now = self._now = self.clock()
         if last is not None:
             changed = self.touched | last.racy
             if trust_watch:  # only the suspects were stat'ed again
@@ -133,6 +158,7 @@ class Scanner:
             tick(i)
         for gone in set(self._cache) - set(stats):
             del self._cache[gone]
+            self._dirty = True
         self.files = dict(collect.where)
         result = collect.result()
         self._remember(stats, result, now)
@@ -156,7 +182,8 @@ class Scanner:
         for key, flow in fresh.flows.items():
             flows[key], where[key] = flow, fresh.where[key]
         for name in changed - stats.keys():
-            self._cache.pop(name, None)
+            if self._cache.pop(name, None) is not None:
+                self._dirty = True
         self.files = dict(where)
         result = LiveSet(flows, where)
         self.touched.clear()
@@ -228,8 +255,9 @@ class Scanner:
         # timestamps moving (coarse clocks): trust the cache only for older ones.
         if not _is_racy(st, now):
             self._cache[name] = (sig, got)
-        else:
-            self._cache.pop(name, None)
+            self._dirty = True
+        elif self._cache.pop(name, None) is not None:
+            self._dirty = True
 
 
 class _Kept(NamedTuple):
@@ -248,7 +276,7 @@ def _light(live: LiveSet) -> LiveSet:
 
 
 def _is_racy(st: Stat, now: int) -> bool:
-    return not isinstance(st, OSError) and now - max(st.st_mtime_ns, st.st_ctime_ns) <= _RACY_NS
+    return not isinstance(st, OSError) and is_racy((0, st.st_mtime_ns, st.st_ctime_ns), now)
 
 
 def _sig(st: Stat | None) -> tuple[int, ...] | None:

@@ -1,0 +1,199 @@
+"""Whole-process figures: ``reconciler`` commands as a user or a CI job runs them, beside git.
+
+Each figure is the wall time of fresh processes (median of ``runs``, min and max beside it),
+and its baseline is the git CLI on the same canonical files in the same run:
+
+- ``--version`` / ``--help``: interpreter start and imports;
+- initial ``export`` into an empty repository vs ``git init && git add -A && git commit``;
+- no-change ``plan ENV`` and ``export ENV`` vs ``git status --porcelain`` (after one plan has
+  read the new tip, as git's first ``status`` after a commit refreshes its index);
+- ``export`` after 1% of the files changed vs ``git add -A && git commit`` of the same change;
+- full ``sync`` into an empty folder vs ``git checkout`` of the same tree into an empty work tree
+  followed by ``sync`` (the command: both then have their files on disk);
+- ``sync`` of a 1% change pushed to git vs ``git checkout`` of the same change + ``sync``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.generate import change_flows
+
+__all__ = ["CliBench", "CONFIG"]
+
+CONFIG = """[repository]
+path = "state/flows.git"
+[[environment]]
+name = "acceptance"
+driver = "directory"
+path = "envs/acceptance"
+drift = "adopt"
+ignore = ["/exportedAt"]
+[[environment]]
+name = "production"
+driver = "directory"
+path = "envs/production"
+drift = "restore"
+prune = true
+ignore = ["/exportedAt"]
+"""
+
+
+class CliBench:
+    """The whole-process scenarios on a folder of N generated flows (``source``) and their canonical
+    copies laid out as in the branch (``canon``), both made by :class:`bench.__main__.Bench`."""
+
+    def __init__(self, bench: Any):
+        self.b = bench
+        self.env = bench.env
+        self.reconciler = [sys.executable, "-m", "reconciler"]
+        exe = Path(sys.executable).with_name("reconciler")
+        if exe.exists():
+            self.reconciler = [str(exe)]  # the console script, as a user runs it
+
+    def run(self, cwd: Path, *args: str, ok: tuple[int, ...] = (0,)) -> float:
+        start = time.perf_counter()
+        proc = subprocess.run([*self.reconciler, *args], cwd=cwd, env=self.env, capture_output=True, text=True)
+        took = time.perf_counter() - start
+        assert proc.returncode in ok, f"reconciler {' '.join(args)} -> {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        return took
+
+    def git(self, cwd: Path, *args: str) -> float:
+        start = time.perf_counter()
+        subprocess.run(["git", *args], cwd=cwd, env=self.env, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    def sync_cmd(self) -> float:
+        start = time.perf_counter()
+        subprocess.run(["sync"], check=True)
+        return time.perf_counter() - start
+
+    def record(self, name: str, ours: list[float], base: list[float] | None, baseline: str, target: float | None,
+               target_s: float | None = None) -> None:
+        from bench.__main__ import summary
+
+        o = summary(ours)
+        entry: dict[str, Any] = {"ours": o, "target_ratio": target, "target_seconds": target_s, "whole_process": True}
+        if base:
+            b = summary(base)
+            entry.update(baseline=b, baseline_command=baseline, ratio=o["median"] / b["median"] if b["median"] else None)
+            print(f"  {name}: {o['median']:.3f} s vs {b['median']:.3f} s ({baseline}) -> {entry['ratio']:.2f}x", flush=True)
+        else:
+            print(f"  {name}: {o['median']:.3f} s", flush=True)
+        self.b.results[name] = entry
+
+    # -- the scenarios ---------------------------------------------------------------
+
+    def all(self) -> None:
+        b, runs = self.b, self.b.runs
+        work = b.work / "cli"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        self.record("C1. reconciler --version", [self.run(work, "--version") for _ in range(max(5, runs))], None, "", None, 0.1)
+        self.record("C2. reconciler --help", [self.run(work, "--help") for _ in range(max(5, runs))], None, "", None, 0.15)
+
+        exports, inits = [], []
+        for r in range(runs):
+            root = self.fresh(work / f"export{r}")
+            exports.append(self.run(root, "export", "acceptance", "-q"))
+            tree = work / f"git{r}"
+            shutil.copytree(b.canon, tree)
+            inits.append(self.git(tree, "init", "-q") + self.git(tree, "config", "gc.auto", "0")
+                         + self.git(tree, "add", "-A") + self.git(tree, "commit", "-q", "-m", "all"))
+            if r < runs - 1:
+                shutil.rmtree(root)
+                shutil.rmtree(tree)
+        self.record("C3. export into an empty repository", exports, inits, "git init && git add -A && git commit", 1.0)
+
+        tree = work / f"git{runs - 1}"
+        self.run(root, "plan", "acceptance", "-q")  # reads the tip the export wrote, once (see the docstring)
+        status = [self.git(tree, "status", "--porcelain") for _ in range(max(5, runs))]
+        plans = [self.run(root, "plan", "acceptance", "-q") for _ in range(max(5, runs))]
+        self.record("C4. plan ENV, nothing changed", plans, status, "git status --porcelain", 10.0, 0.25)
+        again = [self.run(root, "export", "acceptance", "-q") for _ in range(max(5, runs))]
+        self.record("C5. export ENV, nothing changed", again, status, "git status --porcelain", 10.0, 0.25)
+
+        ours, base = [], []
+        for r in range(runs):
+            changed = change_flows(root / "envs" / "acceptance", 0.01, seed=300 + r, tag=f"cli{r}")
+            self.canonical_copy(changed, tree)
+            ours.append(self.run(root, "export", "acceptance", "-q"))
+            base.append(self.git(tree, "add", "-A") + self.git(tree, "commit", "-q", "-m", "1%"))
+            self.run(root, "plan", "acceptance", "-q")  # as C4: the next process's view of the new tip
+        self.record("C6. export after 1% changed", ours, base, "git add -A && git commit (same change)", 2.0)
+
+        self.full_and_partial_sync(work, root, tree)
+
+    def full_and_partial_sync(self, work: Path, root: Path, tree: Path) -> None:
+        runs = self.b.runs
+        repo = root / "state" / "flows.git"
+        target = root / "envs" / "production"
+        ours, base = [], []
+        for r in range(runs):
+            subprocess.run(["git", "branch", "-f", "env/production", "env/acceptance"], cwd=repo, env=self.env, check=True)
+            subprocess.run(["git", "update-ref", "-d", "refs/reconciler/applied/production"], cwd=repo, env=self.env, check=True)
+            shutil.rmtree(target)
+            target.mkdir()
+            shutil.rmtree(repo / "reconciler" / "index" / "production", ignore_errors=True)
+            self.sync_cmd()
+            ours.append(self.run(root, "sync", "production", "-q") + self.sync_cmd())
+            checkout = work / f"checkout{r}"
+            shutil.rmtree(checkout, ignore_errors=True)
+            checkout.mkdir()
+            self.sync_cmd()
+            base.append(self.git(tree, f"--work-tree={checkout}", "checkout", "-f", "HEAD", "--", ".") + self.sync_cmd())
+            shutil.rmtree(checkout)
+        self.record("C7. sync into an empty folder (+ sync)", ours, base, "git checkout of the same tree + sync", 1.5)
+
+        # 1% changed in git: a clone commits and pushes, then a sync applies it.
+        clone = work / "clone"
+        shutil.rmtree(clone, ignore_errors=True)
+        subprocess.run(["git", "clone", "-q", "-b", "env/production", str(repo), str(clone)], env=self.env, check=True)
+        files = sorted((clone / "flows").rglob("*.json"))
+        step = max(1, len(files) // max(1, len(files) // 100))
+        worktree = work / "checkout-1pct"
+        shutil.rmtree(worktree, ignore_errors=True)
+        subprocess.run(["git", "clone", "-q", str(repo), str(worktree), "-b", "env/production"], env=self.env, check=True)
+        self.run(root, "plan", "production", "-q", ok=(0, 2))
+        ours, base = [], []
+        for r in range(runs):
+            for p in files[r % step::step]:
+                doc = json.loads(p.read_text())
+                doc["bench_cli"] = r
+                p.write_text(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            subprocess.run(["git", "commit", "-qam", f"1% ({r})"], cwd=clone, env=self.env, check=True)
+            subprocess.run(["git", "push", "-q", "origin", "env/production"], cwd=clone, env=self.env, check=True)
+            self.sync_cmd()
+            ours.append(self.run(root, "sync", "production", "-q") + self.sync_cmd())
+            subprocess.run(["git", "fetch", "-q", "origin"], cwd=worktree, env=self.env, check=True)
+            self.sync_cmd()
+            base.append(self.git(worktree, "checkout", "-q", "--detach", "origin/env/production") + self.sync_cmd())
+            self.run(root, "plan", "production", "-q")
+        self.record("C8. sync of a 1% change pushed to git (+ sync)", ours, base,
+                    "git checkout of the same change + sync", 2.0)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def fresh(self, root: Path) -> Path:
+        shutil.rmtree(root, ignore_errors=True)
+        (root / "envs" / "production").mkdir(parents=True)
+        shutil.copytree(self.b.source, root / "envs" / "acceptance")
+        (root / "reconciler.toml").write_text(CONFIG)
+        return root
+
+    def canonical_copy(self, changed: list[Path], tree: Path) -> None:
+        from reconciler.canonical import Rules, canonical_bytes
+        from reconciler.names import flow_path
+
+        rules = Rules.of(["/exportedAt"])
+        for p in changed:
+            data = canonical_bytes(p.read_bytes(), rules)
+            doc = json.loads(data)
+            (tree / flow_path("flows", doc["name"], doc["version"])).write_bytes(data)
+

@@ -1,0 +1,153 @@
+"""The engine's read cache (:mod:`reconciler.readcache`) kept for the next process.
+
+What the engine derives from git is a pure function of immutable objects and
+the environment's settings: the flows of a folder's *tree id* (``key -> blob
+id``), and for each blob its canonical, rendered id (or a problem). A warm
+service keeps that in memory; a fresh ``reconciler plan`` would read the tree
+of every flow and parse, validate, render and canonicalise every blob again.
+This module keeps the derivations of the branch tip and of the applied marker
+at ``<gitdir>/reconciler/index/<env>/desired`` (:mod:`reconciler.localcache`:
+versioned, checksummed, written by rename), so the next process reads only
+the trees and blobs that changed since.
+
+Never a wrong answer: the file names its fingerprint (this code, the
+environment's identity, rules, folder, size limit, its JSON Schema's bytes and
+the fingerprint of its parameters and secrets); anything else, or a missing,
+truncated or corrupt file, means reading everything. A flow that was a problem
+is not kept (it is read again, so its message names where it is read now); a
+folder with entries that are not flows is not kept as a tree (read again too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconciler.flows import CanonicalFlow, FlowKey
+from reconciler.gitstore import FlowTree, GitStore
+from reconciler.localcache import digest, read_cache, write_cache
+from reconciler.readcache import Derived
+
+if TYPE_CHECKING:
+    from reconciler.envconfig import EnvironmentConfig
+
+__all__ = ["KeptReads", "Recalled", "recall", "keep", "fingerprint"]
+
+_KIND = "engine-reads"
+
+
+def fingerprint(env: "EnvironmentConfig", settings: str, limit: int) -> str:
+    """What shapes an environment's derivations: identity, rules, folder, the size limit, the JSON
+    Schema's bytes and ``settings`` (the fingerprint of its parameters and secrets), with this code."""
+    schema: object = None
+    if env.schema_ is not None:
+        try:
+            schema = hashlib.sha256(Path(env.schema_).read_bytes()).hexdigest()
+        except OSError as exc:
+            schema = f"unreadable: {exc}"
+    # the driver and its settings too: a driver that presents git's flows in its own form (flink-sql's
+    # rendered SQL) derives other flows from the same blobs
+    return digest("engine", env.flow_identity, env.rules.ignore, env.rules.sort, env.folder, limit, schema, settings,
+                  env.driver, env.model_dump_json(exclude={"interval", "windows"}))
+
+
+class KeptReads:
+    """The engine's use of the kept reads: recalled once per environment and process, kept again
+    (by :meth:`flush`, after a run) when the derivations moved to other trees."""
+
+    def __init__(self, store: GitStore):
+        self.store = store
+        self._trees: dict[str, tuple[str | None, str | None]] = {}  # env -> the (tip, marker) trees on disk
+        self._todo: dict[str, tuple[Any, ...]] = {}
+
+    def recall(self, env: str, folder: str, fingerprint: str) -> Recalled | None:
+        """What the last process kept for ``env`` (its clean trees given to the store), once."""
+        if env in self._trees:
+            return None
+        self._trees[env] = (None, None)
+        got = recall(self.store.cache_path(env, "desired"), fingerprint)
+        if got is None:
+            return None
+        for tree, flows in got.trees.items():
+            self.store.remember_tree(folder, tree, flows)
+        self._trees[env] = (got.desired.tree, got.base.tree)
+        return got
+
+    def note(self, env: str, fingerprint: str, at_tip: FlowTree, desired: Derived, at_marker: FlowTree,
+             base: Derived) -> None:
+        """The derivations of the read just made; kept by the next :meth:`flush` unless they are on disk."""
+        if self._trees.get(env) != (desired.tree, base.tree) or desired.tree is None:
+            self._todo[env] = (fingerprint, at_tip, desired, at_marker, base)
+
+    def flush(self, env: str) -> None:
+        todo = self._todo.pop(env, None)
+        if todo is None:
+            return
+        fp, at_tip, desired, at_marker, base = todo
+        keep(self.store.cache_path(env, "desired"), fp, at_tip, desired, at_marker, base)
+        self._trees[env] = (desired.tree, base.tree)
+
+
+class Recalled:
+    """What a previous process derived: the tip's and the marker's :class:`Derived`, and the clean
+    folders (tree id -> flows) it read, to give the git store before it reads any tree."""
+
+    def __init__(self, desired: Derived, base: Derived, trees: dict[str, Mapping[FlowKey, str]]):
+        self.desired, self.base, self.trees = desired, base, trees
+
+
+def keep(path: Path, fingerprint: str, at_tip: FlowTree, desired: Derived, at_marker: FlowTree, base: Derived) -> None:
+    """Record the two derivations (the marker's only where it is another tree than the tip's)."""
+    body: dict[str, Any] = {"desired": _side(at_tip, desired)}
+    body["base"] = "desired" if base.tree is not None and base.tree == desired.tree else _side(at_marker, base)
+    write_cache(path, _KIND, fingerprint, body)
+
+
+def _side(tree: FlowTree, derived: Derived) -> dict[str, Any]:
+    rows = []
+    for key, blob in derived.source.items():
+        flow = derived.flows.get(key)
+        rows.append([key.name, key.version, blob, None if flow is None or key in derived.problems else flow.oid])
+    clean = derived.tree is not None and not tree.problems and not tree.bad and tree.tree == derived.tree
+    return {"tree": derived.tree, "clean": clean, "rows": rows}
+
+
+def recall(path: Path, fingerprint: str) -> Recalled | None:
+    """What :func:`keep` recorded with this fingerprint; None when there is nothing usable."""
+    doc = read_cache(path, _KIND, fingerprint)
+    if doc is None:
+        return None
+    try:
+        trees: dict[str, Mapping[FlowKey, str]] = {}
+        desired = _derived(doc["desired"], trees)
+        base = desired if doc["base"] == "desired" else _derived(doc["base"], trees)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return Recalled(desired, base, trees)
+
+
+def _derived(side: dict[str, Any], trees: dict[str, Mapping[FlowKey, str]]) -> Derived:
+    source: dict[FlowKey, str] = {}
+    flows: dict[FlowKey, CanonicalFlow] = {}
+    ids: dict[FlowKey, str] = {}
+    whole = True
+    folder: dict[FlowKey, str] = {}
+    for name, version, blob, canon in side["rows"]:
+        key = FlowKey(str(name), str(version))
+        folder[key] = str(blob)
+        if canon is None:
+            # A problem: left out of the derivation's source, so the next derive reads it again
+            # (as new) and reports it where it is read now; the tree is then not derived whole.
+            whole = False
+            continue
+        source[key] = str(blob)
+        flows[key] = CanonicalFlow(key, None, str(canon))
+        ids[key] = str(canon)
+    tree = side["tree"]
+    if tree is not None and not isinstance(tree, str):
+        raise ValueError("tree")
+    if tree is not None and side["clean"] is True:
+        trees[tree] = folder
+    return Derived(tree if whole else None, source, flows, ids, {})

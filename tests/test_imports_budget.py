@@ -1,0 +1,48 @@
+"""What a command imports before it does anything: the budget behind a fast ``--help`` and plan.
+
+Imports are counted, not timed (timings are the bench's, ``python -m bench --cli``). The budget:
+
+- ``import reconciler.cli`` (all that ``--help`` and ``--version`` need) is the standard library's
+  argparse and at most :data:`CLI_MODULES` modules in all; none of pygit2, pydantic, structlog,
+  orjson, jsonschema, croniter, nor the config, the engine or a driver;
+- loading a config of directory environments imports no other driver, no croniter (no window)
+  and no jsonschema (no schema); the command line's plan path imports no review, remote or service.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: modules in sys.modules after ``import reconciler.cli`` (the interpreter alone has ~30; argparse ~45 more)
+CLI_MODULES = 100
+HEAVY = ("pygit2", "pydantic", "pydantic_core", "structlog", "orjson", "jsonschema", "croniter", "dateutil",
+         "watchfiles", "apscheduler", "prometheus_client", "asyncio", "reconciler.config", "reconciler.engine",
+         "reconciler.drivers")
+
+
+def loaded_after(code: str, cwd: Path = REPO_ROOT) -> list[str]:
+    probe = f"import sys\n{code}\nimport json\nprint(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_importing_the_command_line_pulls_nothing_heavy() -> None:
+    mods = loaded_after("import reconciler.cli")
+    heavy = [m for m in mods if m.split(".")[0] in HEAVY or any(m == h or m.startswith(h + ".") for h in HEAVY)]
+    assert heavy == []
+    assert len(mods) <= CLI_MODULES, f"{len(mods)} modules (budget {CLI_MODULES})"
+
+
+def test_a_directory_config_imports_only_its_own_driver(tmp_path: Path) -> None:
+    (tmp_path / "envs" / "a").mkdir(parents=True)
+    (tmp_path / "reconciler.toml").write_text('[[environment]]\nname = "a"\ndriver = "directory"\npath = "envs/a"\n')
+    mods = loaded_after("from reconciler.config import load_config\nload_config('reconciler.toml')\n"
+                        "import reconciler.engine, reconciler.cli.commands, reconciler.logsetup", cwd=tmp_path)
+    unwanted = ("reconciler.drivers.node_red", "reconciler.drivers.http", "croniter", "jsonschema", "reconciler.review",
+                "reconciler.remote", "reconciler.service", "reconciler.server", "watchfiles", "apscheduler")
+    assert [m for m in mods if m in unwanted or m.split(".")[0] in unwanted] == []
