@@ -21,7 +21,7 @@ import structlog
 
 from reconciler.apply import Apply, carry_out, mass_deletion
 from reconciler.config import Config, EnvironmentConfig
-from reconciler.drivers import Driver, Indexed, Recoverable, Remembering, Rendering
+from reconciler.drivers import Driver, Indexed, Recoverable, Remembering, Rendering, presenter
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, read_flow
 from reconciler.gitstore import FlowTree, GitStore
@@ -146,7 +146,7 @@ class Engine:
         store = self.store
 
         driver = self.driver(env)
-        present = _presenter(driver, templating)
+        present = presenter(driver, templating.secrets)
 
         def from_tip(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
             where = f"{label or branch}:{flow_path(env.folder, key.name, key.version)}"
@@ -231,13 +231,10 @@ class Engine:
         p, steps = replan(inputs, memo.planned if memo is not None else None)
         if memo is not None:
             self._memo[env.name] = memo.with_plan(inputs, steps)
-        p = self._rerendered(env, snap, p, policy or env.policy)
+        p = rerendered(self.driver(env), self.store, env, snap, p, policy or env.policy,
+                       self._rerender_seen.setdefault(env.name, {}))
         return suspension.hold_back(quarantine.hold_back(p, snap.quarantine), snap.suspension or suspension.Suspension(),
                                     extra=hold)
-
-    def _rerendered(self, env: EnvironmentConfig, snap: Snapshot, p: Plan, policy: Policy) -> Plan:
-        return rerendered(self.driver(env), self.store, env, snap, p, policy,
-                          self._rerender_seen.setdefault(env.name, {}))
 
     # -- commands ------------------------------------------------------------------
 
@@ -397,11 +394,3 @@ def _phase(progress: ProgressFn | None, phase: str):
     if progress is None:
         return None
     return lambda done, total: progress(phase, done, total)
-
-
-def _presenter(driver: Driver, templating: Templating) -> Callable[[CanonicalFlow | Problem, str], CanonicalFlow | Problem]:
-    """The flows from git in the form the driver compares (:class:`Rendering`); as they are for the others."""
-    if not isinstance(driver, Rendering):
-        return lambda got, where: got
-    driver.prepare(templating.secrets)
-    return lambda got, where: driver.present(got, where) if isinstance(got, CanonicalFlow) else got

@@ -81,8 +81,9 @@ def _load(store: GitStore, env: str) -> dict[str, str]:
 
 
 def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | set[FlowKey]) -> None:
-    """After a run: the id of each flow the environment now holds as rendered from git (in sync, or
-    imported by this run); other flows keep what was remembered of them while they are live."""
+    """After a run: the id of each flow the environment now holds as rendered from git (in sync,
+    imported by this run, or adopted into git by it); other flows keep what was remembered of them
+    while they are live."""
     before = _load(store, env)
     now: dict[str, str] = {}
     for s in plan.steps:
@@ -91,6 +92,8 @@ def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | s
             now[k] = s.live
         elif s.action == Action.IMPORT and s.key in done and s.desired is not None:
             now[k] = s.desired
+        elif s.action in (Action.ADOPT, Action.ADVANCE) and s.key in done and s.live is not None:
+            now[k] = s.live  # git now holds the live flow: it is what git renders to here
         elif s.live is not None and k in before:
             now[k] = before[k]
     if before != now:

@@ -21,7 +21,7 @@ from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
 __all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "Indexed", "HealthChecked", "Remembering", "Rendering",
-           "WriteOnly", "Progress", "LiveCollector", "DRIVERS"]
+           "WriteOnly", "presenter", "Progress", "LiveCollector", "DRIVERS"]
 
 #: driver name -> the module holding its settings model as ``SETTINGS`` (imported when a config names it)
 DRIVERS = {
@@ -188,6 +188,14 @@ class Rendering(Protocol):
         """A flow from git in the form the driver's export reports; a Problem (naming ``where``) when the
         flow cannot be rendered: it never reaches the environment."""
         ...
+
+
+def presenter(driver: "Driver", secrets: Mapping[str, str]) -> Callable[[CanonicalFlow | Problem, str], CanonicalFlow | Problem]:
+    """The flows from git in the form ``driver`` compares (:class:`Rendering`); as they are for the others."""
+    if not isinstance(driver, Rendering):
+        return lambda got, where: got
+    driver.prepare(secrets)
+    return lambda got, where: driver.present(got, where) if isinstance(got, CanonicalFlow) else got
 
 
 @runtime_checkable

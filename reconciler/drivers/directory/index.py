@@ -31,7 +31,6 @@ from pathlib import Path
 import structlog
 
 from reconciler.canonical import Rules
-from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity
 from reconciler.localcache import digest, read_cache, write_cache
 
