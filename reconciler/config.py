@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from reconciler.drivers._common import http_url
 from reconciler.envconfig import EnvironmentConfig, Model as _Model
@@ -99,6 +99,10 @@ class ServerConfig(_Model):
     public_url: str | None = Field(
         None, description="The service's address as people reach it (https://reconciler.example.com): "
         "notifications and commit statuses link to <public_url>/environments/<env>. Without it, no link.",
+    )
+    secure_cookie: StrictBool | None = Field(
+        None, description="Mark the status page's login cookie Secure (the browser sends it over HTTPS only). "
+        "Default: on when public_url is an https:// address (a TLS proxy in front), off otherwise.",
     )
 
     @field_validator("listen")

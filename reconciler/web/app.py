@@ -69,13 +69,32 @@ class Request:
         return (self.query.get(name) or [""])[0]
 
 
-def _sync(svc: "Service", env: str) -> bool:
+def _sync(svc: "Service", env: str, form: Mapping[str, str]) -> bool:
     return svc.trigger(env, "web")
 
 
-#: what a logged-in person can do to an environment: POST /environments/<env>/<action>. Suspend and
-#: resume come with their own issue and register here (a label for the button, a function).
-ACTIONS: dict[str, tuple[str, Callable[["Service", str], bool]]] = {"sync": ("Sync now", _sync)}
+def _holding(suspend: bool) -> Callable[["Service", str, Mapping[str, str]], bool]:
+    def act(svc: "Service", env: str, form: Mapping[str, str]) -> bool:
+        """Suspend or resume the environment, or one flow of it (``flow`` = NAME[@VERSION]); persisted
+        under refs/reconciler/suspend/ like the command line's. ValueError: a bad selector."""
+        flows = [form["flow"].strip()] if form.get("flow", "").strip() else []
+        reason = " ".join(form.get("reason", "").split())[:200]
+        try:
+            svc.set_suspension(env, flows, suspend=suspend, by="status page", reason=reason)
+        except LookupError:
+            return False
+        return True
+
+    return act
+
+
+#: what a logged-in person can do to an environment: POST /environments/<env>/<action>, each a label
+#: for the button and a function of (service, environment, the form's fields).
+ACTIONS: dict[str, tuple[str, Callable[["Service", str, Mapping[str, str]], bool]]] = {
+    "sync": ("Sync now", _sync),
+    "suspend": ("Suspend", _holding(True)),
+    "resume": ("Resume", _holding(False)),
+}
 
 _OVERVIEW = re.compile(r"/")
 _ENV_PAGE = re.compile(rf"/environments/({_ENV})")
@@ -91,7 +110,10 @@ class WebUI:
         self.service = service
         self.events = EventHub(heartbeat=heartbeat)
         service.add_run_listener(self.events.on_run)
-        self.sessions = Sessions(service.api_token)
+        server = service.config.server
+        secure = server.secure_cookie if server.secure_cookie is not None else \
+            (server.public_url or "").lower().startswith("https://")
+        self.sessions = Sessions(service.api_token, secure=secure)
         self.reader = GitReader(service.config)
         # Bound to loopback: only loopback names may be asked for (a page of another site resolving its
         # name to 127.0.0.1, DNS rebinding, is refused).
@@ -165,7 +187,7 @@ class WebUI:
             page = environment(self.service, self.reader, m.group(1), state)
             if page is None:
                 return self._message(404, req, "Not found", self.service.why_not(m.group(1)))
-            return self._render(200, "environment.html", req, env=page, queued=req.arg("queued") in ACTIONS)
+            return self._render(200, "environment.html", req, env=page, queued=req.arg("queued") if req.arg("queued") in ACTIONS else "")
         if m := _FLOW_PAGE.fullmatch(path):
             try:
                 key = FlowKey(decode(_unquote(m.group(2))), decode(_unquote(m.group(3))))
@@ -194,7 +216,7 @@ class WebUI:
         if path == "/logout":
             if session is not None and Sessions.csrf_ok(session, given.get("csrf", "")):
                 self.sessions.logout(session.id)
-            return self._redirect("/", ("Set-Cookie", Sessions.clear_cookie()))
+            return self._redirect("/", ("Set-Cookie", self.sessions.clear_cookie()))
         m = _ACTION.fullmatch(path)
         if m is None or m.group(2) not in ACTIONS:
             return self._message(404, req, "Not found", f"no such action: {path[:200]}")
@@ -203,7 +225,11 @@ class WebUI:
         if refused:
             return self._message(HTTPStatus.UNAUTHORIZED if "log in" in refused else HTTPStatus.FORBIDDEN, req,
                                  "Refused", refused, back=env_url(env))
-        if not ACTIONS[action][1](self.service, env):
+        try:
+            done = ACTIONS[action][1](self.service, env, given)
+        except ValueError as exc:  # a flow selector that names nothing valid
+            return self._message(HTTPStatus.BAD_REQUEST, req, "Refused", str(exc), back=env_url(env))
+        if not done:
             return self._message(404, req, "Not found", self.service.why_not(env))
         return self._redirect(f"{env_url(env)}?queued={action}")
 
@@ -224,7 +250,7 @@ class WebUI:
         session = self.sessions.login(form.get("token", "")) if self.sessions.enabled else None
         if session is None:
             return self._render(HTTPStatus.UNAUTHORIZED, "login.html", req, next=target, wrong=True)
-        return self._redirect(target, ("Set-Cookie", Sessions.set_cookie(session)))
+        return self._redirect(target, ("Set-Cookie", self.sessions.set_cookie(session)))
 
 
 def _is_form(headers: Mapping[str, str]) -> bool:

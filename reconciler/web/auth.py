@@ -2,7 +2,8 @@
 
 - **Login** (``POST /login``): the token is compared in constant time with the service's
   (``RECONCILER_API_TOKEN`` or ``[server] token_file``); a right one opens a session: a random id
-  in a cookie (``HttpOnly``, ``SameSite=Strict``, ``Path=/``, 12 hours), the token itself never stored
+  in a cookie (``HttpOnly``, ``SameSite=Strict``, ``Path=/``, 12 hours; ``Secure`` with ``[server]
+  secure_cookie``, on by default when ``public_url`` is https), the token itself never stored
   in the browser. Sessions live in memory: a restart logs everyone out, and so does ``POST /logout``.
 - **CSRF**: an action needs the session cookie *and* the session's own random CSRF token as a form
   field (a synchronizer token: another site can make the browser send the cookie, with SameSite it
@@ -38,8 +39,9 @@ class Session:
 class Sessions:
     """The logged-in browsers of one process."""
 
-    def __init__(self, token: str | None, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, token: str | None, *, clock: Callable[[], float] = time.monotonic, secure: bool = False):
         self._token, self._clock = token, clock
+        self._attrs = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if secure else "")
         self._lock = threading.Lock()
         self._by_id: dict[str, Session] = {}
 
@@ -86,13 +88,11 @@ class Sessions:
     def csrf_ok(session: Session, given: str) -> bool:
         return bool(given) and hmac.compare_digest(given.encode(), session.csrf.encode())
 
-    @staticmethod
-    def set_cookie(session: Session) -> str:
-        return f"{COOKIE}={session.id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}"
+    def set_cookie(self, session: Session) -> str:
+        return f"{COOKIE}={session.id}{self._attrs}; Max-Age={SESSION_SECONDS}"
 
-    @staticmethod
-    def clear_cookie() -> str:
-        return f"{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+    def clear_cookie(self) -> str:
+        return f"{COOKIE}={self._attrs}; Max-Age=0"
 
 
 def cookie_of(headers: Mapping[str, str]) -> str | None:

@@ -128,7 +128,18 @@ def _env_summary(store: GitStore | None, st: dict[str, Any], now: float) -> dict
         "last_run": _stamp(_iso_epoch(st.get("last_run")), now),
         "next_check": _stamp(_iso_epoch(st.get("next_check")), now),
         "attention": _attention(st),
+        "held": _held(st),
     }
+
+
+def _held(st: dict[str, Any]) -> str:
+    """Why nothing is applied now ('' when it is): a suspension, or a closed sync window and its opening."""
+    if st.get("suspended"):
+        return str(st["suspended"])
+    window = st.get("window")
+    if window and not window.get("open"):
+        return f"sync window: {window.get('why')}" + (f"; it opens {window['opens']}" if window.get("opens") else "")
+    return ""
 
 
 def overview(svc: "Service", reader: GitReader) -> dict[str, Any]:
