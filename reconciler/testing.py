@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciler.canonical import Rules, parse_json
-from reconciler.drivers import Change, Driver, LiveCollector, LiveSet, Progress, Recoverable
+from reconciler.drivers import (Change, Driver, HealthChecked, Indexed, LiveCollector, LiveSet, Progress, Recoverable,
+                                Remembering, Rendering, Watchable, WriteOnly)
 from reconciler.drivers._common import DriverBase, moved
 from reconciler.errors import RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
@@ -131,8 +132,71 @@ class MemoryDriver(DriverBase):
         self.closed = True
 
 
+class _Watch:
+    def watch_paths(self):
+        return self.inner.watch_paths()
+
+    def is_flow_file(self, path):
+        return self.inner.is_flow_file(path)
+
+    def trust_watch(self):
+        return self.inner.trust_watch()
+
+
+class _Index:
+    def keep_index(self, path):
+        return self.inner.keep_index(path)
+
+
+class _Health:
+    def check_health(self, keys, timeout):
+        return self.inner.check_health(keys, timeout)
+
+
+class _Memory:
+    def recall(self, memory):
+        return self.inner.recall(memory)
+
+    def memory(self):
+        return self.inner.memory()
+
+
+class _Render:
+    @property
+    def one_way(self):
+        return self.inner.one_way
+
+    def prepare(self, secrets):
+        return self.inner.prepare(secrets)
+
+    def present(self, flow, where):
+        return self.inner.present(flow, where)
+
+
+class _WriteOnly:
+    def carry_write_only(self, live, git):
+        return self.inner.carry_write_only(live, git)
+
+
+#: the optional capabilities a wrapper forwards, each only when the wrapped driver has it (the engine
+#: tells capabilities apart with isinstance, so a wrapper must not claim one its driver lacks)
+_FORWARDERS = ((Watchable, _Watch), (Indexed, _Index), (HealthChecked, _Health), (Remembering, _Memory),
+               (Rendering, _Render), (WriteOnly, _WriteOnly))
+_CLASSES: dict[tuple[type, ...], type] = {}
+
+
 class Wrapped:
-    """Forwards the whole port to ``inner``; subclass it and override what a test hooks."""
+    """Forwards the whole port to ``inner`` and the capabilities ``inner`` has (health gate, memory,
+    watch, index, rendering, write-only fields); subclass it and override what a test hooks."""
+
+    def __new__(cls, inner: Driver, *args: Any, **kwargs: Any):
+        mixins = tuple(fwd for proto, fwd in _FORWARDERS if isinstance(inner, proto))
+        if not mixins:
+            return super().__new__(cls)
+        key = (cls, *mixins)
+        if key not in _CLASSES:
+            _CLASSES[key] = type(cls.__name__, (cls, *mixins), {"__module__": cls.__module__})
+        return super().__new__(_CLASSES[key])
 
     def __init__(self, inner: Driver):
         self.inner = inner
