@@ -310,3 +310,12 @@ def test_the_service_restores_an_edited_script_through_the_folder_watch(fws: Wor
         path.write_text(original.replace("CREATE TABLE", "CREATE TABLE /* edited */", 1))
         wait_for(lambda: path.read_text() == original, what="the edit to be restored")
         wait_for(lambda: fws.git("branch", "--list", "drift/acceptance", cwd=fws.repo).strip(), what="the drift save")
+
+
+def test_render_without_an_environment_says_which_parameters_stay_placeholders(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "manifests/examples/event-processing/large-payments-secured.json"
+    out = subprocess.run([sys.executable, "-m", "reconciler", "render", str(example)], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 0 and "${param:MIN_PAYMENT}" in out.stdout
+    assert "parameters left as placeholders (KAFKA_BOOTSTRAP, MIN_PAYMENT, TRUSTSTORE)" in out.stderr
+    assert "--env ENV" in out.stderr

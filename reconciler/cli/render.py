@@ -86,6 +86,9 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
             sys.stdout.write(sql)
     if not rendered and not failed:
         print("no event-processing flow to render", file=sys.stderr)
+    if isinstance(params, _KeptParams) and params.kept:
+        print(f"note: parameters left as placeholders ({', '.join(sorted(params.kept))}): a preview, which Flink "
+              "cannot run; --env ENV substitutes that environment's values", file=sys.stderr)
     return EXIT_ERROR if failed else EXIT_OK
 
 
@@ -95,5 +98,10 @@ class _KeptParams(dict):
     def __contains__(self, name: object) -> bool:
         return True
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: set[str] = set()
+
     def __missing__(self, name: str) -> str:
+        self.kept.add(name)
         return "${param:" + name + "}"
