@@ -229,7 +229,17 @@ class Bench:
             import urllib.request
 
             url = json.loads(line)["url"]
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # drain
+            runs: list[dict] = []  # the service's own "reconciled" events: how long each run took inside
+
+            def drain() -> None:
+                for line in proc.stderr:
+                    if '"reconciled"' in line:
+                        try:
+                            runs.append(json.loads(line))
+                        except ValueError:
+                            pass
+
+            threading.Thread(target=drain, daemon=True).start()
             deadline = time.perf_counter() + 600
             while True:  # measure pushes only once the startup reconcile of every environment is done
                 try:
@@ -273,6 +283,9 @@ class Bench:
             "p50": p(0.5), "p99": p(0.99), "min": latencies[0], "max": latencies[-1], "pushes": len(latencies),
             "target": {"p50": 0.3, "p99": 1.0}, "file": str(rel),
         }
+        pushed_runs = sorted(r["seconds"] for r in runs if "ref" in (r.get("reasons") or []) and "seconds" in r)
+        if pushed_runs:  # of the latency, the part inside the run (read the tip, plan, write, marker)
+            self.results["5. commit-to-applied latency"]["run_p50"] = statistics.median(pushed_runs)
         self.results["6. service peak RSS (MB)"] = {"value": rss, "target": 250}
 
     @staticmethod
@@ -342,7 +355,8 @@ def print_table(n: int, results: dict[str, Any]) -> None:
         elif "p50" in r:
             ok = "ok" if r["p50"] <= 0.3 and r["p99"] <= 1.0 else "MISSED"
             print(f"{name:<44} p50 {r['p50'] * 1000:.0f} ms, p99 {r['p99'] * 1000:.0f} ms "
-                  f"(min {r['min'] * 1000:.0f}, max {r['max'] * 1000:.0f}, {r['pushes']} pushes)  target p50 <= 300 ms, p99 <= 1 s  {ok}")
+                  f"(min {r['min'] * 1000:.0f}, max {r['max'] * 1000:.0f}, {r['pushes']} pushes)  target p50 <= 300 ms, p99 <= 1 s  {ok}"
+                  + (f"; the run itself p50 {r['run_p50'] * 1000:.0f} ms" if "run_p50" in r else ""))
         else:
             ok = "ok" if r["value"] <= r["target"] else "MISSED"
             print(f"{name:<44} {r['value']:.0f} MB  target <= {r['target']} MB  {ok}")
