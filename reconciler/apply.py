@@ -29,11 +29,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from reconciler.canonical import blob_id, canonicalize, parse_json
+from reconciler.canonical import parse_json
 from reconciler.drivers import Change, Driver, HealthChecked, Progress, Rendering
 from reconciler.envconfig import EnvironmentConfig
-from reconciler.flows import CanonicalFlow, FlowKey, read_flow
+from reconciler.flows import CanonicalFlow, FlowKey
+from reconciler.gitform import git_form, may_split, read_git_flow, sidecar_files
 from reconciler.gitstore import GitStore
+from reconciler.sidecars import StoredFlow
 from reconciler.names import case_collisions, encode
 from reconciler.outcome import Snapshot
 from reconciler.plan import Action, Plan, Step
@@ -77,7 +79,7 @@ StepFn = Callable[[Apply], Apply]
 
 
 def save_drift(a: Apply) -> Apply:
-    saving: dict[FlowKey, bytes] = {}
+    saving: dict[FlowKey, StoredFlow] = {}
     failed: dict[FlowKey, str] = {}
     for s in a.steps:
         if s.overwrites_live:
@@ -106,7 +108,7 @@ def adopt(a: Apply) -> Apply:
     existing = {encode(k.name) for k in snap.tip_blobs}
     new_names = [encode(s.key.name) for s in adopts if s.live is not None and s.key not in snap.tip_blobs]
     clash = {b for _, b in case_collisions([*sorted(existing), *new_names])}
-    changes: dict[FlowKey, bytes | None] = {}
+    changes: dict[FlowKey, StoredFlow | None] = {}
     failed: dict[FlowKey, str] = {}
     for s in adopts:
         if s.live is not None and s.key not in snap.tip_blobs and encode(s.key.name) in clash:
@@ -125,7 +127,7 @@ def adopt(a: Apply) -> Apply:
     commit = a.store.commit_changes(snap.branch, snap.tip, a.env.folder, changes, message)
     if commit is not None and snap.tip is None:
         a.store.point_head_at(a.env.branch_name)  # so that a clone of the repository checks something out
-    adopted = {k: (None if v is None else blob_id(v)) for k, v in changes.items()}
+    adopted = {k: (None if v is None else a.store.put_flow(v)) for k, v in changes.items()}
     return replace(a, tip=commit or snap.tip, commit=commit, adopted=adopted)
 
 
@@ -245,8 +247,9 @@ def carry_out(a: Apply, steps: tuple[StepFn, ...] = STEPS) -> Apply:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _for_git(a: Apply, key: FlowKey) -> bytes:
-    """A live flow as git may hold it: placeholders back in, nothing secret left.
+def _for_git(a: Apply, key: FlowKey) -> StoredFlow:
+    """A live flow as git may hold it: placeholders back in, nothing secret left, its code split out
+    into sidecar files (:func:`reconciler.gitform.git_form`).
 
     Raises :class:`_Unsafe` naming the pointer (never the value) when the flow
     holds a secret that cannot be replaced by a placeholder.
@@ -259,17 +262,19 @@ def _for_git(a: Apply, key: FlowKey) -> bytes:
             raise _Moved(f"{key} changed in the environment since it was read; the next run re-checks it")
         data = loaded.data
     t = a.snap.templating
-    if t.quick_clean(data):
-        return data  # provably nothing to put back and nothing secret: no walk
+    clean = t.quick_clean(data)
+    if clean and not may_split(data, a.env.code_declarations()):
+        return StoredFlow(data)  # provably nothing to put back, nothing secret, no code to split: no walk
     doc = parse_json(data)
-    if t.active:
-        doc, problems = t.templatize(doc)
+    if not clean:
+        if t.active:
+            doc, problems = t.templatize(doc)
+            if problems:
+                raise _Unsafe(problems, doc, a.env, key)
+        problems = t.scan(doc)
         if problems:
-            raise _Unsafe(problems)
-    problems = t.scan(doc)
-    if problems:
-        raise _Unsafe(problems)
-    return canonicalize(doc, a.env.rules)
+            raise _Unsafe(problems, doc, a.env, key)
+    return git_form(doc, a.env, key)
 
 
 def _desired_data(a: Apply, step: Step) -> bytes | None:
@@ -281,9 +286,7 @@ def _version_data(a: Apply, key: FlowKey, blob: str | None, want: str | None) ->
     """The rendered canonical bytes of a version in git, if they still have the id the plan used."""
     if blob is None:
         return None
-    raw = a.store.read_blob(blob)
-    got = read_flow(raw, a.env.flow_identity, a.env.rules, where=str(key), expect=key,
-                    render=a.snap.templating.renderer(raw))
+    got = read_git_flow(a.store, blob, a.env, where=str(key), key=key, templating=a.snap.templating)
     if isinstance(got, CanonicalFlow) and isinstance(a.driver, Rendering):
         got = a.driver.present(got, str(key))  # the form the plan compared (and the driver writes from)
     return got.data if isinstance(got, CanonicalFlow) and got.oid == want else None
@@ -294,14 +297,17 @@ class _Moved(Exception):
 
 
 class _Unsafe(Exception):
-    """A flow that must not be written to git as it is (secret scan)."""
+    """A flow that must not be written to git as it is (secret scan); a pointer into code names the
+    sidecar file it would have gone to."""
 
-    def __init__(self, problems: list[tuple[str, str]]):
+    def __init__(self, problems: list[tuple[str, str]], doc=None, env: EnvironmentConfig | None = None,
+                 key: FlowKey | None = None):
         self.problems = problems
-        super().__init__("; ".join(f"{p or '/'}: {m}" for p, m in problems[:5]))
+        files = sidecar_files(doc, env, key) if env is not None and key is not None else {}
+        super().__init__("; ".join(f"{p or '/'}{files.get(p, '')}: {m}" for p, m in problems[:5]))
 
 
-def _adopt_message(env: str, snap: Snapshot, changes: Mapping[FlowKey, bytes | None]) -> str:
+def _adopt_message(env: str, snap: Snapshot, changes: Mapping[FlowKey, StoredFlow | None]) -> str:
     added = sorted(k for k, v in changes.items() if v is not None and k not in snap.tip_blobs)
     changed = sorted(k for k, v in changes.items() if v is not None and k in snap.tip_blobs)
     removed = sorted(k for k, v in changes.items() if v is None)
