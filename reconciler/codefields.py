@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from reconciler.canonical import Rules, canonicalize, parse_pointer
@@ -53,10 +53,10 @@ class CodeField:
     pointer: str
     ext: str | Callable[[Mapping[str, Any]], str]
     when: Callable[[Mapping[str, Any]], bool] | None = None
+    segments: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def segments(self) -> tuple[str, ...]:
-        return parse_pointer(self.pointer)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segments", parse_pointer(self.pointer))
 
 
 @dataclass(frozen=True)
@@ -130,21 +130,40 @@ def code_in(doc: Any, declared: Sequence[Declared]) -> list[Found]:
     """Every code field of ``doc`` holding text worth a file, with its sidecar's name (in the order of
     the declarations, each path once)."""
     found: dict[tuple[str | int, ...], str] = {}
+    parents: dict[tuple[str, ...], list[tuple[tuple[str | int, ...], Any]]] = {}  # the objects a pattern's parent names
     for decl in declared:
         if not decl.code or not decl.covers(doc):
             continue
-        for field in decl.code:
-            for path, value in _paths(doc, field.segments):
-                if path in found or not path or not _worth_a_file(value):
-                    continue
-                owner, ident, depth = _owner(doc, path)
-                if field.when is not None and not field.when(owner):
-                    continue
-                stem = ident if ident is not None else ".".join(str(s) for s in path[:-1]) or "flow"
-                try:
-                    found[path] = sidecar_name(stem, str(path[-1]), _ext(field, owner))
-                except InvalidSidecarName:
-                    continue  # too long for a file name: the text stays in the JSON
+        for cf in decl.code:
+            segs = cf.segments
+            if not segs:
+                continue
+            head, last = segs[:-1], segs[-1]
+            if head not in parents:
+                parents[head] = [(p, v) for p, v in _paths(doc, head) if isinstance(v, (dict, list))]
+            for at, container in parents[head]:
+                if isinstance(container, dict):
+                    if last == "*":
+                        items = [((*at, k), v) for k, v in container.items()]
+                    else:
+                        items = [((*at, last), container[last])] if last in container else []
+                elif last == "*":
+                    items = [((*at, i), v) for i, v in enumerate(container)]
+                elif last.isascii() and last.isdigit() and int(last) < len(container):
+                    items = [((*at, int(last)), container[int(last)])]
+                else:
+                    items = []
+                for path, value in items:
+                    if path in found or not _worth_a_file(value):
+                        continue
+                    owner, ident, _ = _owner(doc, path)
+                    if cf.when is not None and not cf.when(owner):
+                        continue
+                    stem = ident if ident is not None else ".".join(str(s) for s in path[:-1]) or "flow"
+                    try:
+                        found[path] = sidecar_name(stem, str(path[-1]), _ext(cf, owner))
+                    except InvalidSidecarName:
+                        continue  # too long for a file name: the text stays in the JSON
     by_name: dict[str, list[tuple[str | int, ...]]] = {}
     for path, name in found.items():
         by_name.setdefault(name.lower(), []).append(path)
@@ -163,7 +182,7 @@ def _escape(text: str, literal: str) -> str:
         elif "A" <= ch <= "Z":
             out.append("^" + ch.lower())
         else:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+            out.extend(f"%{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
     return "".join(out)
 
 
@@ -172,8 +191,9 @@ _LABEL_LITERAL = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 
 
 def sidecar_name(stem: str, label: str, ext: str) -> str:
-    """``<stem>.<label>.<ext>``, each part encoded (``~`` + ``^x`` for capitals, ``%HH`` for other bytes
-    when it is not plain lower-case text); the label never holds a ``.``, so the name splits back."""
+    """``<stem>.<label>.<ext>``, each part encoded (``~`` + ``^x`` for capitals, ``%hh`` for other bytes
+    when it is not plain lower-case text): never an upper-case letter, so no two names differ only in
+    case; the label never holds a ``.``, so the name splits back."""
     if not stem or not label or not _EXT.fullmatch(ext):
         raise InvalidSidecarName(f"a sidecar needs an owner, a field and an extension ({stem!r}, {label!r}, {ext!r})")
     s = stem if _PLAIN_STEM.fullmatch(stem) else _escape(stem, _STEM_LITERAL)
@@ -197,7 +217,7 @@ def _unescape(part: str, literal: str) -> str:
         elif ch == "^" and i + 1 < len(body) and "a" <= body[i + 1] <= "z":
             raw += body[i + 1].upper().encode()
             i += 2
-        elif ch == "%" and re.fullmatch(r"[0-9A-F]{2}", body[i + 1:i + 3]):
+        elif ch == "%" and re.fullmatch(r"[0-9a-f]{2}", body[i + 1:i + 3]):
             raw.append(int(body[i + 1:i + 3], 16))
             i += 3
         else:

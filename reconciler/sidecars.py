@@ -103,7 +103,8 @@ def split(doc: Any, rules: Rules, declared: Sequence[Declared]) -> StoredFlow:
     found = code_in(doc, declared) if declared else []
     if not found and _REF_BYTES not in data:
         return StoredFlow(data)
-    _escape(doc)
+    if _REF_BYTES in data:  # an object of the document that looks like a reference: escape it first
+        _escape(doc)
     files: dict[str, bytes] = {}
     for path, name in found:
         parent = doc

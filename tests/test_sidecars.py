@@ -273,3 +273,20 @@ def test_code_in_follows_every_declaration_once() -> None:
     doc = node_red(fn("fn1", "1"))
     found = code_in(doc, (*declarations(), Declared(code=(CodeField("/nodes/*/func", "ts"),))))
     assert [f.file for f in found] == ["fn1.func.js"]  # the kind's declaration comes first
+
+
+@pytest.mark.parametrize("pointer, files", [
+    ("/steps/*/script", ["a.script.py", "steps.1.script.py"]),
+    ("/steps/0/script", ["a.script.py"]),
+    ("/scripts/1", ["scripts.1.py"]),  # an index as the last segment
+    ("/scripts/*", ["scripts.0.py", "scripts.1.py"]),
+    ("/scripts/7", []),  # past the end: nothing, no error
+    ("/config/*", ["config.query.py"]),
+    ("/*/query", ["config.query.py"]),
+    ("/missing/*/x", []),
+])
+def test_code_in_matches_every_pointer_shape(pointer: str, files: list[str]) -> None:
+    doc = {"steps": [{"id": "a", "script": "print(1)"}, {"script": "print(2)"}, {"script": ""}],
+           "scripts": ["one", "two"], "config": {"query": "SELECT 1", "n": 3}}
+    found = code_in(doc, (Declared(code=(CodeField(pointer, "py"),)),))
+    assert [f.file for f in found] == files
