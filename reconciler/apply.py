@@ -127,7 +127,8 @@ def adopt(a: Apply) -> Apply:
     commit = a.store.commit_changes(snap.branch, snap.tip, a.env.folder, changes, message)
     if commit is not None and snap.tip is None:
         a.store.point_head_at(a.env.branch_name)  # so that a clone of the repository checks something out
-    adopted = {k: (None if v is None else a.store.put_flow(v)) for k, v in changes.items()}
+    # the entry ids just committed (computed: put_flow would queue every object again)
+    adopted = {k: (None if v is None else a.store.flow_entry_id(v)) for k, v in changes.items()}
     return replace(a, tip=commit or snap.tip, commit=commit, adopted=adopted)
 
 

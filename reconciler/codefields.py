@@ -142,26 +142,32 @@ def code_in(doc: Any, declared: Sequence[Declared]) -> list[Found]:
             if head not in parents:
                 parents[head] = [(p, v) for p, v in _paths(doc, head) if isinstance(v, (dict, list))]
             for at, container in parents[head]:
+                items: Any
                 if isinstance(container, dict):
                     if last == "*":
-                        items = [((*at, k), v) for k, v in container.items()]
+                        items = container.items()
+                    elif isinstance(container.get(last), str):  # the common case: one named field, or none
+                        items = ((last, container[last]),)
                     else:
-                        items = [((*at, last), container[last])] if last in container else []
+                        continue
                 elif last == "*":
-                    items = [((*at, i), v) for i, v in enumerate(container)]
+                    items = enumerate(container)
                 elif last.isascii() and last.isdigit() and int(last) < len(container):
-                    items = [((*at, int(last)), container[int(last)])]
+                    items = ((int(last), container[int(last)]),)
                 else:
-                    items = []
-                for path, value in items:
-                    if path in found or not _worth_a_file(value):
+                    continue
+                for k, value in items:
+                    if not isinstance(value, str) or not _worth_a_file(value):
+                        continue
+                    path = (*at, k)
+                    if path in found:
                         continue
                     owner, ident, _ = _owner(doc, path)
                     if cf.when is not None and not cf.when(owner):
                         continue
                     stem = ident if ident is not None else ".".join(str(s) for s in path[:-1]) or "flow"
                     try:
-                        found[path] = sidecar_name(stem, str(path[-1]), _ext(cf, owner))
+                        found[path] = sidecar_name(stem, str(k), _ext(cf, owner))
                     except InvalidSidecarName:
                         continue  # too long for a file name: the text stays in the JSON
     by_name: dict[str, list[tuple[str | int, ...]]] = {}

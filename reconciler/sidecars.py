@@ -180,15 +180,17 @@ def join(doc: Any, stored: StoredFlow, *, where: str, flow: str = "") -> tuple[A
                     return resolve(node[k], path)
                 if _REF_SHAPED.fullmatch(k):
                     return {k[1:]: walk(node[k], [*path, k[1:]])}
-            for k in node:
-                path.append(k)
-                node[k] = walk(node[k], path)
-                path.pop()
+            for k, v in node.items():
+                if isinstance(v, (dict, list)):  # a scalar is never a reference: no call for it
+                    path.append(k)
+                    node[k] = walk(v, path)
+                    path.pop()
         elif isinstance(node, list):
             for i, v in enumerate(node):
-                path.append(i)
-                node[i] = walk(v, path)
-                path.pop()
+                if isinstance(v, (dict, list)):
+                    path.append(i)
+                    node[i] = walk(v, path)
+                    path.pop()
         return node
 
     def resolve(name: Any, path: list[Any]) -> Any:

@@ -191,3 +191,16 @@ def test_relax_turns_a_conflict_with_layout_only_drift_into_the_change_in_git() 
     assert (got.action, got.live, got.desired) == (Action.IMPORT, "l", "d2")
     deleted = relax(step(Action.CONFLICT, State.CONFLICT, "a", None, "l"), Policy(drift="restore", prune=False), same)
     assert deleted.action is Action.BLOCKED
+
+
+def test_the_entry_id_of_a_flow_is_computed_as_put_flow_gives_it_without_queuing_anything(tmp_path) -> None:
+    from reconciler.gitstore import GitStore
+    from reconciler.sidecars import StoredFlow
+
+    store = GitStore(tmp_path / "r.git", author_name="Bot", author_email="bot@example.com")
+    for flow in (b'{"a": 1}\n', StoredFlow(b'{"a": 1}\n'),
+                 StoredFlow(b'{"f": {"$sidecar": "n.func.js"}}\n', {"n.func.js": b"return msg;\n", "t.info.md": b"x\n"})):
+        computed = store.flow_entry_id(flow)
+        assert len(store._pending) == 0
+        assert store.put_flow(flow) == computed
+        store._pending.clear()

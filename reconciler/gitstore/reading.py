@@ -284,12 +284,16 @@ class ReadingMixin:
             raise RetryableError(f"cannot read object {oid}: {exc}") from exc
 
     def read_blob(self, oid: str) -> bytes:
-        if bytes.fromhex(oid) in self._pending:
-            return self._pending.get(bytes.fromhex(oid))
-        try:
-            return self.repo[pygit2.Oid(hex=oid)].data
-        except (KeyError, pygit2.GitError) as exc:
+        raw = bytes.fromhex(oid)
+        if raw in self._pending:
+            return self._pending.get(raw)
+        try:  # the object database, not repo[]: no Blob object built for every sidecar of every flow
+            kind, data = self.repo.odb.read(pygit2.Oid(raw=raw))
+        except (KeyError, pygit2.GitError, ValueError) as exc:
             raise RetryableError(f"cannot read object {oid}: {exc}") from exc
+        if kind != _BLOB:
+            raise RetryableError(f"cannot read object {oid}: not a blob (object type {kind})")
+        return data
 
     def has_object(self, oid: str) -> bool:
         return bytes.fromhex(oid) in self._pending or pygit2.Oid(hex=oid) in self.repo.odb

@@ -16,7 +16,7 @@ from reconciler.flows import FlowKey
 from reconciler.names import encode
 from reconciler.sidecars import StoredFlow, entry_id, entry_parts
 
-from .packwriter import MODE_BLOB, MODE_TREE, OBJ_BLOB, OBJ_TREE, PackWriter, tree_bytes
+from .packwriter import MODE_BLOB, MODE_TREE, OBJ_BLOB, OBJ_TREE, PackWriter, object_id, tree_bytes
 
 __all__ = ["WritingMixin", "Merge", "PACK_THRESHOLD"]
 
@@ -70,6 +70,18 @@ class WritingMixin:
             return json_oid
         listing = [(MODE_BLOB, name, bytes.fromhex(self.write_blob(data))) for name, data in flow.sidecars.items()]
         return entry_id(json_oid, self._pending.add(OBJ_TREE, tree_bytes(listing)).hex())
+
+    @staticmethod
+    def flow_entry_id(flow: StoredFlow | bytes) -> str:
+        """The entry id :meth:`put_flow` gives ``flow``, computed without queuing anything (for what was
+        just committed)."""
+        if isinstance(flow, bytes):
+            return object_id(OBJ_BLOB, flow).hex()
+        json_oid = object_id(OBJ_BLOB, flow.json).hex()
+        if not flow.sidecars:
+            return json_oid
+        listing = [(MODE_BLOB, name, object_id(OBJ_BLOB, data)) for name, data in flow.sidecars.items()]
+        return entry_id(json_oid, object_id(OBJ_TREE, tree_bytes(listing)).hex())
 
     def tree_with(self, commit: str | None, folder: str, changes: Mapping[FlowKey, str | None]) -> str:
         """Tree id of ``commit``'s tree with the flows in ``changes`` set (entry id) or removed (None): the
