@@ -59,11 +59,9 @@ def read_git_flow(store: "GitStore", entry: str, env: EnvironmentConfig, *, wher
                   limit: int | None = None) -> CanonicalFlow | Problem:
     """The canonical, rendered flow at ``entry`` (a Problem naming the file when it cannot be used)."""
     try:
-        if limit is not None:
-            size = store.flow_size(entry)
-            if size > limit:
-                return Problem(where, f"{size} bytes is larger than the {limit}-byte limit for a flow", "", str(key))
-        stored = store.flow_files(entry)
+        stored = store.flow_files_within(entry, limit)
+        if isinstance(stored, int):
+            return Problem(where, f"{stored} bytes is larger than the {limit}-byte limit for a flow", "", str(key))
     except RetryableError as exc:  # the entry's objects are missing or unreadable: this flow only
         return Problem(where, f"cannot be read ({exc}); fix or remove it in git", "", str(key))
     return read_stored(stored, env.flow_identity, env.rules, where=where, expect=key, validate=validate,

@@ -172,28 +172,33 @@ def join(doc: Any, stored: StoredFlow, *, where: str, flow: str = "") -> tuple[A
     used: set[str] = set()
     refs: dict[str, str] = {}
 
-    def walk(node: Any, path: list[Any]) -> Any:
-        if isinstance(node, dict):
-            if len(node) == 1:
-                (k,) = node
-                if k == REF:
-                    return resolve(node[k], path)
-                if _REF_SHAPED.fullmatch(k):
-                    return {k[1:]: walk(node[k], [*path, k[1:]])}
-            for k, v in node.items():
-                if isinstance(v, (dict, list)):  # a scalar is never a reference: no call for it
-                    path.append(k)
-                    node[k] = walk(v, path)
-                    path.pop()
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                if isinstance(v, (dict, list)):
-                    path.append(i)
-                    node[i] = walk(v, path)
-                    path.pop()
-        return node
+    def walk(doc: Any) -> Any:
+        # depth first, in document order, without a call per container: (parent, key, node, path)
+        holder = [doc]
+        stack: list[tuple[Any, Any, Any, tuple[Any, ...]]] = [(holder, 0, doc, ())]
+        while stack:
+            parent, key, node, path = stack.pop()
+            if isinstance(node, dict):
+                if len(node) == 1:
+                    (k,) = node
+                    if k == REF:
+                        parent[key] = resolve(node[k], path)
+                        continue
+                    if _REF_SHAPED.fullmatch(k):  # an escaped look-alike: one '$' less
+                        inner = {k[1:]: node[k]}
+                        parent[key] = inner
+                        stack.append((inner, k[1:], node[k], (*path, k[1:])))
+                        continue
+                children = [(node, k, v, (*path, k)) for k, v in node.items() if isinstance(v, (dict, list))]
+            elif isinstance(node, list):
+                children = [(node, i, v, (*path, i)) for i, v in enumerate(node) if isinstance(v, (dict, list))]
+            else:
+                continue
+            children.reverse()
+            stack.extend(children)
+        return holder[0]
 
-    def resolve(name: Any, path: list[Any]) -> Any:
+    def resolve(name: Any, path: tuple[Any, ...]) -> Any:
         pointer = format_pointer(path)
         why = _ref_problem(name)
         if why is not None:
@@ -208,7 +213,7 @@ def join(doc: Any, stored: StoredFlow, *, where: str, flow: str = "") -> tuple[A
                                     f"{pointer or '/'}; add the file, or put the text back in the JSON", flow=flow))
         return None
 
-    doc = walk(doc, [])
+    doc = walk(doc)
     for name in sorted(set(stored.sidecars) - used):
         problems.append(Problem(f"{folder}/{name}", f"no field of {where.rpartition(':')[2]} refers to this sidecar; "
                                 f'delete it, or put {{"{REF}": "{name}"}} where its text belongs', flow=flow))

@@ -223,14 +223,26 @@ class ReadingMixin:
     def flow_files(self, entry: str) -> StoredFlow:
         """A flow's JSON and sidecar files, as git holds them (entries of its folder that are not
         regular files are listed in ``bad``). Raises RetryableError when an object cannot be read."""
+        got = self.flow_files_within(entry, None)
+        assert isinstance(got, StoredFlow)
+        return got
+
+    def flow_files_within(self, entry: str, limit: int | None) -> StoredFlow | int:
+        """:meth:`flow_files`, or the flow's size in bytes (JSON and sidecars, from the objects' headers,
+        nothing read) when it is larger than ``limit``."""
         json_oid, tree = entry_parts(entry)
+        try:
+            listing = self._entries(bytes.fromhex(tree)) if tree is not None else {}
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RetryableError(f"cannot read object {tree}: {exc}") from exc
+        if limit is not None:
+            size = self.blob_size(json_oid) + sum(self.blob_size(raw.hex()) for mode, raw in listing.values()
+                                                  if mode in FILE_MODES)
+            if size > limit:
+                return size
         data = self.read_blob(json_oid)
         if tree is None:
             return StoredFlow(data)
-        try:
-            listing = self._entries(bytes.fromhex(tree))
-        except (KeyError, ValueError, pygit2.GitError) as exc:
-            raise RetryableError(f"cannot read object {tree}: {exc}") from exc
         sidecars: dict[str, bytes] = {}
         bad: dict[str, str] = {}
         for name, (mode, raw) in listing.items():
@@ -239,18 +251,6 @@ class ReadingMixin:
             else:
                 bad[name] = mode_kind(mode)
         return StoredFlow(data, sidecars, bad)
-
-    def flow_size(self, entry: str) -> int:
-        """The bytes of a flow's JSON and sidecars, without reading them."""
-        json_oid, tree = entry_parts(entry)
-        size = self.blob_size(json_oid)
-        if tree is not None:
-            try:
-                listing = self._entries(bytes.fromhex(tree))
-            except (KeyError, ValueError, pygit2.GitError) as exc:
-                raise RetryableError(f"cannot read object {tree}: {exc}") from exc
-            size += sum(self.blob_size(raw.hex()) for mode, raw in listing.values() if mode in FILE_MODES)
-        return size
 
     def entry_at(self, commit: str, folder: str, key: FlowKey) -> str | None:
         """One flow's entry id at ``commit`` (None when it has no usable JSON there), without reading the folder."""

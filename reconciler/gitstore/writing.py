@@ -108,8 +108,13 @@ class WritingMixin:
         """name -> (mode, raw id) of a stored or queued tree."""
         if raw_id in self._pending:
             return _parse_tree(self._pending.get(raw_id))
-        tree = self.repo[pygit2.Oid(raw=raw_id)]
-        return {e.name: (e.filemode, e.id.raw) for e in tree}
+        kind, data = self.repo.odb.read(pygit2.Oid(raw=raw_id))  # not repo[]: an enum per entry's mode
+        if kind == pygit2.GIT_OBJECT_TREE:
+            try:
+                return _parse_tree(data)
+            except UnicodeDecodeError:  # a name that is not UTF-8: as pygit2 reads it
+                pass
+        return {e.name: (e.filemode, e.id.raw) for e in self.repo[pygit2.Oid(raw=raw_id)]}
 
     def _edit(self, tree: bytes | None, edits: Mapping[tuple[str, ...], tuple[int, bytes] | None]) -> bytes | None:
         """Apply path edits ((mode, raw id), or None to remove) to a tree; returns the new tree's id,
