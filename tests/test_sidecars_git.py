@@ -217,6 +217,9 @@ def push_files(ws: Workspace, person: Path, message: str, *, branch: str = "env/
     ("folder", "flows/orders/1/sub: a folder, not a file"),
     ("latin1", "flows/orders/1/ship.func.js: not UTF-8 text"),
     ("orphan", "flows/orders/1/: a sidecar folder without its flow"),
+    ("absolute", "flows/orders/1.json:/nodes/1/func: the sidecar reference '/etc/passwd' leaves the flow's folder"),
+    ("subfolder", "flows/orders/1.json:/nodes/1/func: the sidecar reference 'sub/ship.func.js' leaves the flow's folder"),
+    ("mixed", "flows/orders/1/ship.func.js: no field of flows/orders/1.json refers to this sidecar"),
 ])
 def test_a_broken_sidecar_is_refused_naming_the_file_and_the_flow_is_neither_imported_nor_deleted(
         ws: Workspace, case: str, expect: str) -> None:
@@ -239,6 +242,14 @@ def test_a_broken_sidecar_is_refused_naming_the_file_and_the_flow_is_neither_imp
         (folder / "ship.func.js").write_bytes("// café\nreturn msg;\n".encode("latin-1"))
     elif case == "orphan":
         (ada / "flows/orders/1.json").unlink()
+    elif case == "absolute":
+        edit(ada / "flows/orders/1.json", '"ship.func.js"', '"/etc/passwd"')
+    elif case == "subfolder":
+        edit(ada / "flows/orders/1.json", '"ship.func.js"', '"sub/ship.func.js"')
+    elif case == "mixed":  # the JSON back in the single-file form for one function, its old file left beside it
+        doc = json.loads((ada / "flows/orders/1.json").read_text())
+        doc["nodes"][1]["func"] = "return null;"
+        (ada / "flows/orders/1.json").write_text(json.dumps(doc, indent=2) + "\n")
     push_files(ws, ada, f"broken: {case}")
     check = ws.cli("validate", "--branch", "env/production")
     assert check.returncode == 1 and expect in check.stdout, check.stdout + check.stderr
@@ -247,6 +258,22 @@ def test_a_broken_sidecar_is_refused_naming_the_file_and_the_flow_is_neither_imp
     assert sync.returncode == 1, sync.stdout + sync.stderr
     assert expect.split(":")[0] in sync.stderr
     assert live(ws) == before  # not imported, not deleted (prune is on)
+
+
+def test_content_that_only_looks_like_a_reference_reaches_git_escaped_and_the_next_environment_as_it_was(
+        ws: Workspace) -> None:
+    setup(ws)
+    look = {"plain": {"$sidecar": "ship.func.js"}, "deeper": {"$$sidecar": "../../etc/passwd"}, "odd": {"$sidecar": 7}}
+    ws.put("acceptance", "orders.json", orders(meta=look))
+    ws.cli("export", "acceptance", check=True)
+    stored = json.loads(ws.git("show", "env/acceptance:flows/orders/1.json", cwd=ws.repo))
+    assert stored["meta"] == {"plain": {"$$sidecar": "ship.func.js"}, "deeper": {"$$$sidecar": "../../etc/passwd"},
+                              "odd": {"$$sidecar": 7}}
+    assert ws.cli("validate", "--branch", "env/acceptance").returncode == 0
+    assert ws.cli("plan", "acceptance").returncode == 0  # git's flow read back is the live one
+    ws.git("branch", "-f", "env/production", "env/acceptance", cwd=ws.repo)
+    ws.cli("sync", "production", check=True)
+    assert live(ws)["meta"] == look
 
 
 def test_sidecars_with_crlf_and_without_a_trailing_newline_reach_the_environment_exactly(ws: Workspace) -> None:
