@@ -29,11 +29,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from reconciler.canonical import blob_id, canonicalize, parse_json
+from reconciler.canonical import parse_json
 from reconciler.drivers import Change, Driver, HealthChecked, Progress, Rendering, WriteOnly
 from reconciler.envconfig import EnvironmentConfig
-from reconciler.flows import CanonicalFlow, FlowKey, read_flow
+from reconciler.flows import CanonicalFlow, FlowKey
+from reconciler.gitform import git_doc, git_form, may_split, read_git_flow, sidecar_files
 from reconciler.gitstore import GitStore
+from reconciler.sidecars import StoredFlow
 from reconciler.names import case_collisions, encode
 from reconciler.outcome import Snapshot
 from reconciler.plan import RERENDERED, Action, Plan, Step
@@ -77,7 +79,7 @@ StepFn = Callable[[Apply], Apply]
 
 
 def save_drift(a: Apply) -> Apply:
-    saving: dict[FlowKey, bytes] = {}
+    saving: dict[FlowKey, StoredFlow] = {}
     failed: dict[FlowKey, str] = {}
     for s in a.steps:
         # Not what this machine wrote from git before a parameter or secret changed (its git form is git's
@@ -108,7 +110,7 @@ def adopt(a: Apply) -> Apply:
     existing = {encode(k.name) for k in snap.tip_blobs}
     new_names = [encode(s.key.name) for s in adopts if s.live is not None and s.key not in snap.tip_blobs]
     clash = {b for _, b in case_collisions([*sorted(existing), *new_names])}
-    changes: dict[FlowKey, bytes | None] = {}
+    changes: dict[FlowKey, StoredFlow | None] = {}
     failed: dict[FlowKey, str] = {}
     for s in adopts:
         if s.live is not None and s.key not in snap.tip_blobs and encode(s.key.name) in clash:
@@ -127,7 +129,8 @@ def adopt(a: Apply) -> Apply:
     commit = a.store.commit_changes(snap.branch, snap.tip, a.env.folder, changes, message)
     if commit is not None and snap.tip is None:
         a.store.point_head_at(a.env.branch_name)  # so that a clone of the repository checks something out
-    adopted = {k: (None if v is None else blob_id(v)) for k, v in changes.items()}
+    # the entry ids just committed (computed: put_flow would queue every object again)
+    adopted = {k: (None if v is None else a.store.flow_entry_id(v)) for k, v in changes.items()}
     return replace(a, tip=commit or snap.tip, commit=commit, adopted=adopted)
 
 
@@ -247,14 +250,15 @@ def carry_out(a: Apply, steps: tuple[StepFn, ...] = STEPS) -> Apply:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _for_git(a: Apply, key: FlowKey) -> bytes:
-    """A live flow as git may hold it (see :func:`git_form`)."""
-    return git_form(a.driver, a.store, a.env, a.snap, key)
+def _for_git(a: Apply, key: FlowKey) -> StoredFlow:
+    """A live flow as git may hold it (see :func:`live_git_form`)."""
+    return live_git_form(a.driver, a.store, a.env, a.snap, key)
 
 
-def git_form(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Snapshot, key: FlowKey) -> bytes:
-    """A live flow as git may hold it: placeholders back in, nothing secret left, and what the platform
-    never returns (:class:`~reconciler.drivers.WriteOnly`) taken from git's version.
+def live_git_form(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Snapshot, key: FlowKey) -> StoredFlow:
+    """A live flow as git may hold it: placeholders back in, nothing secret left, what the platform
+    never returns (:class:`~reconciler.drivers.WriteOnly`) taken from git's version, and its code split
+    out into sidecar files (:func:`reconciler.gitform.git_form`).
 
     Raises :class:`_Unsafe` naming the pointer (never the value) when the flow
     holds a secret that cannot be replaced by a placeholder.
@@ -268,19 +272,22 @@ def git_form(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Snap
         data = loaded.data
     t = snap.templating
     carry = isinstance(driver, WriteOnly) and key in snap.tip_blobs
-    if not carry and t.quick_clean(data):
-        return data  # provably nothing to put back and nothing secret: no walk
+    clean = t.quick_clean(data)
+    if not carry and clean and not may_split(data, env.code_declarations()):
+        return StoredFlow(data)  # provably nothing to put back, nothing secret, no code to split: no walk
     doc = parse_json(data)
     if carry:
-        doc = driver.carry_write_only(doc, parse_json(store.read_blob(snap.tip_blobs[key])))
-    if t.active:
-        doc, problems = t.templatize(doc)
+        doc = driver.carry_write_only(doc, git_doc(store, snap.tip_blobs[key], where=f"{snap.branch}:{key}",
+                                                   flow=str(key)))
+    if not clean or carry:
+        if t.active:
+            doc, problems = t.templatize(doc)
+            if problems:
+                raise _Unsafe(problems, doc, env, key)
+        problems = t.scan(doc)
         if problems:
-            raise _Unsafe(problems)
-    problems = t.scan(doc)
-    if problems:
-        raise _Unsafe(problems)
-    return canonicalize(doc, env.rules)
+            raise _Unsafe(problems, doc, env, key)
+    return git_form(doc, env, key)
 
 
 def _desired_data(a: Apply, step: Step) -> bytes | None:
@@ -292,9 +299,7 @@ def _version_data(a: Apply, key: FlowKey, blob: str | None, want: str | None) ->
     """The rendered canonical bytes of a version in git, if they still have the id the plan used."""
     if blob is None:
         return None
-    raw = a.store.read_blob(blob)
-    got = read_flow(raw, a.env.flow_identity, a.env.rules, where=str(key), expect=key,
-                    render=a.snap.templating.renderer(raw))
+    got = read_git_flow(a.store, blob, a.env, where=str(key), key=key, templating=a.snap.templating)
     if isinstance(got, CanonicalFlow) and isinstance(a.driver, Rendering):
         got = a.driver.present(got, str(key))  # the form the plan compared (and the driver writes from)
     return got.data if isinstance(got, CanonicalFlow) and got.oid == want else None
@@ -309,14 +314,17 @@ class _Moved(NotForGit):
 
 
 class _Unsafe(NotForGit):
-    """A flow that must not be written to git as it is (secret scan)."""
+    """A flow that must not be written to git as it is (secret scan); a pointer into code names the
+    sidecar file it would have gone to."""
 
-    def __init__(self, problems: list[tuple[str, str]]):
+    def __init__(self, problems: list[tuple[str, str]], doc=None, env: EnvironmentConfig | None = None,
+                 key: FlowKey | None = None):
         self.problems = problems
-        super().__init__("; ".join(f"{p or '/'}: {m}" for p, m in problems[:5]))
+        files = sidecar_files(doc, env, key) if env is not None and key is not None else {}
+        super().__init__("; ".join(f"{p or '/'}{files.get(p, '')}: {m}" for p, m in problems[:5]))
 
 
-def _adopt_message(env: str, snap: Snapshot, changes: Mapping[FlowKey, bytes | None]) -> str:
+def _adopt_message(env: str, snap: Snapshot, changes: Mapping[FlowKey, StoredFlow | None]) -> str:
     added = sorted(k for k, v in changes.items() if v is not None and k not in snap.tip_blobs)
     changed = sorted(k for k, v in changes.items() if v is not None and k in snap.tip_blobs)
     removed = sorted(k for k, v in changes.items() if v is None)

@@ -23,9 +23,12 @@ from reconciler.apply import Apply, carry_out, mass_deletion
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Driver, Indexed, Recoverable, Remembering, Rendering, presenter
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
-from reconciler.flows import CanonicalFlow, FlowKey, read_flow
+from reconciler.flows import CanonicalFlow, FlowKey
+from reconciler.gitform import read_git_flow
 from reconciler.gitstore import FlowTree, GitStore
 from reconciler.kinds import kind_problems
+from reconciler.layoutdrift import ignore_layout
+from reconciler.migrate import Migration, migrate_env
 from reconciler import quarantine, suspension
 from reconciler.names import flow_path
 from reconciler.outcome import Outcome, RunResult, Snapshot
@@ -71,6 +74,7 @@ class Engine:
         self._validators: dict[str, Callable[[Any], list[tuple[str, str]]] | None] = {}
         self._rerender_seen: dict[str, dict[tuple, bool]] = {}  # per environment: is this drift a re-render?
         self._kept = KeptReads(self.store) if keep_reads else None
+        self._layout: dict[str, dict[tuple[str, str], bool]] = {}  # per environment: layout-only comparisons
 
     def close(self) -> None:
         """Release every driver's connections."""
@@ -150,25 +154,14 @@ class Engine:
 
         def from_tip(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
             where = f"{label or branch}:{flow_path(env.folder, key.name, key.version)}"
-            try:
-                size = store.blob_size(oid)
-                if size > limit:
-                    return Problem(where, f"{size} bytes is larger than the {limit}-byte limit for a flow", "", str(key))
-                raw = store.read_blob(oid)
-            except RetryableError as exc:  # the entry's object is missing or unreadable: this flow only
-                return Problem(where, f"cannot be read ({exc}); fix or remove it in git", "", str(key))
-            return present(read_flow(raw, env.flow_identity, env.rules, where=where, expect=key,
-                                     validate=validate, render=templating.renderer(raw)), where)
+            return present(read_git_flow(store, oid, env, where=where, key=key, templating=templating,
+                                         validate=validate, limit=limit), where)
 
         desired = derive(at_tip.tree, at_tip.flows, memo.desired if memo else None, from_tip)
 
         def from_marker(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
-            try:
-                raw = store.read_blob(oid)
-            except RetryableError as exc:
-                return Problem(f"applied:{key}", f"cannot be read ({exc})", "", str(key))
-            return present(read_flow(raw, env.flow_identity, env.rules, where=f"applied:{key}",
-                                     expect=key, render=templating.renderer(raw)), f"applied:{key}")
+            where = f"applied:{key}"
+            return present(read_git_flow(store, oid, env, where=where, key=key, templating=templating), where)
 
         base = derive(at_marker.tree, at_marker.flows, memo.base if memo else None, from_marker, desired)
         if isinstance(driver, Remembering):
@@ -233,6 +226,9 @@ class Engine:
             self._memo[env.name] = memo.with_plan(inputs, steps)
         p = rerendered(self.driver(env), self.store, env, snap, p, policy or env.policy,
                        self._rerender_seen.setdefault(env.name, {}))
+        if env.layout == "ignore":
+            p = ignore_layout(env, snap, p, policy or env.policy, store=self.store, driver=self.driver(env),
+                              memory=self._layout.setdefault(env.name, {}))
         return suspension.hold_back(quarantine.hold_back(p, snap.quarantine), snap.suspension or suspension.Suspension(),
                                     extra=hold)
 
@@ -273,8 +269,14 @@ class Engine:
         if isinstance(driver, Rendering):
             raise StallError(f"environment {env.name}: nothing was exported: {driver.one_way}")
         policy = Policy(drift="adopt", prune=env.prune, override=env.override)
-        return self._run(env, policy, dry_run=False, progress=progress, allowed=frozenset({Action.ADOPT, Action.ADVANCE}),
-                         creating=True, allow_mass_delete=allow_mass_delete)
+        migrated: list[Migration] = []
+
+        def to_form(e: EnvironmentConfig) -> None:  # under the lock: flows git holds in another form move first
+            migrated.append(migrate_env(self.store, e, missing_ok=True))
+
+        out = self._run(env, policy, dry_run=False, progress=progress, allowed=frozenset({Action.ADOPT, Action.ADVANCE}),
+                        creating=True, allow_mass_delete=allow_mass_delete, before=to_form)
+        return replace(out, migrated=migrated[0]) if migrated and migrated[0].commit else out
 
     def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before=None, creating: bool = False,
              allow_mass_delete: bool = False, hold: str | None = None) -> Outcome:

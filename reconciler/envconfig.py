@@ -14,13 +14,14 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from reconciler.canonical import Rules, parse_pointer
+from reconciler.codefields import CodeField, Declared
 from reconciler.flows import Identity
 from reconciler.names import ref_name_problem
 from reconciler.plan import Policy
 from reconciler.secretrule import DEFAULT_SECRET_KEYS
 from reconciler.windows import Window, parse_duration
 
-__all__ = ["EnvironmentConfig", "IdentityConfig", "Model", "WindowConfig"]
+__all__ = ["EnvironmentConfig", "IdentityConfig", "Model", "WindowConfig", "SidecarConfig"]
 
 _ENV_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
@@ -65,6 +66,20 @@ class WindowConfig(Model):
                           self.name)
         except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
             raise ValueError(str(exc).strip("'\"") or "unknown time zone") from exc
+
+
+class SidecarConfig(Model):
+    """A code field of this environment's flows, kept in git as a sidecar file (``sidecars = [...]``)."""
+
+    pointer: str = Field(description="JSON pointer of the field ('*' matches any key or index), e.g. /steps/*/script.")
+    ext: str = Field(pattern=r"^[a-z0-9]{1,16}$", description="Extension of its sidecar file (py, js, sql…).")
+
+    @field_validator("pointer")
+    @classmethod
+    def _pointer(cls, v: str) -> str:
+        if not v.startswith("/") or v.endswith("/*"):
+            raise ValueError("must be a JSON pointer starting with '/' and ending with a field name")
+        return v
 
 
 class EnvironmentConfig(Model):
@@ -129,6 +144,24 @@ class EnvironmentConfig(Model):
         "(a certificate's file name, a public key): never refused for the name alone.",
     )
 
+    form: Literal["split", "single-file"] = Field(
+        "split", description="How export, adopt, drift saves and `reconciler migrate` store flows in git: 'split' "
+        "keeps embedded code (function bodies, templates, custom SQL, the `sidecars` fields) as sidecar files "
+        "beside the flow's JSON; 'single-file' keeps every flow as one JSON file. Both are always read.",
+    )
+    sidecars: tuple[SidecarConfig, ...] = Field(
+        (), description="More code fields, kept in git as sidecar files: [{pointer = \"/steps/*/script\", ext = \"py\"}] "
+        "(Node-RED's and event-processing flows' code fields are known already). Give every environment that "
+        "shares flows the same list.",
+    )
+    layout: Literal["content", "ignore"] = Field(
+        "content", description="Does a change of layout alone (Node-RED's x, y, w, h; the `layout_fields`) count as "
+        "drift? 'ignore': no (git keeps its layout until the content changes too); diffs fold layout either way.",
+    )
+    layout_fields: tuple[str, ...] = Field(
+        (), description="More JSON pointers ('*' allowed) of fields that only place a node, e.g. /steps/*/position.",
+    )
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     #: fields holding paths relative to the config file (a driver's model adds its own)
@@ -149,7 +182,7 @@ class EnvironmentConfig(Model):
         what it is, an identity of the place), e.g. ("path", "folder", its real path)."""
         return None
 
-    @field_validator("secret_fields", "secret_allow")
+    @field_validator("secret_fields", "secret_allow", "layout_fields")
     @classmethod
     def _pointers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for p in v:
@@ -260,6 +293,18 @@ class EnvironmentConfig(Model):
     @property
     def flow_identity(self) -> Identity:
         return Identity(self.identity.name, self.identity.version)
+
+    def declarations(self) -> tuple[Declared, ...]:
+        """What the flows' kinds and this environment say about their fields: code and layout."""
+        from reconciler.kinds import declarations
+
+        own = Declared(code=tuple(CodeField(s.pointer, s.ext) for s in self.sidecars), layout=self.layout_fields,
+                       name=f"environment {self.name}")
+        return (*declarations(), own) if own.code or own.layout else declarations()
+
+    def code_declarations(self) -> tuple[Declared, ...]:
+        """The declarations that split flows when they are written to git (none in the single-file form)."""
+        return self.declarations() if self.form == "split" else ()
 
 
     def load_secrets(self, *, strict: bool = True) -> dict[str, str]:

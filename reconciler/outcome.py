@@ -75,6 +75,7 @@ class Outcome:
     quarantined: Mapping[FlowKey, str] = field(default_factory=dict)  # flows this run found unhealthy
     health_checked: int = 0  # flows the health gate asked the platform about
     held: str | None = None  # why changing steps were held back this run (suspended, a closed sync window)
+    migrated: Any = None  # migrate.Migration: the commit an export made first to move flows to the environment's form
 
     @property
     def states(self) -> dict[str, int]:
@@ -129,4 +130,5 @@ class Outcome:
             "stale": self.stale,
             "quarantined": {str(k): why for k, why in self.quarantined.items()},
             "held": self.held,
+            "migrated": self.migrated.as_dict() if self.migrated is not None else None,
         }

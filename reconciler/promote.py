@@ -5,31 +5,35 @@
   commit. A person reviews it as a merge request (``validate``, ``plan
   --against``) and merges it; the normal sync applies it. ``--as`` imports a
   flow under another name or version, as the platforms' import dialogs allow:
-  the file moves and the identity fields inside change with it.
+  the file moves and the identity fields inside change with it; its sidecar files (the split form's
+  code) move with it, unchanged.
 - :func:`rollback` commits to an environment's branch the flows as they were
   at an earlier revision (a revert-style commit: history is kept). The branch
   is updated by compare-and-swap on its tip and retried when a push or the
   running service moved it, so it is safe while the service syncs.
 
-Both refuse to write anything the secret scan objects to, naming the file and
-the JSON pointer, never the value.
+Both copy flows as git holds them (a flow's JSON and its sidecar folder together, whatever their
+form), and refuse to write anything the secret scan objects to, naming the file (the sidecar, for
+code) and the JSON pointer, never the value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 
-from reconciler.canonical import InvalidJSON, blob_id, canonicalize, parse_json, parse_pointer
+from reconciler.canonical import InvalidJSON, canonicalize, parse_json, parse_pointer
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
 from reconciler.flows import FlowInvalid, FlowKey
+from reconciler.gitform import can_split, stored_doc
 from reconciler.gitstore import GitStore
 from reconciler.names import InvalidName, case_collisions, encode, flow_path
 from reconciler.remote import REMOTE_PREFIX, Remote
 from reconciler.scanning import environment_templating
+from reconciler.sidecars import StoredFlow
 
 __all__ = [
     "FlowSelector",
@@ -107,17 +111,21 @@ def _tip(store: GitStore, branch: str, remote: Remote | None) -> str | None:
     return store.tip(branch)
 
 
-def _scan(envs: Sequence[EnvironmentConfig], folder: str, contents: Mapping[FlowKey, bytes]) -> list[Problem]:
+def _scan(envs: Sequence[EnvironmentConfig], folder: str, contents: Mapping[FlowKey, StoredFlow]) -> list[Problem]:
+    """The secret scan of whole flows (sidecars read): a problem in code names its sidecar file."""
     scanner = environment_templating(envs)
     problems = []
-    for key, data in sorted(contents.items()):
+    for key, stored in sorted(contents.items()):
         where = flow_path(folder, key.name, key.version)
         try:
-            doc = parse_json(data)
+            doc, refs, joined = stored_doc(stored, where=where, flow=str(key))
         except InvalidJSON as exc:
             problems.append(Problem(where, f"not valid JSON ({exc}); it cannot be scanned for secrets", exc.pointer, str(key)))
             continue
-        problems += [Problem(where, message, pointer, str(key)) for pointer, message in scanner.scan(doc)]
+        if joined:
+            problems += [replace(p, message=f"{p.message}; it cannot be scanned for secrets") for p in joined]
+            continue
+        problems += [Problem(refs.get(pointer, where), message, pointer, str(key)) for pointer, message in scanner.scan(doc)]
     return problems
 
 
@@ -186,28 +194,30 @@ def promote(
     here = store.flows_at(to_tip, dst.folder).flows if to_tip else {}
     chosen = _select(selectors, there, where=f"{src.branch_name} ({src.name})") if selectors else set(there)
 
-    contents: dict[FlowKey, bytes | None] = {}
+    contents: dict[FlowKey, str | None] = {}  # key -> entry id (None: removed)
     renamed: tuple[tuple[FlowKey, FlowKey], ...] = ()
     if rename is not None:
         if len(chosen) != 1:
             raise StallError(f"--as renames one flow, but {selectors[0]} names {len(chosen)} in {src.name}: add @VERSION")
         (old,) = chosen
         new = FlowKey(rename.name, rename.version or old.version)
-        contents[new] = _renamed(store.read_blob(there[old]), src, dst, old, new)
+        stored = store.flow_files(there[old])
+        # The JSON changes (its identity fields); the sidecar files move with it, unchanged.
+        moved = replace(stored, json=_renamed(stored.json, src, dst, old, new))
+        contents[new] = store.put_flow(moved if can_split(new) else _inlined(moved, dst, new))
         renamed = ((old, new),)
     else:
         for key in chosen:
-            contents[key] = store.read_blob(there[key])
+            contents[key] = there[key]
         if not selectors:
             contents.update((key, None) for key in here if key not in there)
-    # What already holds the same bytes is no change.
-    oids = {k: (None if v is None else blob_id(v)) for k, v in contents.items()}
-    contents = {k: v for k, v in contents.items() if here.get(k) != oids[k]}
+    # What already holds the same files is no change.
+    contents = {k: v for k, v in contents.items() if here.get(k) != v}
 
     base = Promotion(src.name, dst.name, src.branch_name, dst.branch_name, from_tip, to_tip, None, None)
     if not contents:
         return base
-    problems = _scan([src, dst], dst.folder, {k: v for k, v in contents.items() if v is not None})
+    problems = _scan([src, dst], dst.folder, {k: store.flow_files(v) for k, v in contents.items() if v is not None})
     if problems:
         raise SecretScanRefused(f"promoting {src.name} to {dst.name}", problems)
     added = tuple(sorted(k for k, v in contents.items() if v is not None and k not in here))
@@ -219,7 +229,7 @@ def promote(
     changed = tuple(sorted(k for k, v in contents.items() if v is not None and k in here))
     removed = tuple(sorted(k for k, v in contents.items() if v is None))
     message = _promote_message(src, dst, from_tip, added, changed, removed, renamed)
-    tree = store.tree_with(to_tip, dst.folder, {k: (None if v is None else store.write_blob(v)) for k, v in contents.items()})
+    tree = store.tree_with(to_tip, dst.folder, contents)
     prefix = f"{PROMOTE_PREFIX}{src.name}-to-{dst.name}/"
     same = next((b for b in store.branches() if b.startswith(prefix) and store.parents(store.tip(b)) == (to_tip,)
                  and store.tree_of(store.tip(b)) == tree), None)
@@ -250,6 +260,14 @@ def _renamed(raw: bytes, src: EnvironmentConfig, dst: EnvironmentConfig, old: Fl
         return canonicalize(doc, dst.rules)
     except (InvalidJSON, FlowInvalid) as exc:
         raise StallError(f"{old} in {src.branch_name} cannot be renamed: {exc}") from exc
+
+
+def _inlined(stored: StoredFlow, dst: EnvironmentConfig, key: FlowKey) -> StoredFlow:
+    """A flow with its sidecars put back into its JSON (a name whose folder git cannot hold)."""
+    doc, _, problems = stored_doc(stored, where=flow_path(dst.folder, key.name, key.version), flow=str(key))
+    if problems:
+        raise StallError(str(problems[0]))
+    return StoredFlow(canonicalize(doc, dst.rules))
 
 
 def _remove(doc: Any, pointer: str) -> None:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from reconciler.outcome import Outcome
 from reconciler.plan import Action
-from reconciler.semdiff import render_item, render_value, summary
+from reconciler.codediff import unified
+from reconciler.semdiff import render_item, render_text, render_value, summary
 
 if TYPE_CHECKING:  # only `plan --against` renders reviews; the other commands need not import it
     from reconciler.review import Review
@@ -116,6 +117,7 @@ def review_text(r: Review) -> list[str]:
     if r.conflicts:
         lines.append("  the merge conflicts; resolve these files first:")
         lines += [f"    {p}" for p in r.conflicts]
+        lines += [f"  {line}" for line in _forms_hint(r)]
         return lines
     assert r.plan is not None
     lines.append(f"  {counts_line(r.plan.counts())}")
@@ -126,8 +128,7 @@ def review_text(r: Review) -> list[str]:
         reason = f.step.reason if f.step else "in sync"
         lines.append(f"  {action:<8} {f.key}  {reason}  [git: {f.git}]")
         if f.git != "unchanged":
-            lines.append(f"      {summary(f.diff)}")
-            lines += [f"      {render_item(i)}" for i in f.diff]
+            lines += [f"      {line}" for line in render_text(f.diff)]
         if f.note:
             lines.append(f"      ({f.note})")
     lines += [f"  ! {p}" for p in r.problems]
@@ -152,6 +153,9 @@ def review_markdown(r: Review) -> str:
     if r.conflicts:
         out += [":x: **The merge conflicts.** Resolve these files first:", ""]
         out += [f"- `{_cell(p)}`" for p in r.conflicts]
+        hint = _forms_hint(r)
+        if hint:
+            out += ["", *(_cell(line) for line in hint)]
         return "\n".join(out) + "\n"
     assert r.plan is not None
     c = r.plan.counts()
@@ -168,20 +172,52 @@ def review_markdown(r: Review) -> str:
         for f in r.flows:
             if f.git == "unchanged":
                 continue
-            lines = []
-            for i in f.diff:
-                if i.op == "change":
-                    where = i.pointer + (f" ({i.node})" if i.node else "")
-                    lines += [f"- {where}: {render_value(i.old)}", f"+ {where}: {render_value(i.new)}"]
-                else:
-                    lines.append(render_item(i))
-            if f.note:
-                lines.append(f"# {f.note}")
-            body = "\n".join(lines)
-            fence = _fence(body)
             out += [f"<details><summary><code>{_cell(str(f.key))}</code>: {_cell(summary(f.diff))}</summary>", "",
-                    f"{fence}diff", body, fence, "", "</details>", ""]
+                    *_flow_markdown(f.diff, f.note), "</details>", ""]
     out.append(f"<sub>{counts_line(c)}</sub>")
     if r.problems:
         out += ["", "**Problems**", ""] + [f"- `{_cell(str(p))}`" for p in r.problems]
     return "\n".join(out) + "\n"
+
+
+def _fenced(lines: list[str], lang: str = "diff") -> list[str]:
+    body = "\n".join(lines)
+    fence = _fence(body)
+    return [f"{fence}{lang}", body, fence, ""]
+
+
+def _flow_markdown(items, note: str) -> list[str]:
+    """One flow's diff in a comment: the fields (old and new on their own lines), each code change as a
+    unified diff of its file, the layout-only changes folded apart."""
+    lines: list[str] = []
+    for i in items:
+        if i.layout:
+            continue
+        if i.op == "change" and i.code is None:
+            where = i.pointer + (f" ({i.node})" if i.node else "")
+            lines += [f"- {where}: {render_value(i.old)}", f"+ {where}: {render_value(i.new)}"]
+        else:
+            lines.append(render_item(i))
+    if note:
+        lines.append(f"# {note}")
+    out = _fenced(lines) if lines else []
+    for i in items:
+        if i.code is not None and not i.layout:
+            where = i.code or i.pointer
+            out += [f"<code>{_cell(where)}</code>" + (f" ({_cell(str(i.node))})" if i.node else ""), "",
+                    *_fenced(unified(i.old, i.new, where))]
+    layout = [render_item(i) for i in items if i.layout]
+    if layout:
+        n = len(layout)
+        out += [f"<details><summary>{n} layout-only change{'s' * (n != 1)} (position, size)</summary>", "",
+                *_fenced(layout), "</details>", ""]
+    return out
+
+
+def _forms_hint(r: Review) -> list[str]:
+    """What to do when a conflict comes from one branch holding flows split and the other inline."""
+    if not r.forms:
+        return []
+    return [f"{len(r.forms)} of them store a flow in the split form on one side and as one file on the other "
+            f"({', '.join(r.forms[:5])}): run `reconciler migrate` for the environment whose branch holds the "
+            "single-file form (its commit changes the form only), then merge again"]

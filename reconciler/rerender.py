@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 
-from reconciler.apply import NotForGit, git_form
-from reconciler.canonical import InvalidJSON, canonical_bytes
+from reconciler.apply import NotForGit, live_git_form
+from reconciler.canonical import InvalidJSON, canonicalize
 from reconciler.drivers import Driver
 from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import ReconcilerError
 from reconciler.flows import FlowKey
+from reconciler.gitform import git_doc, stored_doc
 from reconciler.gitstore import GitStore
 from reconciler.outcome import Snapshot
 from reconciler.plan import RERENDERED, Action, Plan, Policy, State, Step
@@ -52,9 +53,8 @@ def rerendered(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Sn
             seen[memo] = True
         if memo not in seen:
             try:
-                seen[memo] = git_form(driver, store, env, snap, step.key) == canonical_bytes(store.read_blob(blob),
-                                                                                             env.rules)
-            except (NotForGit, ReconcilerError, InvalidJSON):
+                seen[memo] = _same_as_git(driver, store, env, snap, step.key, blob)
+            except (NotForGit, ReconcilerError, InvalidJSON, ValueError):
                 seen[memo] = False
         if seen[memo]:
             if policy.override:
@@ -65,6 +65,16 @@ def rerendered(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Sn
     if len(seen) > 4 * len(snap.tip_blobs) + 64:
         seen.clear()
     return Plan(tuple(changed.get(s.key, s) for s in p.steps)) if changed else p
+
+
+def _same_as_git(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Snapshot, key: FlowKey,
+                 entry: str) -> bool:
+    """Is the live flow, in git's language, git's version (whole documents: code sidecars joined)?"""
+    where = f"{snap.branch}:{key}"
+    live, _, problems = stored_doc(live_git_form(driver, store, env, snap, key), where=where, flow=str(key))
+    if problems:
+        return False
+    return canonicalize(live, env.rules) == canonicalize(git_doc(store, entry, where=where, flow=str(key)), env.rules)
 
 
 def _name(env: str) -> str:

@@ -14,11 +14,14 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.canonical import InvalidJSON, parse_json
+from reconciler.canonical import InvalidJSON
+from reconciler.codefields import layout_patterns
 from reconciler.engine import Engine
 from reconciler.errors import Problem, RetryableError
 from reconciler.flows import FlowKey
+from reconciler.gitform import Unreadable, stored_doc
 from reconciler.gitstore import FlowTree, GitStore
+from reconciler.names import InvalidName, decode, flow_path
 from reconciler.plan import Action, Plan, Step
 from reconciler.remote import REMOTE_PREFIX, Remote
 from reconciler.secretrule import SecretRule
@@ -66,6 +69,7 @@ class Review:
     plan: Plan | None = None
     flows: tuple[FlowReview, ...] = ()
     problems: tuple[Problem, ...] = ()
+    forms: tuple[str, ...] = ()  # conflicting flows stored in the split form on one side and inline on the other
 
     @property
     def errors(self) -> bool:
@@ -86,6 +90,7 @@ class Review:
             "against": self.against,
             "against_commit": self.against_commit,
             "conflicts": list(self.conflicts),
+            "mixed_forms": list(self.forms),
             "counts": self.plan.counts() if self.plan else None,
             "flows": [f.as_dict() for f in self.flows],
             "problems": [p.as_dict() for p in self.problems],
@@ -115,12 +120,14 @@ def plan_against(engine: Engine, name: str, ref: str) -> Review:
     tip = store.tip(env.branch_name)
     merged, conflicts = _merge(store, tip, against, env.folder)
     if merged is None:
-        return Review(env.name, env.branch_name, tip, ref, against, store.marker(env.name), conflicts=conflicts)
+        return Review(env.name, env.branch_name, tip, ref, against, store.marker(env.name), conflicts=conflicts,
+                      forms=_mixed_forms(store, tip, against, env.folder, conflicts))
     before = store.flows_at(tip, env.folder).flows if tip else {}
     snap = engine.read(env, desired=merged, label=ref)
     p = engine.plan(env, snap)
     steps = {s.key: s for s in p.steps}
     secret = SecretRule(tuple(env.secret_keys), tuple(env.secret_fields), tuple(env.secret_allow))
+    declared = env.declarations()
     flows = []
     after = merged.flows
     for key in sorted(set(before) | set(after)):
@@ -132,10 +139,14 @@ def plan_against(engine: Engine, name: str, ref: str) -> Review:
         items: tuple[DiffItem, ...] = ()
         note = ""
         if old != new:
+            where = flow_path(env.folder, key.name, key.version)
             try:
-                items = diff(_doc(store, old), _doc(store, new), secret=secret)
+                (a, code_a), (b, code_b) = (_doc(store, e, where, key) for e in (old, new))
+                items = diff(a, b, secret=secret, layout=layout_patterns([a, b], declared), code={**code_a, **code_b})
             except InvalidJSON:
                 note = "not valid JSON on one side; no semantic diff"
+            except Unreadable as exc:
+                note = f"cannot be read whole on one side ({exc}); no semantic diff"
         flows.append(FlowReview(key, git, step, items, note))
     for key, step in sorted(steps.items()):
         if key not in before and key not in after and step.action != Action.NONE:
@@ -145,8 +156,14 @@ def plan_against(engine: Engine, name: str, ref: str) -> Review:
                   tuple(sorted(flows, key=lambda f: f.key)), problems)
 
 
-def _doc(store: GitStore, oid: str | None) -> Any:
-    return None if oid is None else parse_json(store.read_blob(oid))
+def _doc(store: GitStore, entry: str | None, where: str, key: FlowKey) -> tuple[Any, dict[str, str]]:
+    """The whole document git holds at ``entry`` (None for None), and pointer -> sidecar file of its code."""
+    if entry is None:
+        return None, {}
+    doc, refs, problems = stored_doc(store.flow_files(entry), where=where, flow=str(key))
+    if problems:
+        raise Unreadable(problems[0])
+    return doc, refs
 
 
 def _merge(store: GitStore, tip: str | None, against: str, folder: str) -> tuple[FlowTree | None, tuple[str, ...]]:
@@ -159,3 +176,21 @@ def _merge(store: GitStore, tip: str | None, against: str, folder: str) -> tuple
     if merge.conflicts:
         return None, merge.conflicts
     return store.flows_in(merge.entries, folder), ()
+
+
+def _mixed_forms(store: GitStore, tip: str | None, against: str, folder: str, conflicts: tuple[str, ...]) -> tuple[str, ...]:
+    """The conflicting flows one side stores split (with a sidecar folder) and the other as one file."""
+    out: list[str] = []
+    for path in conflicts:
+        parts = path[len(folder) + 1:].split("/") if path.startswith(folder + "/") else []
+        if len(parts) < 2:
+            continue
+        try:
+            key = FlowKey(decode(parts[0]), decode(parts[1].removesuffix(".json")))
+        except InvalidName:
+            continue
+        split = {"+" in (store.entry_at(c, folder, key) or "") for c in (tip, against) if c}
+        where = flow_path(folder, key.name, key.version)
+        if len(split) > 1 and where not in out:
+            out.append(where)
+    return tuple(out)

@@ -11,7 +11,11 @@ tells them that step ``s1``'s ``config.url`` went from ``"/orders"`` to
   ``reorder`` item;
 - other arrays are compared index by index.
 
-Items are frozen :class:`DiffItem` values ``(op, pointer, old, new, node)``.
+Items are frozen :class:`DiffItem` values ``(op, pointer, old, new, node)``. Two kinds of change are
+told apart as they are built: ``layout`` (a field that only places a node, by the layout pointers
+the caller passes: :func:`reconciler.codefields.layout_patterns`), shown folded; and ``code`` (a
+change of text held in a sidecar file, or of any text over several lines), shown as a unified diff
+(:mod:`reconciler.codediff`).
 Values are masked when they are built, so nothing secret can leak from any
 rendering: a value in a secret field (as :class:`reconciler.secretrule.SecretRule`
 defines them) becomes :data:`MASKED`, and every ``${secret:NAME}`` inside a string becomes
@@ -21,11 +25,12 @@ defines them) becomes :data:`MASKED`, and every ``${secret:NAME}`` inside a stri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from reconciler.canonical import format_pointer, parse_pointer
+from reconciler.codediff import changed_lines, unified
 from reconciler.secretrule import SECRET_PLACEHOLDER, SecretRule
 
 __all__ = ["DiffItem", "NodeRef", "MASKED", "diff", "masked", "summary", "render_value", "render_item", "render_text"]
@@ -72,6 +77,8 @@ class DiffItem:
     old: Any = None
     new: Any = None
     node: NodeRef | None = None
+    layout: bool = False  # a field that only places a node (x, y, w, h)
+    code: str | None = None  # a change of code: the sidecar file holding it ("" for other text over lines)
 
     @property
     def is_node(self) -> bool:
@@ -86,69 +93,98 @@ class DiffItem:
             out["new"] = _plain(self.new)
         if self.node is not None:
             out["node"] = {"in": self.node.collection, "id": self.node.id}
+        if self.layout:
+            out["layout"] = True
+        if self.code is not None:
+            out["code"] = self.code
         return out
 
 
 # -- the diff -------------------------------------------------------------------------
 
 
-def diff(old: Any, new: Any, *, secret: SecretRule = SecretRule()) -> tuple[DiffItem, ...]:
+@dataclass(frozen=True)
+class _Ctx:
+    secret: SecretRule
+    layout: tuple[tuple[str, ...], ...]
+    code: Mapping[str, str]
+
+    def is_layout(self, path: list[Any]) -> bool:
+        return any(len(p) == len(path) and all(s == "*" or s == str(x) for s, x in zip(p, path)) for p in self.layout)
+
+
+def diff(old: Any, new: Any, *, secret: SecretRule = SecretRule(), layout: Sequence[str] = (),
+         code: Mapping[str, str] | None = None) -> tuple[DiffItem, ...]:
     """The differences from ``old`` to ``new``.
 
     ``None`` on either side means the whole flow is absent. A new flow is
     shown field by field and node by node (as if its id-matched arrays had
     been empty); a removed one is one ``remove`` item at the root pointer ``""``.
+    ``layout``: pointers (``*`` wildcards) of layout fields; ``code``: pointer -> the sidecar file of
+    fields held as code.
     """
+    ctx = _Ctx(secret, tuple(parse_pointer(p) for p in layout), code or {})
     if old is None and new is None:
         return ()
     if old is None:
         if isinstance(new, dict):
             skeleton = {k: [] for k, v in new.items() if isinstance(v, list) and v and _by_id(v)}
-            return diff(skeleton, new, secret=secret)
+            return diff(skeleton, new, secret=secret, layout=layout, code=code)
         return (DiffItem("add", "", new=_mask(new, [], secret)),)
     if new is None:
         return (DiffItem("remove", "", old=_mask(old, [], secret)),)
     out: list[DiffItem] = []
-    _walk(old, new, [], None, secret, out)
+    _walk(old, new, [], None, ctx, out)
     return tuple(out)
 
 
-def _walk(old: Any, new: Any, path: list[Any], node: NodeRef | None, secret: SecretRule, out: list[DiffItem]) -> None:
+def _item(op: Op, path: list[Any], ctx: _Ctx, node: NodeRef | None, old: Any = None, new: Any = None) -> DiffItem:
+    """An item at ``path`` (values masked), marked as layout or code where it is one."""
+    where = format_pointer(path)
+    o = _mask(old, path, ctx.secret) if op != "add" else None
+    n = _mask(new, path, ctx.secret) if op != "remove" else None
+    code = None
+    if op == "change" and isinstance(o, str) and isinstance(n, str) and (where in ctx.code or "\n" in o or "\n" in n):
+        code = ctx.code.get(where, "")
+    return DiffItem(op, where, o, n, node, layout=ctx.is_layout(path), code=code)
+
+
+def _walk(old: Any, new: Any, path: list[Any], node: NodeRef | None, ctx: _Ctx, out: list[DiffItem]) -> None:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
             path.append(key)
             if key not in new:
-                out.append(DiffItem("remove", format_pointer(path), old=_mask(old[key], path, secret), node=node))
+                out.append(_item("remove", path, ctx, node, old=old[key]))
             elif key not in old:
-                out.append(DiffItem("add", format_pointer(path), new=_mask(new[key], path, secret), node=node))
+                out.append(_item("add", path, ctx, node, new=new[key]))
             else:
-                _walk(old[key], new[key], path, node, secret, out)
+                _walk(old[key], new[key], path, node, ctx, out)
             path.pop()
         return
     if isinstance(old, list) and isinstance(new, list):
         if (old or new) and _by_id(old) and _by_id(new):
-            _walk_by_id(old, new, path, node, secret, out)
+            _walk_by_id(old, new, path, node, ctx, out)
         else:
-            _walk_by_index(old, new, path, node, secret, out)
+            _walk_by_index(old, new, path, node, ctx, out)
         return
     if not _same(old, new):
-        where = format_pointer(path)
-        out.append(DiffItem("change", where, _mask(old, path, secret), _mask(new, path, secret), node))
+        out.append(_item("change", path, ctx, node, old, new))
 
 
-def _walk_by_index(old: list, new: list, path: list[Any], node, secret, out: list[DiffItem]) -> None:
+def _walk_by_index(old: list, new: list, path: list[Any], node, ctx: _Ctx, out: list[DiffItem]) -> None:
     for i in range(max(len(old), len(new))):
         path.append(i)
         if i >= len(new):
-            out.append(DiffItem("remove", format_pointer(path), old=_mask(old[i], path, secret), node=node))
+            out.append(_item("remove", path, ctx, node, old=old[i]))
         elif i >= len(old):
-            out.append(DiffItem("add", format_pointer(path), new=_mask(new[i], path, secret), node=node))
+            out.append(_item("add", path, ctx, node, new=new[i]))
         else:
-            _walk(old[i], new[i], path, node, secret, out)
+            _walk(old[i], new[i], path, node, ctx, out)
         path.pop()
 
 
-def _walk_by_id(old: list, new: list, path: list[Any], node, secret, out: list[DiffItem]) -> None:
+def _walk_by_id(old: list, new: list, path: list[Any], node, ctx: _Ctx, out: list[DiffItem]) -> None:
+    secret = ctx.secret
     collection = str(path[-1]) if path else ""
     if not collection or isinstance(path[-1], int):
         collection = format_pointer(path) or "/"
@@ -167,7 +203,7 @@ def _walk_by_id(old: list, new: list, path: list[Any], node, secret, out: list[D
         if ident not in old_at:
             out.append(DiffItem("add", where, new=_mask(new[j], path, secret), node=ref))
         else:
-            _walk(old[old_at[ident]], new[j], path, ref, secret, out)
+            _walk(old[old_at[ident]], new[j], path, ref, ctx, out)
         path.pop()
     order_old = [i for i in old_at if i in new_at]
     order_new = [i for i in new_at if i in old_at]
@@ -262,12 +298,22 @@ def render_item(item: DiffItem, width: int = 72) -> str:
         return f"- {where}: {render_value(item.old, width)}"
     if item.op == "reorder":
         return f"~ {where}: order {', '.join(item.old)} -> {', '.join(item.new)}"
+    if item.code is not None:
+        added, removed = changed_lines(item.old, item.new)
+        held = f" in {item.code}" if item.code else ""
+        return f"~ {where}: code changed{held} (+{added} -{removed} lines)"
     return f"~ {where}: {render_value(item.old, width)} -> {render_value(item.new, width)}"
 
 
 def summary(items: Iterable[DiffItem]) -> str:
-    """``steps: 1 added (s3), 1 changed (s1); fields: 1 added, 1 changed``; ``no changes`` when empty."""
+    """``steps: 1 added (s3), 1 changed (s1); fields: 1 added, 1 changed``; ``no changes`` when empty.
+    Layout changes are counted apart: ``…; and 2 layout-only changes`` (``layout only: 2 changes``)."""
     items = list(items)
+    layout = sum(1 for i in items if i.layout)
+    if layout:
+        rest = [i for i in items if not i.layout]
+        plural = "s" * (layout != 1)
+        return f"{summary(rest)}; and {layout} layout-only change{plural}" if rest else f"layout only: {layout} change{plural}"
     if not items:
         return "no changes"
     if len(items) == 1 and items[0].pointer == "":
@@ -304,5 +350,11 @@ def summary(items: Iterable[DiffItem]) -> str:
 
 
 def render_text(items: Sequence[DiffItem], width: int = 72) -> list[str]:
-    """The summary line, then one line per item."""
-    return [summary(items), *(render_item(i, width) for i in items)]
+    """The summary line, then one line per item (a code change followed by its unified diff, indented;
+    layout changes last)."""
+    lines = [summary(items)]
+    for i in sorted(items, key=lambda i: i.layout):
+        lines.append(("(layout) " if i.layout else "") + render_item(i, width))
+        if i.code is not None:
+            lines += [f"    {line}" for line in unified(i.old, i.new, i.code or i.pointer)[2:]]
+    return lines

@@ -4,7 +4,9 @@
 is every flow file usable? JSON syntax, path and identity agree, the JSON Schema
 (the environment's ``schema``, else its kind's, else the default), placeholders
 every environment can resolve (parameters only: a check has no secrets), the
-secret scan. One :class:`Finding` (``file:pointer: message``) per problem; a
+secret scan, and in the split form its sidecar files (a sidecar no field refers to, a reference to a
+missing file or outside the flow's folder, a symlink, non-UTF-8 text; a problem in code names the
+sidecar). One :class:`Finding` (``file:pointer: message``) per problem; a
 problem seen from several environments is reported once, naming them. Nothing
 is changed.
 """
@@ -16,15 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.canonical import InvalidJSON, parse_json
+from reconciler.canonical import InvalidJSON
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.flows import FlowInvalid, FlowKey, Identity, looks_like_sql, sql_export
+from reconciler.gitform import stored_doc, working_tree_flow
 from reconciler.gitstore import GitStore
 from reconciler.kinds import kind_problems
 from reconciler.names import InvalidName, case_collisions, encode, flow_path, parse_flow_path
 from reconciler.remote import REMOTE_PREFIX
 from reconciler.scanning import environment_templating
 from reconciler.schemas import Validator, schema_for
+from reconciler.sidecars import StoredFlow
 from reconciler.templating import Templating
 
 __all__ = ["Finding", "Validation", "validate_branch", "validate_paths", "validate_environments", "schema_validator",
@@ -138,14 +142,18 @@ class _Findings:
         return tuple(sorted(out, key=lambda f: (f.file, f.pointer, f.message)))
 
 
-def _check_flow(where: str, raw: bytes, expect: FlowKey | None, contexts: Sequence[_Context], found: _Findings) -> None:
+def _check_flow(where: str, stored: StoredFlow, expect: FlowKey | None, contexts: Sequence[_Context], found: _Findings) -> None:
     try:
-        doc = parse_json(raw)
+        doc, refs, problems = stored_doc(stored, where=where, flow=str(expect or ""))
     except InvalidJSON as exc:
-        if where.endswith(".sql") or looks_like_sql(raw):
+        if where.endswith(".sql") or looks_like_sql(stored.json):
             found.add(where, "", sql_export("this file"))
         else:
             found.add(where, exc.pointer, f"{exc}; fix the file's syntax")
+        return
+    for p in problems:  # the split form: each sidecar problem names its file
+        found.add(p.where, p.pointer, p.message)
+    if problems:
         return
     for identity in dict.fromkeys(c.identity for c in contexts):
         try:
@@ -156,19 +164,20 @@ def _check_flow(where: str, raw: bytes, expect: FlowKey | None, contexts: Sequen
         if expect is not None and key != expect:
             pointer = identity.name if key.name != expect.name else identity.version
             found.add(where, pointer, f"the flow says it is {key} but its path says {expect}; move the file or fix the field")
+    file = lambda pointer: refs.get(pointer, where)  # noqa: E731 - a finding in code names its sidecar file
     for pointer, message in kind_problems(doc):  # the same in every environment: checked on git's form
-        found.add(where, pointer, message)
+        found.add(file(pointer), pointer, message)
     for ctx in contexts:
         rendered = doc
         if ctx.params is not None:
             renderer = Templating(params=ctx.params, keep=(ctx.identity.name, ctx.identity.version))
             rendered, unknown = renderer.render(doc, secrets=False)
             for pointer, name in _unknown_params(unknown):
-                found.add(where, pointer, name, ctx.name, kind="param")
+                found.add(file(pointer), pointer, name, ctx.name, kind="param")
         for pointer, message in ctx.schema(rendered):
-            found.add(where, pointer, f"schema {ctx.schema_name}: {message}", ctx.name)
+            found.add(file(pointer), pointer, f"schema {ctx.schema_name}: {message}", ctx.name)
         for pointer, message in ctx.scanner.scan(doc):
-            found.add(where, pointer, f"secret scan: {message}", ctx.name)
+            found.add(file(pointer), pointer, f"secret scan: {message}", ctx.name)
 
 
 def _unknown_params(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -207,7 +216,7 @@ def validate_branch(config: Config, store: GitStore, branch: str, *, prefer_remo
         _case_clashes(f"{branch}:", folder, tree.flows, found)
         for key, oid in sorted(tree.flows.items()):
             files += 1
-            _check_flow(f"{branch}:{flow_path(folder, key.name, key.version)}", store.read_blob(oid), key, ctxs, found)
+            _check_flow(f"{branch}:{flow_path(folder, key.name, key.version)}", store.flow_files(oid), key, ctxs, found)
     return Validation(branch, commit, tuple(c.name for c in contexts if c.name), files, found.result())
 
 
@@ -234,8 +243,11 @@ def validate_paths(config: Config, paths: Sequence[str]) -> Validation:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            files += sorted(f for f in path.rglob("*.json")
-                            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            files += sorted(f for f in path.rglob("*.json") if f.is_file() and not _in_sidecar_folder(f)
+                            and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            for orphan in _orphan_folders(path, {c.folder for c in contexts}):
+                found.add(f"{orphan}/", "", f"a sidecar folder without its flow: {orphan.name}.json is missing; "
+                          "restore it, or delete the folder")
         elif path.is_file():
             files.append(path)
         else:
@@ -259,12 +271,31 @@ def validate_paths(config: Config, paths: Sequence[str]) -> Validation:
             else:
                 by_dir.setdefault((f.parent.parent, ctxs[0].folder), []).append(expect)
         try:
-            raw = f.read_bytes()
+            stored = working_tree_flow(f)
         except OSError as exc:
             found.add(where, "", f"cannot read: {exc.strerror}")
             continue
-        _check_flow(where, raw, expect, ctxs, found)
+        _check_flow(where, stored, expect, ctxs, found)
     for (parent, folder), keys in by_dir.items():
         prefix = str(parent.parent) + "/" if str(parent.parent) not in ("", ".") else ""
         _case_clashes(prefix, folder, keys, found)
     return Validation("paths", None, tuple(c.name for c in contexts if c.name), len(set(files)), found.result())
+
+
+def _in_sidecar_folder(f: Path) -> bool:
+    """A file in the sidecar folder of a flow (``flows/orders/1/x.template.json`` beside ``1.json``)."""
+    return f.parent.with_name(f.parent.name + ".json").is_file()
+
+
+def _orphan_folders(root: Path, folders: set[str]) -> list[Path]:
+    """Folders at a flow's sidecar place (``<folder>/<name>/<version>/``) without their ``<version>.json``."""
+    out = []
+    for d in sorted(root.rglob("*")):
+        if d.is_symlink() or not d.is_dir() or any(part.startswith(".") for part in d.relative_to(root).parts):
+            continue
+        for folder in folders:
+            segs = tuple(folder.split("/"))
+            if tuple(d.absolute().parts[-2 - len(segs):-2]) == segs and not d.with_name(d.name + ".json").exists():
+                out.append(d)
+    return out
+

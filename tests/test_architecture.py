@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reconciler"
 
 #: the pure core: decisions and data, no I/O, no clock
 PURE = ["canonical", "names", "flows", "plan", "pointers", "secretrule", "templating", "semdiff", "readcache",
+        "codefields", "sidecars", "codediff", "layout", "kinds", "drivers.node_red.code",
         "shard", "webhook", "eventproc.model", "eventproc.expr", "eventproc.graph", "eventproc.fields",
         "eventproc.rules", "eventproc.render", "eventproc.sqltext"]
 #: modules that do I/O, or read the clock (an import of any of them is I/O)

@@ -21,3 +21,14 @@ def test_python_m_bench_runs_at_small_n_and_writes_its_json(tmp_path: Path) -> N
     assert len(doc["results"]) == 7 + 8  # in-process 1-6, whole processes C1-C8
     assert doc["results"]["5. commit-to-applied latency"]["pushes"] == 3
     assert all(r["ours"]["runs"] >= 1 for k, r in doc["results"].items() if k.startswith("C"))
+
+
+def test_python_m_bench_sidecars_runs_at_small_n_and_writes_its_json(tmp_path: Path) -> None:
+    """python -m bench.sidecars --flows 20: both forms exported and planned; the split one holds 8 files a flow."""
+    proc = subprocess.run([sys.executable, "-m", "bench.sidecars", "--flows", "20", "--runs", "1", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((tmp_path / "latest-sidecars-20.json").read_text())
+    r = doc["results"]
+    assert r["single-file"]["files_in_git"] == 20 and r["split"]["files_in_git"] == 160
+    assert set(r["ratio"]) == {"export", "export_cpu", "plan_cold", "plan_cold_cpu", "plan_warm"}

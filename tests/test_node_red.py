@@ -34,6 +34,7 @@ from reconciler.testing import Wrapped
 from reconciler.errors import ConfigError, LiveMovedError, RetryableError, StallError
 from reconciler.flows import FlowKey
 from reconciler.plan import Action
+from reconciler.sidecars import StoredFlow, join
 from tests.conftest import Workspace
 from tests.nodered import USER, VERSIONS, Install, NodeRed, examples_dir, start_node_red, unavailable
 from tests.servicekit import ServiceProcess, wait_for
@@ -161,7 +162,13 @@ def path_of(doc: dict[str, Any]) -> str:
 
 
 def in_git(ws: Workspace, rel: str, ref: str = "env/production") -> dict[str, Any]:
-    return json.loads(ws.git("show", f"{ref}:{rel}", cwd=ws.repo))
+    """The whole document git holds at ``rel``: its JSON with its sidecar files (code) joined back."""
+    folder = rel.removesuffix(".json")
+    names = ws.git("ls-tree", "--name-only", f"{ref}:{folder}", cwd=ws.repo, check=False).split()
+    files = {n: ws.git("show", f"{ref}:{folder}/{n}", cwd=ws.repo).encode() for n in names}
+    doc, _, problems = join(json.loads(ws.git("show", f"{ref}:{rel}", cwd=ws.repo)), StoredFlow(b"", files), where=rel)
+    assert not problems, problems
+    return doc
 
 
 def node_of(nr: NodeRed, node_id: str) -> dict[str, Any]:
@@ -227,7 +234,8 @@ def test_export_commits_one_canonical_document_per_tab(site: Workspace, nr: Node
     out = engine_for(site).export("production")
     assert out.commit and not out.problems
     tree = site.git("ls-tree", "-r", "--name-only", "env/production", cwd=site.repo).split()
-    assert tree == ["flows/_instance/1.json", "flows/billing/1.json", "flows/orders/2.0.json"]
+    assert tree == ["flows/_instance/1.json", "flows/billing/1.json", "flows/orders/2.0.json",
+                    "flows/orders/2.0/sf-fn.func.js"]
     instance = in_git(site, "flows/_instance/1.json")  # the broker no tab uses; orders before billing
     assert instance["tabs"] == ["t-o", "t-b"] and [n["id"] for n in instance["configs"]] == ["c-unused"]
     orders = in_git(site, "flows/orders/2.0.json")

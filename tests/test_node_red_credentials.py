@@ -288,7 +288,8 @@ def test_an_editor_change_adopted_into_git_keeps_the_credentials_placeholders(ws
     out = engine(ws).sync("production")
     assert out.commit is not None and not out.failed, (out.failed, out.problems)
     committed = json.loads(ws.git("show", "env/production:flows/sensors/1.json", cwd=ws.repo))
-    assert "msg.payload = 42" in json.dumps(committed)
+    # the function's code is a sidecar file in git (the split form)
+    assert "msg.payload = 42" in ws.git("show", "env/production:flows/sensors/1/s-fn.func.js", cwd=ws.repo)
     brokers = [c for c in committed.get("configs", []) if c["id"] == "c-mqtt"]
     assert brokers and brokers[0]["credentials"] == SECRET_BROKER["credentials"]
     assert USER.encode() not in every_git_object(ws) and PASSWORD.encode() not in every_git_object(ws)

@@ -78,3 +78,23 @@ def test_the_event_processing_section_runs_word_for_word(tmp_path: Path) -> None
     assert "kafka-0.acc.internal" in acc and "acc-kafka-pw" in acc and "price > 1000" in acc
     assert "kafka-0.prod.internal" in prod and "prod-kafka-pw" in prod and "acc-kafka-pw" not in prod
     assert (demo / "big-orders@1.sql").read_text().count("acc-kafka-pw") == 1
+
+
+def test_the_split_form_section_runs_word_for_word_and_shows_its_real_diffs(tmp_path: Path) -> None:
+    """Export a Node-RED tab split and single-file, change one line of a function, export again: the
+    two diffs the README shows are the ones git prints; migrate moves the single-file branch."""
+    md = section("Code as files: the split form")
+    script = "set -euo pipefail\n" + "\n".join(shell_blocks(md))
+    env = git_env(tmp_path)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    env.pop("RECONCILER_CONFIG", None)
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    split_diff, single_diff = re.findall(r"```diff\n(.*?)```", md, flags=re.S)
+    assert split_diff in proc.stdout and single_diff in proc.stdout, proc.stdout
+    assert split_diff.count("\n-") == split_diff.count("\n+") == 1 + 1  # one line out, one in (and the --- / +++ header)
+    assert "work/flows/orders/1/ship.func.js" in proc.stdout and "moved 1 flow of env/legacy" in proc.stdout
+    demo = tmp_path / "split-demo"
+    same = subprocess.run(["git", "diff", "env/acceptance", "env/legacy", "--", "flows"], cwd=demo / "state/flows.git",
+                          env=env, capture_output=True, text=True, check=True).stdout
+    assert same == ""  # migrated, the single-file branch holds exactly the files the split one does

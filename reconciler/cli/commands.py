@@ -21,6 +21,7 @@ from .branches import cmd_promote, cmd_resume, cmd_rollback, cmd_suspend
 from .common import Progress as _Progress, emit as _emit, engine as _engine
 from .common import exit_for as _exit_for, finished as _finished, print_json as _print_json, render as _render
 from .parser import EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
+from .migrate import cmd_migrate, migrated_lines
 from .render import cmd_render
 
 __all__ = ["COMMANDS"]
@@ -37,6 +38,8 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
         _print_json(out.as_dict())
         return _exit_for(out)
     branch = config.env(args.env).branch_name
+    if out.migrated is not None:
+        print("\n".join(migrated_lines(out.migrated)))
     invalid = out.states["invalid"]
     bad = f"; {invalid} flow{'s' * (invalid != 1)} could not be read (below)" if invalid else ""
     if out.commit:
@@ -199,7 +202,9 @@ def cmd_history(args: argparse.Namespace, config: Config) -> int:
                 path = flow_path(env.folder, args.name, "x").rsplit("/", 1)[0]
         except InvalidName as exc:
             raise ReconcilerError(f"invalid flow name: {exc}") from exc
-    commits = engine.store.history(ref, path, limit=args.limit)
+    # A flow's history is its JSON's and its sidecar folder's (a change of code touches only the folder).
+    paths = (path, path.removesuffix(".json")) if path and path.endswith(".json") else path
+    commits = engine.store.history(ref, paths, limit=args.limit)
     if args.json:
         _print_json({"environment": env.name, "ref": ref, "path": path, "commits": [c.as_dict() for c in commits]})
         return EXIT_OK
@@ -299,5 +304,5 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> int:
 COMMANDS = {
     "run": cmd_run, "healthcheck": cmd_healthcheck, "export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status,
     "history": cmd_history, "validate": cmd_validate, "promote": cmd_promote, "rollback": cmd_rollback,
-    "render": cmd_render, "suspend": cmd_suspend, "resume": cmd_resume,
+    "render": cmd_render, "suspend": cmd_suspend, "resume": cmd_resume, "migrate": cmd_migrate,
 }

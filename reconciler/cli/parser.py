@@ -65,6 +65,7 @@ _EXITS = {
     "suspend": "0 suspended (or already) · 1 error",
     "resume": "0 resumed (or was not suspended) · 1 error",
     "demo": "as run",
+    "migrate": "0 migrated or nothing to migrate · 1 error (a flow that cannot be read whole is left and named)",
 }
 
 
@@ -128,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("env")
     s.add_argument("--to", required=True, metavar="REV", help="a commit, tag or revision (env/production~2)")
     s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="roll back only this flow (repeatable; default: all)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = _sub(sub, "migrate", "store the environment's flows in git in the form it writes (sidecar files for code)",
+             "One commit on the environment's branch moving embedded code (function bodies, templates, custom\n"
+             "SQL) to sidecar files beside each flow's JSON, or back with form = \"single-file\". The flows'\n"
+             "content does not change, so nothing is imported. The first export does it by itself.")
+    s.add_argument("env")
+    s.add_argument("--dry-run", action="store_true", help="say what would move, commit nothing")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = _sub(sub, "sync", "reconcile the environment with its branch now",

@@ -23,6 +23,8 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
 
     from reconciler.canonical import InvalidJSON, parse_json
     from reconciler.flows import looks_like_sql, sql_export
+    from reconciler.gitform import stored_doc, working_tree_flow
+    from reconciler.sidecars import StoredFlow
     from reconciler.eventproc import RenderRefused, render
     from reconciler.names import encode
     from reconciler.promote import parse_selector
@@ -32,30 +34,35 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
     env = config.env(args.env) if args.env else None
     params: Any = dict(env.params) if env is not None else _KeptParams()
     secrets = env.load_secrets() if env is not None and env.driver == "flink-sql" else None
-    sources: list[tuple[str, bytes]] = []
+    sources: list[tuple[str, StoredFlow]] = []
     if args.paths:
         for p in args.paths:
             try:
-                sources.append((p, Path(p).read_bytes()))
+                sources.append((p, working_tree_flow(Path(p))))
             except OSError as exc:
                 raise ReconcilerError(f"{p}: cannot read: {exc.strerror}") from exc
     else:
         store = _engine(config).store
         folder = env.folder if env is not None else "flows"
         tree = store.flows_at(store.resolve(args.branch), folder)
-        sources = [(f"{args.branch}:{flow_path(folder, k.name, k.version)}", store.read_blob(oid))
+        sources = [(f"{args.branch}:{flow_path(folder, k.name, k.version)}", store.flow_files(oid))
                    for k, oid in sorted(tree.flows.items())]
     selectors = [parse_selector(f) for f in args.flow]
     out_dir = Path(args.output) if args.output else None
     if out_dir is not None and not out_dir.is_dir():
         raise UsageError(f"--output {out_dir}: no such folder")
     failed = rendered = 0
-    for where, raw in sources:
+    for where, stored in sources:
         try:
-            doc = parse_json(raw)
+            doc, _, problems = stored_doc(stored, where=where)  # the split form: its sidecars (SQL) joined
         except InvalidJSON as exc:
-            sql = where.endswith(".sql") or looks_like_sql(raw)
+            sql = where.endswith(".sql") or looks_like_sql(stored.json)
             print(f"{where}: {sql_export('this file') if sql else exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if problems:
+            for p in problems:
+                print(p, file=sys.stderr)
             failed += 1
             continue
         if not isinstance(doc, dict) or doc.get("kind") != "event-processing":

@@ -38,8 +38,9 @@ class HistoryMixin:
     repo: pygit2.Repository
     path: Path
 
-    def history(self, ref: str, path: str | None = None, limit: int | None = None) -> list[CommitInfo]:
-        """Commits reachable from ``ref`` (newest first); with ``path``, those that changed it."""
+    def history(self, ref: str, path: str | tuple[str, ...] | None = None, limit: int | None = None) -> list[CommitInfo]:
+        """Commits reachable from ``ref`` (newest first); with ``path``, those that changed it (with several
+        paths, any of them: a flow's JSON and its sidecar folder)."""
         tip = self.tip(ref)
         if tip is None:
             return []
@@ -58,7 +59,7 @@ class HistoryMixin:
                         theirs.append(ahead[p])
                     if theirs and all(t == mine for t in theirs):
                         continue
-                    if not theirs and mine is None:
+                    if not theirs and (mine is None or (isinstance(mine, tuple) and not any(mine))):
                         continue
                     if len(theirs) > 1 and mine in theirs:
                         continue  # a merge that took one side's version unchanged
@@ -93,7 +94,13 @@ def _info(c: pygit2.Commit) -> CommitInfo:
     return CommitInfo(str(c.id), c.author.time, c.author.offset, c.author.name, c.author.email, c.message.strip())
 
 
-def _entry_id(tree: pygit2.Tree, path: str) -> str | None:
+def _entry_id(tree: pygit2.Tree, path: str | tuple[str, ...]) -> str | tuple[str | None, ...] | None:
+    if isinstance(path, tuple):
+        return tuple(_one(tree, p) for p in path)
+    return _one(tree, path)
+
+
+def _one(tree: pygit2.Tree, path: str) -> str | None:
     try:
         return str(tree[path].id)
     except KeyError:

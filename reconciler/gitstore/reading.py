@@ -1,14 +1,17 @@
-"""Reading flows out of commits: one folder's ``key -> blob id`` (a tree-to-tree diff from the last
-tree read when it can, so the cost follows what changed), blobs, commits and ancestry.
+"""Reading flows out of commits: one folder's ``key -> entry id`` (a tree-to-tree diff from the last
+tree read when it can, so the cost follows what changed), a flow's files, blobs, commits and ancestry.
 
-A folder that is missing or not a folder, and entries at a flow's path that are
-not files (a submodule, a symlink), are reported, never read as "no flows".
+A flow is ``<name>/<version>.json`` and, in the split form, its sidecar folder ``<name>/<version>/``
+(:mod:`reconciler.sidecars`); its entry id is the JSON blob's id, with the folder's tree id when it
+has one, so a change of any sidecar is a change of the flow. A folder that is missing or not a
+folder, entries at a flow's path that are not files (a submodule, a symlink), and a sidecar folder
+without its JSON are reported, never read as "no flows" (that flow is unusable, never deleted).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,16 +19,15 @@ import pygit2
 
 from reconciler.errors import Problem, RetryableError, StallError
 from reconciler.flows import FlowKey, sql_export
-from reconciler.names import InvalidName, parse_flow_path
+from reconciler.names import InvalidName, decode, encode, parse_flow_path
+from reconciler.sidecars import StoredFlow, entry_id, entry_parts
 
-from .packwriter import PackWriter
+from .packwriter import MODE_TREE, OBJ_TREE, PackWriter, tree_bytes
+
+from .entries import _BLOB, _TREE, FILE_MODES, _flow_entry, entry_kind, mode_kind
 
 __all__ = ["ReadingMixin", "FlowTree", "entry_kind", "mode_kind", "FILE_MODES"]
 
-_BLOB = pygit2.GIT_OBJECT_BLOB
-_TREE = pygit2.GIT_OBJECT_TREE
-# Tree entry modes of regular files (a symlink is 0o120000, a submodule 0o160000).
-FILE_MODES = frozenset({0o100644, 0o100755})
 _ZERO_ID = b"\0" * 20
 
 
@@ -40,7 +42,7 @@ class FlowTree:
     """
 
     commit: str | None
-    flows: Mapping[FlowKey, str]
+    flows: Mapping[FlowKey, str]  # key -> entry id (the JSON's blob id, "+<tree id>" with a sidecar folder)
     problems: tuple[Problem, ...] = ()
     missing: str | None = None
     bad: Mapping[FlowKey, str] = field(default_factory=dict)  # entries at a flow's path that are not files
@@ -55,6 +57,7 @@ class ReadingMixin:
     _pending: PackWriter
     _trees: dict[tuple[str, str], FlowTree]
     _last: dict[str, tuple[pygit2.Tree, FlowTree]]
+    _entries: Callable[[bytes], dict[str, tuple[int, bytes]]]  # a tree's entries (WritingMixin)
 
     def flows_at(self, commit: str | None, folder: str) -> FlowTree:
         """Every ``<folder>/<name>/<version>.json`` of a commit.
@@ -107,19 +110,37 @@ class ReadingMixin:
             return None
         old_tree, old = last
         flows = dict(old.flows)
+        touched: set[tuple[str, str]] = set()
         try:
             deltas = old_tree.diff_to_tree(tree).deltas
             for delta in deltas:
                 for side, removing in ((delta.old_file, True), (delta.new_file, False)):
                     if side.id.raw == _ZERO_ID:  # the side that does not exist
                         continue
-                    if not removing and side.mode not in FILE_MODES:
-                        return None  # a submodule, a symlink: the full read reports the entry
-                    key = FlowKey(*parse_flow_path(side.path))
-                    if removing:
-                        flows.pop(key, None)
+                    parts = side.path.split("/")
+                    if len(parts) == 2 and parts[1].endswith(".json"):
+                        if not removing and side.mode not in FILE_MODES:
+                            return None  # a submodule, a symlink: the full read reports the entry
+                        touched.add((parts[0], parts[1][:-5]))
+                    elif len(parts) == 3:  # a sidecar file: its flow changed
+                        touched.add((parts[0], parts[1]))
                     else:
-                        flows[key] = str(side.id)
+                        return None  # not a flow's file: the full read reports it
+            for name_seg, version_seg in touched:
+                key = FlowKey(decode(name_seg), decode(version_seg))
+                folder_entry = tree[name_seg] if name_seg in tree else None
+                sub = self.repo[folder_entry.id] if folder_entry is not None and folder_entry.type == _TREE else None
+                if folder_entry is not None and sub is None:
+                    return None
+                json_entry = sub[version_seg + ".json"] if sub is not None and version_seg + ".json" in sub else None
+                side_entry = sub[version_seg] if sub is not None and version_seg in sub else None
+                entry, why = _flow_entry(json_entry, side_entry)
+                if why is not None:
+                    return None  # the full read reports it
+                if entry is None:
+                    flows.pop(key, None)
+                else:
+                    flows[key] = entry
         except InvalidName:
             return None
         except (pygit2.GitError, OSError) as exc:
@@ -139,46 +160,123 @@ class ReadingMixin:
                 kind = entry_kind(entry).removeprefix("a ")
                 problems.append(Problem(where, f"unexpected {kind} in {folder}/: flows live at {folder}/<name>/<version>.json"))
                 continue
-            for sub in self.repo[entry.id]:
+            subs = {sub.name: sub for sub in self.repo[entry.id]}
+            for sub in subs.values():
                 rel = f"{entry.name}/{sub.name}"
+                if sub.type == _TREE and f"{sub.name}.json" in subs:
+                    continue  # the sidecar folder of a flow: read with its JSON
                 try:
                     if rel.endswith(".sql"):
                         problems.append(Problem(f"{folder}/{rel}", sql_export(f"`{sub.name}`")))
+                        continue
+                    if not sub.name.endswith(".json") and sub.type == _TREE:
+                        key = FlowKey(decode(entry.name), decode(sub.name))
+                        why = f"a sidecar folder without its flow: {sub.name}.json is missing; restore it, or delete the folder"
+                        bad[key] = why
+                        problems.append(Problem(f"{folder}/{rel}/", why, flow=str(key)))
                         continue
                     name, version = parse_flow_path(rel)
                 except InvalidName as exc:
                     problems.append(Problem(f"{folder}/{rel}", f"not a flow path ({exc}); expected {folder}/<name>/<version>.json"))
                     continue
                 key = FlowKey(name, version)
-                if sub.type != _BLOB or sub.filemode not in FILE_MODES:
-                    # At a flow's path but not a file: that flow is unusable, not deleted.
-                    why = f"{entry_kind(sub)}, not a file; replace it with the flow's JSON"
+                flow_entry, why = _flow_entry(sub, subs.get(sub.name[:-5]))
+                if why is not None:
+                    # At a flow's path but not a file (or a sidecar folder that is not one): unusable, not deleted.
                     bad[key] = why
                     problems.append(Problem(f"{folder}/{rel}", why, flow=str(key)))
                     continue
-                flows[key] = str(sub.id)
+                assert flow_entry is not None
+                flows[key] = flow_entry
         return FlowTree(commit, flows, tuple(problems), bad=bad)
 
     def flows_in(self, entries: Mapping[str, tuple[str, int]], folder: str) -> FlowTree:
-        """The flows of ``folder`` among the entries of a merged tree (path -> (blob id, mode))."""
+        """The flows of ``folder`` among the entries of a merged tree (path -> (blob id, mode)).
+
+        A sidecar folder's tree is made in memory (queued, like the trees of a commit being made)."""
         flows: dict[FlowKey, str] = {}
         bad: dict[FlowKey, str] = {}
         problems: list[Problem] = []
         prefix = folder + "/"
+        jsons: dict[tuple[str, str], tuple[str, int, str]] = {}
+        sides: dict[tuple[str, str], list[tuple[int, str, bytes]]] = {}
         for path, (oid, mode) in sorted(entries.items()):
             if not path.startswith(prefix):
                 continue
+            parts = path[len(prefix):].split("/")
+            if len(parts) == 2 and parts[1].endswith(".json"):
+                jsons[(parts[0], parts[1][:-5])] = (oid, mode, path)
+            elif len(parts) >= 3:
+                sides.setdefault((parts[0], parts[1]), []).append(
+                    (mode if len(parts) == 3 else MODE_TREE, parts[2], bytes.fromhex(oid)))
+            else:
+                problems.append(Problem(path, f"not a flow path; expected {folder}/<name>/<version>.json"))
+        for segs in sorted(set(jsons) | set(sides)):
+            where = f"{prefix}{segs[0]}/{segs[1]}"
             try:
-                key = FlowKey(*parse_flow_path(path[len(prefix):]))
+                key = FlowKey(decode(segs[0]), decode(segs[1]))
             except InvalidName as exc:
-                problems.append(Problem(path, f"not a flow path ({exc}); expected {folder}/<name>/<version>.json"))
+                problems.append(Problem(where + ".json", f"not a flow path ({exc}); expected {folder}/<name>/<version>.json"))
                 continue
+            if segs not in jsons:
+                bad[key] = f"a sidecar folder without its flow: {segs[1]}.json is missing; restore it, or delete the folder"
+                problems.append(Problem(where + "/", bad[key], flow=str(key)))
+                continue
+            oid, mode, path = jsons[segs]
             if mode not in FILE_MODES:
                 bad[key] = f"{mode_kind(mode)}, not a file; replace it with the flow's JSON"
                 problems.append(Problem(path, bad[key], flow=str(key)))
                 continue
-            flows[key] = oid
+            tree = None
+            if segs in sides:
+                listing = {name: (m, raw) for m, name, raw in sides[segs]}
+                tree = self._pending.add(OBJ_TREE, tree_bytes((m, n, raw) for n, (m, raw) in listing.items())).hex()
+            flows[key] = entry_id(oid, tree)
         return FlowTree(None, flows, tuple(problems), bad=bad)
+
+    def flow_files(self, entry: str) -> StoredFlow:
+        """A flow's JSON and sidecar files, as git holds them (entries of its folder that are not
+        regular files are listed in ``bad``). Raises RetryableError when an object cannot be read."""
+        got = self.flow_files_within(entry, None)
+        assert isinstance(got, StoredFlow)
+        return got
+
+    def flow_files_within(self, entry: str, limit: int | None) -> StoredFlow | int:
+        """:meth:`flow_files`, or the flow's size in bytes (JSON and sidecars, from the objects' headers,
+        nothing read) when it is larger than ``limit``."""
+        json_oid, tree = entry_parts(entry)
+        try:
+            listing = self._entries(bytes.fromhex(tree)) if tree is not None else {}
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise RetryableError(f"cannot read object {tree}: {exc}") from exc
+        if limit is not None:
+            size = self.blob_size(json_oid) + sum(self.blob_size(raw.hex()) for mode, raw in listing.values()
+                                                  if mode in FILE_MODES)
+            if size > limit:
+                return size
+        data = self.read_blob(json_oid)
+        if tree is None:
+            return StoredFlow(data)
+        sidecars: dict[str, bytes] = {}
+        bad: dict[str, str] = {}
+        for name, (mode, raw) in listing.items():
+            if mode in FILE_MODES:
+                sidecars[name] = self.read_blob(raw.hex())
+            else:
+                bad[name] = mode_kind(mode)
+        return StoredFlow(data, sidecars, bad)
+
+    def entry_at(self, commit: str, folder: str, key: FlowKey) -> str | None:
+        """One flow's entry id at ``commit`` (None when it has no usable JSON there), without reading the folder."""
+        tree, _ = self._subtree(self._commit(commit).tree, folder)
+        name = encode(key.name)
+        if tree is None or name not in tree or tree[name].type != _TREE:
+            return None
+        sub = self.repo[tree[name].id]
+        version = encode(key.version)
+        entry, _ = _flow_entry(sub[version + ".json"] if version + ".json" in sub else None,
+                               sub[version] if version in sub else None)
+        return entry
 
     def read_state(self, ref: str) -> dict | None:
         """The JSON document :meth:`write_state` keeps at ``ref`` (None when there is none, or it is empty)."""
@@ -200,12 +298,16 @@ class ReadingMixin:
             raise RetryableError(f"cannot read object {oid}: {exc}") from exc
 
     def read_blob(self, oid: str) -> bytes:
-        if bytes.fromhex(oid) in self._pending:
-            return self._pending.get(bytes.fromhex(oid))
-        try:
-            return self.repo[pygit2.Oid(hex=oid)].data
-        except (KeyError, pygit2.GitError) as exc:
+        raw = bytes.fromhex(oid)
+        if raw in self._pending:
+            return self._pending.get(raw)
+        try:  # the object database, not repo[]: no Blob object built for every sidecar of every flow
+            kind, data = self.repo.odb.read(pygit2.Oid(raw=raw))
+        except (KeyError, pygit2.GitError, ValueError) as exc:
             raise RetryableError(f"cannot read object {oid}: {exc}") from exc
+        if kind != _BLOB:
+            raise RetryableError(f"cannot read object {oid}: not a blob (object type {kind})")
+        return data
 
     def has_object(self, oid: str) -> bool:
         return bytes.fromhex(oid) in self._pending or pygit2.Oid(hex=oid) in self.repo.odb
@@ -274,17 +376,3 @@ class ReadingMixin:
 
     def tree_of(self, commit: str | None) -> str | None:
         return None if commit is None else str(self._commit(commit).tree_id)
-
-
-def entry_kind(entry: pygit2.Object) -> str:
-    return mode_kind(entry.filemode)
-
-
-def mode_kind(mode: int) -> str:
-    if mode == 0o160000:
-        return "a submodule"
-    if mode == 0o120000:
-        return "a symlink"
-    if mode == 0o040000:
-        return "a folder"
-    return "a file"

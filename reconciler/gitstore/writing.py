@@ -1,5 +1,5 @@
 """Writing to the store: objects queued and written as one pack per batch (loose for a handful),
-trees edited path by path, commits moving a branch by compare-and-swap (a moved tip is
+flows put as their JSON and sidecar folder (:mod:`reconciler.sidecars`), trees edited path by path, commits moving a branch by compare-and-swap (a moved tip is
 :class:`BranchMovedError`: read and plan again), the drift branch, and merges in memory.
 """
 
@@ -14,8 +14,9 @@ import pygit2
 from reconciler.errors import BranchMovedError, RetryableError
 from reconciler.flows import FlowKey
 from reconciler.names import encode
+from reconciler.sidecars import StoredFlow, entry_id, entry_parts
 
-from .packwriter import MODE_BLOB, MODE_TREE, OBJ_BLOB, OBJ_TREE, PackWriter, tree_bytes
+from .packwriter import MODE_BLOB, MODE_TREE, OBJ_BLOB, OBJ_TREE, PackWriter, object_id, tree_bytes
 
 __all__ = ["WritingMixin", "Merge", "PACK_THRESHOLD"]
 
@@ -60,13 +61,43 @@ class WritingMixin:
             self._pending.clear()
             raise RetryableError(f"cannot write objects to {self.path}: {exc}") from exc
 
+    def put_flow(self, flow: StoredFlow | bytes) -> str:
+        """Queue a flow's JSON and sidecar folder for the next commit; returns its entry id."""
+        if isinstance(flow, bytes):
+            return self.write_blob(flow)
+        json_oid = self.write_blob(flow.json)
+        if not flow.sidecars:
+            return json_oid
+        listing = [(MODE_BLOB, name, bytes.fromhex(self.write_blob(data))) for name, data in flow.sidecars.items()]
+        return entry_id(json_oid, self._pending.add(OBJ_TREE, tree_bytes(listing)).hex())
+
+    @staticmethod
+    def flow_entry_id(flow: StoredFlow | bytes) -> str:
+        """The entry id :meth:`put_flow` gives ``flow``, computed without queuing anything (for what was
+        just committed)."""
+        if isinstance(flow, bytes):
+            return object_id(OBJ_BLOB, flow).hex()
+        json_oid = object_id(OBJ_BLOB, flow.json).hex()
+        if not flow.sidecars:
+            return json_oid
+        listing = [(MODE_BLOB, name, object_id(OBJ_BLOB, data)) for name, data in flow.sidecars.items()]
+        return entry_id(json_oid, object_id(OBJ_TREE, tree_bytes(listing)).hex())
+
     def tree_with(self, commit: str | None, folder: str, changes: Mapping[FlowKey, str | None]) -> str:
-        """Tree id of ``commit``'s tree with the flows in ``changes`` set (blob id) or removed (None)."""
+        """Tree id of ``commit``'s tree with the flows in ``changes`` set (entry id) or removed (None): the
+        JSON at ``<name>/<version>.json`` and the sidecar folder at ``<name>/<version>/`` (removed when the
+        flow has none), so a flow's files always move together."""
         base = self._commit(commit).tree_id.raw if commit else None
-        edits: dict[tuple[str, ...], bytes | None] = {}
-        for key, oid in changes.items():
-            path = (*folder.split("/"), encode(key.name), encode(key.version) + ".json")
-            edits[path] = None if oid is None else bytes.fromhex(oid)
+        edits: dict[tuple[str, ...], tuple[int, bytes] | None] = {}
+        for key, entry in changes.items():
+            stem = (*folder.split("/"), encode(key.name), encode(key.version))
+            json_path = (*stem[:-1], stem[-1] + ".json")
+            if entry is None:
+                edits[json_path] = edits[stem] = None
+                continue
+            json_oid, tree = entry_parts(entry)
+            edits[json_path] = (MODE_BLOB, bytes.fromhex(json_oid))
+            edits[stem] = None if tree is None else (MODE_TREE, bytes.fromhex(tree))
         try:
             new = self._edit(base, edits)
         except (pygit2.GitError, OSError) as exc:
@@ -77,21 +108,27 @@ class WritingMixin:
         """name -> (mode, raw id) of a stored or queued tree."""
         if raw_id in self._pending:
             return _parse_tree(self._pending.get(raw_id))
-        tree = self.repo[pygit2.Oid(raw=raw_id)]
-        return {e.name: (e.filemode, e.id.raw) for e in tree}
+        kind, data = self.repo.odb.read(pygit2.Oid(raw=raw_id))  # not repo[]: an enum per entry's mode
+        if kind == pygit2.GIT_OBJECT_TREE:
+            try:
+                return _parse_tree(data)
+            except UnicodeDecodeError:  # a name that is not UTF-8: as pygit2 reads it
+                pass
+        return {e.name: (e.filemode, e.id.raw) for e in self.repo[pygit2.Oid(raw=raw_id)]}
 
-    def _edit(self, tree: bytes | None, edits: Mapping[tuple[str, ...], bytes | None]) -> bytes | None:
-        """Apply path edits to a tree; returns the new tree's id, None when it is empty."""
+    def _edit(self, tree: bytes | None, edits: Mapping[tuple[str, ...], tuple[int, bytes] | None]) -> bytes | None:
+        """Apply path edits ((mode, raw id), or None to remove) to a tree; returns the new tree's id,
+        None when it is empty."""
         entries = self._entries(tree) if tree is not None else {}
-        groups: dict[str, dict[tuple[str, ...], bytes | None]] = {}
-        for path, raw in edits.items():
+        groups: dict[str, dict[tuple[str, ...], tuple[int, bytes] | None]] = {}
+        for path, value in edits.items():
             if len(path) == 1:
-                if raw is None:
+                if value is None:
                     entries.pop(path[0], None)
                 else:
-                    entries[path[0]] = (MODE_BLOB, raw)
+                    entries[path[0]] = value
             else:
-                groups.setdefault(path[0], {})[path[1:]] = raw
+                groups.setdefault(path[0], {})[path[1:]] = value
         for name, sub in groups.items():
             existing = entries.get(name)
             subtree = existing[1] if existing is not None and existing[0] == MODE_TREE else None
@@ -174,20 +211,23 @@ class WritingMixin:
         commit = self.commit(None, parent, tree, message)
         self.set_ref(ref, commit, message.splitlines()[0])
 
-    def commit_changes(self, branch: str, parent: str | None, folder: str, changes: Mapping[FlowKey, bytes | None], message: str) -> str | None:
-        """Write flows to a branch in one commit (compare-and-swap from ``parent``).
+    def commit_changes(self, branch: str, parent: str | None, folder: str,
+                       changes: Mapping[FlowKey, StoredFlow | bytes | None], message: str) -> str | None:
+        """Write flows (their stored form, or one JSON file's bytes) to a branch in one commit
+        (compare-and-swap from ``parent``).
 
         Returns the new commit id, or None when the tree did not change (no
         empty commits). Raises :class:`BranchMovedError` when the tip moved.
         """
-        blobs = {k: (None if v is None else self.write_blob(v)) for k, v in changes.items()}
+        blobs = {k: (None if v is None else self.put_flow(v)) for k, v in changes.items()}
         tree = self.tree_with(parent, folder, blobs)
         if parent is not None and tree == self.tree_of(parent):
             self._pending.clear()  # everything queued already exists
             return None
         return self.commit(branch, parent, tree, message)
 
-    def save_drift(self, env: str, folder: str, flows: Mapping[FlowKey, bytes], message: str, attempts: int = 5) -> str | None:
+    def save_drift(self, env: str, folder: str, flows: Mapping[FlowKey, StoredFlow | bytes], message: str,
+                   attempts: int = 5) -> str | None:
         """Commit live content to ``drift/<env>`` before it is overwritten; retries on a moved tip."""
         ref = f"refs/heads/drift/{env}"
         for _ in range(attempts):

@@ -1,5 +1,6 @@
 """The semantic diff of :mod:`reconciler.semdiff` shaped for a page (pure): rows grouped by the node they
-are in (a step, a Node-RED node), a whole node added or removed as one row, layout-only changes folded.
+are in (a step, a Node-RED node), a whole node added or removed as one row, a code change side by side
+(:func:`reconciler.codediff.side_by_side`), layout-only changes (as the flow's kind declares them) folded.
 
 Nothing is diffed here: the items are the ones ``plan --against`` shows, already masked where they are
 built, so a page can only show what the text and markdown renderings show.
@@ -11,12 +12,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from reconciler.codediff import SideRow, changed_lines, side_by_side
 from reconciler.semdiff import DiffItem, NodeRef, render_value, summary
 
-__all__ = ["LAYOUT_FIELDS", "Row", "Group", "DiffView", "diff_view"]
+__all__ = ["Row", "Group", "DiffView", "diff_view"]
 
-#: fields that only place a node on the editor's canvas (Node-RED's x, y and a group's w, h)
-LAYOUT_FIELDS = frozenset({"x", "y", "w", "h"})
 _WIDTH = 160
 
 
@@ -30,6 +30,8 @@ class Row:
     old: str = ""
     new: str = ""
     full: str = ""
+    file: str = ""  # a code change: the sidecar file holding it (or the pointer)
+    code: tuple[SideRow, ...] = ()  # a code change: old and new side by side
 
 
 @dataclass(frozen=True)
@@ -46,15 +48,11 @@ class DiffView:
     summary: str
     groups: tuple[Group, ...]
     layout: tuple[Row, ...]  # layout-only changes, shown folded
+    layout_fields: str = ""  # their field names ("x, y")
 
     @property
     def empty(self) -> bool:
         return not self.groups and not self.layout
-
-
-def _is_layout(item: DiffItem) -> bool:
-    last = item.pointer.rsplit("/", 1)[-1]
-    return item.node is not None and not item.is_node and last in LAYOUT_FIELDS
 
 
 def _root(ref: NodeRef) -> NodeRef:
@@ -67,6 +65,10 @@ def _row(item: DiffItem) -> Row:
     plain = item.as_dict()
     if item.op == "reorder":
         return Row("reorder", item.pointer, ", ".join(item.old), ", ".join(item.new))
+    if item.code is not None:
+        added, removed = changed_lines(item.old, item.new)
+        return Row("code", item.pointer, f"-{removed}", f"+{added}", file=item.code.rpartition(":")[2] or item.pointer,
+                   code=tuple(side_by_side(item.old, item.new)))
     old = render_value(item.old, _WIDTH) if "old" in plain else ""
     new = render_value(item.new, _WIDTH) if "new" in plain else ""
     full = ""
@@ -79,8 +81,8 @@ def _row(item: DiffItem) -> Row:
 def diff_view(items: Iterable[DiffItem]) -> DiffView:
     """Group, fold and render ``items`` (in their order: the diff's own)."""
     items = list(items)
-    layout = tuple(_row(i) for i in items if _is_layout(i))
-    kept = [i for i in items if not _is_layout(i)]
+    layout = tuple(_row(i) for i in items if i.layout)
+    kept = [i for i in items if not i.layout]
     order: list[tuple[str, str] | None] = []
     rows: dict[tuple[str, str] | None, list[Row]] = {}
     what: dict[tuple[str, str] | None, str] = {}
@@ -94,7 +96,8 @@ def diff_view(items: Iterable[DiffItem]) -> DiffView:
             what[key] = "added" if item.op == "add" else "removed"
         rows[key].append(_row(item))
     groups = tuple(Group(f"{k[0]}[{k[1]}]" if k is not None else "fields", what[k], tuple(rows[k])) for k in order)
+    fields = ", ".join(dict.fromkeys(r.pointer.rsplit("/", 1)[-1] for r in layout))
     text = summary(kept) if kept else "no changes"
     if layout:
-        text += f" (and {len(layout)} layout-only change{'s' * (len(layout) != 1)}: x, y, w, h; folded)"
-    return DiffView(text, groups, layout)
+        text += f" (and {len(layout)} layout-only change{'s' * (len(layout) != 1)}: {fields}; folded)"
+    return DiffView(text, groups, layout, fields)

@@ -21,12 +21,15 @@ import orjson
 from reconciler.canonical import InvalidJSON, parse_json
 from reconciler.config import EnvironmentConfig
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.flows import FlowKey, read_flow
+from reconciler.codefields import layout_patterns
+from reconciler.flows import FlowKey
+from reconciler.gitform import Unreadable, stored_doc
 from reconciler.gitstore import GitStore
 from reconciler.names import flow_path
 from reconciler.scanning import environment_templating
 from reconciler.secretrule import SecretRule
 from reconciler.semdiff import diff, masked
+from reconciler.sidecars import read_stored, sidecar_folder
 from reconciler.templating import Templating
 
 from .diffview import DiffView, diff_view
@@ -58,10 +61,22 @@ class FlowPage:
     problem: str
 
 
-def _doc(store: GitStore, commit: str | None, path: str) -> Any:
-    """The flow's document at ``commit`` (None when it has no file there)."""
-    oid = store.blob_at(commit, path) if commit else None
-    return None if oid is None else parse_json(store.read_blob(oid))
+def _doc(store: GitStore, commit: str | None, env: EnvironmentConfig, key: FlowKey, path: str) -> tuple[Any, dict[str, str]]:
+    """The flow's whole document at ``commit`` (its sidecars joined; None when it has no file there), and
+    pointer -> the sidecar file of each code field."""
+    entry = store.entry_at(commit, env.folder, key) if commit else None
+    if entry is None:
+        return None, {}
+    doc, refs, problems = stored_doc(store.flow_files(entry), where=path, flow=str(key))
+    if problems:
+        raise Unreadable(problems[0])
+    return doc, refs
+
+
+def _diff(env: EnvironmentConfig, before: tuple[Any, dict[str, str]], after: tuple[Any, dict[str, str]]) -> DiffView:
+    docs = (before[0], after[0])
+    return diff_view(diff(*docs, secret=_rule(env), layout=layout_patterns(docs, env.declarations()),
+                          code={**before[1], **after[1]}))
 
 
 def _rule(env: EnvironmentConfig) -> SecretRule:
@@ -84,12 +99,12 @@ def _live_diff(svc: "Service", store: GitStore, env: EnvironmentConfig, key: Flo
                tip: str | None) -> tuple[DiffView | None, str]:
     """git's version (parameters rendered, canonical) against the environment's (secrets templatized)."""
     rule = environment_templating([env])
-    oid = store.blob_at(tip, path) if tip else None
+    oid = store.entry_at(tip, env.folder, key) if tip else None
     git_doc = None
     if oid is not None:
         params = Templating(params=dict(env.params), keep=(env.identity.name, env.identity.version))
-        got = read_flow(store.read_blob(oid), env.flow_identity, env.rules, where=path,
-                        render=partial(params.render, secrets=False))
+        got = read_stored(store.flow_files(oid), env.flow_identity, env.rules, where=path,
+                          render=partial(params.render, secrets=False))
         if isinstance(got, Problem):
             return None, f"git's version cannot be read: {got.message}"
         git_doc = parse_json(got.data or b"null")
@@ -102,7 +117,8 @@ def _live_diff(svc: "Service", store: GitStore, env: EnvironmentConfig, key: Flo
         live_doc, _ = replace(rule, keep=(env.identity.name, env.identity.version)).templatize(parse_json(live.data))
     if git_doc is None and live_doc is None:
         return None, "neither git nor the environment holds this flow now"
-    return diff_view(diff(git_doc, live_doc, secret=rule.rule)), ""
+    docs = (git_doc, live_doc)
+    return diff_view(diff(*docs, secret=rule.rule, layout=layout_patterns(docs, env.declarations()))), ""
 
 
 def flow_page(svc: "Service", reader: GitReader, env_name: str, key: FlowKey, given: tuple[str, str]) -> FlowPage | None:
@@ -123,20 +139,23 @@ def flow_page(svc: "Service", reader: GitReader, env_name: str, key: FlowKey, gi
     try:
         with reader.store() as store:
             tip = store.tip(env.branch_name)
-            current = _doc(store, tip, path)
+            current, _ = _doc(store, tip, env, key, path)
             document = None if current is None else _pretty(current, env)
-            history = [commit_row(c, now) for c in store.history(env.branch_name, path, limit=HISTORY)]
+            paths = (path, sidecar_folder(path))  # the flow's JSON and its sidecar folder
+            history = [commit_row(c, now) for c in store.history(env.branch_name, paths, limit=HISTORY)]
             newest = history[0]["id"] if history else None
             older = history[1]["id"] if len(history) > 1 else None
             to, since = _pick(given, newest, older)
             if to is not None:
                 compare = (since or "", to)
-                before = _doc(store, since, path) if since else None
-                shown = diff_view(diff(before, _doc(store, to, path), secret=_rule(env)))
+                before = _doc(store, since, env, key, path) if since else (None, {})
+                shown = _diff(env, before, _doc(store, to, env, key, path))
             if row is not None and row["state"] in ("drifted", "conflict"):
                 live, note = _live_diff(svc, store, env, key, path, tip)
     except InvalidJSON as exc:
         problem = f"not valid JSON at one of these commits, so there is no semantic diff: {exc}"
+    except Unreadable as exc:
+        problem = f"cannot be read whole at one of these commits, so there is no semantic diff: {exc}"
     except ReconcilerError as exc:
         problem = str(exc)
     return FlowPage(env_name, key.name, key.version, flow_url(env_name, key.name, key.version), row, path,
