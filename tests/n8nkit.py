@@ -379,30 +379,39 @@ def start_n8n(workdir: Path) -> N8n:
 
 
 class Instances:
-    """Named n8n instances of which at most one runs (each costs ~650 MB): ``use(name)`` stops the
-    running one and starts ``name`` (made with an owner and a key the first time; its database,
-    owner and key survive a restart)."""
+    """Named n8n instances of which at most ``at_once`` run (each costs ~650 MB): ``use(name)``
+    starts ``name`` if it is not running (made with an owner and a key the first time; its database,
+    owner and key survive a restart), first stopping the one used least recently when ``at_once``
+    are running already."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, at_once: int = 1):
         self.workdir = workdir
+        self.at_once = at_once
         self.made: dict[str, N8n] = {}
-        self.running: str | None = None
+        self.started: list[str] = []  # the running ones, least recently used first
+
+    @property
+    def running(self) -> str | None:
+        """The one used last, if it runs."""
+        return self.started[-1] if self.started else None
 
     def use(self, name: str) -> N8n:
-        if self.running == name:
+        if name in self.started:
+            self.started.remove(name)
+            self.started.append(name)
             return self.made[name]
-        self.stop()
+        while len(self.started) >= self.at_once:
+            self.made[self.started.pop(0)].stop()
         if name in self.made:
             self.made[name].start()
         else:
             self.made[name] = start_n8n(self.workdir / name)
-        self.running = name
+        self.started.append(name)
         return self.made[name]
 
     def stop(self) -> None:
-        if self.running is not None:
-            self.made[self.running].stop()
-            self.running = None
+        while self.started:
+            self.made[self.started.pop()].stop()
 
 
 @pytest.fixture(scope="module")

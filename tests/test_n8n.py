@@ -2,8 +2,9 @@
 
 The mapping under test is the shipped example (manifests/examples/n8n/reconciler.toml)
 with only its URLs pointed at the instances the tests start: acceptance is instance A,
-production instance B. Never more than one n8n runs (each takes ~650 MB): A is stopped
-before B starts, and the other way round (``Instances.use``).
+production instance B. Both run at once while this module runs (each takes ~650 MB; the
+tests switch between them, and a stop and a start cost ~15 s each time, ~60 s in all when
+only one ran at a time); none after it (``Instances(at_once=2)``).
 
 "B equal to A" compares each workflow's name, nodes, connections and settings, with
 node ids and credential ids dropped: n8n makes node ids up when a workflow arrives
@@ -101,7 +102,7 @@ def rel(name: str) -> str:
 
 @dataclass
 class Site:
-    """The two instances, at most one running, and the workspace whose config points at them."""
+    """The two instances, both running, and the workspace whose config points at them."""
 
     instances: Instances
     mp: pytest.MonkeyPatch
@@ -166,7 +167,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("n8n-site")
     (root / "ws").mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        s = Site(Instances(root / "n8n"), mp, Workspace(root / "ws"))
+        s = Site(Instances(root / "n8n", at_once=2), mp, Workspace(root / "ws"))
         try:
             yield s
         finally:
