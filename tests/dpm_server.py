@@ -77,6 +77,7 @@ class DpmServer:
         self.token = token
         self.list_full, self.override_in, self.page_size = list_full, override_in, page_size
         self.flows: dict[tuple[str, str], dict] = {}
+        self.polls: dict[tuple[str, str], int] = {}  # status reads since the flow was last written
         self.seen: list[Seen] = []
         self.faults = _Faults()
         self.lock = threading.RLock()
@@ -150,6 +151,7 @@ class DpmServer:
     def _store(self, doc: dict) -> None:
         self._bump(doc)
         self.flows[(str(doc["name"]), str(doc["version"]))] = doc
+        self.polls[(str(doc["name"]), str(doc["version"]))] = 0
 
     def _bump(self, doc: dict) -> None:
         self._revision += 1
@@ -188,6 +190,8 @@ class DpmServer:
                 return (*self._list(query), delay)
             if method == "GET" and len(rest) == 4 and rest[1] == "versions" and rest[3] == "export":
                 return (*self._export(rest[0], rest[2]), delay)
+            if method == "GET" and len(rest) == 4 and rest[1] == "versions" and rest[3] == "status":
+                return (*self._status(rest[0], rest[2]), delay)
             if method == "POST" and rest == ["import"]:
                 return (*self._import(query, parsed), delay)
             if method == "DELETE" and len(rest) == 3 and rest[1] == "versions":
@@ -244,6 +248,21 @@ class DpmServer:
         doc.pop("exportedAt", None)
         self._store(doc)
         return 201, {"name": name, "version": version, "revision": doc["revision"]}
+
+    def _status(self, name: str, version: str) -> tuple[int, Any]:
+        """A deployed flow's run state, as the platform's monitor shows it: "starting" on the first read
+        after a write, then "running"; a flow whose doc says ``"start": "fails"`` fails to start, and
+        ``"start": "hangs"`` never leaves "starting"."""
+        key = (name, version)
+        if key not in self.flows:
+            return 404, {"message": f"Flow '{name}' version '{version}' not found"}
+        self.polls[key] = self.polls.get(key, 0) + 1
+        start = self.flows[key].get("start")
+        if self.polls[key] == 1 or start == "hangs":
+            return 200, {"status": {"state": "starting"}}
+        if start == "fails":
+            return 200, {"status": {"state": "failed", "error": "step 'load' could not start: connection refused"}}
+        return 200, {"status": {"state": "running"}}
 
     def _delete(self, name: str, version: str) -> tuple[int, Any]:
         if self.flows.pop((name, version), None) is None:

@@ -166,6 +166,7 @@ from .settings import (
     CursorPaging,
     DeleteRoute,
     ExportRoute,
+    HealthRoute,
     HttpEnvironment,
     HttpIdentity,
     ImportRoute,

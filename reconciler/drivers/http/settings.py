@@ -35,6 +35,7 @@ __all__ = [
     "UpdateRoute",
     "CursorPaging",
     "CredentialsRoute",
+    "HealthRoute",
     "HttpIdentity",
     "SETTINGS",
 ]
@@ -205,6 +206,22 @@ class DeleteRoute(Model):
     path: IdTemplate = Field(description="URL template with {name} and {version} (or {id}), appended to url.")
 
 
+class HealthRoute(Model):
+    """After a write, the platform's own word on each written flow: GET ``path`` until the state at
+    ``state`` is one of ``healthy`` (it runs), one of ``unhealthy`` (it failed: restored or reported per
+    ``on_unhealthy``), or ``health_timeout`` passes (unhealthy too). Anything else (starting, a 404 while
+    the platform deploys) means: ask again after ``interval`` seconds."""
+
+    path: IdTemplate = Field(description="URL template ({name}, {version} or {id}), appended to url.")
+    state: RootPointer = Field(description="JSON pointer of the flow's state in the answer.")
+    healthy: tuple[str | int | bool, ...] = Field(min_length=1, description="States that mean the flow runs.")
+    unhealthy: tuple[str | int | bool, ...] = Field(
+        (), description="States that mean it failed to start (stop waiting); any other state: wait."
+    )
+    message: Pointer | None = Field(None, description="Pointer of the platform's reason in the answer, quoted.")
+    interval: float = Field(0.5, gt=0, le=60, description="Seconds between two reads of a flow's state.")
+
+
 class CredentialsRoute(Model):
     """GET listing the credentials flows may reference; a flow whose reference does not resolve is refused
     before import. Each node at ``nodes`` keeps its references at ``refs`` as ``{type: {id, name}}``."""
@@ -288,6 +305,10 @@ class HttpEnvironment(EnvironmentConfig):
         None, description="Where the credentials flows reference are listed, to refuse a flow whose references do "
         "not resolve (optional: without it they are not checked).",
     )
+    health: HealthRoute | None = Field(
+        None, description="A health endpoint per flow: the health gate after each write (optional: without it "
+        "a write the platform accepted counts as running).",
+    )
     timeout: float = Field(10.0, gt=0, le=600, description="Seconds to wait for a connection and for each read.")
     attempts: int = Field(3, ge=1, le=10, description="Tries per request on a timeout, a 5xx or a 429.")
     backoff: float = Field(0.5, ge=0, le=60, description="First delay (seconds) between tries; doubles each time.")
@@ -318,6 +339,11 @@ class HttpEnvironment(EnvironmentConfig):
             raise ValueError("prune = true needs a delete endpoint ([environment.delete])")
         return _listed_id(v, info)
 
+    @field_validator("health")
+    @classmethod
+    def _health(cls, v: HealthRoute | None, info: ValidationInfo) -> HealthRoute | None:
+        return _listed_id(v, info)
+
     @field_validator("defaults")
     @classmethod
     def _defaults(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -341,6 +367,10 @@ class HttpEnvironment(EnvironmentConfig):
     def build_driver(self) -> HttpDriver:
         from .driver import HttpDriver  # here, not at the top: the driver builds on this module's models
 
+        if self.health is not None:
+            from .health import HealthCheckedHttpDriver
+
+            return HealthCheckedHttpDriver(self)
         return HttpDriver(self)
 
 
