@@ -87,11 +87,15 @@ class GitStore(RefsMixin, ReadingMixin, WritingMixin, HistoryMixin):
         if not (self.path / "HEAD").is_file() or not (self.path / "objects").is_dir():
             raise RetryableError(_missing_repository(self.path, gone=True))
 
+    def local_path(self, name: str) -> Path:
+        """Where :meth:`read_local` and :meth:`write_local` keep ``name``."""
+        return Path(self.repo.path) / "reconciler" / "local" / name
+
     def read_local(self, name: str) -> bytes | None:
         """A small file this machine keeps in the git dir, never in the history nor pushed
         (``<gitdir>/reconciler/local/<name>``, beside the caches); None when there is none or it cannot be read."""
         try:
-            return (Path(self.repo.path) / "reconciler" / "local" / name).read_bytes()
+            return self.local_path(name).read_bytes()
         except OSError:
             return None
 
