@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from reconciler.canonical import Rules, canonicalize, parse_pointer
+from reconciler.names import unescape
 
 __all__ = ["CodeField", "Declared", "Found", "code_in", "layout_patterns", "is_layout", "layout_only",
            "sidecar_name", "parse_sidecar_name", "InvalidSidecarName", "MAX_NAME"]
@@ -210,28 +211,18 @@ def sidecar_name(stem: str, label: str, ext: str) -> str:
     return name
 
 
+_LOWER_HEX = re.compile(r"[0-9a-f]{2}")  # names are never upper-case, their escapes neither
+
+
 def _unescape(part: str, literal: str) -> str:
     if not part.startswith("~"):
         return part
-    raw = bytearray()
-    i, body = 0, part[1:]
-    while i < len(body):
-        ch = body[i]
-        if ch in literal:
-            raw += ch.encode()
-            i += 1
-        elif ch == "^" and i + 1 < len(body) and "a" <= body[i + 1] <= "z":
-            raw += body[i + 1].upper().encode()
-            i += 2
-        elif ch == "%" and re.fullmatch(r"[0-9a-f]{2}", body[i + 1:i + 3]):
-            raw.append(int(body[i + 1:i + 3], 16))
-            i += 3
-        else:
-            raise InvalidSidecarName(f"{part!r} is not an encoded part of a sidecar name")
     try:
-        return raw.decode("utf-8")
+        return unescape(part[1:], literal, _LOWER_HEX)
     except UnicodeDecodeError as exc:
         raise InvalidSidecarName(f"{part!r} does not decode to UTF-8 text") from exc
+    except ValueError as exc:
+        raise InvalidSidecarName(f"{part!r} is not an encoded part of a sidecar name") from exc
 
 
 def parse_sidecar_name(name: str) -> tuple[str, str, str]:

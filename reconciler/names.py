@@ -20,7 +20,7 @@ finds them so the caller can refuse the second one with a clear error.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from functools import lru_cache
 
 __all__ = [
@@ -85,31 +85,44 @@ def decode(segment: str) -> str:
     return _decode(segment)
 
 
+_ANY_HEX = re.compile(r"[0-9A-Fa-f]{2}")
+
+
+def unescape(body: str, literal: Container[str], hex_pair: re.Pattern[str] = _ANY_HEX) -> str:
+    """The text an escaped body spells: characters of ``literal`` as they are, ``^x`` for an upper-case
+    X, ``%hh`` for a byte (``hex_pair`` says which spellings of it count). The one decoder of flow path
+    segments and sidecar names. Raises UnicodeDecodeError for bytes that are not UTF-8, ValueError for
+    anything else that is not such a body."""
+    raw = bytearray()
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch in literal:
+            raw += ch.encode()
+            i += 1
+        elif ch == "^" and i + 1 < len(body) and "a" <= body[i + 1] <= "z":
+            raw += body[i + 1].upper().encode()
+            i += 2
+        elif ch == "%" and hex_pair.fullmatch(body[i + 1 : i + 3]):
+            raw.append(int(body[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raise ValueError(f"not an escaped text at {i}")
+    return raw.decode("utf-8")
+
+
 @lru_cache(maxsize=1 << 17)
 def _decode(segment: str) -> str:
     if not segment.startswith("~"):
         if _PLAIN.fullmatch(segment) and segment not in (".", ".."):
             return segment
         raise InvalidName(f"{segment!r} is not a valid flow path segment")
-    raw = bytearray()
-    i, body = 0, segment[1:]
-    while i < len(body):
-        ch = body[i]
-        if ch in _LITERAL:
-            raw += ch.encode()
-            i += 1
-        elif ch == "^" and i + 1 < len(body) and body[i + 1] in "abcdefghijklmnopqrstuvwxyz":
-            raw += body[i + 1].upper().encode()
-            i += 2
-        elif ch == "%" and re.fullmatch(r"[0-9A-Fa-f]{2}", body[i + 1 : i + 3]):
-            raw.append(int(body[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            raise InvalidName(f"{segment!r} is not a valid encoded flow path segment")
     try:
-        name = raw.decode("utf-8")
+        name = unescape(segment[1:], _LITERAL)
     except UnicodeDecodeError as exc:
         raise InvalidName(f"{segment!r} does not decode to UTF-8 text") from exc
+    except ValueError as exc:
+        raise InvalidName(f"{segment!r} is not a valid encoded flow path segment") from exc
     if encode(name).lower() != segment.lower():
         # Only the canonical spelling is accepted, so one name has one path.
         raise InvalidName(f"{segment!r} is not the canonical encoding of {name!r}; expected {encode(name)!r}")
