@@ -119,14 +119,10 @@ class Engine:
             )
         templating = self._templating(env)
         fingerprint = templating.fingerprint()
-        memo = self._memo.get(env.name)
-        if memo is not None and memo.fingerprint != fingerprint:
-            memo = None  # a parameter or secret changed: re-render everything
+        memo = self._recalled(env, fingerprint)
         limit = self.config.repository.max_flow_bytes
         own = desired is None  # D is the branch tip's (not a merge computed in memory): worth keeping
         kept = reads_fingerprint(env, fingerprint, limit) if self._kept is not None else ""
-        if memo is None and self._kept is not None and (got := self._kept.recall(env.name, env.folder, kept)):
-            memo = Memo(fingerprint, got.desired, got.base)  # before any tree is read: the store knows them
         at_tip = desired if desired is not None else self.store.flows_at(tip, env.folder)
         if tip is not None and at_tip.missing is not None:
             if at_tip.missing != "absent":
@@ -184,6 +180,19 @@ class Engine:
             quarantine=quarantine.load(self.store.read_state(quarantine.QUARANTINE_PREFIX + env.name)),
             suspension=suspension.load(self.store.read_state(suspension.SUSPEND_PREFIX + env.name)),
         )
+
+    def _recalled(self, env: EnvironmentConfig, fingerprint: str) -> "Memo | None":
+        """What was derived from git for ``env`` by this engine, or kept by the last process (whose
+        clean trees are then given to the store before any tree is read)."""
+        memo = self._memo.get(env.name)
+        if memo is not None and memo.fingerprint != fingerprint:
+            memo = None  # a parameter or secret changed: re-render everything
+        if memo is None and self._kept is not None:
+            got = self._kept.recall(env.name, env.folder,
+                                    reads_fingerprint(env, fingerprint, self.config.repository.max_flow_bytes))
+            if got is not None:
+                memo = self._memo[env.name] = Memo(fingerprint, got.desired, got.base)
+        return memo
 
     def _templating(self, env: EnvironmentConfig) -> Templating:
         """Parameters and secrets of an environment (secrets read from files and env vars now)."""
@@ -272,6 +281,7 @@ class Engine:
         migrated: list[Migration] = []
 
         def to_form(e: EnvironmentConfig) -> None:  # under the lock: flows git holds in another form move first
+            self._recalled(e, self._templating(e).fingerprint())  # the kept trees: the check lists no tree
             migrated.append(migrate_env(self.store, e, missing_ok=True))
 
         out = self._run(env, policy, dry_run=False, progress=progress, allowed=frozenset({Action.ADOPT, Action.ADVANCE}),

@@ -9,11 +9,19 @@ it is); each rewritten flow is checked to join back to the very same document be
 committed. A flow that cannot be read whole is left as it is and reported. The commit moves the
 branch by compare-and-swap (a push meanwhile: read again and retry), so it is safe while the
 service runs; the plan sees no change (the flows' content is the same), so nothing is imported.
+
+Every export runs this check first, so it must cost what changed, not N: the flows found already in
+the form are kept beside the repository (``<gitdir>/reconciler/index/<env>/form``,
+:mod:`reconciler.localcache`), as flow -> entry id (the ids of the flow's JSON and sidecar folder,
+content addressed). A flow whose entry is the one kept is not read again; a changed, new or
+moved flow is, and so is every flow that was a problem (reported each time until fixed). The
+record names what shaped it (this code, the form, the environment's sidecar and layout fields, its
+normalisation rules): other settings, or a missing, foreign or corrupt file, mean every flow is
+checked again, never that one is skipped wrongly.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +32,7 @@ from reconciler.errors import BranchMovedError, Problem, RetryableError, StallEr
 from reconciler.flows import FlowKey
 from reconciler.gitform import git_form, stored_doc
 from reconciler.gitstore import GitStore
+from reconciler.localcache import digest, read_cache, write_cache
 from reconciler.names import flow_path
 from reconciler.sidecars import StoredFlow, join
 
@@ -56,7 +65,7 @@ def _target(store: GitStore, env: EnvironmentConfig, key: FlowKey, entry: str, w
         return None, [Problem(where, f"{exc}; left as it is", exc.pointer, str(key))]
     if problems:
         return None, problems
-    target = git_form(copy.deepcopy(doc), env, key)
+    target = git_form(stored_doc(stored, where=where, flow=str(key))[0], env, key)  # a second copy: cheaper than deepcopy
     if set(target.sidecars) == set(stored.sidecars) and not stored.bad:
         return None, []
     back, _, trouble = join(parse_json(target.json), target, where=where)
@@ -64,6 +73,34 @@ def _target(store: GitStore, env: EnvironmentConfig, key: FlowKey, entry: str, w
         return None, [Problem(where, "its split form would not read back as the same flow; left as it is",
                               flow=str(key))]
     return target, []
+
+
+_KIND = "form-check"
+
+
+def _fingerprint(env: EnvironmentConfig) -> str:
+    """What decides whether a flow is in the environment's form (the kinds' own declarations are code)."""
+    return digest("form", env.form, env.folder, [(s.pointer, s.ext) for s in env.sidecars], env.layout_fields,
+                  env.rules.ignore, env.rules.sort)
+
+
+def _checked(store: GitStore, env: EnvironmentConfig) -> dict[str, str]:
+    """flow -> entry id of the flows a previous check found in the form (empty when none can be trusted)."""
+    try:
+        doc = read_cache(store.cache_path(env.name, "form"), _KIND, _fingerprint(env))
+    except StallError:
+        return {}
+    flows = doc.get("flows") if doc else None
+    if not isinstance(flows, dict) or not all(isinstance(v, str) for v in flows.values()):
+        return {}
+    return flows
+
+
+def _keep(store: GitStore, env: EnvironmentConfig, flows: dict[str, str]) -> None:
+    try:
+        write_cache(store.cache_path(env.name, "form"), _KIND, _fingerprint(env), {"flows": flows})
+    except StallError:
+        pass
 
 
 def migrate_env(store: GitStore, env: EnvironmentConfig, *, dry_run: bool = False, attempts: int = 5,
@@ -80,7 +117,13 @@ def migrate_env(store: GitStore, env: EnvironmentConfig, *, dry_run: bool = Fals
         tree = store.flows_at(tip, env.folder)
         changes: dict[FlowKey, StoredFlow | None] = {}
         problems: list[Problem] = []
+        checked = _checked(store, env)
+        in_form: dict[str, str] = {}
         for key, entry in sorted(tree.flows.items()):
+            path = f"{len(key.name)}:{key.name}\0{key.version}"  # unambiguous, and cheaper than its git path
+            if checked.get(path) == entry:
+                in_form[path] = entry
+                continue
             where = f"{branch}:{flow_path(env.folder, key.name, key.version)}"
             try:
                 target, trouble = _target(store, env, key, entry, where)
@@ -89,6 +132,10 @@ def migrate_env(store: GitStore, env: EnvironmentConfig, *, dry_run: bool = Fals
             problems += trouble
             if target is not None:
                 changes[key] = target
+            elif not trouble:
+                in_form[path] = entry
+        if in_form != checked:
+            _keep(store, env, in_form)
         moved = tuple(sorted(changes))
         if dry_run or not changes:
             return Migration(env.name, branch, env.form, tip, None, moved, tuple(problems), dry_run)

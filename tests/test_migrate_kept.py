@@ -1,0 +1,63 @@
+"""The form check every export runs first (``reconciler.migrate``) keeps what it found beside the
+repository, so a fresh process reads only flows that changed. The record may cost a full check,
+never a wrong answer: real repositories, the real command line, a person pushing with `git`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from reconciler.sidecars import StoredFlow, join
+from tests.conftest import Workspace
+from tests.test_sidecars_git import clone, push_files, restore_old_repository, setup
+
+
+def kept(ws: Workspace, env: str) -> Path:
+    return ws.repo / "reconciler" / "index" / env / "form"
+
+
+def split_files(ws: Workspace, branch: str) -> list[str]:
+    return [f for f in ws.git("ls-tree", "-r", "--name-only", branch, cwd=ws.repo).split() if not f.endswith(".json")]
+
+
+def test_a_flow_pushed_back_into_one_file_is_moved_by_the_next_export_though_the_rest_were_kept(ws: Workspace) -> None:
+    setup(ws)
+    assert ws.cli("export", "acceptance", check=True).stdout.startswith("acceptance: nothing to export")
+    assert kept(ws, "acceptance").is_file()  # the check of every flow is on record
+    sidecars = split_files(ws, "env/acceptance")
+    assert sidecars  # the orders flow's code lives in its own files
+    # A person puts the code back inline (as a single-file tool would) and pushes.
+    ada = clone(ws, "ada", "env/acceptance")
+    folder = ada / "flows/orders/1"
+    stored = StoredFlow((ada / "flows/orders/1.json").read_bytes(),
+                        {p.name: p.read_bytes() for p in folder.iterdir()})
+    doc, _, problems = join(json.loads(stored.json), stored, where="flows/orders/1.json")
+    assert not problems
+    shutil.rmtree(ada / "flows/orders/1")
+    (ada / "flows/orders/1.json").write_text(json.dumps(doc, indent=2) + "\n")
+    push_files(ws, ada, "acceptance: code inline", branch="env/acceptance")
+    assert split_files(ws, "env/acceptance") == []
+    out = ws.cli("export", "acceptance", check=True).stdout
+    assert "moved 1 flow of env/acceptance to the split form" in out, out
+    assert split_files(ws, "env/acceptance") == sidecars
+
+
+def test_other_settings_or_a_broken_record_mean_every_flow_is_checked_again(ws: Workspace) -> None:
+    restore_old_repository(ws)
+    assert "would move 2 flows" in ws.cli("migrate", "production", "--dry-run", check=True).stdout
+    record = kept(ws, "production")
+    assert record.is_file()  # plain@1.0 was found in the form; the two with code were not
+    # A truncated record: the two flows with inline code are still found.
+    record.write_bytes(record.read_bytes()[:40])
+    assert "would move 2 flows" in ws.cli("migrate", "production", "--dry-run", check=True).stdout
+    ws.cli("migrate", "production", check=True)
+    assert ws.cli("migrate", "production", check=True).stdout.startswith("production: nothing to migrate")
+    # Switching the environment to the single-file form: the record of the split check is not used.
+    text = ws.config.read_text()
+    marker = 'name = "production"\n'
+    assert marker in text
+    ws.config.write_text(text.replace(marker, marker + 'form = "single-file"\n', 1))
+    out = ws.cli("migrate", "production", check=True).stdout
+    assert "2 flows" in out, out
+    assert split_files(ws, "env/production") == []
