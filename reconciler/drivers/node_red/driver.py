@@ -42,7 +42,7 @@ from .build import build
 from .checks import INSTANCE_ID, _Checks, _Snapshot
 from .comms import Comms, CommsRefused
 from .credentials import Memory, carried
-from .health import Watch, expect_of, stopped, verdict
+from .health import Watch, expect_of, starts_at_once, stopped, verdict
 from .instance import INSTANCE_KEY
 from .mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID, _Incoming, _Index
 
@@ -295,12 +295,13 @@ class NodeRedDriver(DriverBase):
         if pending is None:
             return {}
         expect = {k: expect_of(inc.every_node()) for k, inc in pending.imports.items() if k in keys}
+        at_once = all(starts_at_once(inc.every_node()) for k, inc in pending.imports.items() if k in keys)
         deadline = time.monotonic() + timeout
         rev, watch = pending.rev, pending.watch
         bad: dict[FlowKey, str] = {}
         while True:
             try:
-                seen = watch.wait(rev, max(0.0, deadline - time.monotonic()), self.health_settle)
+                seen = watch.wait(rev, max(0.0, deadline - time.monotonic()), self.health_settle, at_once=at_once)
             finally:
                 watch.close()
             judged = {k: e for k, e in expect.items() if k not in bad}
@@ -308,7 +309,7 @@ class NodeRedDriver(DriverBase):
             bad.update(found)
             log.info("node-red health gate", url=self.url, rev=rev[:12], started=seen.deployed,
                      seconds=round(seen.took, 3), state=(seen.state or {}).get("state"), errors=len(seen.errors),
-                     unhealthy=len(found), reconnected=seen.reconnected)
+                     unhealthy=len(found), reconnected=seen.reconnected, barrier=seen.barrier)
             rest = [k for k in judged if k not in found]
             if not (found and rest and stopped(seen) and self.restore_unhealthy):
                 break

@@ -51,7 +51,8 @@ class NodeRedEnvironment(EnvironmentConfig):
     )
     health_settle: float = Field(
         0.5, ge=0, le=60, description="Seconds to keep listening for node errors after Node-RED reports the "
-        "deploy started (a function's On Start failing after an await is only seen within it)."
+        "deploy started (a function's On Start failing after an await is only seen within it); flows made only "
+        "of core nodes that start nothing asynchronous end it as soon as Node-RED answers a message sent then."
     )
 
     @field_validator("url")
