@@ -175,11 +175,12 @@ class NodeRedDriver(DriverBase):
                 found[tid], signature[tid] = got, self._live_oid(got)
             tick(i)
         self._add_tabs(collect, found, index)
-        instance = self.checks.instance(index)
+        # derived holds the instance document exactly when these nodes have one (computing it walks every tab)
+        known = derived.get(INSTANCE_ID) if derived is not None else None
+        instance = known if isinstance(known, CanonicalFlow) else (
+            self.checks.instance(index) if derived is None or known is not None else None)
         if instance is not None:
-            known = derived.get(INSTANCE_ID) if derived is not None else None
-            got = self._flow(known if isinstance(known, CanonicalFlow) else instance, f"{self.url} instance", present,
-                             tab=False)
+            got = self._flow(instance, f"{self.url} instance", present, tab=False)
             assert isinstance(got, CanonicalFlow)  # the reserved name and version are valid
             signature[INSTANCE_ID] = self._live_oid(got)
             if collect.add_flow(got, f"{self.url} instance") is not None:
