@@ -213,7 +213,8 @@ def main() -> int:
                       f"{figure([r['post_flows_started'] for r in runs])}")
                 print(f"our sync is {ours / base:.2f}x the answer (target <= 1.5x), {ours / started:.2f}x the start; "
                       f"without the gate {bare / base:.2f}x the answer")
-                out = ROOT / "bench" / "results" / f"latest-node-red-{args.tabs}.json"
+                major = "" if args.node_red == "nr4" else args.node_red[2:]  # nr5: latest-node-red5-N.json
+                out = ROOT / "bench" / "results" / f"latest-node-red{major}-{args.tabs}.json"
                 out.write_text(json.dumps({
                     "tabs": args.tabs, "runs": runs, "median": med, "ratio": ours / base,
                     "ratio_to_started": ours / started, "ratio_without_gate": bare / base,

@@ -3,6 +3,7 @@ and how hard to try, how tabs become flows, how to deploy. Every default of the 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
@@ -82,7 +83,7 @@ class NodeRedEnvironment(EnvironmentConfig):
     def rules(self) -> Rules:
         """The environment's rules, plus: every list of nodes is sorted by id (the order means nothing), and a
         global config node's z (Node-RED 1.x wrote "z": "") is dropped."""
-        return Rules.of((*CANONICAL_IGNORE, *self.ignore), {**NODE_LISTS_BY_ID, **self.sort})
+        return _rules(tuple(self.ignore), tuple(self.sort.items()))
 
     def build_driver(self) -> "NodeRedDriver":
         return NodeRedDriver(
@@ -103,6 +104,13 @@ class NodeRedEnvironment(EnvironmentConfig):
             health_settle=self.health_settle,
             restore_unhealthy=self.on_unhealthy == "restore",
         )
+
+
+@lru_cache(maxsize=64)
+def _rules(ignore: tuple[str, ...], sort: tuple[tuple[str, str], ...]) -> Rules:
+    """One Rules per set of settings (immutable; reading each flow asks for them, and making them parses
+    every pointer)."""
+    return Rules.of((*CANONICAL_IGNORE, *ignore), {**NODE_LISTS_BY_ID, **dict(sort)})
 
 
 SETTINGS = NodeRedEnvironment
