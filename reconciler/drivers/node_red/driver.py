@@ -149,7 +149,9 @@ class NodeRedDriver(DriverBase):
     def export(self, progress: Progress | None = None) -> LiveSet:
         rev, nodes = self.api.get_flows()
         written = self._written
-        derived = written.derived if written is not None and written.rev == rev and written.holds(nodes) else None
+        if written is not None and written.rev != rev:
+            self._written = written = None  # Node-RED moved on: nothing of that deploy is of use (or kept)
+        derived = written.derived if written is not None and written.holds(nodes) else None
         return self._read(rev, nodes, derived, progress)
 
     def _read(self, rev: str, nodes: list[dict], derived: Mapping[str, CanonicalFlow | Problem] | None = None,
