@@ -6,13 +6,16 @@ Writes N small Node-RED flows (inject -> function -> change -> debug; every
 tenth also uses one shared subflow) into a directory environment, exports it
 to ``env/acceptance``, makes ``env/production`` from it, and times one
 ``sync production`` into an empty Node-RED: export (GET /flows), plan, one
-deploy (POST /flows) watched on /comms, read-after-write (GET /flows), the
-health gate (until Node-RED reports the deploy started, then the settle
-window and a read-back), marker. Then times a sync
-when nothing changed (what every drift check costs). The baseline (issue 15: our sync <= 1.5x it) is
-Node-RED's own full deploy of the same configuration in the same run: the flows our sync left
-(GET /flows), deployed again with one ``POST /flows`` into an emptied instance (only when it
-starts its own Node-RED, which it can empty). Without ``--url`` it
+deploy (POST /flows) watched on /comms, read-after-write (proved by the
+deploy's answer: Node-RED's rev is the SHA-256 of what it holds), the health
+gate (until Node-RED reports the deploy started, then the settle window, here
+ended at a barrier: the bench's nodes start at once), marker. Then times a sync
+when nothing changed (what every drift check costs), and the same sync with
+``health_check = false`` into an emptied instance (side by side). The baseline (issue 15: our
+sync <= 1.5x it) is Node-RED's own full deploy of the same configuration in the same run: the
+flows our sync left (GET /flows), deployed again with one ``POST /flows`` into an emptied
+instance, timed until it answered and until /comms reported its flows started (Node-RED
+answers before it starts them; only when the bench starts its own Node-RED, which it can empty). Without ``--url`` it
 starts a Node-RED of its own (as the tests do: tests/nodered.py; ``--node-red``
 chooses the major version), with its flows running. With ``--runs`` above 1
 every figure is the median of the runs (min and max beside it); each run
@@ -72,8 +75,10 @@ def tab_flow(i: int) -> dict[str, Any]:
     return doc
 
 
-def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None) -> dict[str, float] | None:
-    """One export, full sync and idle sync in a fresh folder; the seconds each took (None if the sync failed)."""
+def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None,
+            health: bool = True) -> dict[str, float] | None:
+    """One export, full sync and idle sync in a fresh folder; the seconds each took (None if the sync failed).
+    ``health``: False syncs with ``health_check = false`` (no gate), and measures the sync only."""
     (root / "envs/acceptance").mkdir(parents=True)
     for i in range(args.tabs):
         (root / f"envs/acceptance/{i:05d}.json").write_text(json.dumps(tab_flow(i)))
@@ -81,7 +86,7 @@ def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None
         '[repository]\npath = "state/flows.git"\n\n'
         '[[environment]]\nname = "acceptance"\ndriver = "directory"\npath = "envs/acceptance"\n\n'
         f'[[environment]]\nname = "production"\ndriver = "node-red"\nurl = "{url}"\n'
-        f'token_env = "{args.token_env}"\ntimeout = 120\n'
+        f'token_env = "{args.token_env}"\ntimeout = 120\n' + ("" if health else "health_check = false\n")
     )
     config = load_config(root / "reconciler.toml")
     t0 = time.perf_counter()
@@ -101,24 +106,46 @@ def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None
             gate.append(time.perf_counter() - started)
 
     driver.check_health = timed_check  # type: ignore[method-assign]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = Engine(config, drivers={"production": driver}).sync("production")
-    synced = time.perf_counter() - t0
+    synced, cpu = time.perf_counter() - t0, time.process_time() - c0  # cpu: this process's (ours, not Node-RED's)
     if out.failed or out.problems or len(out.done) != args.tabs:
         print(f"sync did not import every tab: {dict(list(out.failed.items())[:3])} {out.problems[:3]}", file=sys.stderr)
         return None
+    if not health:
+        return {"sync_without_gate": synced, "sync_without_gate_cpu": cpu}
     t0 = time.perf_counter()
     again = Engine(config).sync("production")
     idle = time.perf_counter() - t0
     assert not again.plan.changes, "a second sync found changes"
-    got = {"export": exported, "sync": synced, "gate": sum(gate), "idle": idle}
+    got = {"export": exported, "sync": synced, "sync_cpu": cpu, "gate": sum(gate), "idle": idle}
     if node_red is not None:  # the baseline: Node-RED's own full deploy of what our sync left
-        _, nodes = node_red.flows()
-        node_red.deploy([])
-        t0 = time.perf_counter()
-        node_red.deploy(nodes)
-        got["post_flows"] = time.perf_counter() - t0
+        got["post_flows"], got["post_flows_started"] = baseline(node_red)
     return got
+
+
+def baseline(node_red: Any) -> tuple[float, float]:
+    """Node-RED's own full deploy of the flows it holds, into itself emptied: seconds until ``POST /flows``
+    answered, and until /comms reported that deploy's flows started (``runtime-deploy`` with its rev)."""
+    from reconciler.drivers.node_red.comms import Comms
+
+    _, nodes = node_red.flows()
+    node_red.deploy([])
+    comms = Comms(node_red.url, node_red.token, timeout=120)
+    try:
+        comms.subscribe("notification/runtime-deploy")
+        comms.messages(time.monotonic() + 5)  # the retained one: what comes next is new
+        t0 = time.perf_counter()
+        rev = node_red.deploy(nodes)
+        answered = time.perf_counter() - t0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            got = comms.messages(deadline) or []
+            if any(t == "notification/runtime-deploy" and (d or {}).get("revision") == rev for t, d in got):
+                break
+        return answered, time.perf_counter() - t0
+    finally:
+        comms.close()
 
 
 def figure(values: list[float]) -> str:
@@ -161,23 +188,40 @@ def main() -> int:
                 got = one_run(root / f"run-{r}", url, args, node_red)
                 if got is None:
                     return 1
+                if node_red is not None:  # the same sync without the gate (health_check = false), side by side
+                    node_red.deploy([])
+                    bare = one_run(root / f"run-{r}-without-gate", url, args, None, health=False)
+                    if bare is None:
+                        return 1
+                    got.update(bare)
                 runs.append(got)
             nodes = sum(len(tab_flow(i)["nodes"]) for i in range(args.tabs))
             version = f" {node_red.install.version}" if node_red is not None else ""
             print(f"export of {args.tabs} flows from the folder into git: {figure([r['export'] for r in runs])}")
             print(f"sync of {args.tabs} tabs ({nodes} nodes) into an empty Node-RED{version}: "
                   f"{figure([r['sync'] for r in runs])}")
-            print(f"  of which the health gate (until Node-RED reports the deploy started, settle, read-back): "
+            print(f"  of which the health gate (until Node-RED reports the deploy started, then the settle window or its barrier): "
                   f"{figure([r['gate'] for r in runs])}")
             print(f"sync when nothing changed (a drift check): {figure([r['idle'] for r in runs])}")
             if node_red is not None:
-                ours = statistics.median(r["sync"] for r in runs)
-                base = statistics.median(r["post_flows"] for r in runs)
-                print(f"Node-RED's own full POST /flows of the same configuration: {figure([r['post_flows'] for r in runs])}"
-                      f"; our sync is {ours / base:.2f}x it (target <= 1.5x)")
-                out = ROOT / "bench" / "results" / f"latest-node-red-{args.tabs}.json"
-                out.write_text(json.dumps({"tabs": args.tabs, "runs": runs, "ratio": ours / base,
-                                           "node_red": node_red.install.version, "target_ratio": 1.5}, indent=2))
+                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                ours, bare = med["sync"], med["sync_without_gate"]
+                base, started = med["post_flows"], med["post_flows_started"]
+                print(f"  CPU of this process (ours) in that sync: {figure([r['sync_cpu'] for r in runs])}")
+                print(f"sync without the health gate (health_check = false): {figure([r['sync_without_gate'] for r in runs])}"
+                      f", CPU {figure([r['sync_without_gate_cpu'] for r in runs])}")
+                print(f"Node-RED's own full POST /flows of the same configuration: answered "
+                      f"{figure([r['post_flows'] for r in runs])}; its flows started (runtime-deploy) "
+                      f"{figure([r['post_flows_started'] for r in runs])}")
+                print(f"our sync is {ours / base:.2f}x the answer (target <= 1.5x), {ours / started:.2f}x the start; "
+                      f"without the gate {bare / base:.2f}x the answer")
+                major = "" if args.node_red == "nr4" else args.node_red[2:]  # nr5: latest-node-red5-N.json
+                out = ROOT / "bench" / "results" / f"latest-node-red{major}-{args.tabs}.json"
+                out.write_text(json.dumps({
+                    "tabs": args.tabs, "runs": runs, "median": med, "ratio": ours / base,
+                    "ratio_to_started": ours / started, "ratio_without_gate": bare / base,
+                    "node_red": node_red.install.version, "target_ratio": 1.5,
+                    "load_average": [round(x, 2) for x in os.getloadavg()]}, indent=2))
         finally:
             if node_red is not None:
                 node_red.close()

@@ -77,7 +77,7 @@ class Templating:
         problems: list[tuple[str, str]] = []
 
         def sub(text: str, path: list[Any]) -> str:
-            if self._kept(path):
+            if "${" not in text or self._kept(path):  # no placeholder: nothing to render (no pointer to format)
                 return text
 
             def one(m: re.Match[str]) -> str:
@@ -94,7 +94,7 @@ class Templating:
                     problems.append((where, f"secret {name!r} is not in the environment's secret store"))
                 return m.group(0)
 
-            return PLACEHOLDER.sub(one, text) if "${" in text else text
+            return PLACEHOLDER.sub(one, text)
 
         return _map_strings(doc, sub, []), problems
 

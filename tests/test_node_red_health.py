@@ -173,3 +173,46 @@ def _data(doc: dict[str, Any]) -> bytes:
     from reconciler.canonical import canonicalize
 
     return canonicalize(doc)
+
+
+def test_flows_that_start_at_once_end_the_window_at_the_barrier_and_their_errors_are_still_caught(
+        ws: Workspace, instance: NodeRed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Core nodes that start nothing asynchronous: the gate stops listening once Node-RED answered a message
+    sent after runtime-deploy (not after the whole settle window), and a function whose body does not compile
+    (logged in a microtask of its start) is still caught and restored."""
+    instance.reset()
+    monkeypatch.setenv(TOKEN_VAR, instance.token)
+    ws.config.write_text(
+        '[repository]\npath = "state/flows.git"\n\n'
+        f'[[environment]]\nname = "production"\ndriver = "node-red"\nurl = "{instance.url}"\n'
+        f'token_env = "{TOKEN_VAR}"\ndrift = "restore"\nprune = true\nhealth_timeout = 30\nhealth_settle = 20\n')
+    engine(ws)
+    push(ws, files(flow("compiles", inject("c-in"), fn("c-fn", "")), flow("healthy", inject("h-in"))))
+    with structlog.testing.capture_logs() as logs:
+        assert not engine(ws).sync("production").failed
+    assert next(e for e in logs if e["event"] == "node-red health gate")["barrier"] is True
+    broken = dict(fn("c-fn", ""), func="return msg;;; }{")
+    push(ws, files(flow("compiles", inject("c-in"), broken), flow("healthy", inject("h-in", topic="v2"))))
+    with structlog.testing.capture_logs() as logs:
+        out = engine(ws).sync("production")
+    gate = next(e for e in logs if e["event"] == "node-red health gate")
+    assert gate["barrier"] is True and gate["unhealthy"] == 1
+    why = out.failed[FlowKey("compiles", "1")]
+    assert "c-fn" in why and "SyntaxError" in why and "the previous version was deployed again" in why
+    assert [s.key for s in out.done] == [HEALTHY]
+    assert instance.node("c-fn")["func"] != broken["func"]
+
+
+def test_what_starts_at_once() -> None:
+    """Only core kinds that start nothing asynchronous skip the rest of the settle window."""
+    from reconciler.drivers.node_red.health import starts_at_once
+
+    plain = [{"id": "t", "type": "tab"}, inject("i"), fn("f", ""), n("d", "debug", ""),
+             {"id": "s", "type": "subflow:sf"}, {"id": "sf", "type": "subflow"}]
+    assert starts_at_once(plain)
+    assert not starts_at_once([dict(fn("f", ""), initialize="await x();")])  # On Start runs asynchronously
+    assert not starts_at_once([dict(fn("f", ""), libs=[{"var": "m", "module": "m"}])])  # modules load first
+    assert not starts_at_once([dict(inject("i"), once=True)])  # fires by itself right after the start
+    assert not starts_at_once([dict(inject("i"), repeat="1")])
+    assert not starts_at_once([n("m", "mqtt in", "")])  # connects: its errors come later
+    assert not starts_at_once([{"id": "b", "type": "mqtt-broker"}])

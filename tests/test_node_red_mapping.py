@@ -104,3 +104,39 @@ def test_the_verdict_names_the_flows_a_missing_type_or_a_failing_node_belongs_to
         FlowKey("orders", "1"): "node i-inner (function) reported an error as it started: TypeError: boom"}
     modules = {"state": "stop", "error": "missing-modules", "modules": [{"module": "left-pad", "error": "x"}]}
     assert list(verdict(Seen(True, modules), expect, "r" * 64, 5)) == [FlowKey("billing", "1")]
+
+
+@pytest.mark.parametrize("variant", ["plain", "credentials", "inline cred", "global z", "empty list", "big int"])
+def test_the_id_of_an_import_as_node_red_returns_it_is_computed_when_it_differs(variant: str) -> None:
+    """_incoming takes the document's own id as the live one only when nothing is stripped or moved; each
+    variant's live id is what canonicalising the document without its credentials gives."""
+    from reconciler.canonical import canonicalize
+    from reconciler.drivers import Change
+    from reconciler.drivers.node_red.mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID, _incoming, _clone
+    from reconciler.canonical import Rules
+    from reconciler.flows import Identity, flow_from_doc
+
+    rules = Rules.of(CANONICAL_IGNORE, NODE_LISTS_BY_ID)
+    doc = {"name": "f", "version": "1", "tab": {"id": "t", "type": "tab", "label": "f"},
+           "nodes": [{"id": "n1", "type": "inject", "z": "t", "x": 2 ** 70 if variant == "big int" else 1}],
+           "configs": [{"id": "c1", "type": "mqtt-broker", "name": "b"}]}
+    if variant == "credentials":
+        doc["configs"][0]["credentials"] = {"user": "u"}
+    elif variant == "inline cred":
+        doc["tab"]["env"] = [{"name": "K", "value": "v", "type": "cred"}]
+    elif variant == "global z":
+        doc["configs"][0]["z"] = ""
+    elif variant == "empty list":
+        doc["subflows"] = []
+    inc = _incoming(Change(FlowKey("f", "1"), canonicalize(_clone(doc), rules), None), Identity(), rules, V)
+    live = _clone(doc)
+    live["tab"] = surface_inline(live["tab"])
+    for n in [live["tab"], *live["nodes"], *live["configs"]]:
+        n.pop("credentials", None)
+    if variant == "global z":
+        live["configs"][0].pop("z")
+    if variant == "empty list":
+        del live["subflows"]
+    want = flow_from_doc(live, Identity(), rules, where="")
+    assert inc.live_oid == want.oid
+    assert (inc.live_oid == inc.oid) == (variant in ("plain", "global z", "big int"))

@@ -22,6 +22,7 @@ from typing import Any
 from reconciler.canonical import Rules, parse_json
 from reconciler.drivers import Change, LiveSet
 from reconciler.drivers._common import Refused, moved
+from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
 from .build import build
@@ -65,18 +66,21 @@ class _Checks:
     def instance(self, index: _Index) -> dict[str, Any] | None:
         return _instance_document(index, self.version_env, self.default_version)
 
-    def _oid(self, doc: Any) -> str:
-        got = flow_from_doc(doc, self.identity, self.rules, where="")
-        return got.oid if isinstance(got, CanonicalFlow) else f"problem: {got.message}"
+    def derive(self, index: _Index) -> dict[str, CanonicalFlow | Problem]:
+        """Tab id -> its document as Node-RED returns it, as a flow (or its problem), and the instance
+        document's under INSTANCE_ID: what an export of this configuration reads (before the driver's
+        memory of credentials)."""
+        out = {str(tab.get("id")): flow_from_doc(self.document(index, tab), self.identity, self.rules, where="")
+               for tab in index.tabs}
+        doc = self.instance(index)
+        if doc is not None:
+            out[INSTANCE_ID] = flow_from_doc(doc, self.identity, self.rules, where="")
+        return out
 
     def signatures(self, index: _Index) -> dict[str, str]:
         """Tab id -> the canonical id of its document as Node-RED returns it (or its problem), and the
         instance document's under INSTANCE_ID."""
-        out = {str(tab.get("id")): self._oid(self.document(index, tab)) for tab in index.tabs}
-        doc = self.instance(index)
-        if doc is not None:
-            out[INSTANCE_ID] = self._oid(doc)
-        return out
+        return _signatures(self.derive(index))
 
     def sort(self, snap: _Snapshot, changes: Sequence[Change],
              failed: dict[FlowKey, str]) -> tuple[dict[FlowKey, _Incoming], set[FlowKey]]:
@@ -165,13 +169,14 @@ class _Checks:
                     break
 
     def settle(self, snap: _Snapshot, imports: dict[FlowKey, _Incoming], deletes: set[FlowKey],
-               failed: dict[FlowKey, str]) -> list[dict] | None:
-        """Build the configuration to deploy; drop changes until every flow reads back as meant."""
+               failed: dict[FlowKey, str]) -> tuple[list[dict], dict[str, CanonicalFlow | Problem]] | None:
+        """Build the configuration to deploy; drop changes until every flow reads back as meant. Returns
+        the nodes and what they read as (:meth:`derive`), or None when no change is left."""
         while imports or deletes:
             nodes = build(snap.index, snap.tab_of, imports, deletes, self.order_key)
-            bad = self._verify(snap, nodes, imports, deletes)
+            bad, derived = self._verify(snap, nodes, imports, deletes)
             if not bad:
-                return nodes
+                return nodes, derived
             for key, why in bad.items():
                 failed[key] = why
                 imports.pop(key, None)
@@ -179,7 +184,7 @@ class _Checks:
         return None
 
     def _verify(self, snap: _Snapshot, nodes: list[dict], imports: dict[FlowKey, _Incoming],
-                deletes: set[FlowKey]) -> dict[FlowKey, str]:
+                deletes: set[FlowKey]) -> tuple[dict[FlowKey, str], dict[str, CanonicalFlow | Problem]]:
         after = _Index(nodes)
         bad: dict[FlowKey, str] = {}
         # Ids are unique per instance.
@@ -192,7 +197,8 @@ class _Checks:
                 bad[key] = (f"flow {key} cannot be imported: node id {clash!r} is already used by "
                             f"{self._owner(snap, clash, inc, imports)} in Node-RED at {self.url}; ids are unique per "
                             "instance (to copy a flow, import it as a copy in the editor, which gives new ids)")
-        signature = self.signatures(after)
+        derived = self.derive(after)
+        signature = _signatures(derived)
         # Each import reads back exactly as written.
         for key, inc in imports.items():
             if key not in bad and signature.get(inc.tab_id if inc.tab is not None else INSTANCE_ID) != inc.live_oid:
@@ -221,7 +227,7 @@ class _Checks:
         if not in_batch and snap.signature.get(INSTANCE_ID) != signature.get(INSTANCE_ID):
             for k, why in self._instance_culprits(snap, after, imports, deletes).items():
                 bad.setdefault(k, why)
-        return bad
+        return bad, derived
 
     def _instance_culprits(self, snap: _Snapshot, after: _Index, imports: dict[FlowKey, _Incoming],
                            deletes: set[FlowKey]) -> dict[FlowKey, str]:
@@ -307,3 +313,7 @@ class _Checks:
                 return f"{n.get('type')} node {nid}"
         other = next((o.key for o in imports.values() if o is not inc and nid in o.own_ids()), None)
         return f"flow {other}, imported in the same run" if other else "another node"
+
+
+def _signatures(derived: dict[str, CanonicalFlow | Problem]) -> dict[str, str]:
+    return {t: got.oid if isinstance(got, CanonicalFlow) else f"problem: {got.message}" for t, got in derived.items()}

@@ -9,15 +9,26 @@ on ``/comms`` from before it is sent (:mod:`.health`); ``check_health`` reads
 what that watch saw and the flows back; ``load`` and ``reread`` read the whole
 configuration again (one request is all Node-RED needs); ``close`` releases the
 connections.
+
+Right after a deploy, Node-RED's answer can prove what it holds: its rev is the
+SHA-256 of ``JSON.stringify`` of the flows it keeps (the nodes sent, less
+their credentials). When our JSON of those nodes hashes to it, ``reread`` and
+the health gate's read-back take them as read (a GET then would only wait
+for Node-RED to finish starting the flows); otherwise (another encoding of a
+number, another Node-RED) they read ``GET /flows``. An export whose ``GET
+/flows`` is, byte for byte, the configuration deployed at that rev reuses what
+the checks derived from it before the deploy instead of reading every tab again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 
 from reconciler.canonical import Rules, blob_id
@@ -31,7 +42,7 @@ from .build import build
 from .checks import INSTANCE_ID, _Checks, _Snapshot
 from .comms import Comms, CommsRefused
 from .credentials import Memory, carried
-from .health import Watch, expect_of, stopped, verdict
+from .health import Watch, expect_of, starts_at_once, stopped, verdict
 from .instance import INSTANCE_KEY
 from .mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID, _Incoming, _Index
 
@@ -50,6 +61,50 @@ class _Pending:
     imports: dict[FlowKey, _Incoming]
     deletes: set[FlowKey]
     before: dict[str, object]  # the memory's entries of those flows before the deploy
+
+
+@dataclass
+class _Written:
+    """What the last deploy left in Node-RED: its rev, the nodes as Node-RED holds them (it deletes a
+    node's credentials when they are set, in JavaScript's sense), and what they read as (``derived``, from
+    the checks before the deploy; None when not derived). ``proven``: the rev Node-RED answered is the
+    SHA-256 of exactly these nodes as JSON (Node-RED >= 4 computes the rev so: ``JSON.stringify`` of the
+    flows it keeps), so they are what it holds at that rev, without reading them back."""
+
+    rev: str
+    nodes: list[dict]
+    derived: Mapping[str, CanonicalFlow | Problem] | None
+    proven: bool
+    body: bytes | None  # the nodes as JSON (None: they cannot be encoded)
+
+    @classmethod
+    def of(cls, rev: str, sent: list[dict], derived: Mapping[str, CanonicalFlow | Problem] | None) -> "_Written":
+        held = [_as_held(n) for n in sent]
+        try:
+            body: bytes | None = orjson.dumps(held)
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate: Node-RED's JSON cannot be reproduced
+            body = None
+        proven = body is not None and bool(rev) and hashlib.sha256(body).hexdigest() == rev
+        return cls(rev, held, derived, proven, body)
+
+    def holds(self, nodes: list[dict]) -> bool:
+        """``nodes`` (a GET /flows at ``rev``) are exactly the ones written: as JSON, byte for byte (in
+        Python 300 == 300.0 and 1 == True, which canonical JSON tells apart)."""
+        if self.body is None:
+            return False
+        try:
+            return orjson.dumps(nodes) == self.body
+        except orjson.JSONEncodeError:
+            return False
+
+
+def _as_held(node: dict) -> dict:
+    """A node as Node-RED keeps it after a deploy: ``credentials`` deleted when truthy (in JavaScript)."""
+    if "credentials" not in node:
+        return node
+    creds = node["credentials"]
+    truthy = isinstance(creds, (dict, list)) or creds not in (None, False, 0, "")
+    return {k: v for k, v in node.items() if k != "credentials"} if truthy else node
 
 
 class NodeRedDriver(DriverBase):
@@ -75,6 +130,7 @@ class NodeRedDriver(DriverBase):
         self._snapshot: _Snapshot | None = None
         self._memory = Memory()
         self._pending: _Pending | None = None
+        self._written: _Written | None = None
 
     # -- memory (Remembering) ------------------------------------------------------------
 
@@ -92,6 +148,16 @@ class NodeRedDriver(DriverBase):
 
     def export(self, progress: Progress | None = None) -> LiveSet:
         rev, nodes = self.api.get_flows()
+        written = self._written
+        if written is not None and written.rev != rev:
+            self._written = written = None  # Node-RED moved on: nothing of that deploy is of use (or kept)
+        derived = written.derived if written is not None and written.holds(nodes) else None
+        return self._read(rev, nodes, derived, progress)
+
+    def _read(self, rev: str, nodes: list[dict], derived: Mapping[str, CanonicalFlow | Problem] | None = None,
+              progress: Progress | None = None) -> LiveSet:
+        """The flows of a configuration (``nodes`` at ``rev``), and the snapshot of it; ``derived``: what
+        :meth:`_Checks.derive` made of these very nodes (taken instead of reading each tab again)."""
         index = _Index(nodes)
         present = {n["id"] for n in nodes if isinstance(n.get("id"), str)}
         collect = LiveCollector(self.identity, self.rules)
@@ -101,7 +167,9 @@ class NodeRedDriver(DriverBase):
         tick = Ticker(progress, len(index.tabs))
         for i, tab in enumerate(index.tabs, 1):
             tid = str(tab.get("id"))
-            got = self._flow(self.checks.document(index, tab), f"{self.url} tab {tid}", present)
+            known = derived.get(tid) if derived is not None else None
+            got = self._flow(known if isinstance(known, CanonicalFlow) else self.checks.document(index, tab),
+                             f"{self.url} tab {tid}", present)
             if isinstance(got, Problem):  # no usable name or version: not a flow, but still compared before every write
                 collect.problem(got)
                 signature[tid] = f"problem: {got.message}"
@@ -109,9 +177,12 @@ class NodeRedDriver(DriverBase):
                 found[tid], signature[tid] = got, self._live_oid(got)
             tick(i)
         self._add_tabs(collect, found, index)
-        instance = self.checks.instance(index)
+        # derived holds the instance document exactly when these nodes have one (computing it walks every tab)
+        known = derived.get(INSTANCE_ID) if derived is not None else None
+        instance = known if isinstance(known, CanonicalFlow) else (
+            self.checks.instance(index) if derived is None or known is not None else None)
         if instance is not None:
-            got = self._flow(instance, f"{self.url} instance", present)
+            got = self._flow(instance, f"{self.url} instance", present, tab=False)
             assert isinstance(got, CanonicalFlow)  # the reserved name and version are valid
             signature[INSTANCE_ID] = self._live_oid(got)
             if collect.add_flow(got, f"{self.url} instance") is not None:
@@ -121,12 +192,13 @@ class NodeRedDriver(DriverBase):
         self._snapshot = _Snapshot(rev, index, live, keys, signature, {k: t for t, k in keys.items()})
         return live
 
-    def _flow(self, doc: dict, where: str, present: set[str]) -> CanonicalFlow | Problem:
-        """A live document as a flow, with the id of the last write when Node-RED still holds it."""
-        got = flow_from_doc(doc, self.identity, self.rules, where=where)
+    def _flow(self, doc: dict | CanonicalFlow, where: str, present: set[str], tab: bool = True) -> CanonicalFlow | Problem:
+        """A live document (or the flow already made of it) as a flow, with the id of the last write when
+        Node-RED still holds it."""
+        got = doc if isinstance(doc, CanonicalFlow) else flow_from_doc(doc, self.identity, self.rules, where=where)
         if isinstance(got, Problem):
             return got
-        if got.key.name == INSTANCE_KEY.name and "tab" in doc:
+        if got.key.name == INSTANCE_KEY.name and tab:
             return Problem(where, f"the label {INSTANCE_KEY.name!r} is reserved for the instance document "
                                   "(flows/_instance/1.json); rename the tab", "/name", str(got.key))
         written = self._memory.written_id(str(got.key), got.oid, present)
@@ -168,28 +240,32 @@ class NodeRedDriver(DriverBase):
         if imports and self.check_types:
             self.checks.drop_unknown_types(imports, self.api.node_types(), failed)
         self.checks.drop_credential_conflicts(snap, imports, deletes, self._memory, failed)
-        nodes = self.checks.settle(snap, imports, deletes, failed)
+        settled = self.checks.settle(snap, imports, deletes, failed)
         if progress is not None:
             progress(len(changes) - len(failed), len(changes))
-        if nodes is not None and (imports or deletes):
+        if settled is not None and (imports or deletes):
             self._snapshot = None  # whatever happens next, the next apply reads again
-            rev, watch, before = self._deploy(snap, snap.rev, nodes, imports, deletes)
+            nodes, derived = settled
+            rev, watch, before = self._deploy(snap, snap.rev, nodes, imports, deletes, derived)
             if watch is not None:
                 self._pending = _Pending(watch, rev, snap, imports, deletes, before)
         return failed
 
     def _deploy(self, snap: _Snapshot, rev: str, nodes: list[dict], imports: dict[FlowKey, _Incoming],
-                deletes: set[FlowKey]) -> tuple[str, Watch | None, dict]:
+                deletes: set[FlowKey], derived: Mapping[str, CanonicalFlow | Problem] | None = None,
+                ) -> tuple[str, Watch | None, dict]:
         """POST the nodes (watched on /comms from before, when there are imports to judge); remember what
         was written. Returns the new rev, the watch, and the memory's entries of those flows before."""
         watch = self._watch() if imports and self.health_check else None
+        self._written = None
+        sent = self._memory.to_send(nodes, {n.get("id") for n in snap.index.nodes})  # only credentials differ
         try:
-            new_rev = self.api.deploy(rev, self._memory.to_send(nodes, {n.get("id") for n in snap.index.nodes}),
-                                      self.deployment_type)
+            new_rev = self.api.deploy(rev, sent, self.deployment_type)
         except BaseException:
             if watch is not None:
                 watch.close()
             raise
+        self._written = _Written.of(new_rev, sent, derived)
         before = self._memory.deployed(nodes, [(str(k), i.live_oid, i.oid, i.every_node()) for k, i in imports.items()],
                                        [str(k) for k in deletes])
         log.info("node-red deployed", url=self.url, imported=len(imports), deleted=len(deletes), rev=new_rev[:12],
@@ -222,12 +298,13 @@ class NodeRedDriver(DriverBase):
         if pending is None:
             return {}
         expect = {k: expect_of(inc.every_node()) for k, inc in pending.imports.items() if k in keys}
+        at_once = all(starts_at_once(inc.every_node()) for k, inc in pending.imports.items() if k in keys)
         deadline = time.monotonic() + timeout
         rev, watch = pending.rev, pending.watch
         bad: dict[FlowKey, str] = {}
         while True:
             try:
-                seen = watch.wait(rev, max(0.0, deadline - time.monotonic()), self.health_settle)
+                seen = watch.wait(rev, max(0.0, deadline - time.monotonic()), self.health_settle, at_once=at_once)
             finally:
                 watch.close()
             judged = {k: e for k, e in expect.items() if k not in bad}
@@ -235,13 +312,13 @@ class NodeRedDriver(DriverBase):
             bad.update(found)
             log.info("node-red health gate", url=self.url, rev=rev[:12], started=seen.deployed,
                      seconds=round(seen.took, 3), state=(seen.state or {}).get("state"), errors=len(seen.errors),
-                     unhealthy=len(found), reconnected=seen.reconnected)
+                     unhealthy=len(found), reconnected=seen.reconnected, barrier=seen.barrier)
             rest = [k for k in judged if k not in found]
             if not (found and rest and stopped(seen) and self.restore_unhealthy):
                 break
             rev, watch = self._without(pending, rev, set(bad))
         if seen.deployed:
-            live = self.export()
+            live = self._proven(rev) or self.export()
             if self._snapshot is not None and self._snapshot.rev == rev:
                 for key, inc in pending.imports.items():
                     got = live.flows.get(key)
@@ -249,6 +326,22 @@ class NodeRedDriver(DriverBase):
                         bad[key] = ("Node-RED does not hold the flow as it was deployed (read back after it "
                                     "started); compare the environment with git")
         return bad
+
+    def reread(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
+        """The ids now live: right after a deploy whose answer proves what Node-RED holds (see
+        :class:`_Written`), those of what was written, without reading it back; else one GET /flows."""
+        live = self._proven() or self.export()
+        return {k: (f.oid if (f := live.flows.get(k)) else None) for k in keys}
+
+    def _proven(self, rev: str | None = None) -> LiveSet | None:
+        """The flows of the last deploy (at ``rev``, if given) when its answer proved them, with the
+        snapshot the next apply is guarded by; None when it did not."""
+        w = self._written
+        if w is None or not w.proven or (rev is not None and w.rev != rev):
+            return None
+        if self._snapshot is not None and self._snapshot.rev == w.rev:
+            return self._snapshot.live
+        return self._read(w.rev, w.nodes, w.derived)
 
     def _without(self, pending: "_Pending", rev: str, culprits: set[FlowKey]) -> tuple[str, Watch]:
         """Deploy the batch again without ``culprits`` (back to what they were), watched."""

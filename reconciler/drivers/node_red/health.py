@@ -14,6 +14,13 @@ gate reads ``/comms``:
    then for a settle window more (a function's "On Start" fails within
    microtasks; asynchronous work fails later, and is only caught if it fails
    within the window), all bounded by the environment's ``health_timeout``.
+   When every node the flows carry is of a kind that starts at once
+   (:func:`starts_at_once`: core nodes that start nothing asynchronous, a
+   function without "On Start" code or modules, an inject that does not fire
+   on its own at start), the window ends early, at a barrier: a subscription
+   sent once ``runtime-deploy`` arrived is answered (with the retained
+   ``runtime-deploy``) through the same queue as every message Node-RED sent
+   before it, so whatever those nodes logged as they started has arrived.
    If the connection drops it reconnects once: the retained ``runtime-deploy``
    and ``runtime-state`` then tell the current revision and state (errors
    logged during the gap are lost);
@@ -43,7 +50,7 @@ import structlog
 
 from .comms import Comms
 
-__all__ = ["Watch", "Seen", "Expect", "verdict", "stopped", "expect_of"]
+__all__ = ["Watch", "Seen", "Expect", "verdict", "stopped", "expect_of", "starts_at_once"]
 
 log = structlog.get_logger("reconciler.drivers.node_red")
 ERROR_LEVEL = 20  # Node-RED's log level of an error, as the debug messages carry it
@@ -59,6 +66,7 @@ class Seen:
     errors: list[Mapping[str, Any]] = field(default_factory=list)  # debug messages of level error
     took: float = 0.0  # seconds from the end of the POST to runtime-deploy
     reconnected: bool = False
+    barrier: bool = False  # the settle window ended at the barrier's answer (the flows start at once)
 
 
 class Watch:
@@ -86,12 +94,14 @@ class Watch:
             raise
         return comms
 
-    def wait(self, rev: str, timeout: float, settle: float) -> Seen:
-        """Read until runtime-deploy names ``rev`` (within ``timeout``), then ``settle`` seconds more."""
+    def wait(self, rev: str, timeout: float, settle: float, *, at_once: bool = False) -> Seen:
+        """Read until runtime-deploy names ``rev`` (within ``timeout``), then ``settle`` seconds more; with
+        ``at_once`` (the flows start at once: :func:`starts_at_once`), at most until the barrier's answer."""
         seen = Seen()
         started = time.monotonic()
         deadline = started + timeout
         stop_at = deadline
+        barrier = False  # a subscription sent after runtime-deploy, whose answer ends the window
         while True:
             now = time.monotonic()
             if now >= stop_at:
@@ -113,16 +123,26 @@ class Watch:
                 got = [(t, d) for t, d in self.retained.items()]
             if got is None:
                 break
+            answered = False
             for topic, data in got:
                 if topic == "debug" and isinstance(data, Mapping) and data.get("level") == ERROR_LEVEL:
                     seen.errors.append(data)
                 elif seen.deployed:
-                    continue
+                    answered = answered or (barrier and topic == "notification/runtime-deploy")
                 elif topic == "notification/runtime-state":
                     seen.state = data
                 elif topic == "notification/runtime-deploy" and isinstance(data, Mapping) and data.get("revision") == rev:
                     seen.deployed, seen.took = True, time.monotonic() - started
                     stop_at = min(deadline, time.monotonic() + settle)
+                    if at_once and settle > 0:
+                        try:
+                            self.comms.subscribe("notification/runtime-deploy")
+                            barrier = True
+                        except OSError:  # the window then runs its course (or the reconnect ends it)
+                            pass
+            if answered:
+                seen.barrier = True
+                break
         return seen
 
     def close(self) -> None:
@@ -140,6 +160,34 @@ class Expect:
 
     def owns(self, node_id: str) -> bool:
         return node_id in self.nodes or any(node_id.startswith(i + "-") for i in self.instances)
+
+
+# Core node types that start nothing asynchronous: what fails as they start is logged before Node-RED reads
+# the next message of /comms (see the module docstring). Anything else (contrib nodes, config nodes that
+# connect, files, sockets) gets the whole settle window.
+_AT_ONCE = frozenset({
+    "tab", "subflow", "group", "junction", "comment", "debug", "change", "switch", "range", "template", "json",
+    "link in", "link out", "link call", "catch", "status", "complete", "delay", "trigger", "split", "join", "sort",
+    "batch", "rbe", "function", "inject",
+})
+
+
+def starts_at_once(nodes: Iterable[dict]) -> bool:
+    """Every node is of a kind that starts at once: a core type of ``_AT_ONCE``, a subflow instance (its
+    inner nodes are among ``nodes``), a function without "On Start" code or modules to load, an inject that
+    does not fire on its own (not once at start, no interval or cron)."""
+    for n in nodes:
+        kind = n.get("type")
+        if isinstance(kind, str) and kind.startswith("subflow:"):
+            continue
+        if kind not in _AT_ONCE:
+            return False
+        if kind == "function" and (str(n.get("initialize") or "").strip() or n.get("libs")):
+            return False
+        if kind == "inject" and (n.get("once") or str(n.get("repeat") or "").strip() or
+                                 str(n.get("crontab") or "").strip()):
+            return False
+    return True
 
 
 def stopped(seen: Seen) -> bool:

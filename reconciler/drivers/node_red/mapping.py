@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from reconciler.canonical import InvalidJSON, Rules, format_pointer, parse_json
 from reconciler.drivers import Change
 from reconciler.drivers._common import Refused
@@ -41,10 +43,20 @@ CANONICAL_IGNORE = ("/configs/*/z",)
 
 
 def _clone(value: Any) -> Any:
+    """A deep copy of a JSON value (through orjson: a few times faster than walking it in Python)."""
+    if isinstance(value, (dict, list)):
+        try:
+            return orjson.loads(orjson.dumps(value))
+        except orjson.JSONEncodeError:  # integers beyond 64 bits
+            return _walk_clone(value)
+    return value
+
+
+def _walk_clone(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
+        return {k: _walk_clone(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clone(v) for v in value]
+        return [_walk_clone(v) for v in value]
     return value
 
 
@@ -311,16 +323,25 @@ def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str
             if kind.startswith("subflow:") and kind[8:] not in subflows:
                 raise Refused(f"/{where}/{i}: uses subflow {kind[8:]!r}, which the document does not carry")
     live_doc = {k: v for k, v in doc.items() if k not in ("nodes", "configs", "subflows", "tab")}
+    same = True  # the document as Node-RED returns it is the document itself (no credentials, nothing moved)
     for key, items in (("nodes", nodes), ("configs", configs), ("subflows", subflow_nodes)):
         if items:
             live_doc[key] = [stripped(n) for n in items]
+            same = same and all(a is b and "credentials" not in a for a, b in zip(live_doc[key], doc[key]))
+        elif key in doc:
+            same = False  # an empty list is left out
     if tab is not None:
-        tab = surface_inline(tab)
-        live_doc["tab"] = stripped(tab)
-        tab = tab_for_node_red(tab, change.key.name, change.key.version, version_env, default_version)
-    live = flow_from_doc(live_doc, identity, rules, where=str(change.key))
-    assert not isinstance(live, Problem)  # the same document as above, less its credentials
-    return _Incoming(change.key, oid, live.oid, doc, tab, nodes, {n["id"]: n for n in configs}, subflows,
+        live_tab = surface_inline(tab)
+        live_doc["tab"] = stripped(live_tab)
+        same = same and live_doc["tab"] is doc["tab"]
+        tab = tab_for_node_red(live_tab, change.key.name, change.key.version, version_env, default_version)
+    if same:
+        live_oid = oid  # the same content: the same canonical id
+    else:
+        live = flow_from_doc(live_doc, identity, rules, where=str(change.key))
+        assert not isinstance(live, Problem)  # the same document as above, less its credentials
+        live_oid = live.oid
+    return _Incoming(change.key, oid, live_oid, doc, tab, nodes, {n["id"]: n for n in configs}, subflows,
                      list(order) if order is not None else None)
 
 

@@ -3,6 +3,7 @@ and how hard to try, how tabs become flows, how to deploy. Every default of the 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
@@ -51,7 +52,8 @@ class NodeRedEnvironment(EnvironmentConfig):
     )
     health_settle: float = Field(
         0.5, ge=0, le=60, description="Seconds to keep listening for node errors after Node-RED reports the "
-        "deploy started (a function's On Start failing after an await is only seen within it)."
+        "deploy started (a function's On Start failing after an await is only seen within it); flows made only "
+        "of core nodes that start nothing asynchronous end it as soon as Node-RED answers a message sent then."
     )
 
     @field_validator("url")
@@ -81,7 +83,7 @@ class NodeRedEnvironment(EnvironmentConfig):
     def rules(self) -> Rules:
         """The environment's rules, plus: every list of nodes is sorted by id (the order means nothing), and a
         global config node's z (Node-RED 1.x wrote "z": "") is dropped."""
-        return Rules.of((*CANONICAL_IGNORE, *self.ignore), {**NODE_LISTS_BY_ID, **self.sort})
+        return _rules(tuple(self.ignore), tuple(self.sort.items()))
 
     def build_driver(self) -> "NodeRedDriver":
         return NodeRedDriver(
@@ -102,6 +104,13 @@ class NodeRedEnvironment(EnvironmentConfig):
             health_settle=self.health_settle,
             restore_unhealthy=self.on_unhealthy == "restore",
         )
+
+
+@lru_cache(maxsize=64)
+def _rules(ignore: tuple[str, ...], sort: tuple[tuple[str, str], ...]) -> Rules:
+    """One Rules per set of settings (immutable; reading each flow asks for them, and making them parses
+    every pointer)."""
+    return Rules.of((*CANONICAL_IGNORE, *ignore), {**NODE_LISTS_BY_ID, **dict(sort)})
 
 
 SETTINGS = NodeRedEnvironment
