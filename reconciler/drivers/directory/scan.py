@@ -190,7 +190,8 @@ class Scanner:
         if result.problems or result.invalid or not result.complete:
             self._last = None
         else:
-            names = {os.path.basename(w): k for k, w in result.where.items()}
+            cut = len(prefix)  # every path here is prefix + its file name (_read_entry joins them the same way)
+            names = {w[cut:]: k for k, w in result.where.items()}
             self._last = _Kept(stats, sigs, _light(result), names, racy)
         return result
 
