@@ -1,6 +1,7 @@
 """Whole-process figures: ``reconciler`` commands as a user or a CI job runs them, beside git.
 
-Each figure is the wall time of fresh processes (median of ``runs``, min and max beside it),
+Each figure is the wall time of fresh processes (median of ``runs``, min and max beside it, and
+the CPU time of the same processes: ``ours.cpu``, ``cpu_ratio``),
 and its baseline is the git CLI on the same canonical files in the same run:
 
 - ``--version`` / ``--help``: interpreter start and imports;
@@ -16,6 +17,7 @@ and its baseline is the git CLI on the same canonical files in the same run:
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +47,50 @@ ignore = ["/exportedAt"]
 """
 
 
+class Took(float):
+    """A wall-clock time that also carries the CPU time (user + system) of the processes it waited for:
+    on a shared machine the wall clock of both sides moves with the load, their CPU time much less.
+    Sums (``a + b``) add both."""
+
+    cpu: float = 0.0
+
+    def __new__(cls, wall: float, cpu: float) -> "Took":
+        t = super().__new__(cls, wall)
+        t.cpu = cpu
+        return t
+
+    def __add__(self, other: object) -> "Took":  # type: ignore[override]
+        if isinstance(other, (int, float)):
+            return Took(float(self) + float(other), self.cpu + getattr(other, "cpu", 0.0))
+        return NotImplemented
+
+    __radd__ = __add__
+
+
+class _Timer:
+    """Wall-clock and children's CPU time of what runs inside (``subprocess.run`` waits for its child)."""
+
+    def __enter__(self) -> "_Timer":
+        self.start, self.ru = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.took = Took(time.perf_counter() - self.start,
+                         ru.ru_utime - self.ru.ru_utime + ru.ru_stime - self.ru.ru_stime)
+
+
+def _compile_package() -> None:
+    """An installed package has its bytecode (pip compiles it); a checkout run under
+    ``PYTHONDONTWRITEBYTECODE`` would compile every module again in every timed process (~0.2 s of
+    CPU each), so the package the commands import is compiled once here, as tests/conftest.py does."""
+    import compileall
+
+    import reconciler
+
+    compileall.compile_dir(Path(reconciler.__file__).parent, quiet=2)
+
+
 class CliBench:
     """The whole-process scenarios on a folder of N generated flows (``source``) and their canonical
     copies laid out as in the branch (``canon``), both made by :class:`bench.__main__.Bench`."""
@@ -56,36 +102,41 @@ class CliBench:
         exe = Path(sys.executable).with_name("reconciler")
         if exe.exists():
             self.reconciler = [str(exe)]  # the console script, as a user runs it
+        _compile_package()
 
     def run(self, cwd: Path, *args: str, ok: tuple[int, ...] = (0,)) -> float:
-        start = time.perf_counter()
-        proc = subprocess.run([*self.reconciler, *args], cwd=cwd, env=self.env, capture_output=True, text=True)
-        took = time.perf_counter() - start
+        with _Timer() as t:
+            proc = subprocess.run([*self.reconciler, *args], cwd=cwd, env=self.env, capture_output=True, text=True)
         assert proc.returncode in ok, f"reconciler {' '.join(args)} -> {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-        return took
+        return t.took
 
     def git(self, cwd: Path, *args: str) -> float:
-        start = time.perf_counter()
-        subprocess.run(["git", *args], cwd=cwd, env=self.env, check=True, capture_output=True)
-        return time.perf_counter() - start
+        with _Timer() as t:
+            subprocess.run(["git", *args], cwd=cwd, env=self.env, check=True, capture_output=True)
+        return t.took
 
     def sync_cmd(self) -> float:
-        start = time.perf_counter()
-        subprocess.run(["sync"], check=True)
-        return time.perf_counter() - start
+        with _Timer() as t:
+            subprocess.run(["sync"], check=True)
+        return t.took
 
     def record(self, name: str, ours: list[float], base: list[float] | None, baseline: str, target: float | None,
                target_s: float | None = None) -> None:
         from bench.__main__ import summary
 
         o = summary(ours)
+        o["cpu"] = summary([getattr(x, "cpu", float("nan")) for x in ours])
         entry: dict[str, Any] = {"ours": o, "target_ratio": target, "target_seconds": target_s, "whole_process": True}
+        cpu = f" (CPU {o['cpu']['median']:.3f} s)"
         if base:
             b = summary(base)
-            entry.update(baseline=b, baseline_command=baseline, ratio=o["median"] / b["median"] if b["median"] else None)
-            print(f"  {name}: {o['median']:.3f} s vs {b['median']:.3f} s ({baseline}) -> {entry['ratio']:.2f}x", flush=True)
+            b["cpu"] = summary([getattr(x, "cpu", float("nan")) for x in base])
+            entry.update(baseline=b, baseline_command=baseline, ratio=o["median"] / b["median"] if b["median"] else None,
+                         cpu_ratio=o["cpu"]["median"] / b["cpu"]["median"] if b["cpu"]["median"] else None)
+            print(f"  {name}: {o['median']:.3f} s{cpu} vs {b['median']:.3f} s (CPU {b['cpu']['median']:.3f} s) "
+                  f"({baseline}) -> {entry['ratio']:.2f}x", flush=True)
         else:
-            print(f"  {name}: {o['median']:.3f} s", flush=True)
+            print(f"  {name}: {o['median']:.3f} s{cpu}", flush=True)
         self.b.results[name] = entry
 
     # -- the scenarios ---------------------------------------------------------------

@@ -167,7 +167,7 @@ class Config(_Model):
     )
     source: Path | None = Field(None, exclude=True)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     def env(self, name: str) -> EnvironmentConfig:
         for e in self.environments:

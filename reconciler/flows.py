@@ -12,7 +12,7 @@ layout (``<name>/<version>.json``) stays the same.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -20,7 +20,7 @@ from reconciler.canonical import InvalidJSON, Rules, blob_id, canonicalize, pars
 from reconciler.errors import Problem
 from reconciler.names import InvalidName, encode
 
-__all__ = ["FlowKey", "Identity", "CanonicalFlow", "read_flow", "flow_from_doc", "FlowInvalid", "sql_export",
+__all__ = ["FlowKey", "Identity", "CanonicalFlow", "light_flows", "read_flow", "flow_from_doc", "FlowInvalid", "sql_export",
            "looks_like_sql"]
 
 _SQL_START = re.compile(rb"\A\s*(--|/\*|(CREATE|INSERT|SET|SELECT|BEGIN|EXECUTE)\b)", re.IGNORECASE)
@@ -133,6 +133,22 @@ class CanonicalFlow:
 
     def light(self) -> "CanonicalFlow":
         return self if self.data is None else CanonicalFlow(self.key, None, self.oid)
+
+
+def light_flows(keys: Sequence[FlowKey], oids: Sequence[str]) -> list[CanonicalFlow]:
+    """``[CanonicalFlow(key, None, oid), ...]`` for tens of thousands of ids read from a cache, at a third
+    of the frozen dataclass's ``__init__`` cost (its fields set in the instance dict directly)."""
+    new, cls = object.__new__, CanonicalFlow
+    out: list[CanonicalFlow] = []
+    add = out.append
+    for key, oid in zip(keys, oids, strict=True):
+        flow = new(cls)
+        d = flow.__dict__
+        d["key"] = key
+        d["data"] = None
+        d["oid"] = oid
+        add(flow)
+    return out
 
 
 def read_flow(

@@ -22,6 +22,7 @@ Nothing here does I/O; the applier (:mod:`reconciler.engine`) carries a plan out
 from __future__ import annotations
 
 import enum
+import operator
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -115,10 +116,12 @@ class Plan:
     @property
     def changes(self) -> tuple[Step, ...]:
         """Steps that change the environment, the branch or the marker."""
-        return tuple(s for s in self.steps if s.action in _CHANGING)
+        # `is not NONE` first: hashing an enum member (for the set) runs Python code, and most steps are in sync
+        none = Action.NONE
+        return tuple(s for s in self.steps if s.action is not none and s.action in _CHANGING)
 
     def counts(self) -> dict[str, int]:
-        c = Counter(s.state.value for s in self.steps)
+        c = Counter(map(_STATE_VALUE, self.steps))  # the members' plain string values, counted in C
         return {state.value: c.get(state.value, 0) for state in State}
 
     def with_action(self, *actions: Action) -> tuple[Step, ...]:
@@ -126,6 +129,7 @@ class Plan:
 
 
 _CHANGING = frozenset({Action.IMPORT, Action.DELETE, Action.ADOPT, Action.ADVANCE})
+_STATE_VALUE = operator.attrgetter("state._value_")
 
 
 def plan(

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.flows import CanonicalFlow, FlowKey
+from reconciler.flows import FlowKey, light_flows
 from reconciler.gitstore import FlowTree, GitStore
 from reconciler.localcache import digest, read_cache, write_cache
 from reconciler.readcache import Derived
@@ -129,25 +129,37 @@ def recall(path: Path, fingerprint: str) -> Recalled | None:
 
 
 def _derived(side: dict[str, Any], trees: dict[str, Mapping[FlowKey, str]]) -> Derived:
-    source: dict[FlowKey, str] = {}
-    flows: dict[FlowKey, CanonicalFlow] = {}
-    ids: dict[FlowKey, str] = {}
-    whole = True
-    folder: dict[FlowKey, str] = {}
-    for name, version, blob, canon in side["rows"]:
-        key = FlowKey(str(name), str(version))
-        folder[key] = str(blob)
-        if canon is None:
-            # A problem: left out of the derivation's source, so the next derive reads it again
-            # (as new) and reports it where it is read now; the tree is then not derived whole.
-            whole = False
-            continue
-        source[key] = str(blob)
-        flows[key] = CanonicalFlow(key, None, str(canon))
-        ids[key] = str(canon)
+    rows = side["rows"]
     tree = side["tree"]
     if tree is not None and not isinstance(tree, str):
         raise ValueError("tree")
+    if type(rows) is not list:
+        raise TypeError("rows")
+    # The rows are checked whole, at C speed: each a list [name, version, blob id, canonical id or None].
+    if rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {4}):
+        raise ValueError("rows")
+    names, versions, blobs, canons = zip(*rows) if rows else ((), (), (), ())
+    if not set(map(type, names)) | set(map(type, versions)) | set(map(type, blobs)) <= {str} \
+            or not set(map(type, canons)) <= {str, type(None)}:
+        raise TypeError("rows")
+    new = tuple.__new__
+    keys = [new(FlowKey, k) for k in zip(names, versions)]
+    folder: dict[FlowKey, str] = dict(zip(keys, blobs))
+    if len(folder) != len(keys):
+        raise ValueError("a key twice")
+    whole = None not in canons
+    if whole:
+        source = dict(folder)
+        ids = dict(zip(keys, canons))
+        flows = dict(zip(keys, light_flows(keys, canons)))
+    else:
+        # A problem: left out of the derivation's source, so the next derive reads it again
+        # (as new) and reports it where it is read now; the tree is then not derived whole.
+        kept = [i for i, canon in enumerate(canons) if canon is not None]
+        good = [keys[i] for i in kept]
+        source = {k: folder[k] for k in good}
+        ids = {k: canons[i] for k, i in zip(good, kept)}
+        flows = dict(zip(good, light_flows(good, [canons[i] for i in kept])))
     if tree is not None and side["clean"] is True:
         trees[tree] = folder
     return Derived(tree if whole else None, source, flows, ids, {})

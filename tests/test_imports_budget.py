@@ -6,7 +6,9 @@ Imports are counted, not timed (timings are the bench's, ``python -m bench --cli
   argparse and at most :data:`CLI_MODULES` modules in all; none of pygit2, pydantic, structlog,
   orjson, jsonschema, croniter, nor the config, the engine or a driver;
 - loading a config of directory environments imports no other driver, no croniter (no window)
-  and no jsonschema (no schema); the command line's plan path imports no review, remote or service.
+  and no jsonschema (no schema); the command line's plan path imports no review, remote or service,
+  and no notification machinery (the ``[[notify]]`` models only: ``reconciler.notify`` imports its
+  dispatcher, sinks and HTTP client when a name of theirs is first used).
 """
 
 from __future__ import annotations
@@ -44,5 +46,18 @@ def test_a_directory_config_imports_only_its_own_driver(tmp_path: Path) -> None:
     mods = loaded_after("from reconciler.config import load_config\nload_config('reconciler.toml')\n"
                         "import reconciler.engine, reconciler.cli.commands, reconciler.logsetup", cwd=tmp_path)
     unwanted = ("reconciler.drivers.node_red", "reconciler.drivers.http", "croniter", "jsonschema", "reconciler.review",
-                "reconciler.remote", "reconciler.service", "reconciler.server", "watchfiles", "apscheduler")
+                "reconciler.remote", "reconciler.service", "reconciler.server", "watchfiles", "apscheduler",
+                "reconciler.notify.dispatcher", "reconciler.notify.sinks", "reconciler.notify.status",
+                "reconciler.notify.plan", "reconciler.drivers._http", "urllib.request", "http.client")
     assert [m for m in mods if m in unwanted or m.split(".")[0] in unwanted] == []
+
+
+def test_the_notify_package_still_offers_every_name() -> None:
+    """Its names are imported lazily (PEP 562), each from the module that defines it."""
+    import reconciler.notify as notify
+
+    for name in notify.__all__:
+        assert getattr(notify, name) is not None, name
+    from reconciler.notify import Dispatcher, post_plan_status, status_link
+
+    assert Dispatcher.__module__ == "reconciler.notify.dispatcher" and callable(post_plan_status) and callable(status_link)

@@ -151,6 +151,108 @@ def test_a_damaged_foreign_or_missing_index_means_reading_everything(folder: Pat
     assert len(fs.reads) == 5
 
 
+def _rewrite(index: Path, change) -> None:
+    """Rewrite the index's body with ``change(body)`` and a valid checksum (a well-formed file of our own
+    kind whose columns are wrong: what only the column checks can catch)."""
+    from reconciler.localcache import read_cache, write_cache
+
+    head = index.read_bytes().partition(b"\n")[0]
+    body = json.loads(index.read_bytes().partition(b"\n")[2])
+    fingerprint = body.pop("fingerprint")
+    change(body)
+    write_cache(index, head.split(b" ")[1].decode(), fingerprint, body)
+    assert read_cache(index, head.split(b" ")[1].decode(), fingerprint) is not None
+
+
+@pytest.mark.parametrize("damage", ["short sigs", "long keys", "missing oid", "bool in a sig", "float in a sig",
+                                    "int name", "null oid", "not a list", "a name twice", "no column"])
+def test_an_index_with_damaged_columns_means_reading_everything(folder: Path, index: Path, damage: str) -> None:
+    """The columns are checked whole (lengths and types); anything off means a full read, never a shifted entry."""
+    driver(folder, index, later())[0].export()
+
+    def change(body: dict) -> None:
+        if damage == "short sigs":
+            body["sigs"].pop()
+        elif damage == "long keys":
+            body["keys"] += ["x", "1.0"]
+        elif damage == "missing oid":
+            body["oids"].pop()
+        elif damage == "bool in a sig":
+            body["sigs"][0] = True
+        elif damage == "float in a sig":
+            body["sigs"][1] = float(body["sigs"][1])
+        elif damage == "int name":
+            body["names"][0] = 7
+        elif damage == "null oid":
+            body["oids"][2] = None
+        elif damage == "not a list":
+            body["names"] = dict.fromkeys(body["names"], 1)
+        elif damage == "a name twice":
+            body["names"][1] = body["names"][0]
+        else:
+            del body["keys"]
+
+    _rewrite(index, change)
+    (folder / "flow4.json").write_bytes(doc("flow4", "changed meanwhile"))
+    d, fs = driver(folder, index, later())
+    assert ids(d) == truth(folder)
+    assert len(fs.reads) == 5
+
+
+def test_a_racy_entry_found_in_an_index_is_not_trusted(folder: Path, index: Path) -> None:
+    """Racy entries are never saved; one written there all the same (another writer, a bug) is read again."""
+    driver(folder, index, later())[0].export()
+    names = json.loads(index.read_bytes().partition(b"\n")[2])["names"]
+    at = names.index("flow2.json")
+
+    def change(body: dict) -> None:
+        body["sigs"][5 * at + 1] = body["written_at"]  # modified "when the index was written"
+
+    _rewrite(index, change)
+    d, fs = driver(folder, index, later())
+    assert ids(d) == truth(folder) and fs.reads == ["flow2.json"]
+
+
+def test_two_files_holding_one_flow_are_reported_from_the_index_too(folder: Path, index: Path) -> None:
+    """A duplicate is found the same way whether both files were read or both came from the index."""
+    (folder / "copy.json").write_bytes(doc("flow1"))
+    first = driver(folder, index, later())[0].export()
+    d, fs = driver(folder, index, later())
+    second = d.export()
+    assert fs.reads == []
+    key = FlowKey("flow1", "1.0")
+    assert key in first.invalid and key in second.invalid and key not in second.flows
+    assert [p.message for p in second.problems] == [p.message for p in first.problems] != []
+    assert dict(second.oids()) == dict(first.oids())
+
+
+def test_a_fresh_process_reads_the_same_flows_and_paths_as_a_full_read(folder: Path, index: Path) -> None:
+    """What the index path builds (flows, where each lives) is what reading every file builds."""
+    (folder / "notes.txt").write_text("not a flow")
+    (folder / ".hidden.json").write_bytes(doc("hidden"))
+    driver(folder, index, later())[0].export()
+    d, fs = driver(folder, index, later())
+    live = d.export()
+    full = DirectoryDriver(folder, rules=RULES).export()
+    assert fs.reads == []
+    assert live.where == full.where and dict(live.oids()) == dict(full.oids())
+    assert all(f.data is None and f == type(f)(f.key, None, f.oid) for f in live.flows.values())
+
+
+def test_light_flows_are_the_dataclass_s_own_instances() -> None:
+    from reconciler.flows import CanonicalFlow, light_flows
+
+    keys = [FlowKey("a", "1"), FlowKey("b", "2")]
+    made = light_flows(keys, ["x" * 40, "y" * 40])
+    assert made == [CanonicalFlow(keys[0], None, "x" * 40), CanonicalFlow(keys[1], None, "y" * 40)]
+    assert [hash(f) for f in made] == [hash(CanonicalFlow(k, None, o)) for k, o in zip(keys, ["x" * 40, "y" * 40])]
+    assert made[0].light() is made[0]
+    with pytest.raises(Exception):
+        made[0].oid = "z"  # still frozen
+    with pytest.raises(ValueError):
+        light_flows(keys, ["x"])
+
+
 def test_other_rules_do_not_use_the_index(folder: Path, index: Path) -> None:
     """Canonical ids depend on the environment's rules: an index made with others is not used."""
     driver(folder, index, later())[0].export()

@@ -124,6 +124,41 @@ def test_a_damaged_kept_read_means_reading_everything_and_the_same_answer(acc: W
     assert out.plan.steps == before.plan.steps
 
 
+@pytest.mark.parametrize("damage", ["short row", "long row", "int name", "int canonical id", "row not a list",
+                                    "rows not a list", "a key twice", "tree not a string"])
+def test_kept_reads_with_damaged_rows_mean_reading_everything_and_the_same_answer(acc: Workspace, damage: str) -> None:
+    """A well-formed file (valid checksum, this code's fingerprint) whose rows are wrong: the rows are
+    checked whole, and anything off means a full read, never a shifted or retyped entry."""
+    from reconciler.localcache import read_cache, write_cache
+
+    before, _ = plan_of(acc)
+    kept = acc.repo / "reconciler" / "index" / "acc" / "desired"
+    body = json.loads(kept.read_bytes().partition(b"\n")[2])
+    fingerprint = body.pop("fingerprint")
+    rows = body["desired"]["rows"]
+    if damage == "short row":
+        rows[1].pop()
+    elif damage == "long row":
+        rows[1].append("x")
+    elif damage == "int name":
+        rows[0][0] = 5
+    elif damage == "int canonical id":
+        rows[0][3] = 5
+    elif damage == "row not a list":
+        rows[2] = "abcd"
+    elif damage == "rows not a list":
+        body["desired"]["rows"] = {"a": rows}
+    elif damage == "a key twice":
+        rows[1][:2] = rows[0][:2]
+    else:
+        body["desired"]["tree"] = 17
+    write_cache(kept, "engine-reads", fingerprint, body)
+    assert read_cache(kept, "engine-reads", fingerprint) is not None
+    out, reads = plan_of(acc)
+    assert reads == 6
+    assert out.plan.steps == before.plan.steps
+
+
 def test_the_kept_reads_are_in_the_git_dir_and_never_in_its_history(acc: Workspace) -> None:
     plan_of(acc)
     index = acc.repo / "reconciler" / "index" / "acc"

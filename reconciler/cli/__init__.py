@@ -17,6 +17,7 @@ Exit codes are part of the contract (scripts branch on them):
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -42,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)  # --help and --version end here, before the heavy imports
+    service = args.command in ("run", "demo")
+    one_shot = argv is None and not service  # this process is the command (not a test or a caller's thread)
+    if one_shot:
+        _one_shot_gc()
     from reconciler.config import config_json_schema
     from reconciler.errors import ConfigError, ReconcilerError
     from reconciler.logsetup import setup_logging
@@ -50,7 +55,8 @@ def _main(argv: Sequence[str] | None) -> int:
     from .commands import COMMANDS
     from .common import emit_error as _emit_error, print_json as _print_json
 
-    service = args.command in ("run", "demo")
+    if one_shot:
+        gc.freeze()  # what the imports made lives as long as this process: never walked by a collection
     # Known secret values are masked in everything this process prints or logs (the last guard:
     # messages name secrets, never quote them, but a flow may be *named* after a password).
     args.redactor = redactor = Redactor()
@@ -88,6 +94,15 @@ def _main(argv: Sequence[str] | None) -> int:
         print("interrupted; nothing is half-done (each step is atomic), the next run goes on from here",
               file=sys.stderr)
         return 130
+
+
+def _one_shot_gc() -> None:
+    """A command (not the service) is one pass over up to 100,000 flows, then the process exits. The
+    cyclic collector's defaults (a collection every 700 new objects, each walking all young ones, and
+    full ones walking every object of ~400 imported modules) took ~20% of a no-change ``plan``'s CPU
+    at 10,000 flows. Collections stay on, rarer; reference counting frees what these runs drop, as before.
+    Only for the process the command is (``main()`` without arguments): a caller's process keeps its own."""
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _check_names(args: argparse.Namespace, config: "Config") -> None:

@@ -13,11 +13,39 @@
 The contract the worker uses is :mod:`reconciler.events`.
 """
 
-from .dispatcher import Dispatcher
-from .plan import plan_status, post_plan_status
-from .settings import NOTIFY_MODELS, DeliverySettings, ForgeNotify, NotifyBase, NotifyConfig, SlackNotify, WebhookNotify
-from .sinks import Delivery, DeliveryFailed, ForgeSink, Sink, SlackSink, WebhookSink, build_sinks, sign, slack_text
-from .status import CommitStatus, context_of, forge_request, forge_state, status_link, status_of
+from typing import TYPE_CHECKING, Any
+
+# Imported when a name is first used (PEP 562): a config's ``[[notify]]`` models
+# (``reconciler.notify.settings``) must not pull in the dispatcher, the sinks and the HTTP
+# client on every command line run (``tests/test_imports_budget.py``).
+_WHERE = {
+    "Dispatcher": "dispatcher", "plan_status": "plan", "post_plan_status": "plan",
+    **dict.fromkeys(("NOTIFY_MODELS", "DeliverySettings", "ForgeNotify", "NotifyBase", "NotifyConfig", "SlackNotify",
+                     "WebhookNotify"), "settings"),
+    **dict.fromkeys(("Delivery", "DeliveryFailed", "ForgeSink", "Sink", "SlackSink", "WebhookSink", "build_sinks",
+                     "sign", "slack_text"), "sinks"),
+    **dict.fromkeys(("CommitStatus", "context_of", "forge_request", "forge_state", "status_link", "status_of"),
+                    "status"),
+}
+
+if TYPE_CHECKING:
+    from .dispatcher import Dispatcher
+    from .plan import plan_status, post_plan_status
+    from .settings import NOTIFY_MODELS, DeliverySettings, ForgeNotify, NotifyBase, NotifyConfig, SlackNotify, WebhookNotify
+    from .sinks import Delivery, DeliveryFailed, ForgeSink, Sink, SlackSink, WebhookSink, build_sinks, sign, slack_text
+    from .status import CommitStatus, context_of, forge_request, forge_state, status_link, status_of
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Dispatcher", "DeliverySettings", "NOTIFY_MODELS", "NotifyBase", "NotifyConfig", "WebhookNotify", "SlackNotify",

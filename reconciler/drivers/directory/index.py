@@ -31,7 +31,7 @@ from pathlib import Path
 import structlog
 
 from reconciler.canonical import Rules
-from reconciler.flows import CanonicalFlow, FlowKey, Identity
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, light_flows
 from reconciler.localcache import digest, read_cache, write_cache
 
 __all__ = ["StatIndex", "RACY_NS", "Entry"]
@@ -40,7 +40,7 @@ log = structlog.get_logger("reconciler.drivers.directory")
 
 #: a file modified this close to (or after) the time it was read is racy: never trusted from its signature
 RACY_NS = 1_000_000_000
-_KIND = "directory-index"
+_KIND = "directory-index"  # its body: columns (names, sigs, keys, oids), see _entries
 
 Sig = tuple[int, ...]
 Entry = tuple[Sig, "CanonicalFlow | Problem"]
@@ -70,24 +70,55 @@ class StatIndex:
         if doc is None:
             return {}
         written = doc.get("written_at")
-        if not isinstance(written, int):
+        if type(written) is not int:
             return {}
         if self.clock() < written:
             log.info("the clock is earlier than when the folder's index was written; reading every file",
                      index=str(self.path))
             return {}
-        out: dict[str, Entry] = {}
         try:
-            for name, (mode, mtime, ctime, size, ino, flow_name, version, oid) in doc["entries"].items():
-                sig = (mode, mtime, ctime, size, ino)
-                if all(type(v) is int for v in sig) and not is_racy(sig, written):
-                    out[name] = (sig, CanonicalFlow(FlowKey(str(flow_name), str(version)), None, str(oid)))
+            return _entries(doc, written)
         except (KeyError, TypeError, ValueError, AttributeError):
             return {}
-        return out
 
     def save(self, cache: Mapping[str, Entry], now: int) -> None:
         """Keep the flows of ``cache`` that are not racy at ``now`` (the time of the export that checked them)."""
-        entries = {name: [*sig, got.key.name, got.key.version, got.oid] for name, (sig, got) in cache.items()
-                   if isinstance(got, CanonicalFlow) and not is_racy(sig, now)}
-        write_cache(self.path, _KIND, self.fingerprint, {"written_at": now, "entries": entries})
+        names: list[str] = []
+        sigs: list[int] = []
+        keys: list[str] = []
+        oids: list[str] = []
+        for name, (sig, got) in cache.items():
+            if isinstance(got, CanonicalFlow) and not is_racy(sig, now):
+                names.append(name)
+                sigs.extend(sig)
+                keys.extend(got.key)
+                oids.append(got.oid)
+        write_cache(self.path, _KIND, self.fingerprint,
+                    {"written_at": now, "names": names, "sigs": sigs, "keys": keys, "oids": oids})
+
+
+def _entries(doc: Mapping[str, object], written: int) -> dict[str, Entry]:
+    """The columns of an index file as entries: ``names``, ``sigs`` (5 integers an entry), ``keys`` (name
+    and version an entry) and ``oids``. Columns are checked whole (types and lengths, at C speed); any
+    mismatch raises (the caller then reads everything)."""
+    names, sigs, keys, oids = doc["names"], doc["sigs"], doc["keys"], doc["oids"]
+    if not (type(names) is type(sigs) is type(keys) is type(oids) is list):
+        raise TypeError("columns")
+    n = len(names)
+    if len(sigs) != 5 * n or len(keys) != 2 * n or len(oids) != n or len(set(names)) != n:
+        raise ValueError("column lengths")
+    if n == 0:
+        return {}
+    if set(map(type, sigs)) != {int} or set(map(type, names)) | set(map(type, keys)) | set(map(type, oids)) != {str}:
+        raise TypeError("column types")
+    it = iter(sigs)
+    entry_sigs = list(zip(it, it, it, it, it))
+    it = iter(keys)
+    new = tuple.__new__
+    flows = light_flows([new(FlowKey, k) for k in zip(it, it)], oids)
+    entries = dict(zip(names, zip(entry_sigs, flows)))
+    # Racy entries were never saved (save leaves them out); one found here is dropped all the same.
+    edge = written - RACY_NS
+    if max(max(sigs[1::5]), max(sigs[2::5])) >= edge:
+        entries = {name: e for name, e in entries.items() if not is_racy(e[0], written)}
+    return entries

@@ -33,7 +33,7 @@ from reconciler.errors import Problem, RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc, looks_like_sql, sql_export
 
 from .fs import MAX_FILE_BYTES, FileSystem
-from .index import StatIndex, is_racy
+from .index import RACY_NS, StatIndex, is_racy
 
 __all__ = ["Scanner", "ensure_root", "is_flow_name"]
 
@@ -43,7 +43,10 @@ Stat = os.stat_result | OSError
 def is_flow_name(name: str) -> bool:
     """A file name the driver reads as a flow: ``*.json``, not hidden. ``*.sql`` files are read too, to
     be reported: SQL offered as a flow is refused with :func:`~reconciler.flows.sql_export`'s message."""
-    return name.endswith((".json", ".sql")) and not name.startswith(".")
+    return name.endswith(_FLOW_SUFFIXES) and not name.startswith(".")
+
+
+_FLOW_SUFFIXES = (".json", ".sql")
 
 
 def ensure_root(fs: FileSystem, root: Path) -> None:
@@ -141,7 +144,7 @@ class Scanner:
             with self.fs.scandir(self.root) as it:
                 for entry in it:
                     name = entry.name
-                    if is_flow_name(name):
+                    if name.endswith(_FLOW_SUFFIXES) and not name.startswith("."):  # is_flow_name, inline
                         try:
                             stats[name] = entry.stat(follow_symlinks=False)
                         except OSError as exc:
@@ -153,15 +156,43 @@ class Scanner:
     def _rebuild(self, stats: dict[str, Stat], now: int, progress: Progress | None) -> LiveSet:
         collect = LiveCollector(self.identity, self.rules)
         tick = Ticker(progress, len(stats))
+        cache, flows, where = self._cache, collect.flows, collect.where
+        prefix = os.path.join(self.root, "")  # prefix + name is os.path.join(self.root, name): names hold no "/"
+        edge = now - RACY_NS  # a file whose mtime or ctime is at or after this is racy (is_racy, inline)
+        sigs: dict[str, tuple[int, ...] | None] = {}
+        racy: set[str] = set()
         for i, name in enumerate(sorted(stats), 1):
-            self._read_entry(name, stats[name], now, collect)
+            st = stats[name]
+            if isinstance(st, OSError):
+                sigs[name] = None
+            else:
+                sig = sigs[name] = (st.st_mode, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+                if sig[1] >= edge or sig[2] >= edge:
+                    racy.add(name)
+                cached = cache.get(name)
+                # The common case, inline: an unchanged file whose flow is cached (what _read_entry and
+                # add_flow would do with it; anything else, a duplicate key included, takes their path).
+                if cached is not None and cached[0] == sig:
+                    got = cached[1]
+                    if type(got) is CanonicalFlow and got.key not in where:
+                        flows[got.key] = got
+                        where[got.key] = prefix + name
+                        tick(i)
+                        continue
+            self._read_entry(name, st, now, collect)
             tick(i)
-        for gone in set(self._cache) - set(stats):
-            del self._cache[gone]
+        for gone in cache.keys() - stats.keys():
+            del cache[gone]
             self._dirty = True
-        self.files = dict(collect.where)
+        self.files = dict(where)
         result = collect.result()
-        self._remember(stats, result, now)
+        self.touched.clear()
+        if result.problems or result.invalid or not result.complete:
+            self._last = None
+        else:
+            cut = len(prefix)  # every path here is prefix + its file name (_read_entry joins them the same way)
+            names = {w[cut:]: k for k, w in result.where.items()}
+            self._last = _Kept(stats, sigs, _light(result), names, racy)
         return result
 
     def _patch(self, last: "_Kept", stats: dict[str, Stat], changed: set[str], now: int) -> LiveSet | None:
@@ -198,15 +229,6 @@ class Scanner:
         racy = {n for n in changed if n in stats and _is_racy(stats[n], now)}
         self._last = _Kept(stats, sigs, _light(result), names, racy)
         return result
-
-    def _remember(self, stats: dict[str, Stat], result: LiveSet, now: int) -> None:
-        self.touched.clear()
-        if result.problems or result.invalid or not result.complete:
-            self._last = None
-            return
-        racy = {n for n, st in stats.items() if _is_racy(st, now)}
-        names = {os.path.basename(w): k for k, w in result.where.items()}
-        self._last = _Kept(stats, {n: _sig(st) for n, st in stats.items()}, _light(result), names, racy)
 
     def _read_entry(self, name: str, st: Stat, now: int, collect: LiveCollector) -> None:
         """Add one file's flow (or problem) to ``collect``, from the cache when its signature is unchanged."""
