@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.__main__ import git_env
-from bench.cli import CONFIG
+from bench.cli import CONFIG, _compile_package
 from bench.generate import change_flows, write_flows
 
 RESULTS = Path(__file__).parent / "results"
@@ -46,6 +46,7 @@ class Scale:
         self.work, self.runs, self.env = work, runs, git_env(work)
         exe = Path(sys.executable).with_name("reconciler")
         self.reconciler = [str(exe)] if exe.exists() else [sys.executable, "-m", "reconciler"]
+        _compile_package()  # as bench.cli: the timed processes find their bytecode, as an installed package's
 
     def ours(self, cwd: Path, *args: str) -> tuple[float, float]:
         """(seconds, peak RSS in MB) of one ``reconciler`` process."""
