@@ -70,6 +70,7 @@ class Writer:
         self._exchanged = False  # a swap has worked here (then EPERM is an error, not "unsupported")
         self._files: dict[FlowKey, str] = {}  # the batch's: where each flow lives (the export's, updated)
         self._deleted: dict[FlowKey, str] = {}  # files the current batch removed
+        self.wrote: dict[FlowKey, tuple[str, str]] = {}  # the last batch's: key -> (file, blob id of our bytes)
 
     def apply(self, changes: Sequence[Change], files: dict[FlowKey, str], progress: Progress | None) -> dict[FlowKey, str]:
         """Write a batch: temp files first, one sync, then each rename under its precondition.
@@ -80,6 +81,7 @@ class Writer:
         export's map of where each flow lives) is updated as files come and go.
         """
         self._files = files
+        self.wrote = {}
         written = [c.key for c in changes]
         failed: dict[FlowKey, str] = {}
         temps: dict[FlowKey, str] = {}
@@ -103,14 +105,17 @@ class Writer:
                 if change.key in failed:
                     continue
                 tmp = temps.pop(change.key, None)
+                consumed = False
                 try:
-                    self._apply_one(change, tmp)
+                    consumed = self._apply_one(change, tmp)
+                    if change.data is not None:
+                        self.wrote[change.key] = (self._files[change.key], blob_id(change.data))
                 except Refused as exc:
                     failed[change.key] = str(exc)
                 except OSError as exc:
                     failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
                 finally:
-                    if tmp is not None:
+                    if tmp is not None and not consumed:
                         self.fs.unlink(tmp, missing_ok=True)  # linked in, or not used: either way no longer needed
                 tick(i)
             self.fs.fsync_dir(self.root)
@@ -121,14 +126,15 @@ class Writer:
             self.touched.update(os.path.basename(p) for k in written if (p := files.get(k) or deleted.get(k)))
         return failed
 
-    def _apply_one(self, change: Change, tmp: str | None) -> None:
+    def _apply_one(self, change: Change, tmp: str | None) -> bool:
         """Replace or delete one file only if it still holds what the plan saw.
 
         Check-then-write would lose a save landing between the two steps, so the
         file is first moved aside (atomic), the moved file is compared, and the
         new one is linked in with ``os.link``, which never replaces a file saved
         meanwhile. Whatever differs from the plan is kept under a free name,
-        never deleted. The caller removes ``tmp``.
+        never deleted. The caller removes ``tmp`` unless this returns True (it was
+        renamed into place: a new flow's file).
         """
         path = self._files.get(change.key)
         if path is None:
@@ -137,9 +143,10 @@ class Writer:
             if change.data is not None:
                 assert tmp is not None
                 self._files[change.key] = str(self._link_new(change.key, tmp))
-            return
+                return True
+            return False
         if tmp is not None and self._swap_in(change, path, tmp):
-            return
+            return False
         aside = self._hidden(ASIDE, path, expect=change.expect or "")
         try:
             self.fs.rename(path, aside)
@@ -170,6 +177,7 @@ class Writer:
             self._deleted[change.key] = path
         if kept is not None:
             raise Refused(f"{path} was edited during the write; the edit is kept as {kept}, the next run re-checks it")
+        return False
 
     def _discard(self, aside: str, change: Change, path: str) -> str | None:
         """Remove the moved-aside old version, unless it changed after the check (an in-place
@@ -307,6 +315,22 @@ class Writer:
                            f"the next run re-checks it")
         raise Refused(moved(path, change.expect, current))
 
+    def reread(self, key: FlowKey, path: str) -> str | None:
+        """:meth:`current` of a flow's file, for the read-after-write of the last batch: a file that holds
+        exactly the bytes this writer put there holds their flow, whose canonical id is their blob id (a
+        :class:`Change` carries canonical bytes, and the canonical form is a fixed point:
+        ``tests/test_canonical.py``), so it is read and hashed, not parsed again. Anything else (other
+        bytes, another file, a flow this batch did not write) is read in full."""
+        mine = self.wrote.get(key) if self._decode is None else None
+        if mine is not None and mine[0] == path:
+            try:
+                raw = self.fs.read(path)
+            except OSError:
+                raw = None  # current() says what it is
+            if raw is not None and blob_id(raw) == mine[1]:
+                return mine[1]
+        return self.current(path)
+
     def current(self, path: str) -> str | None:
         """Canonical blob id of the flow a file now holds: None if it is gone, ``"invalid"`` if it
         holds no flow; raises :class:`Refused` when it cannot be read."""
@@ -331,18 +355,16 @@ class Writer:
         return path
 
     def _link_new(self, key: FlowKey, tmp: str) -> Path:
+        """Rename ``tmp`` to a free name for a new flow (on failure ``tmp`` is left to the caller)."""
         stem = f"{encode(key.name)}@{encode(key.version)}"
-        try:
-            for n in range(1, 1000):
-                path = self.inside(f"{stem}{self.suffix}" if n == 1 else f"{stem}-{n}{self.suffix}")
-                try:
-                    self.fs.link(tmp, path)  # fails if the name is taken: never replaces a file
-                    return path
-                except FileExistsError:
-                    continue
-            raise Refused(f"no free file name for {key} in {self.root}")
-        finally:
-            self.fs.unlink(tmp, missing_ok=True)
+        for n in range(1, 1000):
+            path = self.inside(f"{stem}{self.suffix}" if n == 1 else f"{stem}-{n}{self.suffix}")
+            try:
+                self.fs.rename_new(tmp, path)  # fails if the name is taken: never replaces a file
+                return path
+            except FileExistsError:
+                continue
+        raise Refused(f"no free file name for {key} in {self.root}")
 
     def _hidden(self, kind: str, path: str = "", *, expect: str = "", new: str = "") -> str:
         """A new hidden name in the folder (:mod:`.hidden`), for the flow file at ``path``."""
