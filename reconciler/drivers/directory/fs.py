@@ -45,10 +45,21 @@ class FileSystem:
         # O_NONBLOCK: a file swapped for a FIFO after the scan must not hang us.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise OSError(0, "not a regular file")
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                return f.read(MAX_FILE_BYTES + 1)
+            # Read until the end (or one byte past the limit), the first read as large as fstat says.
+            chunks: list[bytes] = []
+            left = MAX_FILE_BYTES + 1
+            ask = min(st.st_size + 1, left)
+            while left > 0:
+                chunk = os.read(fd, min(ask, left))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+                ask = 1 << 20
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         finally:
             os.close(fd)
 
