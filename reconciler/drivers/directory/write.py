@@ -13,9 +13,15 @@ protocol that never loses a save made meanwhile:
 - *move aside* (elsewhere, and for deletes): the file is moved to a hidden
   name, the moved copy is checked, and the new version is hard-linked in,
   which fails rather than replace a save made meanwhile;
+- *new* (a flow the folder does not hold): the new version is renamed to a
+  free name without ever replacing a file (``renameat2(RENAME_NOREPLACE)``,
+  else a hard link and an unlink of the temporary name);
 - whatever differs from the plan is put back under its name, or kept beside
   a newer save as ``<name>-kept-<n>.json`` (a duplicate the next export
   reports), never deleted.
+
+The folder is fsync'ed once after the batch. What the batch wrote is
+remembered (:attr:`Writer.wrote`) for the read-after-write (:meth:`Writer.reread`).
 
 A crash leaves hidden files the next run sorts out (:mod:`.recovery`).
 """
@@ -70,7 +76,8 @@ class Writer:
         self._exchanged = False  # a swap has worked here (then EPERM is an error, not "unsupported")
         self._files: dict[FlowKey, str] = {}  # the batch's: where each flow lives (the export's, updated)
         self._deleted: dict[FlowKey, str] = {}  # files the current batch removed
-        self.wrote: dict[FlowKey, tuple[str, str]] = {}  # the last batch's: key -> (file, blob id of our bytes)
+        # the last batch's flows written: key -> (file, blob id of our bytes); JSON files only (``decode`` None)
+        self.wrote: dict[FlowKey, tuple[str, str]] = {}
 
     def apply(self, changes: Sequence[Change], files: dict[FlowKey, str], progress: Progress | None) -> dict[FlowKey, str]:
         """Write a batch: temp files first, one sync, then each rename under its precondition.
@@ -108,7 +115,7 @@ class Writer:
                 consumed = False
                 try:
                     consumed = self._apply_one(change, tmp)
-                    if change.data is not None:
+                    if change.data is not None and self._decode is None:
                         self.wrote[change.key] = (self._files[change.key], blob_id(change.data))
                 except Refused as exc:
                     failed[change.key] = str(exc)
@@ -321,7 +328,7 @@ class Writer:
         :class:`Change` carries canonical bytes, and the canonical form is a fixed point:
         ``tests/test_canonical.py``), so it is read and hashed, not parsed again. Anything else (other
         bytes, another file, a flow this batch did not write) is read in full."""
-        mine = self.wrote.get(key) if self._decode is None else None
+        mine = self.wrote.get(key)
         if mine is not None and mine[0] == path:
             try:
                 raw = self.fs.read(path)
