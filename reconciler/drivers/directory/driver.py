@@ -113,13 +113,14 @@ class DirectoryDriver(DriverBase):
         return got if isinstance(got, CanonicalFlow) and got.key == key else None
 
     def reread(self, keys: Sequence[FlowKey]) -> dict[FlowKey, str | None]:
-        """Canonical blob ids of these flows as the files hold them now (for read-after-write)."""
+        """Canonical blob ids of these flows as the files hold them now (for read-after-write; a file
+        holding exactly the bytes the last batch wrote is hashed, not parsed: :meth:`Writer.reread`)."""
         files = self._scan.files or {}
         out: dict[FlowKey, str | None] = {}
         for key in keys:
             path = files.get(key)
             try:
-                out[key] = None if path is None else self._write.current(path)
+                out[key] = None if path is None else self._write.reread(key, path)
             except Refused:
                 out[key] = "unreadable"
         return out

@@ -45,10 +45,21 @@ class FileSystem:
         # O_NONBLOCK: a file swapped for a FIFO after the scan must not hang us.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise OSError(0, "not a regular file")
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                return f.read(MAX_FILE_BYTES + 1)
+            # Read until the end (or one byte past the limit), the first read as large as fstat says.
+            chunks: list[bytes] = []
+            left = MAX_FILE_BYTES + 1
+            ask = min(st.st_size + 1, left)
+            while left > 0:
+                chunk = os.read(fd, min(ask, left))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+                ask = 1 << 20
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         finally:
             os.close(fd)
 
@@ -57,11 +68,14 @@ class FileSystem:
         fsync'ed when ``sync``. A file left half-written by an error is removed."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
                 if sync:
-                    f.flush()
-                    os.fsync(f.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         except BaseException:
             self.unlink(path, missing_ok=True)
             raise
@@ -72,6 +86,27 @@ class FileSystem:
     def link(self, src: str | Path, dst: str | Path) -> None:
         """A second name for ``src``; fails (FileExistsError) if ``dst`` is taken: never replaces a file."""
         os.link(src, dst)
+
+    def rename_new(self, src: str | Path, dst: str | Path) -> None:
+        """Give ``src`` the name ``dst`` and drop its old name; fails (FileExistsError) if ``dst`` is
+        taken: never replaces a file. One atomic step where the file system can (Linux
+        ``renameat2(..., RENAME_NOREPLACE)``), else a hard link and an unlink of ``src`` (a crash
+        between them leaves a second name that a recovery drops)."""
+        renameat2 = _renameat2() if self._no_replace else None
+        if renameat2 is not None:
+            import ctypes
+
+            at_fdcwd = -100
+            if renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+                return
+            err = ctypes.get_errno()
+            if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+                raise OSError(err, os.strerror(err), str(src), None, str(dst))
+            self._no_replace = False  # this file system cannot: link and unlink from now on
+        self.link(src, dst)
+        self.unlink(src, missing_ok=True)
+
+    _no_replace = True  # until renameat2(RENAME_NOREPLACE) says otherwise
 
     def unlink(self, path: str | Path, *, missing_ok: bool = False) -> None:
         try:
@@ -123,6 +158,7 @@ class FileSystem:
         os.sync()
 
 
+_RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 
 

@@ -13,9 +13,15 @@ protocol that never loses a save made meanwhile:
 - *move aside* (elsewhere, and for deletes): the file is moved to a hidden
   name, the moved copy is checked, and the new version is hard-linked in,
   which fails rather than replace a save made meanwhile;
+- *new* (a flow the folder does not hold): the new version is renamed to a
+  free name without ever replacing a file (``renameat2(RENAME_NOREPLACE)``,
+  else a hard link and an unlink of the temporary name);
 - whatever differs from the plan is put back under its name, or kept beside
   a newer save as ``<name>-kept-<n>.json`` (a duplicate the next export
   reports), never deleted.
+
+The folder is fsync'ed once after the batch. What the batch wrote is
+remembered (:attr:`Writer.wrote`) for the read-after-write (:meth:`Writer.reread`).
 
 A crash leaves hidden files the next run sorts out (:mod:`.recovery`).
 """
@@ -61,6 +67,7 @@ class Writer:
         """``suffix`` and ``decode`` (path, bytes -> the canonical id the export reports, or "invalid")
         let a folder of another form use the same protocol (the flink-sql driver's ``*.sql``)."""
         self.root, self.fs = root, fs
+        self._folder = str(root)  # for the hidden names, joined as strings (a Path costs ~5 us)
         self.identity, self.rules = identity, rules
         self.suffix, self._decode = suffix, decode
         self.touched = touched
@@ -70,6 +77,8 @@ class Writer:
         self._exchanged = False  # a swap has worked here (then EPERM is an error, not "unsupported")
         self._files: dict[FlowKey, str] = {}  # the batch's: where each flow lives (the export's, updated)
         self._deleted: dict[FlowKey, str] = {}  # files the current batch removed
+        # the last batch's flows written: key -> (file, blob id of our bytes); JSON files only (``decode`` None)
+        self.wrote: dict[FlowKey, tuple[str, str]] = {}
 
     def apply(self, changes: Sequence[Change], files: dict[FlowKey, str], progress: Progress | None) -> dict[FlowKey, str]:
         """Write a batch: temp files first, one sync, then each rename under its precondition.
@@ -80,6 +89,7 @@ class Writer:
         export's map of where each flow lives) is updated as files come and go.
         """
         self._files = files
+        self.wrote = {}
         written = [c.key for c in changes]
         failed: dict[FlowKey, str] = {}
         temps: dict[FlowKey, str] = {}
@@ -103,14 +113,17 @@ class Writer:
                 if change.key in failed:
                     continue
                 tmp = temps.pop(change.key, None)
+                consumed = False
                 try:
-                    self._apply_one(change, tmp)
+                    consumed = self._apply_one(change, tmp)
+                    if change.data is not None and self._decode is None:
+                        self.wrote[change.key] = (self._files[change.key], blob_id(change.data))
                 except Refused as exc:
                     failed[change.key] = str(exc)
                 except OSError as exc:
                     failed[change.key] = f"cannot write in {self.root}: {exc.strerror or exc}"
                 finally:
-                    if tmp is not None:
+                    if tmp is not None and not consumed:
                         self.fs.unlink(tmp, missing_ok=True)  # linked in, or not used: either way no longer needed
                 tick(i)
             self.fs.fsync_dir(self.root)
@@ -121,14 +134,15 @@ class Writer:
             self.touched.update(os.path.basename(p) for k in written if (p := files.get(k) or deleted.get(k)))
         return failed
 
-    def _apply_one(self, change: Change, tmp: str | None) -> None:
+    def _apply_one(self, change: Change, tmp: str | None) -> bool:
         """Replace or delete one file only if it still holds what the plan saw.
 
         Check-then-write would lose a save landing between the two steps, so the
         file is first moved aside (atomic), the moved file is compared, and the
         new one is linked in with ``os.link``, which never replaces a file saved
         meanwhile. Whatever differs from the plan is kept under a free name,
-        never deleted. The caller removes ``tmp``.
+        never deleted. The caller removes ``tmp`` unless this returns True (it was
+        renamed into place: a new flow's file).
         """
         path = self._files.get(change.key)
         if path is None:
@@ -137,9 +151,10 @@ class Writer:
             if change.data is not None:
                 assert tmp is not None
                 self._files[change.key] = str(self._link_new(change.key, tmp))
-            return
+                return True
+            return False
         if tmp is not None and self._swap_in(change, path, tmp):
-            return
+            return False
         aside = self._hidden(ASIDE, path, expect=change.expect or "")
         try:
             self.fs.rename(path, aside)
@@ -170,6 +185,7 @@ class Writer:
             self._deleted[change.key] = path
         if kept is not None:
             raise Refused(f"{path} was edited during the write; the edit is kept as {kept}, the next run re-checks it")
+        return False
 
     def _discard(self, aside: str, change: Change, path: str) -> str | None:
         """Remove the moved-aside old version, unless it changed after the check (an in-place
@@ -307,6 +323,22 @@ class Writer:
                            f"the next run re-checks it")
         raise Refused(moved(path, change.expect, current))
 
+    def reread(self, key: FlowKey, path: str) -> str | None:
+        """:meth:`current` of a flow's file, for the read-after-write of the last batch: a file that holds
+        exactly the bytes this writer put there holds their flow, whose canonical id is their blob id (a
+        :class:`Change` carries canonical bytes, and the canonical form is a fixed point:
+        ``tests/test_canonical.py``), so it is read and hashed, not parsed again. Anything else (other
+        bytes, another file, a flow this batch did not write) is read in full."""
+        mine = self.wrote.get(key)
+        if mine is not None and mine[0] == path:
+            try:
+                raw = self.fs.read(path)
+            except OSError:
+                raw = None  # current() says what it is
+            if raw is not None and blob_id(raw) == mine[1]:
+                return mine[1]
+        return self.current(path)
+
     def current(self, path: str) -> str | None:
         """Canonical blob id of the flow a file now holds: None if it is gone, ``"invalid"`` if it
         holds no flow; raises :class:`Refused` when it cannot be read."""
@@ -325,29 +357,27 @@ class Writer:
         return got.oid if isinstance(got, CanonicalFlow) else "invalid"
 
     def inside(self, name: str) -> Path:
-        path = self.root / name
-        if path.parent != self.root or name in (".", "..") or "/" in name or "\0" in name:
+        # one file name directly in the folder (checked on the string: no Path built to compare parents)
+        if not name or name in (".", "..") or "/" in name or "\0" in name:
             raise Refused(f"refusing to write {name!r}: it would leave {self.root}")
-        return path
+        return self.root / name
 
     def _link_new(self, key: FlowKey, tmp: str) -> Path:
+        """Rename ``tmp`` to a free name for a new flow (on failure ``tmp`` is left to the caller)."""
         stem = f"{encode(key.name)}@{encode(key.version)}"
-        try:
-            for n in range(1, 1000):
-                path = self.inside(f"{stem}{self.suffix}" if n == 1 else f"{stem}-{n}{self.suffix}")
-                try:
-                    self.fs.link(tmp, path)  # fails if the name is taken: never replaces a file
-                    return path
-                except FileExistsError:
-                    continue
-            raise Refused(f"no free file name for {key} in {self.root}")
-        finally:
-            self.fs.unlink(tmp, missing_ok=True)
+        for n in range(1, 1000):
+            path = self.inside(f"{stem}{self.suffix}" if n == 1 else f"{stem}-{n}{self.suffix}")
+            try:
+                self.fs.rename_new(tmp, path)  # fails if the name is taken: never replaces a file
+                return path
+            except FileExistsError:
+                continue
+        raise Refused(f"no free file name for {key} in {self.root}")
 
     def _hidden(self, kind: str, path: str = "", *, expect: str = "", new: str = "") -> str:
         """A new hidden name in the folder (:mod:`.hidden`), for the flow file at ``path``."""
         self._seq += 1
-        return str(self.root / hidden_name(kind, self._seq, name=os.path.basename(path), expect=expect, new=new))
+        return os.path.join(self._folder, hidden_name(kind, self._seq, name=os.path.basename(path), expect=expect, new=new))
 
     def same_file(self, a: str | Path, b: str | Path) -> bool:
         try:
