@@ -10,7 +10,9 @@ know nothing of the service or of any driver.
   watched folder. A push shows up as ``refs/heads/<branch>`` written through a
   ``.lock`` rename (or ``packed-refs`` changing); watchfiles' default filter
   drops paths under ``.git``-like folders, so ours is explicit. A burst of
-  changes ends after ``[server] debounce_ms`` of quiet.
+  changes ends after ``[server] debounce_ms`` of quiet. It also says which flow
+  files of an environment's folder it saw change (:meth:`Watcher.changed`), so a
+  run looks at those instead of scanning the folder.
 - :class:`Scheduler` (APScheduler 3) asks every environment for a drift check
   each ``interval``, and fetches from the remote each ``fetch_interval``.
 """
@@ -80,7 +82,15 @@ class Watcher(threading.Thread):
     replaced, logging the gap and asking for a drift check of the environment.
     While a folder is not watched, :meth:`watches` is False for it, so no run
     skips its folder scan on the watch's word.
+
+    :meth:`changed` tells a run which flow files of an environment's folders
+    the watch saw change since the last run asked, or None when it cannot say:
+    before the first question asked while watching, after any gap in the watch
+    (a restart: events may have gone unseen), or after a burst naming more than
+    :attr:`MAX_NAMED` files. None means: scan the folder.
     """
+
+    MAX_NAMED = 1000
 
     def __init__(self, requests: Requests, repo: Path, specs: Sequence[WatchSpec], *, debounce_ms: int = 50):
         super().__init__(name="watcher", daemon=True)
@@ -91,6 +101,9 @@ class Watcher(threading.Thread):
         self._watched: dict[Path, tuple[int, int]] = {}
         self._gone: dict[Path, float] = {}  # folder -> when it was found missing
         self._live = False  # a watch is running over self._watched
+        # env -> names of flow files seen changing since the last changed(env); None: unknown (scan)
+        self._saw: dict[str, set[str] | None] = {spec.env: None for spec in specs}
+        self._saw_lock = threading.Lock()
         self._stop = threading.Event()
         self.ready = threading.Event()
 
@@ -99,6 +112,22 @@ class Watcher(threading.Thread):
 
     def watches(self, env: str) -> bool:
         return self._live and any(self.folders.get(f) == env for f in self._watched)
+
+    def changed(self, env: str) -> frozenset[str] | None:
+        """The names of ``env``'s flow files the watch saw change since the last call (empty: none),
+        or None when it cannot vouch for the folder; either way the next call counts from now."""
+        with self._saw_lock:
+            if not (self.is_alive() and self.ready.is_set() and self.watches(env)):
+                self._saw[env] = None
+                return None
+            got, self._saw[env] = self._saw.get(env), set()
+        return None if got is None else frozenset(got)
+
+    def _unknown(self) -> None:
+        """The watch stopped (or never ran): what changed meanwhile is unknown until a scan."""
+        with self._saw_lock:
+            for env in self._saw:
+                self._saw[env] = None
 
     def _identities(self) -> dict[Path, tuple[int, int]]:
         out = {}
@@ -163,7 +192,14 @@ class Watcher(threading.Thread):
                 else:
                     branches.add(rel.removeprefix("refs/heads/"))
             elif p.parent in self.folders:
-                envs.add(self.folders[p.parent])
+                env = self.folders[p.parent]
+                envs.add(env)
+                with self._saw_lock:
+                    saw = self._saw.get(env)
+                    if saw is not None:
+                        saw.add(p.name)
+                        if len(saw) > self.MAX_NAMED:
+                            self._saw[env] = None
         if all_branches:
             requests.trigger_all("ref")
         for branch in branches:
@@ -212,6 +248,7 @@ class Watcher(threading.Thread):
                     self._stop.wait(0.5)
                 finally:
                     self._live = False
+                    self._unknown()
             now = self._identities()
             self._notice(now)
             self._watched = now
