@@ -92,9 +92,9 @@ def _log_name(env: str) -> str:
 _CACHE: dict[str, tuple[tuple[object, object], dict[FlowKey, str]]] = {}
 
 
-# the logs this process started (by writing their map whole first): it appends only to those, so a
-# line torn by a crash of another process is always the last line of its log
-_OURS: set[str] = set()
+# log -> the map's (mtime, size, inode) the log this process started extends: it appends only to
+# its own logs, so a line torn by a crash of another process is always the last line of its log
+_LOGS: dict[str, tuple[int, int, int]] = {}
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -117,8 +117,10 @@ def _key(r: object) -> FlowKey | None:
 
 def _load(store: GitStore, env: str) -> dict[FlowKey, str]:
     """The map (flow -> id of what was written) as kept: ``[[[name, version], id], ...]`` in the
-    map's file, then the changes appended to its log since it was last written whole, one JSON
-    array of ``[[name, version], id or null]`` a line (a torn last line is the end)."""
+    map's file, then the changes appended to its log since it was last written whole: a first line
+    naming the map's file it extends (``{"map": [mtime_ns, size, inode]}``: a log beside another
+    map is not used), then one JSON array of ``[[name, version], id or null]`` a line (a torn last
+    line is the end)."""
     path = str(store.local_path(_name(env)))
     stamps = _stamps(store, env)
     cached = _CACHE.get(path)
@@ -134,7 +136,14 @@ def _load(store: GitStore, env: str) -> dict[FlowKey, str]:
         for r in got:
             if isinstance(r, list) and len(r) == 2 and isinstance(r[1], str) and (k := _key(r[0])) is not None:
                 out[k] = r[1]
-    for line in (store.read_local(_log_name(env)) or b"").splitlines():
+    lines = (store.read_local(_log_name(env)) or b"").splitlines()
+    try:
+        head = json.loads(lines[0]) if lines else None
+    except ValueError:
+        head = None
+    if not (isinstance(head, dict) and stamps[0] is not None and head.get("map") == list(stamps[0])):
+        lines = []  # no log, or one left beside another map (written whole since by another process)
+    for line in lines[1:]:
         try:
             changes = json.loads(line)
         except ValueError:
@@ -175,11 +184,16 @@ def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | s
             now[k] = before[k]
     if before == now:
         return
-    if later and _stamps(store, env)[0] is not None and str(store.local_path(_log_name(env))) in _OURS:
+    stamps, log = _stamps(store, env), str(store.local_path(_log_name(env)))
+    if later and stamps[0] is not None and (stamps[1] is None or _LOGS.get(log) == stamps[0]):
         got = before.get
         changes = [[[k.name, k.version], v] for k, v in now.items() if got(k) != v]
         changes += [[[k.name, k.version], None] for k in before.keys() - now.keys()]
-        if _append_log(store, env, json.dumps(changes, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"):
+        line = json.dumps(changes, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        if stamps[1] is None:  # a new log: first, which map it extends
+            line = json.dumps({"map": list(stamps[0])}).encode() + b"\n" + line
+            _LOGS[log] = stamps[0]
+        if _append_log(store, env, line):
             _CACHE[str(store.local_path(_name(env)))] = (_stamps(store, env), now)
             return
     _write(store, env, now)
@@ -209,7 +223,6 @@ def _write(store: GitStore, env: str, now: dict[FlowKey, str]) -> None:
         store.local_path(_log_name(env)).unlink(missing_ok=True)
     except OSError:
         pass
-    _OURS.add(str(store.local_path(_log_name(env))))
     stamps = _stamps(store, env)
     if stamps[0] is not None:
         _CACHE[str(store.local_path(_name(env)))] = (stamps, now)

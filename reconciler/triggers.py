@@ -104,11 +104,11 @@ class Watcher(threading.Thread):
         # env -> names of flow files seen changing since the last changed(env); None: unknown (scan)
         self._saw: dict[str, set[str] | None] = {spec.env: None for spec in specs}
         self._saw_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not _stop: that is a method of Thread (join, is_alive)
         self.ready = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def watches(self, env: str) -> bool:
         return self._live and any(self.folders.get(f) == env for f in self._watched)
@@ -220,16 +220,16 @@ class Watcher(threading.Thread):
                 self._gone[folder] = time.monotonic()
                 log.warning("not watching a folder that does not exist; it is watched once it is there",
                             path=str(folder), environment=self.folders.get(folder))
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             if not self._watched:
                 self.ready.set()
-                self._stop.wait(0.5)
+                self._halt.wait(0.5)
             else:
                 try:
                     for changes in watch(
                         *map(str, self._watched),
                         watch_filter=self._keep,
-                        stop_event=self._stop,
+                        stop_event=self._halt,
                         step=step,
                         debounce=max(step, 1600),
                         rust_timeout=500,
@@ -245,7 +245,7 @@ class Watcher(threading.Thread):
                             break  # something went, came back or was replaced: watch the new set
                 except Exception as exc:  # noqa: BLE001 - a failed watch is restarted; the schedule covers the gap
                     log.warning("file watch failed; restarting it", error=repr(exc))
-                    self._stop.wait(0.5)
+                    self._halt.wait(0.5)
                 finally:
                     self._live = False
                     self._unknown()
