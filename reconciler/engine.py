@@ -95,21 +95,27 @@ class Engine:
                     driver.save_index_later()
         return self._drivers[env.name]
 
-    def keep(self, name: str) -> None:
+    def keep(self, name: str, *, wanted: Callable[[], bool] = lambda: False) -> bool:
         """Write what the runs of environment ``name`` read and did not keep yet (``keep_later``): the
         kept reads, the driver's index, and the re-render map whole (under the environment's lock, as
-        its runs write it; when another process holds the lock, the map keeps its log until later)."""
+        its runs write it; when another process holds the lock, the map keeps its log until later).
+        Between the three, ``wanted()`` (a run is asked for) stops it: False, the rest is for later."""
         if self._kept is not None:
             self._kept.flush(name)
         driver = self._drivers.get(name)
         if isinstance(driver, IndexedLater):
+            if wanted():
+                return False
             driver.save_index()
         if self._keep_later:
+            if wanted():
+                return False
             try:
                 with self.store.lock(name):
                     keep_rendered(self.store, name)
             except RetryableError:
                 pass
+        return True
 
     # -- step 0: read ------------------------------------------------------------
 

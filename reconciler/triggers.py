@@ -9,8 +9,9 @@ know nothing of the service or of any driver.
 - :class:`Watcher` (watchfiles) watches the repository's refs and every
   watched folder. A push shows up as ``refs/heads/<branch>`` written through a
   ``.lock`` rename (or ``packed-refs`` changing); watchfiles' default filter
-  drops paths under ``.git``-like folders, so ours is explicit. A burst of
-  changes ends after ``[server] debounce_ms`` of quiet. It also says which flow
+  drops paths under ``.git``-like folders, so ours is explicit. A ref moves in
+  one rename, so a push is routed within :attr:`Watcher.STEP_MS`; a burst of
+  folder changes ends after ``[server] debounce_ms`` of quiet. It also says which flow
   files of an environment's folder it saw change (:meth:`Watcher.changed`), so a
   run looks at those instead of scanning the folder.
 - :class:`Scheduler` (APScheduler 3) asks every environment for a drift check
@@ -123,6 +124,18 @@ class Watcher(threading.Thread):
             got, self._saw[env] = self._saw.get(env), set()
         return None if got is None else frozenset(got)
 
+    def _note_names(self, changes: set[tuple[Change, str]]) -> None:
+        """Note the flow files of the environments' folders among ``changes`` for :meth:`changed`."""
+        with self._saw_lock:
+            for _, path in changes:
+                p = Path(path)
+                env = self.folders.get(p.parent)
+                saw = self._saw.get(env) if env is not None else None
+                if saw is not None:
+                    saw.add(p.name)
+                    if len(saw) > self.MAX_NAMED:
+                        self._saw[env] = None
+
     def _unknown(self) -> None:
         """The watch stopped (or never ran): what changed meanwhile is unknown until a scan."""
         with self._saw_lock:
@@ -192,14 +205,8 @@ class Watcher(threading.Thread):
                 else:
                     branches.add(rel.removeprefix("refs/heads/"))
             elif p.parent in self.folders:
-                env = self.folders[p.parent]
-                envs.add(env)
-                with self._saw_lock:
-                    saw = self._saw.get(env)
-                    if saw is not None:
-                        saw.add(p.name)
-                        if len(saw) > self.MAX_NAMED:
-                            self._saw[env] = None
+                envs.add(self.folders[p.parent])
+        self._note_names(changes)
         if all_branches:
             requests.trigger_all("ref")
         for branch in branches:
@@ -212,8 +219,13 @@ class Watcher(threading.Thread):
         for env in suspended:
             requests.trigger(env, "suspension")
 
+    #: how soon a batch of events is taken from the watch (ms of quiet): a ref moves in one rename, so a
+    #: push is routed at once; the folders' events are routed after ``debounce_ms`` of quiet
+    STEP_MS = 5
+
     def run(self) -> None:
-        step = max(1, self.debounce_ms)
+        quiet = max(1, self.debounce_ms)
+        step = min(quiet, self.STEP_MS)
         self._watched = self._identities()
         for folder in (self.repo, *self.folders):
             if folder not in self._watched:
@@ -225,22 +237,34 @@ class Watcher(threading.Thread):
                 self.ready.set()
                 self._halt.wait(0.5)
             else:
+                held: set[tuple[Change, str]] = set()  # folder events waiting for their burst to end
+                held_at = 0.0
                 try:
                     for changes in watch(
                         *map(str, self._watched),
                         watch_filter=self._keep,
                         stop_event=self._halt,
                         step=step,
-                        debounce=max(step, 1600),
-                        rust_timeout=500,
+                        debounce=max(quiet, 1600),
+                        rust_timeout=max(quiet, 20),  # wakes up to end a burst of folder events
                         yield_on_timeout=True,
                         raise_interrupt=False,
                         ignore_permission_denied=True,
                     ):
                         self._live = True
                         self.ready.set()
+                        now = time.monotonic()
                         if changes:
-                            self.route(changes)
+                            refs = {c for c in changes if Path(c[1]).is_relative_to(self.repo)}
+                            if refs:
+                                self.route(refs)
+                            if len(refs) < len(changes):
+                                held |= changes - refs
+                                held_at = now
+                                self._note_names(held)  # a run starting meanwhile reads them already
+                        if held and (now - held_at) * 1000 >= quiet:
+                            got, held = held, set()
+                            self.route(got)
                         if self._identities() != self._watched:
                             break  # something went, came back or was replaced: watch the new set
                 except Exception as exc:  # noqa: BLE001 - a failed watch is restarted; the schedule covers the gap
@@ -249,6 +273,8 @@ class Watcher(threading.Thread):
                 finally:
                     self._live = False
                     self._unknown()
+                    if held:
+                        self.route(held)
             now = self._identities()
             self._notice(now)
             self._watched = now

@@ -16,7 +16,8 @@ worker gets its engine, store, remote, clock and metrics passed in
 
 What the runs read is kept for the next process (:meth:`Engine.keep
 <reconciler.engine.Engine.keep>`: the kept reads of git and the folder's stat
-index) once the worker has been idle for ``keep_idle`` seconds, at the latest
+index, the re-render map written whole) once the worker has been idle for
+``keep_idle`` seconds (a run asked for meanwhile goes first), at the latest
 ``keep_within`` seconds after the first run that left something to keep, and on
 stop: not on a push's latency path. Those files are caches of facts, so a crash
 before they are written costs the next process a read of what changed since.
@@ -100,7 +101,7 @@ class WorkerDeps:
     on_run: Callable[[str, str], None] = lambda env, result: None  # noqa: E731
     notifier: Notifier = field(default_factory=NullNotifier)  # events for people and forges (never blocks)
     link: Callable[[str], str | None] = lambda env: None  # noqa: E731 - the environment's status page
-    keep_idle: float = 0.25  # seconds without a run before what the runs read is kept for the next process
+    keep_idle: float = 2.0  # seconds without a run before what the runs read is kept for the next process
     keep_within: float = 30.0  # ... and at the latest this long after the first run that left it unkept
 
 
@@ -197,11 +198,13 @@ class EnvWorker(threading.Thread):
                     if self._stopping:
                         return
                 if keep:
-                    self.keep()
+                    self.keep(yielding=True)
                     continue
                 reasons = self.due(clock())
                 if reasons:
                     self.reconcile(reasons)
+                    if self._unkept is not None and clock() >= self._unkept[0] + self.deps.keep_within:
+                        self.keep()  # runs that never stop still keep within the bound
         finally:
             try:
                 self.keep()  # on stop: what the runs read, for the next process
@@ -217,16 +220,19 @@ class EnvWorker(threading.Thread):
         first, last = self._unkept
         return min(last + self.deps.keep_idle, first + self.deps.keep_within)
 
-    def keep(self) -> None:
+    def keep(self, *, yielding: bool = False) -> None:
         """Write what the runs read for the next process (:meth:`Engine.keep`); a failure only costs
-        that process a read."""
+        that process a read. ``yielding``: a run asked for meanwhile goes first (the rest is kept after)."""
         if self._unkept is None:
             return
-        self._unkept = None
+        unkept, self._unkept = self._unkept, None
         try:
-            self.engine.keep(self.env.name)
+            done = self.engine.keep(self.env.name, wanted=(lambda: bool(self._reasons)) if yielding else (lambda: False))
         except Exception:  # noqa: BLE001 - a cache not written must never stop the worker
             log.exception("could not keep what the runs read for the next process", environment=self.env.name)
+            return
+        if not done:
+            self._unkept = unkept
 
     # -- one run -----------------------------------------------------------------------
 

@@ -119,3 +119,29 @@ def test_a_named_change_still_makes_recovery_look_for_a_crashed_runs_files(tmp_p
     d.trust_watch()
     d.recover()  # a file changed: the folder is listed for a crashed run's files
     assert len(fs.ops("scandir")) == listed + 1
+
+
+def test_a_push_is_routed_without_waiting_for_a_burst_of_folder_changes_to_end(tmp_path: Path) -> None:
+    """A ref moves in one rename: it is asked for at once; folder events wait for debounce_ms of quiet,
+    their files named meanwhile (a run the push starts reads them)."""
+    repo = Path(pygit2.init_repository(str(tmp_path / "flows.git"), bare=True).path)
+    (repo / "refs/heads/env").mkdir(parents=True)
+    folder = tmp_path / "env"
+    folder.mkdir()
+    d = DirectoryDriver(folder)
+    rec = Recorder()
+    w = Watcher(rec, repo, [WatchSpec("e", d.watch_paths(), d.is_flow_file)], debounce_ms=3000)
+    w.start()
+    try:
+        _wait(lambda: w.ready.is_set() and w.watches("e"), "the watch to start")
+        assert w.changed("e") is None
+        (folder / "a.json").write_text("{}")
+        _wait(lambda: w._saw.get("e"), "the folder event to be named")
+        (repo / "refs/heads/env/production").write_text("0" * 40 + "\n")
+        _wait(lambda: ("branch:env/production", "ref") in rec.asked, "the push")
+        assert ("e", "folder") not in rec.asked  # its burst has not ended yet
+        assert w.changed("e") == frozenset({"a.json"})
+        _wait(lambda: ("e", "folder") in rec.asked, "the folder event after the quiet time")
+    finally:
+        w.stop()
+        w.join(10)
