@@ -11,7 +11,8 @@ know nothing of the service or of any driver.
   ``.lock`` rename (or ``packed-refs`` changing); watchfiles' default filter
   drops paths under ``.git``-like folders, so ours is explicit. A ref moves in
   one rename, so a push is routed within :attr:`Watcher.STEP_MS`; a burst of
-  folder changes ends after ``[server] debounce_ms`` of quiet. It also says which flow
+  folder changes ends after ``[server] debounce_ms`` of quiet (until then a
+  run does not know of it, as before: its request comes after). It also says which flow
   files of an environment's folder it saw change (:meth:`Watcher.changed`), so a
   run looks at those instead of scanning the folder.
 - :class:`Scheduler` (APScheduler 3) asks every environment for a drift check
@@ -261,7 +262,6 @@ class Watcher(threading.Thread):
                             if len(refs) < len(changes):
                                 held |= changes - refs
                                 held_at = now
-                                self._note_names(held)  # a run starting meanwhile reads them already
                         if held and (now - held_at) * 1000 >= quiet:
                             got, held = held, set()
                             self.route(got)
