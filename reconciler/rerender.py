@@ -19,7 +19,9 @@ undone. Anything else stays drift.
 
 from __future__ import annotations
 
+import bisect
 import json
+import operator
 from pathlib import Path
 
 from reconciler.apply import NotForGit, live_git_form
@@ -95,6 +97,9 @@ _CACHE: dict[str, tuple[tuple[object, object], dict[FlowKey, str]]] = {}
 # log -> the map's (mtime, size, inode) the log this process started extends: it appends only to
 # its own logs, so a line torn by a crash of another process is always the last line of its log
 _LOGS: dict[str, tuple[int, int, int]] = {}
+# map -> the steps, done keys and map of the last remember() (the next one looks at the steps that changed)
+_LAST: dict[str, tuple[tuple, frozenset, dict]] = {}
+_KEY = operator.attrgetter("key")
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -169,20 +174,20 @@ def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | s
     and :func:`keep` writes the map whole when the service is idle; a crash before costs nothing,
     the log is the map's."""
     before = _load(store, env)
-    now: dict[FlowKey, str] = {}
-    none, imp, kept = Action.NONE, Action.IMPORT, (Action.ADOPT, Action.ADVANCE)
-    for s in plan.steps:
-        a, k = s.action, s.key
-        if a is none:
-            if s.live is not None:
-                now[k] = s.live
-        elif a is imp and k in done and s.desired is not None:
-            now[k] = s.desired
-        elif a in kept and k in done and s.live is not None:
-            now[k] = s.live  # git now holds the live flow: it is what git renders to here
-        elif s.live is not None and k in before:
-            now[k] = before[k]
+    path = str(store.local_path(_name(env)))
+    last = _LAST.get(path)
+    steps = plan.steps
+    redo = _redo(steps, done, last) if last is not None and last[2] is before else None
+    if redo is None:
+        now = _now(steps, done, before)
+    else:  # the other flows' entries are what the last run remembered of the same steps
+        now = dict(before)
+        for s in redo:
+            now.pop(s.key, None)
+        now.update(_now(redo, done, before))
+    _LAST[path] = (steps, frozenset(done), now)
     if before == now:
+        _LAST[path] = (steps, frozenset(done), before)
         return
     stamps, log = _stamps(store, env), str(store.local_path(_log_name(env)))
     if later and stamps[0] is not None and (stamps[1] is None or _LOGS.get(log) == stamps[0]):
@@ -197,6 +202,45 @@ def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | s
             _CACHE[str(store.local_path(_name(env)))] = (_stamps(store, env), now)
             return
     _write(store, env, now)
+
+
+def _redo(steps: tuple[Step, ...], done, last: tuple[tuple, frozenset, dict]) -> list[Step] | None:
+    """The steps whose entry may differ from what the last remember() made of ``last``'s steps: those
+    that are not the same objects at the same place (a replan keeps the steps it did not decide
+    again) and those of flows done now or then; None when the steps do not line up (look at all)."""
+    old, old_done = last[0], last[1]
+    if len(old) != len(steps):
+        return None
+    redo = {}
+    for i, (s, o) in enumerate(zip(steps, old)):
+        if s is not o:
+            if s.key != o.key:
+                return None
+            redo[i] = s
+    for k in (*done, *old_done):
+        i = bisect.bisect_left(steps, k, key=_KEY)  # the steps are in key order
+        if i >= len(steps) or steps[i].key != k:
+            return None
+        redo[i] = steps[i]
+    return list(redo.values())
+
+
+def _now(steps, done, before: dict[FlowKey, str]) -> dict[FlowKey, str]:
+    """The map for these steps: what each flow the environment holds was rendered to."""
+    now: dict[FlowKey, str] = {}
+    none, imp, kept = Action.NONE, Action.IMPORT, (Action.ADOPT, Action.ADVANCE)
+    for s in steps:
+        a, k = s.action, s.key
+        if a is none:
+            if s.live is not None:
+                now[k] = s.live
+        elif a is imp and k in done and s.desired is not None:
+            now[k] = s.desired
+        elif a in kept and k in done and s.live is not None:
+            now[k] = s.live  # git now holds the live flow: it is what git renders to here
+        elif s.live is not None and k in before:
+            now[k] = before[k]
+    return now
 
 
 def keep(store: GitStore, env: str) -> None:

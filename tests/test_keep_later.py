@@ -35,6 +35,7 @@ def _forget_process_memory() -> None:
     """What a new process starts from: nothing of the map in memory."""
     rerender._CACHE.clear()
     rerender._LOGS.clear()
+    rerender._LAST.clear()
 
 
 def _push(ws: Workspace, clone: Path, edit) -> None:
@@ -207,3 +208,34 @@ def test_a_rotated_secret_deployed_by_a_killed_service_is_still_told_apart_from_
     assert "secret value changed" in plan.stdout and "drifted 0" in plan.stdout, plan.stdout
     assert ws.cli("sync", "production").returncode == 0
     assert _live(ws)["steps"][1]["config"]["password"] == "third-pa55word"
+
+
+def test_remembering_only_the_steps_that_changed_gives_the_map_of_every_step(tmp_path: Path) -> None:
+    """remember() looks again only at steps that are not the last run's objects (and at flows done now
+    or then): over random runs, the map is the one made from every step."""
+    import random
+
+    rng = random.Random(15)
+    store = _store(tmp_path)
+    _forget_process_memory()
+    actions = [Action.NONE, Action.NONE, Action.IMPORT, Action.ADOPT, Action.ADVANCE, Action.DELETE, Action.REPORT]
+    ids = [None, "1", "2", "3"]
+
+    def step(name: str) -> Step:
+        return Step(FlowKey(name, "1"), rng.choice(actions), State.PENDING, "", rng.choice(ids), rng.choice(ids),
+                    rng.choice(ids))
+
+    steps = [step(f"f{i:02d}") for i in range(40)]
+    expected: dict[FlowKey, str] = {}
+    for run in range(60):
+        for i in rng.sample(range(len(steps)), rng.randint(0, 4)):
+            steps[i] = step(steps[i].key.name)
+        if run % 17 == 16:  # a flow added: the steps no longer line up with the last run's
+            steps.append(step(f"g{run}"))
+            steps.sort(key=lambda s: s.key)
+        done = {s.key for s in rng.sample(steps, rng.randint(0, 3))}
+        expected = rerender._now(tuple(steps), done, expected)
+        rerender.remember(store, "e", Plan(tuple(steps)), done, later=True)
+        assert rerender._load(store, "e") == expected, run
+    _forget_process_memory()
+    assert rerender._load(store, "e") == expected
