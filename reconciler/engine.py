@@ -21,7 +21,7 @@ import structlog
 
 from reconciler.apply import Apply, carry_out, mass_deletion
 from reconciler.config import Config, EnvironmentConfig
-from reconciler.drivers import Driver, Indexed, Recoverable, Remembering, Rendering, presenter
+from reconciler.drivers import Driver, Indexed, IndexedLater, Recoverable, Remembering, Rendering, presenter
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey
 from reconciler.gitform import read_git_flow
@@ -33,7 +33,7 @@ from reconciler import quarantine, suspension
 from reconciler.names import flow_path
 from reconciler.outcome import Outcome, RunResult, Snapshot
 from reconciler.plan import Action, Plan, Policy
-from reconciler.rerender import remember, rerendered
+from reconciler.rerender import keep as keep_rendered, remember, rerendered
 from reconciler.readcache import Memo, PlanInputs, derive, replan
 from reconciler.readindex import KeptReads, fingerprint as reads_fingerprint
 from reconciler.redaction import Redactor
@@ -60,11 +60,15 @@ class Engine:
     """Reconciles the environments of one config against one repository."""
 
     def __init__(self, config: Config, *, store: GitStore | None = None, drivers: Mapping[str, Driver] | None = None,
-                 create_repository: bool = False, redactor: Redactor | None = None, keep_reads: bool = True):
+                 create_repository: bool = False, redactor: Redactor | None = None, keep_reads: bool = True,
+                 keep_later: bool = False):
         """``create_repository``: an export may start a new repository (so may a service with a
         remote, whose local repository is a copy of the server's); everything else needs it there.
         ``keep_reads``: what a read derived is kept beside the repository for the next process
-        (:mod:`reconciler.readindex`, the drivers' :class:`~reconciler.drivers.Indexed` indexes)."""
+        (:mod:`reconciler.readindex`, the drivers' :class:`~reconciler.drivers.Indexed` indexes).
+        ``keep_later``: those files are written by :meth:`keep`, not at the end of every run (the
+        service writes them when it is idle, off a push's latency; a crash before costs the next
+        process a read of what changed since, never a wrong answer: they are caches of facts)."""
         self.config = config
         self.redactor = redactor if redactor is not None else Redactor()  # learns each secret as it is loaded
         self.store = store or GitStore.from_config(
@@ -74,6 +78,7 @@ class Engine:
         self._validators: dict[str, Callable[[Any], list[tuple[str, str]]] | None] = {}
         self._rerender_seen: dict[str, dict[tuple, bool]] = {}  # per environment: is this drift a re-render?
         self._kept = KeptReads(self.store) if keep_reads else None
+        self._keep_later = keep_later
         self._layout: dict[str, dict[tuple[str, str], bool]] = {}  # per environment: layout-only comparisons
 
     def close(self) -> None:
@@ -86,7 +91,31 @@ class Engine:
             driver = self._drivers[env.name] = make_driver(env)
             if self._kept is not None and isinstance(driver, Indexed):
                 driver.keep_index(self.store.cache_path(env.name, "live"))
+                if self._keep_later and isinstance(driver, IndexedLater):
+                    driver.save_index_later()
         return self._drivers[env.name]
+
+    def keep(self, name: str, *, wanted: Callable[[], bool] = lambda: False) -> bool:
+        """Write what the runs of environment ``name`` read and did not keep yet (``keep_later``): the
+        kept reads, the driver's index, and the re-render map whole (under the environment's lock, as
+        its runs write it; when another process holds the lock, the map keeps its log until later).
+        Between the three, ``wanted()`` (a run is asked for) stops it: False, the rest is for later."""
+        if self._kept is not None:
+            self._kept.flush(name)
+        driver = self._drivers.get(name)
+        if isinstance(driver, IndexedLater):
+            if wanted():
+                return False
+            driver.save_index()
+        if self._keep_later:
+            if wanted():
+                return False
+            try:
+                with self.store.lock(name):
+                    keep_rendered(self.store, name)
+            except RetryableError:
+                pass
+        return True
 
     # -- step 0: read ------------------------------------------------------------
 
@@ -159,7 +188,10 @@ class Engine:
             where = f"applied:{key}"
             return present(read_git_flow(store, oid, env, where=where, key=key, templating=templating), where)
 
-        base = derive(at_marker.tree, at_marker.flows, memo.base if memo else None, from_marker, desired)
+        if memo is not None and at_marker.tree is not None and memo.desired.tree == at_marker.tree != memo.base.tree:
+            base = memo.desired  # the marker moved to the tree the last read derived for the tip: reused whole
+        else:
+            base = derive(at_marker.tree, at_marker.flows, memo.base if memo else None, from_marker, desired)
         if isinstance(driver, Remembering):
             driver.recall(self.store.read_state(DRIVER_MEMORY + env.name))
         live = driver.export(progress=_phase(progress, "export"))
@@ -295,8 +327,8 @@ class Engine:
             return self._locked_run(env, policy, dry_run=dry_run, progress=progress, allowed=allowed, before=before,
                                     creating=creating, allow_mass_delete=allow_mass_delete, hold=hold)
         finally:
-            if self._kept is not None:
-                self._kept.flush(env.name)  # what this run read, for the next process
+            if self._kept is not None and not self._keep_later:
+                self.keep(env.name)  # what this run read, for the next process
 
     def _locked_run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before, creating: bool,
                     allow_mass_delete: bool, hold: str | None) -> Outcome:
@@ -327,7 +359,7 @@ class Engine:
                 self._lift_quarantine(env, snap)
                 try:
                     out = self.apply(env, snap, p, allowed=allowed, progress=progress)
-                    remember(self.store, env.name, p, {s.key for s in out.done})
+                    remember(self.store, env.name, p, {s.key for s in out.done}, later=self._keep_later)
                     return replace(out, held=held) if held else out
                 except (BranchMovedError, LiveMovedError) as exc:
                     log.info("state moved, re-planning", environment=env.name, attempt=attempt, error=str(exc))

@@ -83,7 +83,7 @@ def events_of(outcome: Any, *, result: str, error: str | None, at: str, link: st
     def event(kind: str, message: str, flows: Sequence[tuple[str, str]] = (), **kw: Any) -> Event:
         return Event(kind, env, tip, result, message, at, tuple(flows), link=link, **kw)
 
-    steps = outcome.plan.steps
+    steps = outcome.plan.notable  # what is not in sync (every state and action but in_sync/none)
     done = {s.key for s in outcome.done}
     drifted = [(str(s.key), s.action.value) for s in steps if s.state.value == "drifted" and s.action.value != "none"]
     if drifted:

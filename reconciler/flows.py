@@ -12,7 +12,8 @@ layout (``<name>/<version>.json``) stays the same.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -20,8 +21,26 @@ from reconciler.canonical import InvalidJSON, Rules, blob_id, canonicalize, pars
 from reconciler.errors import Problem
 from reconciler.names import InvalidName, encode
 
-__all__ = ["FlowKey", "Identity", "CanonicalFlow", "light_flows", "read_flow", "flow_from_doc", "FlowInvalid", "sql_export",
-           "looks_like_sql"]
+__all__ = ["FlowKey", "Identity", "CanonicalFlow", "read_flow", "flow_from_doc", "FlowInvalid", "sql_export",
+           "looks_like_sql", "Patched", "light_flows"]
+
+
+class Patched(dict):
+    """A mapping of flows made from ``since`` by changing only the keys ``changed`` (some may end up the
+    same): :func:`reconciler.readcache.changed_keys` against ``since`` is then those keys, not a walk
+    over every key (a tree read by a diff from the last one, a derivation patched from the last). It holds
+    ``since`` weakly (no chain of old generations is kept alive by the newest)."""
+
+    __slots__ = ("_since", "changed", "__weakref__")
+
+    def __init__(self, since: Mapping[Any, Any] | None = None, changed: set[Any] | frozenset = frozenset()):
+        super().__init__(since or ())
+        self._since = weakref.ref(since) if isinstance(since, Patched) else None
+        self.changed = frozenset(changed)
+
+    def patched_from(self, old: object) -> bool:
+        return self._since is not None and self._since() is old
+
 
 _SQL_START = re.compile(rb"\A\s*(--|/\*|(CREATE|INSERT|SET|SELECT|BEGIN|EXECUTE)\b)", re.IGNORECASE)
 

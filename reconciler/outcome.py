@@ -91,7 +91,7 @@ class Outcome:
 
     @property
     def conflicts(self) -> int:
-        return sum(1 for s in self.plan.steps if s.action == Action.CONFLICT)
+        return sum(1 for s in self.plan.notable if s.action == Action.CONFLICT)
 
     @property
     def errors(self) -> int:
@@ -99,11 +99,11 @@ class Outcome:
 
     @property
     def pending(self) -> bool:
-        return any(s.action != Action.NONE for s in self.plan.steps)
+        return any(s.action != Action.NONE for s in self.plan.notable)
 
     @property
     def result(self) -> RunResult:
-        if self.errors or any(s.action == Action.INVALID for s in self.plan.steps):
+        if self.errors or any(s.action == Action.INVALID for s in self.plan.notable):
             return RunResult.ERROR
         if self.conflicts:
             return RunResult.CONFLICT

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.errors import Problem
-from reconciler.flows import CanonicalFlow, FlowKey
+from reconciler.flows import CanonicalFlow, FlowKey, Patched
 from reconciler.plan import Plan, Policy, Step, plan
 
-__all__ = ["Derived", "derive", "PlanInputs", "Memo", "changed_keys", "replan"]
+__all__ = ["Derived", "derive", "PlanInputs", "Memo", "Patched", "changed_keys", "replan"]
 
 ReadFn = Callable[[FlowKey, str], "CanonicalFlow | Problem"]
 
@@ -44,12 +44,13 @@ def derive(tree: str | None, source: Mapping[FlowKey, str], prev: Derived | None
         return prev
     if prev is None:
         flows: dict[FlowKey, CanonicalFlow] = {}
-        ids: dict[FlowKey, str] = {}
+        ids: dict[FlowKey, str] = Patched()
         problems: dict[FlowKey, Problem] = {}
         changed: Any = source.keys()
     else:
-        flows, ids, problems = dict(prev.flows), dict(prev.ids), dict(prev.problems)
         changed = changed_keys(source, prev.source)
+        flows, problems = dict(prev.flows), dict(prev.problems)
+        ids = Patched(prev.ids, changed)
         for k in changed:
             flows.pop(k, None)
             ids.pop(k, None)
@@ -73,9 +74,12 @@ def derive(tree: str | None, source: Mapping[FlowKey, str], prev: Derived | None
 
 
 def changed_keys(new: Mapping[FlowKey, Any], old: Mapping[FlowKey, Any]) -> set[FlowKey]:
-    """Keys added, removed or with another value (dict lookups: no tuple hashing of items)."""
+    """Keys added, removed or with another value (dict lookups: no tuple hashing of items); a
+    superset of them when ``new`` was :class:`Patched` from ``old``."""
     if new is old:
         return set()
+    if type(new) is Patched and new.patched_from(old):
+        return set(new.changed)
     get = old.get
     changed = {k for k, v in new.items() if get(k) != v}
     if len(new) != len(old) or changed:
@@ -122,14 +126,22 @@ def replan(inputs: PlanInputs, last: tuple[PlanInputs, Mapping[FlowKey, Step]] |
     """The plan for ``inputs``, deciding again only the keys whose inputs changed since ``last``."""
     if last is not None and last[0].policy == inputs.policy and last[0].live_complete == inputs.live_complete:
         changed = inputs.changed_since(last[0])
-        steps = dict(last[1])
-        for key in changed:
-            steps.pop(key, None)
         sub = plan(*(_only(m, changed) for m in (inputs.base, inputs.desired, inputs.live)), inputs.policy,
                    invalid=_only(inputs.invalid, changed), live_complete=inputs.live_complete)
-        steps.update((s.key, s) for s in sub.steps)
+        new = {s.key: s for s in sub.steps}
+        steps = dict(last[1])  # in key order; a key decided again keeps its place
+        added = False
+        for key in changed:
+            step = new.get(key)
+            if step is None:
+                steps.pop(key, None)
+            else:
+                added = added or key not in steps
+                steps[key] = step
+        if added:
+            steps = dict(sorted(steps.items()))
     else:
         full = plan(inputs.base, inputs.desired, inputs.live, inputs.policy, invalid=inputs.invalid,
                     live_complete=inputs.live_complete)
         return full, {s.key: s for s in full.steps}  # already in key order
-    return Plan(tuple(steps[k] for k in sorted(steps))), steps
+    return Plan(tuple(steps.values())), steps

@@ -7,8 +7,9 @@ which the three-way table reads as drift. Nobody edited the environment when
 
 - the live flow is exactly what this machine last wrote for it (the ids of the
   rendered versions in the environment are kept per environment in the git dir,
-  ``<gitdir>/reconciler/local/rendered-<env>.json``: never in its history or
-  on the remote, since such an id is a hash over the secret values), or
+  ``<gitdir>/reconciler/local/rendered-<env>.json``, and what changed since it
+  was last written whole in ``rendered-<env>.log`` beside it: never in its
+  history or on the remote, since such an id is a hash over the secret values), or
 - the live flow with its placeholders put back (and what the platform never
   returns taken from git: :class:`~reconciler.drivers.WriteOnly`) is git's version.
 
@@ -18,7 +19,9 @@ undone. Anything else stays drift.
 
 from __future__ import annotations
 
+import bisect
 import json
+import operator
 from pathlib import Path
 
 from reconciler.apply import NotForGit, live_git_form
@@ -32,7 +35,7 @@ from reconciler.gitstore import GitStore
 from reconciler.outcome import Snapshot
 from reconciler.plan import RERENDERED, Action, Plan, Policy, State, Step
 
-__all__ = ["rerendered", "REASON", "remember"]
+__all__ = ["rerendered", "REASON", "remember", "keep"]
 
 REASON = RERENDERED
 
@@ -40,7 +43,7 @@ REASON = RERENDERED
 def rerendered(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Snapshot, p: Plan, policy: Policy,
                seen: dict[tuple, bool]) -> Plan:
     """``p`` with each such drifted step turned into an import (``seen`` remembers the answers)."""
-    candidates = [s for s in p.steps if s.state == State.DRIFTED and s.base == s.desired and s.live is not None
+    candidates = [s for s in p.notable if s.state == State.DRIFTED and s.base == s.desired and s.live is not None
                   and s.desired is not None and s.key in snap.tip_blobs]
     if not candidates:
         return p
@@ -82,9 +85,21 @@ def _name(env: str) -> str:
     return f"rendered-{env}.json"
 
 
-# what was last read or written of each map, with the file's (mtime, size, inode): a service reads
+def _log_name(env: str) -> str:
+    return f"rendered-{env}.log"
+
+
+# what was last read or written of each map, with its files' (mtime, size, inode): a service reads
 # its own map once, not at every run (10,000 flows: ~20 ms of JSON per run)
-_CACHE: dict[str, tuple[tuple[int, int, int], dict[FlowKey, str]]] = {}
+_CACHE: dict[str, tuple[tuple[object, object], dict[FlowKey, str]]] = {}
+
+
+# log -> the map's (mtime, size, inode) the log this process started extends: it appends only to
+# its own logs, so a line torn by a crash of another process is always the last line of its log
+_LOGS: dict[str, tuple[int, int, int]] = {}
+# map -> the steps, done keys and map of the last remember() (the next one looks at the steps that changed)
+_LAST: dict[str, tuple[tuple, frozenset, dict]] = {}
+_KEY = operator.attrgetter("key")
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -95,34 +110,126 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
+def _stamps(store: GitStore, env: str) -> tuple[object, object]:
+    return _stamp(store.local_path(_name(env))), _stamp(store.local_path(_log_name(env)))
+
+
+def _key(r: object) -> FlowKey | None:
+    if isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r):
+        return FlowKey(*r)
+    return None
+
+
 def _load(store: GitStore, env: str) -> dict[FlowKey, str]:
-    """The map (flow -> id of what was written) as kept: ``[[[name, version], id], ...]``."""
-    path = store.local_path(_name(env))
-    stamp = _stamp(path)
-    cached = _CACHE.get(str(path))
-    if stamp is not None and cached is not None and cached[0] == stamp:
+    """The map (flow -> id of what was written) as kept: ``[[[name, version], id], ...]`` in the
+    map's file, then the changes appended to its log since it was last written whole: a first line
+    naming the map's file it extends (``{"map": [mtime_ns, size, inode]}``: a log beside another
+    map is not used), then one JSON array of ``[[name, version], id or null]`` a line (a torn last
+    line is the end)."""
+    path = str(store.local_path(_name(env)))
+    stamps = _stamps(store, env)
+    cached = _CACHE.get(path)
+    if stamps[0] is not None and cached is not None and cached[0] == stamps:
         return cached[1]
     raw = store.read_local(_name(env))
     try:
         got = json.loads(raw) if raw else []
     except ValueError:
         got = []
-    out = {FlowKey(*r[0]): r[1] for r in got if isinstance(r, list) and len(r) == 2 and isinstance(r[1], str)
-           and isinstance(r[0], list) and len(r[0]) == 2 and all(isinstance(x, str) for x in r[0])} \
-        if isinstance(got, list) else {}
-    if stamp is not None:
-        _CACHE[str(path)] = (stamp, out)
+    out: dict[FlowKey, str] = {}
+    if isinstance(got, list):
+        for r in got:
+            if isinstance(r, list) and len(r) == 2 and isinstance(r[1], str) and (k := _key(r[0])) is not None:
+                out[k] = r[1]
+    lines = (store.read_local(_log_name(env)) or b"").splitlines()
+    try:
+        head = json.loads(lines[0]) if lines else None
+    except ValueError:
+        head = None
+    if not (isinstance(head, dict) and stamps[0] is not None and head.get("map") == list(stamps[0])):
+        lines = []  # no log, or one left beside another map (written whole since by another process)
+    for line in lines[1:]:
+        try:
+            changes = json.loads(line)
+        except ValueError:
+            break  # a line torn by a crash: what it said was not done yet
+        if not isinstance(changes, list):
+            break
+        for r in changes:
+            if isinstance(r, list) and len(r) == 2 and (k := _key(r[0])) is not None:
+                if isinstance(r[1], str):
+                    out[k] = r[1]
+                elif r[1] is None:
+                    out.pop(k, None)
+    if stamps[0] is not None:
+        _CACHE[path] = (stamps, out)
     return out
 
 
-def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | set[FlowKey]) -> None:
+def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | set[FlowKey], *,
+             later: bool = False) -> None:
     """After a run: the id of each flow the environment now holds as rendered from git (in sync,
     imported by this run, or adopted into git by it); other flows keep what was remembered of them
-    while they are live."""
+    while they are live. ``later`` (the service): only the changes are appended to the map's log,
+    and :func:`keep` writes the map whole when the service is idle; a crash before costs nothing,
+    the log is the map's."""
     before = _load(store, env)
+    path = str(store.local_path(_name(env)))
+    last = _LAST.get(path)
+    steps = plan.steps
+    redo = _redo(steps, done, last) if last is not None and last[2] is before else None
+    if redo is None:
+        now = _now(steps, done, before)
+    else:  # the other flows' entries are what the last run remembered of the same steps
+        now = dict(before)
+        for s in redo:
+            now.pop(s.key, None)
+        now.update(_now(redo, done, before))
+    _LAST[path] = (steps, frozenset(done), now)
+    if before == now:
+        _LAST[path] = (steps, frozenset(done), before)
+        return
+    stamps, log = _stamps(store, env), str(store.local_path(_log_name(env)))
+    if later and stamps[0] is not None and (stamps[1] is None or _LOGS.get(log) == stamps[0]):
+        got = before.get
+        changes = [[[k.name, k.version], v] for k, v in now.items() if got(k) != v]
+        changes += [[[k.name, k.version], None] for k in before.keys() - now.keys()]
+        line = json.dumps(changes, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        if stamps[1] is None:  # a new log: first, which map it extends
+            line = json.dumps({"map": list(stamps[0])}).encode() + b"\n" + line
+            _LOGS[log] = stamps[0]
+        if _append_log(store, env, line):
+            _CACHE[str(store.local_path(_name(env)))] = (_stamps(store, env), now)
+            return
+    _write(store, env, now)
+
+
+def _redo(steps: tuple[Step, ...], done, last: tuple[tuple, frozenset, dict]) -> list[Step] | None:
+    """The steps whose entry may differ from what the last remember() made of ``last``'s steps: those
+    that are not the same objects at the same place (a replan keeps the steps it did not decide
+    again) and those of flows done now or then; None when the steps do not line up (look at all)."""
+    old, old_done = last[0], last[1]
+    if len(old) != len(steps):
+        return None
+    redo = {}
+    for i, (s, o) in enumerate(zip(steps, old)):
+        if s is not o:
+            if s.key != o.key:
+                return None
+            redo[i] = s
+    for k in (*done, *old_done):
+        i = bisect.bisect_left(steps, k, key=_KEY)  # the steps are in key order
+        if i >= len(steps) or steps[i].key != k:
+            return None
+        redo[i] = steps[i]
+    return list(redo.values())
+
+
+def _now(steps, done, before: dict[FlowKey, str]) -> dict[FlowKey, str]:
+    """The map for these steps: what each flow the environment holds was rendered to."""
     now: dict[FlowKey, str] = {}
     none, imp, kept = Action.NONE, Action.IMPORT, (Action.ADOPT, Action.ADVANCE)
-    for s in plan.steps:
+    for s in steps:
         a, k = s.action, s.key
         if a is none:
             if s.live is not None:
@@ -133,10 +240,33 @@ def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | s
             now[k] = s.live  # git now holds the live flow: it is what git renders to here
         elif s.live is not None and k in before:
             now[k] = before[k]
-    if before != now:
-        path = store.local_path(_name(env))
-        rows = list(now.items())  # [[[name, version], id], ...]: keys are named tuples, written as arrays
-        store.write_local(_name(env), json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode())
-        stamp = _stamp(path)
-        if stamp is not None:
-            _CACHE[str(path)] = (stamp, now)
+    return now
+
+
+def keep(store: GitStore, env: str) -> None:
+    """Write the map whole and drop its log (the service calls it when idle, holding the lock)."""
+    if _stamp(store.local_path(_log_name(env))) is not None:
+        _write(store, env, _load(store, env))
+
+
+def _append_log(store: GitStore, env: str, line: bytes) -> bool:
+    try:
+        with open(store.local_path(_log_name(env)), "ab") as f:
+            f.write(line)
+        return True
+    except OSError:
+        return False
+
+
+def _write(store: GitStore, env: str, now: dict[FlowKey, str]) -> None:
+    """The map written whole (by rename), then its log dropped: a crash between the two replays
+    the log over the map it is already in, which changes nothing."""
+    rows = list(now.items())  # [[[name, version], id], ...]: keys are named tuples, written as arrays
+    store.write_local(_name(env), json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        store.local_path(_log_name(env)).unlink(missing_ok=True)
+    except OSError:
+        pass
+    stamps = _stamps(store, env)
+    if stamps[0] is not None:
+        _CACHE[str(store.local_path(_name(env)))] = (stamps, now)

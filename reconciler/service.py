@@ -90,10 +90,11 @@ class Service:
         """A worker with its own store, engine and remote (a worker thread never shares a libgit2 handle)."""
         cfg = self.config
         store = GitStore.from_config(cfg.repository, create=bool(cfg.repository.remote))
+        # keep_later: the kept reads are written when the worker is idle (and on stop), off a push's latency
         return EnvWorker(env, WorkerDeps(
-            engine=_Engine(cfg, store=store, redactor=self.redactor), store=store,
+            engine=_Engine(cfg, store=store, redactor=self.redactor, keep_later=True), store=store,
             remote=Remote.from_config(store, cfg.repository), metrics=self.metrics, clock=self.clock, wall=self.wall,
-            retry_base=cfg.server.retry_base, retry_max=cfg.server.retry_max, watching=self._watching,
+            retry_base=cfg.server.retry_base, retry_max=cfg.server.retry_max,
             on_run=self.on_run, notifier=self.notifier, link=self.link,
         ))
 
@@ -101,10 +102,11 @@ class Service:
         """The environment's status page, for notifications and commit statuses (``[server] public_url``)."""
         return status_link(self.config.server.public_url, env)
 
-    def _watching(self, env: str) -> bool:
-        """Does the folder watch vouch that ``env``'s environment did not change?"""
+    def _watched(self, env: str) -> frozenset[str] | None:
+        """The flow files of ``env``'s folder the watch saw change since its driver last asked (None:
+        it cannot say, so the next export scans the folder)."""
         w = self.watcher
-        return w is not None and w.is_alive() and w.ready.is_set() and w.watches(env)
+        return None if w is None else w.changed(env)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class Service:
             driver = w.engine.driver(w.env)
             if isinstance(driver, Watchable):
                 specs.append(WatchSpec(name, driver.watch_paths(), driver.is_flow_file))
+                driver.watched_by(lambda env=name: self._watched(env))
         self.watcher = Watcher(self, self.config.repository.path, specs, debounce_ms=self.config.server.debounce_ms)
         self.watcher.start()
         if self.remote is not None:

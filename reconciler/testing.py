@@ -139,8 +139,11 @@ class _Watch:
     def is_flow_file(self, path):
         return self.inner.is_flow_file(path)
 
-    def trust_watch(self):
-        return self.inner.trust_watch()
+    def watched_by(self, changed):
+        return self.inner.watched_by(changed)
+
+    def trust_watch(self, trust=True):
+        return self.inner.trust_watch(trust)
 
 
 class _Index:

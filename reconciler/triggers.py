@@ -9,8 +9,12 @@ know nothing of the service or of any driver.
 - :class:`Watcher` (watchfiles) watches the repository's refs and every
   watched folder. A push shows up as ``refs/heads/<branch>`` written through a
   ``.lock`` rename (or ``packed-refs`` changing); watchfiles' default filter
-  drops paths under ``.git``-like folders, so ours is explicit. A burst of
-  changes ends after ``[server] debounce_ms`` of quiet.
+  drops paths under ``.git``-like folders, so ours is explicit. A ref moves in
+  one rename, so a push is routed within :attr:`Watcher.STEP_MS`; a burst of
+  folder changes ends after ``[server] debounce_ms`` of quiet (until then a
+  run does not know of it, as before: its request comes after). It also says which flow
+  files of an environment's folder it saw change (:meth:`Watcher.changed`), so a
+  run looks at those instead of scanning the folder.
 - :class:`Scheduler` (APScheduler 3) asks every environment for a drift check
   each ``interval``, and fetches from the remote each ``fetch_interval``.
 """
@@ -80,7 +84,15 @@ class Watcher(threading.Thread):
     replaced, logging the gap and asking for a drift check of the environment.
     While a folder is not watched, :meth:`watches` is False for it, so no run
     skips its folder scan on the watch's word.
+
+    :meth:`changed` tells a run which flow files of an environment's folders
+    the watch saw change since the last run asked, or None when it cannot say:
+    before the first question asked while watching, after any gap in the watch
+    (a restart: events may have gone unseen), or after a burst naming more than
+    :attr:`MAX_NAMED` files. None means: scan the folder.
     """
+
+    MAX_NAMED = 1000
 
     def __init__(self, requests: Requests, repo: Path, specs: Sequence[WatchSpec], *, debounce_ms: int = 50):
         super().__init__(name="watcher", daemon=True)
@@ -91,14 +103,45 @@ class Watcher(threading.Thread):
         self._watched: dict[Path, tuple[int, int]] = {}
         self._gone: dict[Path, float] = {}  # folder -> when it was found missing
         self._live = False  # a watch is running over self._watched
-        self._stop = threading.Event()
+        # env -> names of flow files seen changing since the last changed(env); None: unknown (scan)
+        self._saw: dict[str, set[str] | None] = {spec.env: None for spec in specs}
+        self._saw_lock = threading.Lock()
+        self._halt = threading.Event()  # not _stop: that is a method of Thread (join, is_alive)
         self.ready = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def watches(self, env: str) -> bool:
         return self._live and any(self.folders.get(f) == env for f in self._watched)
+
+    def changed(self, env: str) -> frozenset[str] | None:
+        """The names of ``env``'s flow files the watch saw change since the last call (empty: none),
+        or None when it cannot vouch for the folder; either way the next call counts from now."""
+        with self._saw_lock:
+            if not (self.is_alive() and self.ready.is_set() and self.watches(env)):
+                self._saw[env] = None
+                return None
+            got, self._saw[env] = self._saw.get(env), set()
+        return None if got is None else frozenset(got)
+
+    def _note_names(self, changes: set[tuple[Change, str]]) -> None:
+        """Note the flow files of the environments' folders among ``changes`` for :meth:`changed`."""
+        with self._saw_lock:
+            for _, path in changes:
+                p = Path(path)
+                env = self.folders.get(p.parent)
+                saw = self._saw.get(env) if env is not None else None
+                if saw is not None:
+                    saw.add(p.name)
+                    if len(saw) > self.MAX_NAMED:
+                        self._saw[env] = None
+
+    def _unknown(self) -> None:
+        """The watch stopped (or never ran): what changed meanwhile is unknown until a scan."""
+        with self._saw_lock:
+            for env in self._saw:
+                self._saw[env] = None
 
     def _identities(self) -> dict[Path, tuple[int, int]]:
         out = {}
@@ -164,6 +207,7 @@ class Watcher(threading.Thread):
                     branches.add(rel.removeprefix("refs/heads/"))
             elif p.parent in self.folders:
                 envs.add(self.folders[p.parent])
+        self._note_names(changes)
         if all_branches:
             requests.trigger_all("ref")
         for branch in branches:
@@ -176,42 +220,61 @@ class Watcher(threading.Thread):
         for env in suspended:
             requests.trigger(env, "suspension")
 
+    #: how soon a batch of events is taken from the watch (ms of quiet): a ref moves in one rename, so a
+    #: push is routed at once; the folders' events are routed after ``debounce_ms`` of quiet
+    STEP_MS = 5
+
     def run(self) -> None:
-        step = max(1, self.debounce_ms)
+        quiet = max(1, self.debounce_ms)
+        step = min(quiet, self.STEP_MS)
         self._watched = self._identities()
         for folder in (self.repo, *self.folders):
             if folder not in self._watched:
                 self._gone[folder] = time.monotonic()
                 log.warning("not watching a folder that does not exist; it is watched once it is there",
                             path=str(folder), environment=self.folders.get(folder))
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             if not self._watched:
                 self.ready.set()
-                self._stop.wait(0.5)
+                self._halt.wait(0.5)
             else:
+                held: set[tuple[Change, str]] = set()  # folder events waiting for their burst to end
+                held_at = 0.0
                 try:
                     for changes in watch(
                         *map(str, self._watched),
                         watch_filter=self._keep,
-                        stop_event=self._stop,
+                        stop_event=self._halt,
                         step=step,
-                        debounce=max(step, 1600),
-                        rust_timeout=500,
+                        debounce=max(quiet, 1600),
+                        rust_timeout=max(quiet, 20),  # wakes up to end a burst of folder events
                         yield_on_timeout=True,
                         raise_interrupt=False,
                         ignore_permission_denied=True,
                     ):
                         self._live = True
                         self.ready.set()
+                        now = time.monotonic()
                         if changes:
-                            self.route(changes)
+                            refs = {c for c in changes if Path(c[1]).is_relative_to(self.repo)}
+                            if refs:
+                                self.route(refs)
+                            if len(refs) < len(changes):
+                                held |= changes - refs
+                                held_at = now
+                        if held and (now - held_at) * 1000 >= quiet:
+                            got, held = held, set()
+                            self.route(got)
                         if self._identities() != self._watched:
                             break  # something went, came back or was replaced: watch the new set
                 except Exception as exc:  # noqa: BLE001 - a failed watch is restarted; the schedule covers the gap
                     log.warning("file watch failed; restarting it", error=repr(exc))
-                    self._stop.wait(0.5)
+                    self._halt.wait(0.5)
                 finally:
                     self._live = False
+                    self._unknown()
+                    if held:
+                        self.route(held)
             now = self._identities()
             self._notice(now)
             self._watched = now

@@ -13,6 +13,14 @@ What an error means decides what happens next (see :mod:`reconciler.errors`):
 Status, metrics and logs of a run are written in one place, ``_record``. The
 worker gets its engine, store, remote, clock and metrics passed in
 (:class:`WorkerDeps`), so it is tested without a process or a wall clock.
+
+What the runs read is kept for the next process (:meth:`Engine.keep
+<reconciler.engine.Engine.keep>`: the kept reads of git and the folder's stat
+index, the re-render map written whole) once the worker has been idle for
+``keep_idle`` seconds (a run asked for meanwhile goes first), at the latest
+``keep_within`` seconds after the first run that left something to keep, and on
+stop: not on a push's latency path. Those files are caches of facts, so a crash
+before they are written costs the next process a read of what changed since.
 """
 
 from __future__ import annotations
@@ -90,10 +98,11 @@ class WorkerDeps:
     wall: Callable[[], float] = time.time
     retry_base: float = 1.0
     retry_max: float = 300.0
-    watching: Callable[[str], bool] = lambda env: False  # noqa: E731 - does the folder watch vouch for env?
     on_run: Callable[[str, str], None] = lambda env, result: None  # noqa: E731
     notifier: Notifier = field(default_factory=NullNotifier)  # events for people and forges (never blocks)
     link: Callable[[str], str | None] = lambda env: None  # noqa: E731 - the environment's status page
+    keep_idle: float = 2.0  # seconds without a run before what the runs read is kept for the next process
+    keep_within: float = 30.0  # ... and at the latest this long after the first run that left it unkept
 
 
 def retry_delay(failures: int, base: float, cap: float) -> float:
@@ -128,6 +137,7 @@ class EnvWorker(threading.Thread):
         self.idle.set()
         self._announced: str | None = None  # the last tip a "pending" event was sent for
         self._notified_applied: str | None = None  # the last tip an "applied" event was sent for
+        self._unkept: tuple[float, float] | None = None  # (first, last) end of the runs not kept yet
 
     # -- requests --------------------------------------------------------------------
 
@@ -164,25 +174,65 @@ class EnvWorker(threading.Thread):
 
     def run(self) -> None:
         clock = self.deps.clock
-        while True:
-            with self._cond:
-                while not self._stopping:
-                    now = clock()
-                    if self._retry_at is not None:
-                        if now >= self._retry_at:
+        try:
+            while True:
+                keep = False
+                with self._cond:
+                    while not self._stopping:
+                        now = clock()
+                        keep_at = self.keep_at()
+                        if self._retry_at is not None:
+                            if now >= self._retry_at:
+                                break
+                        elif self._reasons or (self._wake_at is not None and now >= self._wake_at):
                             break
-                        self._cond.wait(self._retry_at - now)  # backoff: new triggers wait too
-                        continue
-                    if self._reasons or (self._wake_at is not None and now >= self._wake_at):
-                        break
-                    self.idle.set()
-                    self._cond.wait(None if self._wake_at is None else self._wake_at - now)
-                if self._stopping:
-                    self.idle.set()
-                    return
-            reasons = self.due(clock())
-            if reasons:
-                self.reconcile(reasons)
+                        else:
+                            self.idle.set()
+                        if keep_at is not None and now >= keep_at:
+                            keep = True
+                            break
+                        # the backoff's end (new triggers wait too) or a closed window's opening; keeping what was read
+                        until = [t for t in (self._retry_at if self._retry_at is not None else self._wake_at, keep_at)
+                                 if t is not None]
+                        self._cond.wait(max(0.0, min(until) - now) if until else None)
+                    if self._stopping:
+                        return
+                if keep:
+                    self.keep(yielding=True)
+                    continue
+                reasons = self.due(clock())
+                if reasons:
+                    self.reconcile(reasons)
+                    if self._unkept is not None and clock() >= self._unkept[0] + self.deps.keep_within:
+                        self.keep()  # runs that never stop still keep within the bound
+        finally:
+            try:
+                self.keep()  # on stop: what the runs read, for the next process
+            finally:
+                self.idle.set()
+
+    # -- keeping what the runs read ------------------------------------------------------
+
+    def keep_at(self) -> float | None:
+        """When what the runs read is to be kept for the next process (None: nothing to keep)."""
+        if self._unkept is None:
+            return None
+        first, last = self._unkept
+        return min(last + self.deps.keep_idle, first + self.deps.keep_within)
+
+    def keep(self, *, yielding: bool = False) -> None:
+        """Write what the runs read for the next process (:meth:`Engine.keep`); a failure only costs
+        that process a read. ``yielding``: a run asked for meanwhile goes first (the rest is kept after)."""
+        if self._unkept is None:
+            return
+        unkept, self._unkept = self._unkept, None
+        try:
+            done = self.engine.keep(self.env.name, wanted=(lambda: bool(self._reasons)) if yielding else (lambda: False))
+        except Exception:  # noqa: BLE001 - a cache not written must never stop the worker
+            log.exception("could not keep what the runs read for the next process", environment=self.env.name)
+            return
+        if not done:
+            self._unkept = unkept
 
     # -- one run -----------------------------------------------------------------------
 
@@ -197,10 +247,9 @@ class EnvWorker(threading.Thread):
         try:
             self.store.ensure_present()
             self._announce()
-            if self._folder_quiet(reasons):
-                driver = self.engine.driver(env)
-                if isinstance(driver, Watchable):
-                    driver.trust_watch()
+            driver = self.engine.driver(env)
+            if isinstance(driver, Watchable):  # set at every run: a run that failed before reading leaves none
+                driver.trust_watch(self._watch_may_do(reasons))
             outcome = self.engine.sync(env.name, before=self._integrate if self.remote else None,
                                        hold=self._window_hold(reasons))
             if self.remote is not None:
@@ -220,6 +269,8 @@ class EnvWorker(threading.Thread):
             log.exception("reconcile crashed", environment=env.name)
             result, error = RunResult.RETRY, f"internal error: {exc!r}"
         self._record(reasons, outcome, result, error, clock() - started)
+        ended = clock()
+        self._unkept = (ended if self._unkept is None else self._unkept[0], ended)
 
     def _window_hold(self, reasons: set[str]) -> str | None:
         """Why this run may only plan (a closed sync window), and a wake-up at its opening; None: go on.
@@ -248,11 +299,12 @@ class EnvWorker(threading.Thread):
                                              f"{tip[:12]}", rfc3339(self.deps.wall()) or "",
                                              link=self.deps.link(self.env.name)))
 
-    def _folder_quiet(self, reasons: set[str]) -> bool:
-        """True when only git moved and the folder watch vouches that the folder did not."""
-        if not reasons or any(not (r == "ref" or r.startswith("webhook")) for r in reasons):
-            return False  # folder events, the schedule, startup, retries and the API re-scan
-        return self.deps.watching(self.env.name)
+    @staticmethod
+    def _watch_may_do(reasons: set[str]) -> bool:
+        """True when git moved or the folder watch saw files change: the driver may rely on its watch
+        (it looks at the files the watch saw change, or scans when the watch cannot say)."""
+        return bool(reasons) and all(r in ("ref", "folder") or r.startswith("webhook") for r in reasons)
+        # the schedule, startup, retries, suspensions and the API always scan
 
     def _integrate(self, env: EnvironmentConfig) -> None:
         assert self.remote is not None
@@ -304,8 +356,8 @@ class EnvWorker(threading.Thread):
                 log.warning("flow problem", environment=env.name, problem=p, commit=outcome.tip)
             self._seen_problems = problems
             st.problems = sorted(problems)[:100]
-            st.conflicts = [str(s.key) for s in outcome.plan.steps if s.action == Action.CONFLICT]
-            reported = frozenset(str(s.key) for s in outcome.plan.steps if s.action == Action.REPORT)
+            st.conflicts = [str(s.key) for s in outcome.plan.notable if s.action == Action.CONFLICT]
+            reported = frozenset(str(s.key) for s in outcome.plan.notable if s.action == Action.REPORT)
             new_reports = len(reported - self._reported)
             for key in sorted(reported - self._reported):
                 log.warning("drift reported", environment=env.name, flow=key, action="report", commit=outcome.tip)

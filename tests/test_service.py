@@ -111,6 +111,9 @@ def _github(body: bytes, secret: str = SECRET) -> dict[str, str]:
 def test_a_webhook_with_a_bad_signature_is_refused_and_does_nothing(svc: ServiceProcess) -> None:
     """Wrong or missing signatures get 401 and trigger no reconcile."""
     body = json.dumps({"ref": "refs/heads/env/production"}).encode()
+    # the startup sync wrote production's flows: the folder watch's request for that comes first
+    wait_for(lambda: svc.metric("reconciler_triggers_total", environment="production", source="folder") >= 1,
+             what="the folder event of the startup sync")
     before = svc.metric("reconciler_triggers_total", environment="production")
     assert svc.request("POST", "/hooks/git", body, _github(body, "wrong"))[0] == 401
     assert svc.request("POST", "/hooks/git", body, {"Content-Type": "application/json"})[0] == 401

@@ -20,7 +20,7 @@ from reconciler.canonical import Rules
 from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
-__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "Indexed", "HealthChecked", "Remembering", "Rendering",
+__all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "Indexed", "IndexedLater", "HealthChecked", "Remembering", "Rendering",
            "WriteOnly", "presenter", "Progress", "LiveCollector", "DRIVERS"]
 
 #: driver name -> the module holding its settings model as ``SETTINGS`` (imported when a config names it)
@@ -126,8 +126,14 @@ class Watchable(Protocol):
         """True when a change to ``path`` (in a watched folder) may change a flow."""
         ...
 
-    def trust_watch(self) -> None:
-        """The watch saw nothing change since the last export: the next one may skip its scan."""
+    def watched_by(self, changed: Callable[[], frozenset[str] | None]) -> None:
+        """The service's watch of those folders: ``changed()`` names the flow files it saw change
+        since it was last asked (names in a watched folder), or is None when it cannot say."""
+        ...
+
+    def trust_watch(self, trust: bool = True) -> None:
+        """May the next export rely on the watch (a run caused by a push or by the watch's own
+        events) and look only at the files it saw change, instead of scanning?"""
         ...
 
 
@@ -138,6 +144,20 @@ class Indexed(Protocol):
 
     def keep_index(self, path: Path) -> None:
         """Keep the index in this file (never in git's history); called before the first export."""
+        ...
+
+
+@runtime_checkable
+class IndexedLater(Protocol):
+    """An :class:`Indexed` driver that can write its index when told rather than after every export
+    (the service writes it when idle, off a push's latency)."""
+
+    def save_index_later(self) -> None:
+        """From now on an export does not write the index; :meth:`save_index` does."""
+        ...
+
+    def save_index(self) -> None:
+        """Write the index if an export changed it since it was last written."""
         ...
 
 

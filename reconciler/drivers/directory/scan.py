@@ -89,6 +89,7 @@ class Scanner:
         self._loaded = False  # the index was read into the cache
         self._dirty = False  # the cache changed since the index was read or written
         self._now = 0  # when the last export's stat pass ended
+        self.save_later = False  # True: the index is written by save_index(), not after each export
 
     def keep_index(self, path: Path) -> None:
         """Keep the per-file cache in an index file at ``path`` across processes (:mod:`.index`)."""
@@ -103,10 +104,16 @@ class Scanner:
             if not self._cache:
                 self._cache.update(self.index.load())
         result = self._export(trust_watch, progress)
+        if not self.save_later:
+            self.save_index()
+        return result
+
+    def save_index(self) -> None:
+        """Write the index if the cache changed since it was read or written (the cache and the time
+        of the export that last checked it: what that export would have written)."""
         if self.index is not None and self._dirty:
             self._dirty = False
             self.index.save(self._cache, self._now)
-        return result
 
     def _export(self, trust_watch: bool, progress: Progress | None) -> LiveSet:
         self.fresh = {}

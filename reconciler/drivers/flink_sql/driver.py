@@ -81,8 +81,11 @@ class FlinkSqlDriver(DriverBase):
         name = Path(path).name
         return name.endswith(codec.SUFFIX) and not name.startswith(".")
 
-    def trust_watch(self) -> None:
+    def watched_by(self, changed) -> None:
         return None  # every export reads the folder (a few scripts, not thousands of flows)
+
+    def trust_watch(self, trust: bool = True) -> None:
+        return None
 
     # -- Driver -------------------------------------------------------------------------
 
