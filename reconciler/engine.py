@@ -28,7 +28,7 @@ from reconciler.gitform import read_git_flow
 from reconciler.gitstore import FlowTree, GitStore
 from reconciler.kinds import kind_problems
 from reconciler.layoutdrift import ignore_layout
-from reconciler.migrate import Migration, migrate_env
+from reconciler.migrate import Migration, migrate_env, note_written
 from reconciler import quarantine, suspension
 from reconciler.names import flow_path
 from reconciler.outcome import Outcome, RunResult, Snapshot
@@ -318,6 +318,9 @@ class Engine:
 
         out = self._run(env, policy, dry_run=False, progress=progress, allowed=frozenset({Action.ADOPT, Action.ADVANCE}),
                         creating=True, allow_mass_delete=allow_mass_delete, before=to_form)
+        for made in (migrated[0].commit if migrated else None, out.commit):
+            if made is not None:  # what this export wrote is in the form: the next check need not read it
+                note_written(self.store, env, made)
         return replace(out, migrated=migrated[0]) if migrated and migrated[0].commit else out
 
     def _run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before=None, creating: bool = False,

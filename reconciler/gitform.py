@@ -15,7 +15,7 @@ review, validate, migrate, the status page):
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -91,17 +91,26 @@ def stored_doc(stored: StoredFlow, *, where: str, flow: str = "") -> tuple[Any, 
 
 
 @lru_cache(maxsize=32)
-def _field_pattern(declared: tuple[Declared, ...]) -> re.Pattern[bytes]:
+def _field_needles(declared: tuple[Declared, ...]) -> tuple[bytes, ...]:
     names = sorted({f.segments[-1] for d in declared for f in d.code if f.segments})
-    alts = b"|".join(re.escape(n.encode("utf-8")) for n in names)
     # canonical JSON writes a member as `"key": value`; a code field worth a file is a non-empty string
-    return re.compile(b'sidecar"' + (b'|"(?:' + alts + b')": "[^"]' if names else b""))
+    return tuple(b'"' + json.dumps(n, ensure_ascii=False)[1:-1].encode("utf-8") + b'": "' for n in names)
 
 
 def may_split(canonical: bytes, declared: Sequence[Declared]) -> bool:
     """False when canonical JSON text provably has no code to split out and nothing to escape (a
-    C-speed check; True means: parse and look)."""
-    return _field_pattern(tuple(declared)).search(canonical) is not None
+    C-speed check; True means: parse and look). Substring searches, not a regular expression with
+    one alternative per field name: those tried every alternative at every byte (~0.1 ms a flow)."""
+    if b'sidecar"' in canonical:
+        return True
+    for needle in _field_needles(tuple(declared)):
+        at = canonical.find(needle)
+        while at != -1:
+            end = at + len(needle)
+            if end < len(canonical) and canonical[end] != 0x22:  # a non-empty string (not `""`)
+                return True
+            at = canonical.find(needle, end)
+    return False
 
 
 def sidecar_files(doc: Any, env: EnvironmentConfig, key: FlowKey) -> dict[str, str]:

@@ -36,7 +36,7 @@ from reconciler.localcache import digest, read_cache, write_cache
 from reconciler.names import flow_path
 from reconciler.sidecars import StoredFlow, join
 
-__all__ = ["Migration", "migrate", "migrate_env"]
+__all__ = ["Migration", "migrate", "migrate_env", "note_written"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,34 @@ def _keep(store: GitStore, env: EnvironmentConfig, flows: dict[str, str]) -> Non
         pass
 
 
+def _name(key: FlowKey) -> str:
+    return f"{len(key.name)}:{key.name}\0{key.version}"  # unambiguous, and cheaper than its git path
+
+
+def note_written(store: GitStore, env: EnvironmentConfig, commit: str) -> None:
+    """``commit`` was made by this code for ``env`` (an export's or a migration's): every flow it
+    changed was written in the environment's form, so the record of flows in the form gains them.
+    Flows it did not change keep what the record says of them (a flow someone pushed before it,
+    never checked, stays unrecorded and is checked by the next export)."""
+    try:
+        parents = store.repo[commit].parent_ids
+        new = store.flows_at(commit, env.folder)
+        old = store.flows_at(str(parents[0]), env.folder) if parents else None
+    except (KeyError, ValueError, RetryableError):
+        return
+    if new.missing is not None or new.problems or new.bad or (old is not None and (old.missing or old.problems)):
+        return  # not a plain folder of flows: the next check reads everything it needs
+    checked = _checked(store, env)
+    before = old.flows if old is not None else {}
+    kept = {}
+    for key, entry in new.flows.items():
+        name = _name(key)
+        if before.get(key) != entry or checked.get(name) == entry:
+            kept[name] = entry
+    if kept != checked:
+        _keep(store, env, kept)
+
+
 def migrate_env(store: GitStore, env: EnvironmentConfig, *, dry_run: bool = False, attempts: int = 5,
                 missing_ok: bool = False) -> Migration:
     """Move ``env``'s branch to its form in one commit (see the module). ``missing_ok``: a branch that does
@@ -120,7 +148,7 @@ def migrate_env(store: GitStore, env: EnvironmentConfig, *, dry_run: bool = Fals
         checked = _checked(store, env)
         in_form: dict[str, str] = {}
         for key, entry in sorted(tree.flows.items()):
-            path = f"{len(key.name)}:{key.name}\0{key.version}"  # unambiguous, and cheaper than its git path
+            path = _name(key)
             if checked.get(path) == entry:
                 in_form[path] = entry
                 continue

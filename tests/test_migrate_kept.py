@@ -21,6 +21,37 @@ def split_files(ws: Workspace, branch: str) -> list[str]:
     return [f for f in ws.git("ls-tree", "-r", "--name-only", branch, cwd=ws.repo).split() if not f.endswith(".json")]
 
 
+def recorded(ws: Workspace, env: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(the kept record, every flow of the branch as the record would name it)."""
+    from reconciler.config import load_config
+    from reconciler.gitstore import GitStore
+    from reconciler.migrate import _checked, _name
+
+    config = load_config(ws.config)
+    store = GitStore.from_config(config.repository)
+    e = config.env(env)
+    tree = store.flows_at(store.tip(e.branch_name), e.folder)
+    return _checked(store, e), {_name(k): v for k, v in tree.flows.items()}
+
+
+def test_what_an_export_wrote_is_on_record_so_the_next_export_reads_none_of_it(ws: Workspace) -> None:
+    setup(ws)  # the first export created env/acceptance
+    ws.put("acceptance", "second.json", {"name": "second", "version": "2", "nodes": [
+        {"id": "f", "type": "function", "func": "return msg;"}]})
+    assert "exported" in ws.cli("export", "acceptance", check=True).stdout
+    record, flows = recorded(ws, "acceptance")
+    assert len(flows) == 2 and record == flows  # the new commit's flows, written in the form, are on record
+    # A flow changed by a person is not on record until a check has read it.
+    ada = clone(ws, "ada", "env/acceptance")
+    person = ada / "flows/second/2.json"
+    person.write_text(person.read_text() + "\n")
+    push_files(ws, ada, "acceptance: a blank line", branch="env/acceptance")
+    record, flows = recorded(ws, "acceptance")
+    second = "6:second\x002"
+    assert record[second] != flows[second]  # the record vouches for the old entry only: the new one is read
+    assert {k: v for k, v in record.items() if k != second} == {k: v for k, v in flows.items() if k != second}
+
+
 def test_a_flow_pushed_back_into_one_file_is_moved_by_the_next_export_though_the_rest_were_kept(ws: Workspace) -> None:
     setup(ws)
     assert ws.cli("export", "acceptance", check=True).stdout.startswith("acceptance: nothing to export")
