@@ -331,10 +331,10 @@ class EnvWorker(threading.Thread):
     def _record(self, reasons: set[str], outcome: Outcome | None, result: RunResult, error: str | None,
                 seconds: float) -> None:
         st, env, deps = self.status, self.env, self.deps
-        st.runs += 1
+        held = outcome.held if outcome is not None else None
+        st.suspended = held if held is not None and held.startswith("suspended") else None
         st.result, st.error = result.value, error
         st.last_run = deps.wall()
-        st.running = False
         new_reports = 0
         latency = None
         if result == RunResult.RETRY:
@@ -366,16 +366,11 @@ class EnvWorker(threading.Thread):
                 st.last_success = deps.wall()
             latency = self._latency(outcome)
             if outcome.plan.changes or result != RunResult.OK:
-                log.info(
-                    "reconciled",
-                    environment=env.name,
-                    result=result.value,
-                    commit=outcome.tip,
-                    applied=outcome.marker,
-                    changes=len(outcome.done),
-                    seconds=round(seconds, 3),
-                    reasons=sorted(reasons),
-                )
+                log.info("reconciled", environment=env.name, result=result.value, commit=outcome.tip,
+                         applied=outcome.marker, changes=len(outcome.done), seconds=round(seconds, 3),
+                         reasons=sorted(reasons))
+        st.runs += 1  # last: a reader that sees the run counted and not running sees all of it
+        st.running = False
         deps.metrics.record(env.name, outcome, seconds, result, new_reports, latency)
         try:
             self._notify(outcome, result, error)
@@ -390,8 +385,7 @@ class EnvWorker(threading.Thread):
         if outcome is None and error and (result != RunResult.RETRY or self.status.failures == 1):
             tip = self.store.tip(self.env.branch_name) if result != RunResult.RETRY else None
             events.append(Event("failed", self.env.name, tip, result.value, error, at, link=link))
-        suspended = outcome is not None and outcome.held is not None and outcome.held.startswith("suspended")
-        self.status.suspended = outcome.held if suspended and outcome is not None else None
+        suspended = self.status.suspended is not None  # set by _record
         if outcome is not None and suspended != self._was_suspended:
             self._was_suspended = suspended
             kind = "suspended" if suspended else "resumed"

@@ -25,7 +25,11 @@ IO = {"pygit2", "http", "urllib", "socket", "ssl", "os", "io", "time", "subproce
 #: where pygit2 may be imported: the git adapter and the remote
 PYGIT2 = ("gitstore", "remote")
 #: modules allowed past ~400 lines, and why
-LONG = {}
+LONG = {
+    # module -> why it stays whole
+    "engine": "the reconcile pipeline (read, plan, apply) and the commands built on it, read top to bottom; "
+              "what each step needs already lives beside it (readcache, readindex, apply, migrate, quarantine)",
+}
 MAX_LINES = 400
 
 
