@@ -247,12 +247,17 @@ class CliBench:
         return root
 
     def canonical_copy(self, changed: list[Path], tree: Path) -> None:
-        from reconciler.canonical import Rules, canonical_bytes
-        from reconciler.names import flow_path
+        canonical_copy(changed, tree)
 
-        rules = Rules.of(["/exportedAt"])
-        for p in changed:
-            data = canonical_bytes(p.read_bytes(), rules)
-            doc = json.loads(data)
-            (tree / flow_path("flows", doc["name"], doc["version"])).write_bytes(data)
 
+def canonical_copy(changed: list[Path], tree: Path) -> None:
+    """Put the canonical form of the changed flow files where git's work tree holds them (git's side of
+    a 1% change: only those files are written, as a person's edit would)."""
+    from reconciler.canonical import Rules, canonical_bytes
+    from reconciler.names import flow_path
+
+    rules = Rules.of(["/exportedAt"])
+    for p in changed:
+        data = canonical_bytes(p.read_bytes(), rules)
+        doc = json.loads(data)
+        (tree / flow_path("flows", doc["name"], doc["version"])).write_bytes(data)
