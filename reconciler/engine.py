@@ -359,7 +359,7 @@ class Engine:
                         f"environment {env.name}: {driver.location} holds no flows, so there is nothing to export "
                         f"and {env.branch_name} is not created; check the environment's location in the config"
                     )
-                quarantine.lift(self.store, env, snap)
+                self._lift_quarantine(env, snap)
                 try:
                     out = self.apply(env, snap, p, allowed=allowed, progress=progress)
                     remember(self.store, env.name, p, {s.key for s in out.done}, later=self._keep_later)
@@ -390,7 +390,7 @@ class Engine:
         failed = {k: snap.templating.redact(why) for k, why in a.failed.items()}
         unhealthy = {k: snap.templating.redact(why) for k, why in a.unhealthy.items()}
         if unhealthy:
-            quarantine.record(self.store, env, snap, p, a.tip, unhealthy)
+            self._quarantine(env, snap, p, a.tip, unhealthy)
         done = a.done
         for s in done:  # recorded in one place, after every step
             log.info("flow reconciled", environment=env.name, flow=str(s.key), action=s.action.value, commit=a.tip,
@@ -399,6 +399,37 @@ class Engine:
             log.warning("flow not reconciled", environment=env.name, flow=str(key), error=why, commit=a.tip)
         return Outcome(env.name, p, False, a.tip, a.marker, a.commit, a.drift_commit, failed, snap.problems, done,
                        unreadable=_unreadable(snap), quarantined=unhealthy, health_checked=a.health_checked)
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def _quarantine(self, env: EnvironmentConfig, snap: Snapshot, p: Plan, tip: str | None,
+                    unhealthy: Mapping[FlowKey, str]) -> None:
+        desired = {s.key: s.desired for s in p.steps}
+        at = _now_rfc3339()
+        entries = dict(snap.quarantine)
+        for key, why in unhealthy.items():
+            entries[key] = quarantine.Entry(desired[key] or "", tip, why, at)
+            log.error("flow unhealthy after the deploy; commit quarantined for it", environment=env.name,
+                      flow=str(key), commit=tip, reason=why,
+                      action="restored" if env.on_unhealthy == "restore" else "reported")
+        self.store.write_state(quarantine.QUARANTINE_PREFIX + env.name, quarantine.dump(entries),
+                               f"reconciler: quarantine {len(unhealthy)} flow(s) of {env.name} at {(tip or '')[:12]}\n")
+
+    def _lift_quarantine(self, env: EnvironmentConfig, snap: Snapshot) -> None:
+        gone = quarantine.lifted(snap.quarantine, snap.desired_ids)
+        if not gone:
+            return
+        entries = {k: e for k, e in snap.quarantine.items() if k not in gone}
+        self.store.write_state(quarantine.QUARANTINE_PREFIX + env.name, quarantine.dump(entries),
+                               f"reconciler: lift the quarantine of {len(gone)} flow(s) of {env.name}\n")
+        for key in sorted(gone):
+            log.info("quarantine lifted: a new version is in git", environment=env.name, flow=str(key))
+
+
+def _now_rfc3339() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _unreadable(snap: Snapshot) -> int:

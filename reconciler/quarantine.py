@@ -12,21 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import structlog
 
 from reconciler.flows import FlowKey
 from reconciler.plan import Action, Plan, State, Step
 
-if TYPE_CHECKING:
-    from reconciler.envconfig import EnvironmentConfig
-    from reconciler.gitstore import GitStore
-    from reconciler.outcome import Snapshot
-
-log = structlog.get_logger("reconciler.engine")
-
-__all__ = ["QUARANTINE_PREFIX", "Entry", "load", "dump", "hold_back", "lifted", "record", "lift"]
+__all__ = ["QUARANTINE_PREFIX", "Entry", "load", "dump", "hold_back", "lifted"]
 
 QUARANTINE_PREFIX = "refs/reconciler/quarantine/"
 
@@ -73,32 +63,3 @@ def hold_back(p: Plan, entries: Mapping[FlowKey, Entry]) -> Plan:
             s = Step(s.key, Action.BLOCKED, State.QUARANTINED, reason, s.base, s.desired, s.live)
         steps.append(s)
     return Plan(tuple(steps))
-
-
-def record(store: "GitStore", env: "EnvironmentConfig", snap: "Snapshot", p: Plan, tip: str | None,
-           unhealthy: Mapping[FlowKey, str]) -> None:
-    """Quarantine ``tip`` for the flows that were unhealthy after its deploy (kept in the repository's state)."""
-    from datetime import datetime, timezone
-
-    desired = {s.key: s.desired for s in p.steps}
-    at = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-    entries = dict(snap.quarantine)
-    for key, why in unhealthy.items():
-        entries[key] = Entry(desired[key] or "", tip, why, at)
-        log.error("flow unhealthy after the deploy; commit quarantined for it", environment=env.name,
-                  flow=str(key), commit=tip, reason=why,
-                  action="restored" if env.on_unhealthy == "restore" else "reported")
-    store.write_state(QUARANTINE_PREFIX + env.name, dump(entries),
-                      f"reconciler: quarantine {len(unhealthy)} flow(s) of {env.name} at {(tip or '')[:12]}\n")
-
-
-def lift(store: "GitStore", env: "EnvironmentConfig", snap: "Snapshot") -> None:
-    """Lift the quarantine of the flows whose version in git is new since they were quarantined."""
-    gone = lifted(snap.quarantine, snap.desired_ids)
-    if not gone:
-        return
-    entries = {k: e for k, e in snap.quarantine.items() if k not in gone}
-    store.write_state(QUARANTINE_PREFIX + env.name, dump(entries),
-                      f"reconciler: lift the quarantine of {len(gone)} flow(s) of {env.name}\n")
-    for key in sorted(gone):
-        log.info("quarantine lifted: a new version is in git", environment=env.name, flow=str(key))
