@@ -108,9 +108,11 @@ def adopt(a: Apply) -> Apply:
         return replace(a, tip=snap.tip)
     # A plain name differing only in case from another would collide on a
     # case-insensitive checkout: refuse the newcomer, keep the rest.
-    existing = {encode(k.name) for k in snap.tip_blobs}
     new_names = [encode(s.key.name) for s in adopts if s.live is not None and s.key not in snap.tip_blobs]
-    clash = {b for _, b in case_collisions([*sorted(existing), *new_names])}
+    clash: set[str] = set()
+    if new_names:  # an edit of flows already in git cannot clash: only then read every name in git
+        existing = {encode(k.name) for k in snap.tip_blobs}
+        clash = {b for _, b in case_collisions([*sorted(existing), *new_names])}
     changes: dict[FlowKey, StoredFlow | None] = {}
     failed: dict[FlowKey, str] = {}
     for s in adopts:
