@@ -106,9 +106,20 @@ def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None
             gate.append(time.perf_counter() - started)
 
     driver.check_health = timed_check  # type: ignore[method-assign]
+    from reconciler.drivers.node_red import health as nr_health
+
+    wait, took = nr_health.Watch.wait, []
+
+    def timed_wait(self, *a, **k):  # of the gate: from the POST's answer until Node-RED said it started
+        seen = wait(self, *a, **k)
+        took.append(seen.took)
+        return seen
+
+    nr_health.Watch.wait = timed_wait  # type: ignore[method-assign]
     t0, c0 = time.perf_counter(), time.process_time()
     out = Engine(config, drivers={"production": driver}).sync("production")
     synced, cpu = time.perf_counter() - t0, time.process_time() - c0  # cpu: this process's (ours, not Node-RED's)
+    nr_health.Watch.wait = wait  # type: ignore[method-assign]
     if out.failed or out.problems or len(out.done) != args.tabs:
         print(f"sync did not import every tab: {dict(list(out.failed.items())[:3])} {out.problems[:3]}", file=sys.stderr)
         return None
@@ -118,9 +129,11 @@ def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None
     again = Engine(config).sync("production")
     idle = time.perf_counter() - t0
     assert not again.plan.changes, "a second sync found changes"
-    got = {"export": exported, "sync": synced, "sync_cpu": cpu, "gate": sum(gate), "idle": idle}
+    got = {"export": exported, "sync": synced, "sync_cpu": cpu, "gate": sum(gate), "idle": idle,
+           "gate_until_started": sum(took)}
     if node_red is not None:  # the baseline: Node-RED's own full deploy of what our sync left
         got["post_flows"], got["post_flows_started"] = baseline(node_red)
+        got["start_after_answer"] = got["post_flows_started"] - got["post_flows"]
     return got
 
 
@@ -161,6 +174,7 @@ def main() -> int:
     ap.add_argument("--node-red", choices=("nr4", "nr5"), default="nr4",
                     help="the major version to start (tests/nodered.py finds the installs; without --url)")
     ap.add_argument("--url", help="an empty Node-RED to sync into (default: start one)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="the folder for the JSON")
     ap.add_argument("--token-env", default="BENCH_NODE_RED_TOKEN", help="variable holding its token (with --url)")
     args = ap.parse_args()
     setup_logging("warning", "console")
@@ -202,6 +216,8 @@ def main() -> int:
                   f"{figure([r['sync'] for r in runs])}")
             print(f"  of which the health gate (until Node-RED reports the deploy started, then the settle window or its barrier): "
                   f"{figure([r['gate'] for r in runs])}")
+            print(f"  of which from Node-RED's answer until it reported the deploy started: "
+                  f"{figure([r['gate_until_started'] for r in runs])}")
             print(f"sync when nothing changed (a drift check): {figure([r['idle'] for r in runs])}")
             if node_red is not None:
                 med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -212,11 +228,13 @@ def main() -> int:
                       f", CPU {figure([r['sync_without_gate_cpu'] for r in runs])}")
                 print(f"Node-RED's own full POST /flows of the same configuration: answered "
                       f"{figure([r['post_flows'] for r in runs])}; its flows started (runtime-deploy) "
-                      f"{figure([r['post_flows_started'] for r in runs])}")
+                      f"{figure([r['post_flows_started'] for r in runs])} (started "
+                      f"{figure([r['start_after_answer'] for r in runs])} after it answered)")
                 print(f"our sync is {ours / base:.2f}x the answer (target <= 1.5x), {ours / started:.2f}x the start; "
                       f"without the gate {bare / base:.2f}x the answer")
                 major = "" if args.node_red == "nr4" else args.node_red[2:]  # nr5: latest-node-red5-N.json
-                out = ROOT / "bench" / "results" / f"latest-node-red{major}-{args.tabs}.json"
+                args.out.mkdir(parents=True, exist_ok=True)
+                out = args.out / f"latest-node-red{major}-{args.tabs}.json"
                 out.write_text(json.dumps({
                     "tabs": args.tabs, "runs": runs, "median": med, "ratio": ours / base,
                     "ratio_to_started": ours / started, "ratio_without_gate": bare / base,
