@@ -9,13 +9,16 @@ to ``env/acceptance``, makes ``env/production`` from it, and times one
 deploy (POST /flows) watched on /comms, read-after-write (proved by the
 deploy's answer: Node-RED's rev is the SHA-256 of what it holds), the health
 gate (until Node-RED reports the deploy started, then the settle window, here
-ended at a barrier: the bench's nodes start at once), marker. Then times a sync
+ended at a barrier: the bench's nodes start at once), marker; beside it, the
+share of our POST (until Node-RED answered) and of the gate's wait until
+Node-RED reported the start (``runtime-deploy``). Then times a sync
 when nothing changed (what every drift check costs), and the same sync with
 ``health_check = false`` into an emptied instance (side by side). The baseline (issue 15: our
 sync <= 1.5x it) is Node-RED's own full deploy of the same configuration in the same run: the
 flows our sync left (GET /flows), deployed again with one ``POST /flows`` into an emptied
 instance, timed until it answered and until /comms reported its flows started (Node-RED
-answers before it starts them; only when the bench starts its own Node-RED, which it can empty). Without ``--url`` it
+answers before it starts them; only when the bench starts its own Node-RED, which it can empty). The JSON
+goes to ``--out`` (default ``bench/results``). Without ``--url`` it
 starts a Node-RED of its own (as the tests do: tests/nodered.py; ``--node-red``
 chooses the major version), with its flows running. With ``--runs`` above 1
 every figure is the median of the runs (min and max beside it); each run
@@ -116,6 +119,16 @@ def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None
         return seen
 
     nr_health.Watch.wait = timed_wait  # type: ignore[method-assign]
+    deploy, posted = driver.api.deploy, []
+
+    def timed_deploy(*a, **k):  # our POST /flows, until Node-RED answered
+        started = time.perf_counter()
+        try:
+            return deploy(*a, **k)
+        finally:
+            posted.append(time.perf_counter() - started)
+
+    driver.api.deploy = timed_deploy  # type: ignore[method-assign]
     t0, c0 = time.perf_counter(), time.process_time()
     out = Engine(config, drivers={"production": driver}).sync("production")
     synced, cpu = time.perf_counter() - t0, time.process_time() - c0  # cpu: this process's (ours, not Node-RED's)
@@ -124,13 +137,13 @@ def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None
         print(f"sync did not import every tab: {dict(list(out.failed.items())[:3])} {out.problems[:3]}", file=sys.stderr)
         return None
     if not health:
-        return {"sync_without_gate": synced, "sync_without_gate_cpu": cpu}
+        return {"sync_without_gate": synced, "sync_without_gate_cpu": cpu, "sync_without_gate_post": sum(posted)}
     t0 = time.perf_counter()
     again = Engine(config).sync("production")
     idle = time.perf_counter() - t0
     assert not again.plan.changes, "a second sync found changes"
     got = {"export": exported, "sync": synced, "sync_cpu": cpu, "gate": sum(gate), "idle": idle,
-           "gate_until_started": sum(took)}
+           "gate_until_started": sum(took), "sync_post": sum(posted)}
     if node_red is not None:  # the baseline: Node-RED's own full deploy of what our sync left
         got["post_flows"], got["post_flows_started"] = baseline(node_red)
         got["start_after_answer"] = got["post_flows_started"] - got["post_flows"]
@@ -214,6 +227,7 @@ def main() -> int:
             print(f"export of {args.tabs} flows from the folder into git: {figure([r['export'] for r in runs])}")
             print(f"sync of {args.tabs} tabs ({nodes} nodes) into an empty Node-RED{version}: "
                   f"{figure([r['sync'] for r in runs])}")
+            print(f"  of which our POST /flows, until Node-RED answered: {figure([r['sync_post'] for r in runs])}")
             print(f"  of which the health gate (until Node-RED reports the deploy started, then the settle window or its barrier): "
                   f"{figure([r['gate'] for r in runs])}")
             print(f"  of which from Node-RED's answer until it reported the deploy started: "
@@ -225,7 +239,8 @@ def main() -> int:
                 base, started = med["post_flows"], med["post_flows_started"]
                 print(f"  CPU of this process (ours) in that sync: {figure([r['sync_cpu'] for r in runs])}")
                 print(f"sync without the health gate (health_check = false): {figure([r['sync_without_gate'] for r in runs])}"
-                      f", CPU {figure([r['sync_without_gate_cpu'] for r in runs])}")
+                      f", CPU {figure([r['sync_without_gate_cpu'] for r in runs])}, of which our POST "
+                      f"{figure([r['sync_without_gate_post'] for r in runs])}")
                 print(f"Node-RED's own full POST /flows of the same configuration: answered "
                       f"{figure([r['post_flows'] for r in runs])}; its flows started (runtime-deploy) "
                       f"{figure([r['post_flows_started'] for r in runs])} (started "
