@@ -9,13 +9,16 @@ to ``env/acceptance``, makes ``env/production`` from it, and times one
 deploy (POST /flows) watched on /comms, read-after-write (proved by the
 deploy's answer: Node-RED's rev is the SHA-256 of what it holds), the health
 gate (until Node-RED reports the deploy started, then the settle window, here
-ended at a barrier: the bench's nodes start at once), marker. Then times a sync
+ended at a barrier: the bench's nodes start at once), marker; beside it, the
+share of our POST (until Node-RED answered) and of the gate's wait until
+Node-RED reported the start (``runtime-deploy``). Then times a sync
 when nothing changed (what every drift check costs), and the same sync with
 ``health_check = false`` into an emptied instance (side by side). The baseline (issue 15: our
 sync <= 1.5x it) is Node-RED's own full deploy of the same configuration in the same run: the
 flows our sync left (GET /flows), deployed again with one ``POST /flows`` into an emptied
 instance, timed until it answered and until /comms reported its flows started (Node-RED
-answers before it starts them; only when the bench starts its own Node-RED, which it can empty). Without ``--url`` it
+answers before it starts them; only when the bench starts its own Node-RED, which it can empty). The JSON
+goes to ``--out`` (default ``bench/results``). Without ``--url`` it
 starts a Node-RED of its own (as the tests do: tests/nodered.py; ``--node-red``
 chooses the major version), with its flows running. With ``--runs`` above 1
 every figure is the median of the runs (min and max beside it); each run
@@ -106,21 +109,44 @@ def one_run(root: Path, url: str, args: argparse.Namespace, node_red: Any = None
             gate.append(time.perf_counter() - started)
 
     driver.check_health = timed_check  # type: ignore[method-assign]
+    from reconciler.drivers.node_red import health as nr_health
+
+    wait, took = nr_health.Watch.wait, []
+
+    def timed_wait(self, *a, **k):  # of the gate: from the POST's answer until Node-RED said it started
+        seen = wait(self, *a, **k)
+        took.append(seen.took)
+        return seen
+
+    nr_health.Watch.wait = timed_wait  # type: ignore[method-assign]
+    deploy, posted = driver.api.deploy, []
+
+    def timed_deploy(*a, **k):  # our POST /flows, until Node-RED answered
+        started = time.perf_counter()
+        try:
+            return deploy(*a, **k)
+        finally:
+            posted.append(time.perf_counter() - started)
+
+    driver.api.deploy = timed_deploy  # type: ignore[method-assign]
     t0, c0 = time.perf_counter(), time.process_time()
     out = Engine(config, drivers={"production": driver}).sync("production")
     synced, cpu = time.perf_counter() - t0, time.process_time() - c0  # cpu: this process's (ours, not Node-RED's)
+    nr_health.Watch.wait = wait  # type: ignore[method-assign]
     if out.failed or out.problems or len(out.done) != args.tabs:
         print(f"sync did not import every tab: {dict(list(out.failed.items())[:3])} {out.problems[:3]}", file=sys.stderr)
         return None
     if not health:
-        return {"sync_without_gate": synced, "sync_without_gate_cpu": cpu}
+        return {"sync_without_gate": synced, "sync_without_gate_cpu": cpu, "sync_without_gate_post": sum(posted)}
     t0 = time.perf_counter()
     again = Engine(config).sync("production")
     idle = time.perf_counter() - t0
     assert not again.plan.changes, "a second sync found changes"
-    got = {"export": exported, "sync": synced, "sync_cpu": cpu, "gate": sum(gate), "idle": idle}
+    got = {"export": exported, "sync": synced, "sync_cpu": cpu, "gate": sum(gate), "idle": idle,
+           "gate_until_started": sum(took), "sync_post": sum(posted)}
     if node_red is not None:  # the baseline: Node-RED's own full deploy of what our sync left
         got["post_flows"], got["post_flows_started"] = baseline(node_red)
+        got["start_after_answer"] = got["post_flows_started"] - got["post_flows"]
     return got
 
 
@@ -161,6 +187,7 @@ def main() -> int:
     ap.add_argument("--node-red", choices=("nr4", "nr5"), default="nr4",
                     help="the major version to start (tests/nodered.py finds the installs; without --url)")
     ap.add_argument("--url", help="an empty Node-RED to sync into (default: start one)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="the folder for the JSON")
     ap.add_argument("--token-env", default="BENCH_NODE_RED_TOKEN", help="variable holding its token (with --url)")
     args = ap.parse_args()
     setup_logging("warning", "console")
@@ -200,8 +227,11 @@ def main() -> int:
             print(f"export of {args.tabs} flows from the folder into git: {figure([r['export'] for r in runs])}")
             print(f"sync of {args.tabs} tabs ({nodes} nodes) into an empty Node-RED{version}: "
                   f"{figure([r['sync'] for r in runs])}")
+            print(f"  of which our POST /flows, until Node-RED answered: {figure([r['sync_post'] for r in runs])}")
             print(f"  of which the health gate (until Node-RED reports the deploy started, then the settle window or its barrier): "
                   f"{figure([r['gate'] for r in runs])}")
+            print(f"  of which from Node-RED's answer until it reported the deploy started: "
+                  f"{figure([r['gate_until_started'] for r in runs])}")
             print(f"sync when nothing changed (a drift check): {figure([r['idle'] for r in runs])}")
             if node_red is not None:
                 med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -209,14 +239,17 @@ def main() -> int:
                 base, started = med["post_flows"], med["post_flows_started"]
                 print(f"  CPU of this process (ours) in that sync: {figure([r['sync_cpu'] for r in runs])}")
                 print(f"sync without the health gate (health_check = false): {figure([r['sync_without_gate'] for r in runs])}"
-                      f", CPU {figure([r['sync_without_gate_cpu'] for r in runs])}")
+                      f", CPU {figure([r['sync_without_gate_cpu'] for r in runs])}, of which our POST "
+                      f"{figure([r['sync_without_gate_post'] for r in runs])}")
                 print(f"Node-RED's own full POST /flows of the same configuration: answered "
                       f"{figure([r['post_flows'] for r in runs])}; its flows started (runtime-deploy) "
-                      f"{figure([r['post_flows_started'] for r in runs])}")
+                      f"{figure([r['post_flows_started'] for r in runs])} (started "
+                      f"{figure([r['start_after_answer'] for r in runs])} after it answered)")
                 print(f"our sync is {ours / base:.2f}x the answer (target <= 1.5x), {ours / started:.2f}x the start; "
                       f"without the gate {bare / base:.2f}x the answer")
                 major = "" if args.node_red == "nr4" else args.node_red[2:]  # nr5: latest-node-red5-N.json
-                out = ROOT / "bench" / "results" / f"latest-node-red{major}-{args.tabs}.json"
+                args.out.mkdir(parents=True, exist_ok=True)
+                out = args.out / f"latest-node-red{major}-{args.tabs}.json"
                 out.write_text(json.dumps({
                     "tabs": args.tabs, "runs": runs, "median": med, "ratio": ours / base,
                     "ratio_to_started": ours / started, "ratio_without_gate": bare / base,

@@ -295,7 +295,7 @@ def live_git_form(driver: Driver, store: GitStore, env: EnvironmentConfig, snap:
 
 
 def _desired_data(a: Apply, step: Step, rendering: bool) -> bytes | None:
-    """The rendered canonical bytes of git's version (read again: snapshots keep ids only)."""
+    """The rendered canonical bytes of git's version: as the read rendered them for the plan, or read again."""
     return _version_data(a, step.key, a.snap.tip_blobs.get(step.key), step.desired, rendering)
 
 
@@ -304,6 +304,8 @@ def _version_data(a: Apply, key: FlowKey, blob: str | None, want: str | None, re
     (``rendering``: whether the driver is :class:`Rendering`, when the caller knows)."""
     if blob is None:
         return None
+    if a.snap.rendered is not None and (kept := a.snap.rendered.data(key, blob, want)) is not None:
+        return kept  # rendered by this run's read from this very entry, with the id the plan used
     if rendering is None:
         rendering = isinstance(a.driver, Rendering)
     json_oid, sidecars = entry_parts(blob)

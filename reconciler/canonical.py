@@ -38,6 +38,7 @@ __all__ = [
     "parse_json",
     "canonicalize",
     "canonical_bytes",
+    "already_canonical",
     "blob_id",
 ]
 
@@ -299,6 +300,17 @@ def _write(node: Any, newline: str, out: list[str]) -> None:
         out.append(str(node))
     else:
         out.append(orjson.dumps(node).decode("utf-8"))
+
+
+def already_canonical(doc: Any, data: bytes) -> bool:
+    """Whether ``doc``, as it is, is written out as ``data``. When ``data`` is what :func:`canonicalize`
+    made under some rules, ``canonicalize(doc, those rules) == data`` then (canonicalising canonical
+    bytes changes nothing; JSON text tells 1, 1.0 and true apart), without walking ``doc`` for the
+    rules. ``doc`` is not modified."""
+    try:
+        return _dumps(doc) + b"\n" == data
+    except InvalidJSON:
+        return False
 
 
 def canonical_bytes(data: bytes, rules: Rules = Rules()) -> bytes:

@@ -37,6 +37,7 @@ from reconciler.rerender import keep as keep_rendered, remember, rerendered
 from reconciler.readcache import Memo, PlanInputs, derive, replan
 from reconciler.readindex import KeptReads, fingerprint as reads_fingerprint
 from reconciler.redaction import Redactor
+from reconciler.rendered import Rendered
 from reconciler.schemas import load_validator
 from reconciler.templating import Templating
 
@@ -176,11 +177,13 @@ class Engine:
 
         driver = self.driver(env)
         present = presenter(driver, templating.secrets)
+        rendered = Rendered()  # what this read renders from the tip, for the write (not read twice)
 
         def from_tip(key: FlowKey, oid: str) -> CanonicalFlow | Problem:
             where = f"{label or branch}:{flow_path(env.folder, key.name, key.version)}"
-            return present(read_git_flow(store, oid, env, where=where, key=key, templating=templating,
-                                         validate=validate, limit=limit), where)
+            return rendered.keep(key, oid, present(read_git_flow(store, oid, env, where=where, key=key,
+                                                                 templating=templating, validate=validate,
+                                                                 limit=limit), where))
 
         desired = derive(at_tip.tree, at_tip.flows, memo.desired if memo else None, from_tip)
 
@@ -211,6 +214,7 @@ class Engine:
             problems=problems, templating=templating,
             quarantine=quarantine.load(self.store.read_state(quarantine.QUARANTINE_PREFIX + env.name)),
             suspension=suspension.load(self.store.read_state(suspension.SUSPEND_PREFIX + env.name)),
+            rendered=rendered,
         )
 
     def _recalled(self, env: EnvironmentConfig, fingerprint: str) -> "Memo | None":

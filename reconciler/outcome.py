@@ -53,6 +53,7 @@ class Snapshot:
     templating: Templating = Templating()
     quarantine: Mapping[FlowKey, Any] = field(default_factory=dict)  # key -> quarantine.Entry
     suspension: Any = None  # suspension.Suspension (None: not suspended)
+    rendered: Any = None  # rendered.Rendered: the bytes this read rendered from the tip, for the write
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class Templating:
         placeholder (no ``${`` and no ``\\u`` escape that could spell one). An environment without
         params or secrets still renders such a document: an unresolvable placeholder must make the
         flow invalid, never reach the platform as text."""
-        if self.active or b"${" in raw or b"\\u" in raw:
+        if b"${" in raw or b"\\u" in raw:
             return self.render
         return None
 

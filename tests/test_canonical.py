@@ -715,3 +715,22 @@ def test_rules_output_is_still_canonical(doc: Any) -> None:
     rules = Rules.of(["/a/*", "/*/v", "/b/*/*/w"], {"/*": "", "/b/*": "/id"})
     out = canonicalize(copy(doc), rules)
     assert canonical_bytes(out, rules) == out
+
+
+def test_already_canonical_is_true_exactly_when_canonicalising_gives_the_bytes() -> None:
+    """1, 1.0 and true are told apart, key order is not a difference, a document the rules would still
+    change is not canonical, and the document is left as it was."""
+    from reconciler.canonical import Rules, already_canonical, canonicalize
+
+    rules = Rules.of(["/skip"], {"/nodes": "/id"})
+    doc = {"name": "a", "nodes": [{"id": "b", "v": 1}, {"id": "a", "v": 1.5}], "skip": 1}
+    data = canonicalize(json.loads(json.dumps(doc)), rules)
+    same = {"nodes": [{"v": 1.5, "id": "a"}, {"id": "b", "v": 1}], "name": "a"}  # other key order
+    assert already_canonical(same, data) and canonicalize(json.loads(json.dumps(same)), rules) == data
+    for other in ({"nodes": [{"id": "a", "v": 1.5}, {"id": "b", "v": 1.0}], "name": "a"},
+                  {"nodes": [{"id": "a", "v": 1.5}, {"id": "b", "v": True}], "name": "a"},
+                  {"nodes": [{"id": "b", "v": 1}, {"id": "a", "v": 1.5}], "name": "a"},  # not sorted yet
+                  {"nodes": [{"id": "a", "v": 1.5}, {"id": "b", "v": 1}], "name": "a", "skip": 1}):  # not ignored yet
+        assert not already_canonical(other, data)
+    big = {"n": 2 ** 70}
+    assert already_canonical(big, canonicalize({"n": 2 ** 70})) and big == {"n": 2 ** 70}

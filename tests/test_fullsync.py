@@ -81,11 +81,13 @@ def hidden(folder: Path) -> list[str]:
 
 def test_a_full_sync_writes_what_rendering_every_flow_would(ws: Workspace, monkeypatch) -> None:
     """Canonical blobs are written as git holds them, without being parsed again; a blob that is not
-    canonical and one with a placeholder are rendered as before; every file is what was meant."""
-    from reconciler import apply
+    canonical and one with a placeholder are rendered as before; every file is what was meant. (With
+    nothing kept from the read: what is kept, tests/test_rendered.py.)"""
+    from reconciler import apply, rendered as rendered_module
     from reconciler.config import load_config
     from reconciler.engine import Engine
 
+    monkeypatch.setattr(rendered_module, "BUDGET", 0)
     want = prod_from_acceptance(ws, 20, extra=True)
     rendered: list[str] = []
     full = apply.read_git_flow
@@ -105,12 +107,15 @@ def test_a_full_sync_writes_what_rendering_every_flow_would(ws: Workspace, monke
     assert engine.sync("production").plan.changes == ()
 
 
-def test_a_blob_that_cannot_be_read_fails_that_flow_only(ws: Workspace) -> None:
-    """The unparsed write reads the blob; a blob missing from the repository is that flow's failure
-    (as when it was rendered), never another flow's bytes and never the whole run."""
+def test_a_blob_that_cannot_be_read_fails_that_flow_only(ws: Workspace, monkeypatch) -> None:
+    """The unparsed write reads the blob (nothing kept from the read, which otherwise gives the write
+    the bytes it rendered); a blob missing from the repository is that flow's failure (as when it was
+    rendered), never another flow's bytes and never the whole run."""
+    from reconciler import rendered as rendered_module
     from reconciler.config import load_config
     from reconciler.engine import Engine
 
+    monkeypatch.setattr(rendered_module, "BUDGET", 0)
     want = prod_from_acceptance(ws, 3)
     engine = Engine(load_config(ws.config))
     store = engine.store

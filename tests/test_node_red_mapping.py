@@ -140,3 +140,54 @@ def test_the_id_of_an_import_as_node_red_returns_it_is_computed_when_it_differs(
     want = flow_from_doc(live, Identity(), rules, where="")
     assert inc.live_oid == want.oid
     assert (inc.live_oid == inc.oid) == (variant in ("plain", "global z", "big int"))
+
+
+def _configuration(i: int, port: object = 1883) -> list[dict]:
+    """Two tabs sharing a broker (with credentials), one using a subflow; ids that need escaping."""
+    return [
+        {"id": f"t{i}", "type": "tab", "label": f"tab {i}"},
+        {"id": f"t{i}-in", "type": "mqtt in", "z": f"t{i}", "broker": 'b"\u00fc', "wires": [[f"t{i}-sf"]]},
+        {"id": f"t{i}-sf", "type": "subflow:sf", "z": f"t{i}", "wires": [[]]},
+        {"id": "u", "type": "tab", "label": "user"},
+        {"id": "u-in", "type": "mqtt out", "z": "u", "broker": 'b"\u00fc', "opts": {"deep": [["b\"\u00fc"]]}},
+        {"id": 'b"\u00fc', "type": "mqtt-broker", "port": port, "credentials": {"user": "x"}},
+        {"id": "sf", "type": "subflow", "name": "s", "in": [], "out": []},
+        {"id": "sf-fn", "type": "function", "z": "sf", "func": "return msg;", "wires": [["sf"]]},
+    ]
+
+
+@pytest.mark.parametrize("few", [64, 0])
+def test_the_definitions_a_tab_uses_are_found_with_or_without_the_text_search(monkeypatch, few: int) -> None:
+    """The search of a node's JSON text for definition ids only skips nodes the walk would find nothing
+    in: the same uses with it (up to 64 definitions) as with the walk alone; an id only in z, wires or a
+    key is no reference."""
+    from reconciler.drivers.node_red import mapping
+
+    monkeypatch.setattr(mapping, "_FEW_DEFINITIONS", few)
+    nodes = _configuration(1)
+    nodes.append({"id": "k", "type": "tab", "label": "keys only"})
+    nodes.append({"id": "k-n", "type": "change", "z": "k", "rules": [{'b"\u00fc': 1}], "wires": [['b"\u00fc', "sf"]]})
+    index = mapping._Index(nodes)
+    assert index.uses("t1") == {'b"\u00fc', "sf"}
+    assert index.uses("u") == {'b"\u00fc'}
+    assert index.uses("k") == set()
+
+
+@pytest.mark.parametrize("port", [1883, 1883.0, True])
+def test_the_read_back_form_of_an_import_is_taken_as_meant_only_when_it_is_those_bytes(port) -> None:
+    """derive with the flows the imports mean gives what derive without them gives; a meant flow that
+    differs from the configuration (a shared broker with another port, even 1883.0 or true for 1883) is
+    not taken: the tab reads as the configuration says, and the check that follows sees the difference."""
+    from reconciler.canonical import Rules
+    from reconciler.drivers.node_red.checks import _Checks
+    from reconciler.drivers.node_red.mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID, _Index
+    from reconciler.flows import Identity
+
+    checks = _Checks("http://x", Identity(), Rules.of(CANONICAL_IGNORE, NODE_LISTS_BY_ID), V, "1")
+    meant = checks.derive(_Index(_configuration(1)))  # as the import was written
+    after = _Index(_configuration(1, port))
+    full = checks.derive(after)
+    got = checks.derive(after, {t: f for t, f in meant.items() if t})
+    assert got == full
+    assert (got["t1"] is meant["t1"]) == (type(port) is int)
+    assert (full["t1"].oid == meant["t1"].oid) == (type(port) is int)

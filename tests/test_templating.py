@@ -111,3 +111,24 @@ def test_the_quick_text_check_never_skips_a_document_the_walk_would_change(doc) 
     if T.quick_clean(data):
         assert T.templatize(doc) == (doc, [])
         assert T.scan(doc) == []
+
+
+def test_a_document_with_no_placeholder_is_not_walked_even_where_params_and_secrets_are_set() -> None:
+    """``renderer`` skips only what rendering would give back unchanged: no ``${`` in the text and no
+    ``\\u`` escape that could spell one; an escaped placeholder is still rendered (and resolved)."""
+    import json
+
+    from reconciler.canonical import parse_json
+
+    t = Templating(params={"API": "https://x"}, secrets={"pw": "s3cret"}, secret_pointers=("/password",))
+    plain = json.dumps({"name": "a", "url": "https://y", "password": "", "code": "let a = `$ {x}`;"}).encode()
+    assert t.active and t.renderer(plain) is None
+    doc = parse_json(plain)
+    assert t.render(doc) == (doc, [])  # what the skipped walk would have given
+    escaped = b'{"name": "a", "url": "\\u0024{param:API}/v1", "p": "\\u0024{secret:pw}"}'
+    render = t.renderer(escaped)
+    assert render is not None
+    assert render(parse_json(escaped)) == ({"name": "a", "url": "https://x/v1", "p": "s3cret"}, [])
+    assert t.renderer(b'{"name": "a", "url": "${param:API}"}') is not None
+    missing = Templating(params={"API": "https://x"}).renderer(b'{"u": "${param:NOPE}"}')
+    assert missing is not None and missing({"u": "${param:NOPE}"})[1]  # unresolved: a problem, as before

@@ -15,11 +15,11 @@ change responsible, and the rest of the batch goes on.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.canonical import Rules, parse_json
+from reconciler.canonical import Rules, already_canonical, parse_json
 from reconciler.drivers import Change, LiveSet
 from reconciler.drivers._common import Refused, moved
 from reconciler.errors import Problem
@@ -66,12 +66,20 @@ class _Checks:
     def instance(self, index: _Index) -> dict[str, Any] | None:
         return _instance_document(index, self.version_env, self.default_version)
 
-    def derive(self, index: _Index) -> dict[str, CanonicalFlow | Problem]:
+    def derive(self, index: _Index, meant: Mapping[str, CanonicalFlow] | None = None) -> dict[str, CanonicalFlow | Problem]:
         """Tab id -> its document as Node-RED returns it, as a flow (or its problem), and the instance
         document's under INSTANCE_ID: what an export of this configuration reads (before the driver's
-        memory of credentials)."""
-        out = {str(tab.get("id")): flow_from_doc(self.document(index, tab), self.identity, self.rules, where="")
-               for tab in index.tabs}
+        memory of credentials). ``meant``: tab id -> the flow an import means it to read as (canonical
+        under these rules); a tab whose document is already written out as its bytes is that flow,
+        without canonicalising it again (:func:`~reconciler.canonical.already_canonical`)."""
+        out: dict[str, CanonicalFlow | Problem] = {}
+        for tab in index.tabs:
+            tid, doc = str(tab.get("id")), self.document(index, tab)
+            known = meant.get(tid) if meant else None
+            if known is not None and known.data is not None and already_canonical(doc, known.data):
+                out[tid] = known  # the same JSON as the bytes it was made of: the same key, bytes and id
+                continue
+            out[tid] = flow_from_doc(doc, self.identity, self.rules, where="")
         doc = self.instance(index)
         if doc is not None:
             out[INSTANCE_ID] = flow_from_doc(doc, self.identity, self.rules, where="")
@@ -197,7 +205,8 @@ class _Checks:
                 bad[key] = (f"flow {key} cannot be imported: node id {clash!r} is already used by "
                             f"{self._owner(snap, clash, inc, imports)} in Node-RED at {self.url}; ids are unique per "
                             "instance (to copy a flow, import it as a copy in the editor, which gives new ids)")
-        derived = self.derive(after)
+        derived = self.derive(after, {inc.tab_id: inc.live for inc in imports.values()
+                                      if inc.tab_id is not None and inc.live is not None})
         signature = _signatures(derived)
         # Each import reads back exactly as written.
         for key, inc in imports.items():

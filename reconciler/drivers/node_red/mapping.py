@@ -21,7 +21,7 @@ from reconciler.canonical import InvalidJSON, Rules, format_pointer, parse_json
 from reconciler.drivers import Change
 from reconciler.drivers._common import Refused
 from reconciler.errors import Problem
-from reconciler.flows import FlowKey, Identity, flow_from_doc
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 from reconciler.pointers import MISSING
 
 from .credentials import stripped, surface_inline
@@ -36,6 +36,7 @@ _DOC_KEYS = ("name", "version", "tab", "nodes", "configs", "subflows")
 _INSTANCE_KEYS = ("name", "version", "tabs", "configs", "subflows", "nodes")
 # Properties that never hold a reference to a config node or a subflow.
 _NOT_REFS = frozenset({"id", "z", "type", "wires", "credentials"})
+_FEW_DEFINITIONS = 64  # up to this many config nodes and subflows, a node's JSON text is searched for their ids first
 # Sort rules every node-red environment has, on top of its own `sort`.
 NODE_LISTS_BY_ID = {"/nodes": "/id", "/configs": "/id", "/subflows": "/id"}
 # Ignore rules every node-red environment has: a global config node has no z (Node-RED 1.x wrote "z": "").
@@ -106,6 +107,7 @@ class _Index:
                 self.configs[nid] = n
         self._refs: dict[int, frozenset[str]] = {}
         self._uses: dict[str, set[str]] = {}
+        self._needles: list[bytes] | None = None  # each definition's id as JSON text, while they are few
 
     def refs(self, node: dict) -> frozenset[str]:
         """Ids of the config nodes and subflows a node refers to directly."""
@@ -115,7 +117,7 @@ class _Index:
             kind = node.get("type")
             if isinstance(kind, str) and kind.startswith("subflow:") and kind[8:] in self.subflows:
                 found.add(kind[8:])
-            if self.configs or self.subflows:
+            if (self.configs or self.subflows) and self._may_refer(node):
                 stack = [v for k, v in node.items() if k not in _NOT_REFS]
                 while stack:
                     v = stack.pop()
@@ -128,6 +130,20 @@ class _Index:
                         stack.extend(v)
             got = self._refs[id(node)] = frozenset(found)
         return got
+
+    def _may_refer(self, node: dict) -> bool:
+        """False when no definition's id is in the node's JSON text at all (a C-speed check, while there
+        are few definitions); True means: walk it and look."""
+        if self._needles is None:
+            ids = [*self.configs, *self.subflows]
+            self._needles = [orjson.dumps(d) for d in ids] if len(ids) <= _FEW_DEFINITIONS else []
+        if not self._needles:
+            return True
+        try:
+            text = orjson.dumps(node)
+        except orjson.JSONEncodeError:  # integers beyond 64 bits, keys that are not strings
+            return True
+        return any(needle in text for needle in self._needles)
 
     def uses(self, container: str) -> set[str]:
         """Config nodes and subflows a tab (or subflow) uses, transitively."""
@@ -217,6 +233,7 @@ class _Incoming:
     configs: dict[str, dict]
     subflows: dict[str, list[dict]]  # subflow id -> [definition, its nodes...]
     order: list[str] | None = None  # the instance document's tab order
+    live: CanonicalFlow | None = None  # the document as Node-RED will return it, canonical (id live_oid)
 
     @property
     def tab_id(self) -> str | None:
@@ -248,7 +265,7 @@ class _Incoming:
         return {n["type"] for n in every}
 
 
-def _parse(change: Change, identity: Identity, rules: Rules) -> tuple[dict, str]:
+def _parse(change: Change, identity: Identity, rules: Rules) -> tuple[dict, CanonicalFlow]:
     assert change.data is not None
     try:
         doc = parse_json(change.data)
@@ -259,14 +276,15 @@ def _parse(change: Change, identity: Identity, rules: Rules) -> tuple[dict, str]
         raise Refused(got.message)
     if not isinstance(doc, dict):
         raise Refused("a Node-RED flow document must be a JSON object")
-    return doc, got.oid
+    return doc, got
 
 
 def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str,
               default_version: str = "1") -> _Incoming:
     """Parse and check a document from git; raises :class:`~reconciler.drivers._common.Refused` saying what
     is wrong and where."""
-    doc, oid = _parse(change, identity, rules)
+    doc, written = _parse(change, identity, rules)
+    oid = written.oid
     instance = change.key.name == INSTANCE_KEY.name
     if instance and change.key != INSTANCE_KEY:
         raise Refused(f"/version: the instance document is {INSTANCE_KEY} (flows/_instance/1.json); "
@@ -336,13 +354,13 @@ def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str
         same = same and live_doc["tab"] is doc["tab"]
         tab = tab_for_node_red(live_tab, change.key.name, change.key.version, version_env, default_version)
     if same:
-        live_oid = oid  # the same content: the same canonical id
+        live = written  # the same content: the same canonical flow
     else:
-        live = flow_from_doc(live_doc, identity, rules, where=str(change.key))
-        assert not isinstance(live, Problem)  # the same document as above, less its credentials
-        live_oid = live.oid
-    return _Incoming(change.key, oid, live_oid, doc, tab, nodes, {n["id"]: n for n in configs}, subflows,
-                     list(order) if order is not None else None)
+        got = flow_from_doc(live_doc, identity, rules, where=str(change.key))
+        assert not isinstance(got, Problem)  # the same document as above, less its credentials
+        live = got
+    return _Incoming(change.key, oid, live.oid, doc, tab, nodes, {n["id"]: n for n in configs}, subflows,
+                     list(order) if order is not None else None, live)
 
 
 def _first_difference(a: Any, b: Any, path: tuple[str, ...] = ()) -> str:
