@@ -141,8 +141,8 @@ class Writer:
         file is first moved aside (atomic), the moved file is compared, and the
         new one is linked in with ``os.link``, which never replaces a file saved
         meanwhile. Whatever differs from the plan is kept under a free name,
-        never deleted. The caller removes ``tmp`` unless this returns True (it was
-        renamed into place: a new flow's file).
+        never deleted. The caller removes ``tmp`` unless this returns True (it is
+        gone: renamed into place as a new flow's file, or swapped in).
         """
         path = self._files.get(change.key)
         if path is None:
@@ -154,7 +154,7 @@ class Writer:
                 return True
             return False
         if tmp is not None and self._swap_in(change, path, tmp):
-            return False
+            return True  # swapped in: no name left to remove
         aside = self._hidden(ASIDE, path, expect=change.expect or "")
         try:
             self.fs.rename(path, aside)
