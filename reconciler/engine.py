@@ -35,7 +35,7 @@ from reconciler.outcome import Outcome, RunResult, Snapshot
 from reconciler.plan import Action, Plan, Policy
 from reconciler.rerender import keep as keep_rendered, remember, rerendered
 from reconciler.readcache import Memo, PlanInputs, derive, replan
-from reconciler.readindex import KeptReads, fingerprint as reads_fingerprint
+from reconciler.readindex import KeptReads, derivation, fingerprint as reads_fingerprint
 from reconciler.redaction import Redactor
 from reconciler.rendered import Rendered
 from reconciler.schemas import load_validator
@@ -153,6 +153,7 @@ class Engine:
         limit = self.config.repository.max_flow_bytes
         own = desired is None  # D is the branch tip's (not a merge computed in memory): worth keeping
         kept = reads_fingerprint(env, fingerprint, limit) if self._kept is not None else ""
+        shared = derivation(env, fingerprint, limit) if self._kept is not None else ""
         at_tip = desired if desired is not None else self.store.flows_at(tip, env.folder)
         if tip is not None and at_tip.missing is not None:
             if at_tip.missing != "absent":
@@ -200,7 +201,7 @@ class Engine:
         live = driver.export(progress=_phase(progress, "export"))
         self._memo[env.name] = Memo(fingerprint, desired, base, memo.planned if memo else None)
         if self._kept is not None and own:
-            self._kept.note(env.name, kept, at_tip, desired, at_marker, base)
+            self._kept.note(env.name, kept, at_tip, desired, at_marker, base, shared)
         redact = templating.redact  # a schema or platform message may quote a rendered secret
         invalid = {k: f"invalid in git: {why}" for k, why in at_tip.bad.items()}
         invalid.update((k, redact(f"invalid in git: {p.message}")) for k, p in desired.problems.items())
@@ -224,8 +225,9 @@ class Engine:
         if memo is not None and memo.fingerprint != fingerprint:
             memo = None  # a parameter or secret changed: re-render everything
         if memo is None and self._kept is not None:
-            got = self._kept.recall(env.name, env.folder,
-                                    reads_fingerprint(env, fingerprint, self.config.repository.max_flow_bytes))
+            limit = self.config.repository.max_flow_bytes  # else what another environment derived alike
+            got = self._kept.recall(env.name, env.folder, reads_fingerprint(env, fingerprint, limit),
+                                    derivation(env, fingerprint, limit))
             if got is not None:
                 memo = self._memo[env.name] = Memo(fingerprint, got.desired, got.base)
         return memo

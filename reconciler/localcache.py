@@ -62,9 +62,10 @@ def digest(*parts: object) -> str:
     return hashlib.sha256(repr((code_fingerprint(), parts)).encode()).hexdigest()
 
 
-def read_cache(path: Path, kind: str, fingerprint: str) -> dict[str, Any] | None:
+def read_cache(path: Path, kind: str, fingerprint: str, *, field: str = "fingerprint") -> dict[str, Any] | None:
     """The body a previous process kept at ``path``, or None (and why, at debug level) when there is
-    none usable: missing, another kind or format, another fingerprint, truncated or corrupt."""
+    none usable: missing, another kind or format, another fingerprint, truncated or corrupt.
+    ``field``: the body's member compared with ``fingerprint`` (a cache may name several)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -84,7 +85,7 @@ def read_cache(path: Path, kind: str, fingerprint: str) -> dict[str, Any] | None
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return _unusable(path, "not JSON")
-    if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint:
+    if not isinstance(doc, dict) or not fingerprint or doc.get(field) != fingerprint:
         return _unusable(path, "made by other code or settings")
     return doc
 

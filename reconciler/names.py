@@ -52,25 +52,35 @@ def encode(name: str) -> str:
     return _encode(name)
 
 
+class _Escapes(dict):
+    """code point -> its encoding in a segment (for ``str.translate``), filled as characters are met."""
+
+    def __missing__(self, cp: int) -> str:
+        ch = chr(cp)
+        if ch in _LITERAL:
+            out = ch
+        elif "A" <= ch <= "Z":
+            out = "^" + ch.lower()
+        else:
+            out = "".join(f"%{b:02X}" for b in ch.encode("utf-8"))  # UnicodeEncodeError: a lone surrogate
+        if len(self) < 1 << 16:
+            self[cp] = out
+        return out
+
+
+_ESCAPES = _Escapes()
+
+
 @lru_cache(maxsize=1 << 17)
 def _encode(name: str) -> str:
     # Memoised: pure, and called for every flow of every reconcile.
     if _PLAIN.fullmatch(name) and name not in (".", ".."):
         seg = name
     else:
-        out = ["~"]
-        for ch in name:
-            if ch in _LITERAL:
-                out.append(ch)
-            elif "A" <= ch <= "Z":
-                out.append("^" + ch.lower())
-            else:
-                try:
-                    raw = ch.encode("utf-8")
-                except UnicodeEncodeError as exc:
-                    raise InvalidName(f"{name!r} holds a lone surrogate, not valid text") from exc
-                out.extend(f"%{b:02X}" for b in raw)
-        seg = "".join(out)
+        try:
+            seg = "~" + name.translate(_ESCAPES)  # one C pass; each character's escape worked out once
+        except UnicodeEncodeError as exc:
+            raise InvalidName(f"{name!r} holds a lone surrogate, not valid text") from exc
     if len(seg) > MAX_SEGMENT:
         raise InvalidName(
             f"{name[:40]!r}... is too long: its path segment would be {len(seg)} bytes (limit {MAX_SEGMENT})"

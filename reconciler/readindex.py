@@ -16,6 +16,16 @@ the fingerprint of its parameters and secrets); anything else, or a missing,
 truncated or corrupt file, means reading everything. A flow that was a problem
 is not kept (it is read again, so its message names where it is read now); a
 folder with entries that are not flows is not kept as a tree (read again too).
+
+Shared between environments: the file also names its *derivation* fingerprint
+(:func:`derivation`: everything that shapes what a blob derives to, without what
+only shapes what is done with it: the name, branch, policies, schedules, and a
+directory's own folder on disk). An environment with nothing kept of its own
+(its first sync after a promotion: ``git branch -f env/production env/acceptance``)
+starts from another environment's file with the same derivation fingerprint, as
+if it had kept it itself: the blobs they share are not read again. Other
+parameters, secrets, rules, identity, schema, folder, driver or code give another
+fingerprint, hence a full read.
 """
 
 from __future__ import annotations
@@ -33,24 +43,43 @@ from reconciler.readcache import Derived
 if TYPE_CHECKING:
     from reconciler.envconfig import EnvironmentConfig
 
-__all__ = ["KeptReads", "Recalled", "recall", "keep", "fingerprint"]
+__all__ = ["KeptReads", "Recalled", "recall", "recall_shared", "keep", "fingerprint", "derivation"]
 
 _KIND = "engine-reads"
+# settings that shape what is done with a derivation, never the derivation itself
+_NOT_DERIVING = frozenset({"name", "branch", "drift", "prune", "allow_empty", "max_delete", "override", "interval",
+                           "on_unhealthy", "windows", "health_timeout"})
+# drivers whose flows from git are compared as git holds them (not Rendering), and the settings of
+# theirs that only say where the platform is
+_LOCATION_ONLY = {"directory": frozenset({"path"})}
 
 
 def fingerprint(env: "EnvironmentConfig", settings: str, limit: int) -> str:
     """What shapes an environment's derivations: identity, rules, folder, the size limit, the JSON
     Schema's bytes and ``settings`` (the fingerprint of its parameters and secrets), with this code."""
-    schema: object = None
-    if env.schema_ is not None:
-        try:
-            schema = hashlib.sha256(Path(env.schema_).read_bytes()).hexdigest()
-        except OSError as exc:
-            schema = f"unreadable: {exc}"
+    schema = _schema(env)
     # the driver and its settings too: a driver that presents git's flows in its own form (flink-sql's
     # rendered SQL) derives other flows from the same blobs
     return digest("engine", env.flow_identity, env.rules.ignore, env.rules.sort, env.folder, limit, schema, settings,
                   env.driver, env.model_dump_json(exclude={"interval", "windows"}))
+
+
+def derivation(env: "EnvironmentConfig", settings: str, limit: int) -> str:
+    """What shapes the derivation of each (key, blob) and the flows of each folder tree: :func:`fingerprint`
+    without the settings that do not (:data:`_NOT_DERIVING`, and the location of a driver that presents
+    git's flows as they are). Two environments with this fingerprint derive the same from the same blob."""
+    exclude = set(_NOT_DERIVING) | _LOCATION_ONLY.get(env.driver, frozenset())
+    return digest("derived", _schema(env), env.flow_identity, env.rules.ignore, env.rules.sort, env.folder, limit,
+                  settings, env.driver, env.model_dump_json(exclude=exclude))
+
+
+def _schema(env: "EnvironmentConfig") -> object:
+    if env.schema_ is None:
+        return None
+    try:
+        return hashlib.sha256(Path(env.schema_).read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable: {exc}"
 
 
 class KeptReads:
@@ -62,31 +91,39 @@ class KeptReads:
         self._trees: dict[str, tuple[str | None, str | None]] = {}  # env -> the (tip, marker) trees on disk
         self._todo: dict[str, tuple[Any, ...]] = {}
 
-    def recall(self, env: str, folder: str, fingerprint: str) -> Recalled | None:
-        """What the last process kept for ``env`` (its clean trees given to the store), once."""
+    def recall(self, env: str, folder: str, fingerprint: str, derived: str | None = None) -> Recalled | None:
+        """What the last process kept for ``env`` (its clean trees given to the store), once; with
+        ``derived`` (:func:`derivation`), when it kept nothing usable, what another environment
+        kept with that derivation fingerprint (``env``'s own file is then written after its read)."""
         if env in self._trees:
             return None
         self._trees[env] = (None, None)
-        got = recall(self.store.cache_path(env, "desired"), fingerprint)
-        if got is None:
+        path = self.store.cache_path(env, "desired")
+        got = recall(path, fingerprint)
+        if got is None and derived is not None:
+            got = recall_shared(path, derived)
+            if got is None:
+                return None
+        elif got is None:
             return None
+        else:
+            self._trees[env] = (got.desired.tree, got.base.tree)
         for tree, flows in got.trees.items():
             self.store.remember_tree(folder, tree, flows)
-        self._trees[env] = (got.desired.tree, got.base.tree)
         return got
 
     def note(self, env: str, fingerprint: str, at_tip: FlowTree, desired: Derived, at_marker: FlowTree,
-             base: Derived) -> None:
+             base: Derived, derived: str = "") -> None:
         """The derivations of the read just made; kept by the next :meth:`flush` unless they are on disk."""
         if self._trees.get(env) != (desired.tree, base.tree) or desired.tree is None:
-            self._todo[env] = (fingerprint, at_tip, desired, at_marker, base)
+            self._todo[env] = (fingerprint, at_tip, desired, at_marker, base, derived)
 
     def flush(self, env: str) -> None:
         todo = self._todo.pop(env, None)
         if todo is None:
             return
-        fp, at_tip, desired, at_marker, base = todo
-        keep(self.store.cache_path(env, "desired"), fp, at_tip, desired, at_marker, base)
+        fp, at_tip, desired, at_marker, base, derived = todo
+        keep(self.store.cache_path(env, "desired"), fp, at_tip, desired, at_marker, base, derived)
         self._trees[env] = (desired.tree, base.tree)
 
 
@@ -98,9 +135,11 @@ class Recalled:
         self.desired, self.base, self.trees = desired, base, trees
 
 
-def keep(path: Path, fingerprint: str, at_tip: FlowTree, desired: Derived, at_marker: FlowTree, base: Derived) -> None:
-    """Record the two derivations (the marker's only where it is another tree than the tip's)."""
-    body: dict[str, Any] = {"desired": _side(at_tip, desired)}
+def keep(path: Path, fingerprint: str, at_tip: FlowTree, desired: Derived, at_marker: FlowTree, base: Derived,
+         derived: str = "") -> None:
+    """Record the two derivations (the marker's only where it is another tree than the tip's), and the
+    derivation fingerprint they were made with (first: :func:`recall_shared` looks for it there)."""
+    body: dict[str, Any] = {"derivation": derived, "desired": _side(at_tip, desired)}
     body["base"] = "desired" if base.tree is not None and base.tree == desired.tree else _side(at_marker, base)
     write_cache(path, _KIND, fingerprint, body)
 
@@ -114,9 +153,10 @@ def _side(tree: FlowTree, derived: Derived) -> dict[str, Any]:
     return {"tree": derived.tree, "clean": clean, "rows": rows}
 
 
-def recall(path: Path, fingerprint: str) -> Recalled | None:
-    """What :func:`keep` recorded with this fingerprint; None when there is nothing usable."""
-    doc = read_cache(path, _KIND, fingerprint)
+def recall(path: Path, fingerprint: str, *, field: str = "fingerprint") -> Recalled | None:
+    """What :func:`keep` recorded with this fingerprint (``field``: the one compared); None when there
+    is nothing usable."""
+    doc = read_cache(path, _KIND, fingerprint, field=field)
     if doc is None:
         return None
     try:
@@ -126,6 +166,34 @@ def recall(path: Path, fingerprint: str) -> Recalled | None:
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return Recalled(desired, base, trees)
+
+
+_SHARED_LOOKS = 32  # other environments' files looked at, at most (each a read of its first bytes)
+
+
+def recall_shared(own: Path, derived: str) -> Recalled | None:
+    """What another environment of the repository kept with derivation fingerprint ``derived`` (its
+    file beside ``own``'s folder), None when none is usable. Its derivations are facts about blobs and
+    trees that hold for every environment with that fingerprint; its fingerprint of everything else
+    is not looked at."""
+    try:
+        folders = sorted(p for p in own.parent.parent.iterdir() if p.name != own.parent.name)
+    except OSError:
+        return None
+    needle = b'"derivation":"' + derived.encode() + b'"'
+    for folder in folders[:_SHARED_LOOKS]:
+        path = folder / own.name
+        try:
+            with open(path, "rb") as f:
+                head = f.read(512)
+        except OSError:
+            continue
+        if needle not in head:
+            continue
+        got = recall(path, derived, field="derivation")
+        if got is not None:
+            return got
+    return None
 
 
 def _derived(side: dict[str, Any], trees: dict[str, Mapping[FlowKey, str]]) -> Derived:

@@ -39,12 +39,15 @@ class Change:
     """Set a flow to ``data`` (canonical bytes) or delete it (``data is None``).
 
     ``expect`` is the canonical blob id of the live flow the plan saw, None when
-    the plan saw no live flow (then the flow must still be absent).
+    the plan saw no live flow (then the flow must still be absent). ``oid``: the
+    blob id of ``data`` where the caller has just computed it from these very
+    bytes (a driver that needs it need not hash them again), else None.
     """
 
     key: FlowKey
     data: bytes | None
     expect: str | None
+    oid: str | None = None
 
 
 @dataclass(frozen=True)
