@@ -159,8 +159,8 @@ DRIVER_MODELS: Mapping[str, type[EnvironmentConfig]] = _DriverModels()
 
 
 class Config(_Model):
-    repository: RepositoryConfig = RepositoryConfig()
-    server: ServerConfig = ServerConfig()
+    repository: RepositoryConfig = RepositoryConfig.model_construct()
+    server: ServerConfig = ServerConfig.model_construct()
     environments: tuple[EnvironmentConfig, ...] = Field((), alias="environment")
     notify: tuple[NotifyConfig, ...] = Field(
         (), description="Notification sinks, one table each ([[notify]]): webhook, slack, github, gitlab, gitea.",

@@ -112,7 +112,7 @@ class EnvironmentConfig(Model):
     sort: dict[str, str] = Field(
         {}, description="Order-insensitive arrays: pointer of the array -> pointer of the sort key in each element."
     )
-    identity: IdentityConfig = IdentityConfig()
+    identity: IdentityConfig = IdentityConfig.model_construct()
     schema_: Path | None = Field(None, alias="schema", description="JSON Schema every flow must satisfy before import.")
     interval: float = Field(60.0, gt=0, description="Seconds between drift checks in `reconciler run`.")
     on_unhealthy: Literal["restore", "report"] = Field(

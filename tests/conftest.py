@@ -172,4 +172,7 @@ def _fresh_logging():
     yield
     import structlog
 
+    from reconciler import logsetup
+
     structlog.reset_defaults()
+    logsetup.reset()
