@@ -3,7 +3,8 @@
 Validating a config builds the pydantic validators of every model it uses (the top level's, each
 driver's, the notification sinks'), ~30-50 ms of a cold process that then plans or exports. A one-shot
 command keeps the validated :class:`~reconciler.config.Config` (pickled) in the user's cache folder
-(``$XDG_CACHE_HOME/flow-reconciler/config/``, else ``~/.cache/...``; never in a repository) and the
+(``$RECONCILER_CACHE_DIR/config/``, else ``$XDG_CACHE_HOME/flow-reconciler/config/``, else
+``~/.cache/flow-reconciler/config/``; never in a repository) and the
 next process on the same file loads it instead.
 
 It is never trusted for anything that may differ. The key is a hash of the file's bytes (the very
@@ -41,6 +42,8 @@ _MAGIC = b"reconciler-config-cache"
 
 
 def cache_folder() -> Path:
+    if own := os.environ.get("RECONCILER_CACHE_DIR"):
+        return Path(own) / "config"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "flow-reconciler" / "config"
 
@@ -114,6 +117,7 @@ def _still_valid(config: "Config") -> bool:
 
 def _read(file: Path, key: bytes) -> "Config | None":
     from reconciler.config import Config
+    from reconciler.envconfig import remember_settings_json
 
     try:
         raw = file.read_bytes()
@@ -128,13 +132,23 @@ def _read(file: Path, key: bytes) -> "Config | None":
         config = pickle.loads(body)
     except Exception:  # noqa: BLE001 - whatever an unreadable cache raises, the answer is the full path
         return None
-    return config if type(config) is Config else None
+    if type(config) is not tuple or len(config) != 2 or type(config[0]) is not Config:
+        return None
+    config, dumps = config
+    if type(dumps) is not tuple or len(dumps) != len(config.environments) or not all(type(d) is str for d in dumps):
+        return None
+    for env, text in zip(config.environments, dumps):
+        remember_settings_json(env, text)
+    return config
 
 
 def _write(file: Path, key: bytes, config: "Config") -> None:
-    """Best effort: a folder that cannot be written means no cache, never an error."""
+    """Best effort: a folder that cannot be written means no cache, never an error. Each environment's
+    :func:`~reconciler.envconfig.settings_json` is kept with it (what a command's first read needs)."""
+    from reconciler.envconfig import settings_json
+
     try:
-        body = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+        body = pickle.dumps((config, tuple(settings_json(e) for e in config.environments)), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - a config holding something pickle cannot keep is not cached
         return
     data = b" ".join((_MAGIC, str(FORMAT).encode(), key, hashlib.sha256(body).hexdigest().encode())) + b"\n" + body
@@ -150,4 +164,7 @@ def _write(file: Path, key: bytes, config: "Config") -> None:
             raise
         os.replace(tmp, file)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
