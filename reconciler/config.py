@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -183,6 +182,8 @@ def find_config(explicit: str | None) -> Path:
 
 def load_config(path: str | Path) -> Config:
     """Read, validate and resolve a config file; raises ConfigError listing every problem."""
+    import tomllib  # here: a command whose config comes from reconciler.configcache parses no TOML
+
     path = Path(path)
     where = str(path)
     try:

@@ -27,7 +27,6 @@ import os
 import pickle
 import secrets
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,6 +88,8 @@ def _key(path: Path, base: Path, data: bytes) -> bytes:
 def _parse(path: Path, base: Path, data: bytes) -> "Config | None":
     """What ``load_config`` makes of these bytes (read as it reads them: UTF-8, universal newlines), or
     None when it would raise."""
+    import tomllib
+
     from reconciler.config import parse_config
     from reconciler.errors import ConfigError
 
