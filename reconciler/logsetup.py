@@ -14,6 +14,7 @@ it, as ``structlog.contextvars.bound_contextvars`` does, without importing struc
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,6 +33,7 @@ _LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exc
 # setup_logging's configuration while structlog is not imported yet: (its level, its settings).
 # None: structlog is configured (or setup_logging was not called: structlog's own defaults apply).
 _pending: tuple[int, dict[str, Any]] | None = None
+_applying = threading.Lock()  # the service's threads: none emits through structlog before it is configured
 _context: ContextVar[tuple[tuple[str, Any], ...]] = ContextVar("reconciler_log_context", default=())
 
 
@@ -60,10 +62,14 @@ def _apply() -> Any:
     global _pending
     import structlog
 
-    if _pending is not None:
+    if _pending is None:
+        return structlog
+    with _applying:
+        if _pending is None:
+            return structlog
         s = _pending[1]
-        _pending = None
         if structlog.is_configured():
+            _pending = None
             return structlog  # configured by someone else since setup_logging (a test's capture_logs): theirs is later
         renderer = structlog.processors.JSONRenderer() if s["json"] else structlog.dev.ConsoleRenderer(colors=False)
         structlog.configure(
@@ -79,6 +85,7 @@ def _apply() -> Any:
             logger_factory=structlog.PrintLoggerFactory(file=s["file"]),
             cache_logger_on_first_use=False,
         )
+        _pending = None  # last: another thread's event below the level is still dropped without structlog
     return structlog
 
 

@@ -153,3 +153,25 @@ print(json.dumps(logs))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(proc.stdout) == [{"x": 1, "event": "seen", "log_level": "warning"}]
+
+
+def test_threads_emitting_the_first_events_at_once_all_get_the_configured_form() -> None:
+    """The service's threads: none writes through structlog's defaults (stdout) before it is configured."""
+    code = """
+import threading
+from reconciler.logsetup import get_logger, setup_logging
+setup_logging("info", "json")
+log = get_logger("reconciler.probe")
+go = threading.Barrier(8)
+def emit(i):
+    go.wait()
+    log.debug("dropped", i=i)
+    log.info("first", i=i)
+threads = [threading.Thread(target=emit, args=(i,)) for i in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout == ""
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert sorted(e["i"] for e in events) == list(range(8)) and {e["event"] for e in events} == {"first"}
