@@ -175,3 +175,12 @@ for t in threads: t.join()
     assert proc.stdout == ""
     events = [json.loads(line) for line in proc.stderr.splitlines()]
     assert sorted(e["i"] for e in events) == list(range(8)) and {e["event"] for e in events} == {"first"}
+
+
+def test_only_logsetup_imports_structlog() -> None:
+    """Every module logs through get_logger: an event of a module that used structlog directly would
+    miss what bound_contextvars binds (the environment of the engine's run) and import structlog early."""
+    root = Path(__file__).resolve().parent.parent / "reconciler"
+    direct = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                    if p.name != "logsetup.py" and re.search(r"^\s*(import structlog|from structlog)", p.read_text(), re.M))
+    assert direct == []
