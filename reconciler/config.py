@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -159,8 +158,8 @@ DRIVER_MODELS: Mapping[str, type[EnvironmentConfig]] = _DriverModels()
 
 
 class Config(_Model):
-    repository: RepositoryConfig = RepositoryConfig()
-    server: ServerConfig = ServerConfig()
+    repository: RepositoryConfig = RepositoryConfig.model_construct()
+    server: ServerConfig = ServerConfig.model_construct()
     environments: tuple[EnvironmentConfig, ...] = Field((), alias="environment")
     notify: tuple[NotifyConfig, ...] = Field(
         (), description="Notification sinks, one table each ([[notify]]): webhook, slack, github, gitlab, gitea.",
@@ -183,6 +182,8 @@ def find_config(explicit: str | None) -> Path:
 
 def load_config(path: str | Path) -> Config:
     """Read, validate and resolve a config file; raises ConfigError listing every problem."""
+    import tomllib  # here: a command whose config comes from reconciler.configcache parses no TOML
+
     path = Path(path)
     where = str(path)
     try:

@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-import structlog
-
 from reconciler.apply import Apply, carry_out, mass_deletion
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Driver, Indexed, IndexedLater, Recoverable, Remembering, Rendering, presenter
@@ -28,6 +26,7 @@ from reconciler.gitform import read_git_flow
 from reconciler.gitstore import FlowTree, GitStore
 from reconciler.kinds import kind_problems
 from reconciler.layoutdrift import ignore_layout
+from reconciler.logsetup import bound_contextvars, get_logger
 from reconciler.migrate import Migration, migrate_env, note_written
 from reconciler import quarantine, suspension
 from reconciler.names import flow_path
@@ -43,7 +42,7 @@ from reconciler.templating import Templating
 
 __all__ = ["Engine", "Snapshot", "Outcome", "RunResult", "make_driver", "ProgressFn"]
 
-log = structlog.get_logger("reconciler.engine")
+log = get_logger("reconciler.engine")
 
 ProgressFn = Callable[[str, int, int | None], None]
 DRIVER_MEMORY = "refs/reconciler/driver/"  # per environment: what its driver keeps (Remembering)
@@ -341,7 +340,7 @@ class Engine:
 
     def _locked_run(self, env, policy: Policy, *, dry_run: bool, progress, allowed, before, creating: bool,
                     allow_mass_delete: bool, hold: str | None) -> Outcome:
-        with structlog.contextvars.bound_contextvars(environment=env.name), \
+        with bound_contextvars(environment=env.name), \
                 self.store.lock(env.name, required=not dry_run) as locked:
             driver = self.driver(env)
             if locked and isinstance(driver, Recoverable):

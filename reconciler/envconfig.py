@@ -21,7 +21,8 @@ from reconciler.plan import Policy
 from reconciler.secretrule import DEFAULT_SECRET_KEYS
 from reconciler.windows import Window, parse_duration
 
-__all__ = ["EnvironmentConfig", "IdentityConfig", "Model", "WindowConfig", "SidecarConfig"]
+__all__ = ["EnvironmentConfig", "IdentityConfig", "Model", "WindowConfig", "SidecarConfig", "settings_json",
+           "remember_settings_json"]
 
 _ENV_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
@@ -112,7 +113,7 @@ class EnvironmentConfig(Model):
     sort: dict[str, str] = Field(
         {}, description="Order-insensitive arrays: pointer of the array -> pointer of the sort key in each element."
     )
-    identity: IdentityConfig = IdentityConfig()
+    identity: IdentityConfig = IdentityConfig.model_construct()
     schema_: Path | None = Field(None, alias="schema", description="JSON Schema every flow must satisfy before import.")
     interval: float = Field(60.0, gt=0, description="Seconds between drift checks in `reconciler run`.")
     on_unhealthy: Literal["restore", "report"] = Field(
@@ -336,3 +337,26 @@ class EnvironmentConfig(Model):
     def build_driver(self):
         """The driver for this environment (each driver's model implements it)."""
         raise NotImplementedError(f"driver {self.driver!r} has no implementation")
+
+
+#: what :func:`settings_json` leaves out: when the environment may run, not what its flows are
+UNTIMED = frozenset({"interval", "windows"})
+_SETTINGS_JSON: dict[int, tuple[EnvironmentConfig, str]] = {}  # id -> (the model, kept alive so the id is its own; its JSON)
+
+
+def settings_json(env: EnvironmentConfig) -> str:
+    """``env.model_dump_json(exclude=UNTIMED)`` (a fingerprint's part, see ``readindex``), remembered for
+    this very object (a frozen model): a config loaded from :mod:`reconciler.configcache` brings it along,
+    so a command needs no serializer built for it."""
+    got = _SETTINGS_JSON.get(id(env))
+    if got is not None and got[0] is env:
+        return got[1]
+    text = env.model_dump_json(exclude=set(UNTIMED))
+    remember_settings_json(env, text)
+    return text
+
+
+def remember_settings_json(env: EnvironmentConfig, text: str) -> None:
+    if len(_SETTINGS_JSON) >= 1024:  # a service reloading its config for months: the old ones go
+        _SETTINGS_JSON.clear()
+    _SETTINGS_JSON[id(env)] = (env, text)

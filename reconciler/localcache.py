@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import structlog
+
+from reconciler.logsetup import get_logger
 
 __all__ = ["FORMAT", "code_fingerprint", "read_cache", "write_cache", "digest"]
 
-log = structlog.get_logger("reconciler.localcache")
+log = get_logger("reconciler.localcache")
 
 #: the layout of every cache file; bump it whenever what a cache holds changes meaning
 FORMAT = 1

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.envconfig import settings_json
 from reconciler.flows import FlowKey, light_flows
 from reconciler.gitstore import FlowTree, GitStore
 from reconciler.localcache import digest, read_cache, write_cache
@@ -61,7 +62,7 @@ def fingerprint(env: "EnvironmentConfig", settings: str, limit: int) -> str:
     # the driver and its settings too: a driver that presents git's flows in its own form (flink-sql's
     # rendered SQL) derives other flows from the same blobs
     return digest("engine", env.flow_identity, env.rules.ignore, env.rules.sort, env.folder, limit, schema, settings,
-                  env.driver, env.model_dump_json(exclude={"interval", "windows"}))
+                  env.driver, settings_json(env))
 
 
 def derivation(env: "EnvironmentConfig", settings: str, limit: int) -> str:

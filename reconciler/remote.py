@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pygit2
-import structlog
 
 from reconciler.errors import RetryableError, StallError
 from reconciler.gitstore import MARKER_PREFIX, GitStore
+from reconciler.logsetup import get_logger
 from reconciler.names import redact_url
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Remote", "Integration", "SshSettings", "REMOTE_PREFIX", "SEEN_PREFIX", "REWRITTEN_PREFIX"]
 
-log = structlog.get_logger("reconciler.remote")
+log = get_logger("reconciler.remote")
 
 REMOTE_PREFIX = "refs/remotes/origin/"
 REMOTE_MARKERS = "refs/remotes/origin-applied/"

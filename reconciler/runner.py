@@ -15,10 +15,9 @@ import socket
 import threading
 from pathlib import Path
 
-import structlog
-
 from reconciler.config import Config, parse_listen
 from reconciler.errors import StallError
+from reconciler.logsetup import get_logger
 from reconciler.redaction import Redactor
 from reconciler.server import HttpServer
 from reconciler.service import Service
@@ -26,7 +25,7 @@ from reconciler.shard import shard_from_environment
 
 __all__ = ["run_service", "listen_address", "MIN_SECRET_LENGTH"]
 
-log = structlog.get_logger("reconciler.runner")
+log = get_logger("reconciler.runner")
 
 
 MIN_SECRET_LENGTH = 16

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ _MINIMAL_SCHEMA = {
 
 def packaged_schema(name: str) -> bytes | None:
     """The bytes of a schema shipped with the package (None when there is no such file)."""
+    from importlib import resources  # here: most commands never read one (~3 ms of a process's start)
+
     try:
         return resources.files("reconciler").joinpath("schemas", name).read_bytes()
     except (FileNotFoundError, OSError):

@@ -38,11 +38,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import structlog
 
 from reconciler import holding
 from reconciler.errors import ReconcilerError
 from reconciler.httpio import DeadlineReader as _DeadlineReader
+from reconciler.logsetup import get_logger
 from reconciler.web import EVENTS_PATH, WebUI
 from reconciler.webhook import WebhookInvalid, WebhookRefused, authenticate, parse_push
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpServer", "DEFAULT_LISTEN", "HEALTH_PATH", "READY_PATH", "METRICS_PATH"]
 
-log = structlog.get_logger("reconciler.server")
+log = get_logger("reconciler.server")
 _DRAIN_MAX = 16 * 1024 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send one whole request (headers and body)
 _ALLOWED = "GET, HEAD, POST"

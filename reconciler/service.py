@@ -19,14 +19,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Watchable
 from reconciler.engine import Engine, Outcome, make_driver
 from reconciler.errors import ReconcilerError, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey
 from reconciler.gitstore import GitStore
+from reconciler.logsetup import get_logger
 from reconciler.metrics import Metrics
 from reconciler.notify import Dispatcher, status_link
 from reconciler.redaction import Redactor
@@ -37,7 +36,7 @@ from reconciler.worker import EnvStatus, EnvWorker, WorkerDeps, rfc3339
 
 __all__ = ["Service", "EnvStatus"]
 
-log = structlog.get_logger("reconciler.service")
+log = get_logger("reconciler.service")
 
 
 class _Engine(Engine):

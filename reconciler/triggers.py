@@ -31,10 +31,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from watchfiles import Change, watch
 
+from reconciler.logsetup import get_logger
 from reconciler.suspension import SUSPEND_PREFIX as _SUSPEND
 
 # A file made together with its new folder can be missed by a recursive watch (the folder is watched only
@@ -71,7 +71,7 @@ class WatchSpec:
     paths: tuple[Path, ...]
     is_flow_file: Callable[[Path], bool]
 
-log = structlog.get_logger("reconciler.triggers")
+log = get_logger("reconciler.triggers")
 
 
 class Watcher(threading.Thread):

@@ -32,13 +32,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import structlog
-
 from reconciler.config import EnvironmentConfig
 from reconciler.drivers import Watchable
 from reconciler.engine import Engine, Outcome, RunResult
 from reconciler.errors import MassDeletionRefused, ReconcilerError, RetryableError
 from reconciler.events import Event, Notifier, NullNotifier, events_of
+from reconciler.logsetup import get_logger
 from reconciler.windows import verdict
 from reconciler.gitstore import GitStore
 from reconciler.metrics import Metrics
@@ -47,7 +46,7 @@ from reconciler.remote import Remote
 
 __all__ = ["EnvWorker", "EnvStatus", "WorkerDeps", "retry_delay", "rfc3339"]
 
-log = structlog.get_logger("reconciler.worker")
+log = get_logger("reconciler.worker")
 
 
 @dataclass

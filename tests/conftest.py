@@ -25,7 +25,12 @@ def pytest_configure(config: pytest.Config) -> None:
     - Under ``PYTHONDONTWRITEBYTECODE`` every one of them compiled the package's ~80 modules from
       source again (~0.2 s of CPU each time); its bytecode is written once here instead (into the
       ignored ``__pycache__`` folders, where Python reads it even with that variable set).
+    - ``RECONCILER_CACHE_DIR`` is a folder of this session: the command lines' config cache
+      (:mod:`reconciler.configcache`) is exercised by every one of them, and leaves nothing in the home folder.
     """
+    import tempfile
+
+    os.environ["RECONCILER_CACHE_DIR"] = tempfile.mkdtemp(prefix="reconciler-tests-cache-")
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if str(REPO_ROOT) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, paths)])
@@ -172,4 +177,7 @@ def _fresh_logging():
     yield
     import structlog
 
+    from reconciler import logsetup
+
     structlog.reset_defaults()
+    logsetup.reset()

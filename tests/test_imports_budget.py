@@ -8,7 +8,11 @@ Imports are counted, not timed (timings are the bench's, ``python -m bench --cli
 - loading a config of directory environments imports no other driver, no croniter (no window)
   and no jsonschema (no schema); the command line's plan path imports no review, remote or service,
   and no notification machinery (the ``[[notify]]`` models only: ``reconciler.notify`` imports its
-  dispatcher, sinks and HTTP client when a name of theirs is first used).
+  dispatcher, sinks and HTTP client when a name of theirs is first used), and no structlog (nor the
+  asyncio its standard-library integration imports): ``reconciler.logsetup`` imports it when the first
+  event at an enabled level is emitted (tests/test_lazy_logging.py);
+- a command line's config loaded from its cache (reconciler.configcache) builds no pydantic validator,
+  so pydantic's plugin loader and ``importlib.metadata`` are not imported (tests/test_configcache.py).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def _main(argv: Sequence[str] | None) -> int:
             _emit_error(args, str(exc), [str(p) for p in getattr(exc, "problems", [])])
             return EXIT_ERROR
     try:
-        config = _load_config(args)
+        config = _load_config(args, cached=one_shot)
         _check_names(args, config)
         for env in config.environments:
             redactor.add(env.load_secrets(strict=False).values())
@@ -114,7 +114,9 @@ def _check_names(args: argparse.Namespace, config: "Config") -> None:
             raise UsageError(f"no environment named {name!r} in {config.source} (known: {', '.join(known)})")
 
 
-def _load_config(args: argparse.Namespace) -> "Config":
+def _load_config(args: argparse.Namespace, *, cached: bool = False) -> "Config":
+    """``cached``: this process is the command (see ``_main``): the config validated by the last process on
+    the same file is loaded instead of validated again (:mod:`reconciler.configcache`)."""
     from reconciler.config import Config, find_config, load_config
 
     path = find_config(args.config)
@@ -124,4 +126,8 @@ def _load_config(args: argparse.Namespace) -> "Config":
             print("reconciler: no reconciler.toml; checking syntax, paths, identity and the default schema only",
                   file=sys.stderr)
         return Config()
+    if cached:
+        from reconciler.configcache import load_config_cached
+
+        return load_config_cached(path)
     return load_config(path)

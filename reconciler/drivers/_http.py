@@ -36,16 +36,16 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import orjson
-import structlog
 
 from reconciler import __version__
 from reconciler.errors import RetryableError, StallError
 
+from reconciler.logsetup import get_logger
 from ._common import secret_from
 
 __all__ = ["HttpClient", "Response", "Auth", "TokenAuth", "platform_message", "MAX_BODY_BYTES"]
 
-log = structlog.get_logger("reconciler.drivers.http")
+log = get_logger("reconciler.drivers.http")
 
 #: the default limit of an answer's size (a flow export is small; a whole instance's flows fit too)
 MAX_BODY_BYTES = 64 * 1024 * 1024

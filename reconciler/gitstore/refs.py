@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pygit2
-import structlog
 
 from reconciler.errors import RetryableError
+from reconciler.logsetup import get_logger
 
 __all__ = ["RefsMixin", "MARKER_PREFIX"]
 
-log = structlog.get_logger("reconciler.gitstore")
+log = get_logger("reconciler.gitstore")
 
 MARKER_PREFIX = "refs/reconciler/applied/"
 

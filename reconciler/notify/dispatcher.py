@@ -32,10 +32,9 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import structlog
-
 from reconciler.events import Event
 
+from reconciler.logsetup import get_logger
 from .settings import DeliverySettings
 from .sinks import Delivery, DeliveryFailed, Sink, build_sinks
 
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Dispatcher"]
 
-log = structlog.get_logger("reconciler.notify")
+log = get_logger("reconciler.notify")
 
 
 @dataclass(order=True)

@@ -18,10 +18,10 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-import structlog
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from reconciler.flows import FlowKey
+from reconciler.logsetup import get_logger
 from reconciler.names import decode
 from reconciler.plan import State
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WebUI", "Page", "CSP", "ACTIONS", "EVENTS_PATH"]
 
-log = structlog.get_logger("reconciler.web")
+log = get_logger("reconciler.web")
 
 EVENTS_PATH = "/events"
 #: the Content-Security-Policy of every page: nothing inline, nothing from anywhere but this server

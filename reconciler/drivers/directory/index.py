@@ -28,15 +28,14 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import structlog
-
 from reconciler.canonical import Rules
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, light_flows
 from reconciler.localcache import digest, read_cache, write_cache
+from reconciler.logsetup import get_logger
 
 __all__ = ["StatIndex", "RACY_NS", "Entry"]
 
-log = structlog.get_logger("reconciler.drivers.directory")
+log = get_logger("reconciler.drivers.directory")
 
 #: a file modified this close to (or after) the time it was read is racy: never trusted from its signature
 RACY_NS = 1_000_000_000

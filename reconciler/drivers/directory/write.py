@@ -33,12 +33,11 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import structlog
-
 from reconciler.canonical import InvalidJSON, Rules, blob_id, parse_json
 from reconciler.drivers import Change, Progress
 from reconciler.drivers._common import Refused, Ticker, moved, short
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
+from reconciler.logsetup import get_logger
 from reconciler.names import encode
 
 from .fs import FileSystem
@@ -46,7 +45,7 @@ from .hidden import ASIDE, SWAP, TMP, hidden_name
 
 __all__ = ["Writer"]
 
-log = structlog.get_logger("reconciler.drivers.directory")
+log = get_logger("reconciler.drivers.directory")
 
 _FSYNC_EACH = 16
 # errors of a swap that mean "this file system cannot" (EPERM too, until a swap has worked here)

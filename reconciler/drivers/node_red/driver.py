@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import structlog
 
 from reconciler.canonical import Rules, blob_id
 from reconciler.drivers import Change, LiveCollector, LiveSet, Progress
@@ -37,6 +36,7 @@ from reconciler.drivers._common import DriverBase, Ticker
 from reconciler.errors import Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
+from reconciler.logsetup import get_logger
 from .api import _AdminAPI
 from .build import build
 from .checks import INSTANCE_ID, _Checks, _Snapshot
@@ -48,7 +48,7 @@ from .mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID, _Incoming, _Index
 
 __all__ = ["NodeRedDriver"]
 
-log = structlog.get_logger("reconciler.drivers.node_red")
+log = get_logger("reconciler.drivers.node_red")
 
 
 @dataclass

@@ -46,13 +46,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import structlog
 
+from reconciler.logsetup import get_logger
 from .comms import Comms
 
 __all__ = ["Watch", "Seen", "Expect", "verdict", "stopped", "expect_of", "starts_at_once"]
 
-log = structlog.get_logger("reconciler.drivers.node_red")
+log = get_logger("reconciler.drivers.node_red")
 ERROR_LEVEL = 20  # Node-RED's log level of an error, as the debug messages carry it
 _RETAINED_WAIT = 5.0  # seconds for the retained messages after a subscription
 
