@@ -14,9 +14,12 @@ and keeps a record only when
   "nothing to export"; ``--json``: an outcome with no step, problem, refusal,
   hold, commit or staleness), nothing on stderr (progress on a terminal aside)
   and exited 0;
-- both snapshots are the same (nothing moved while it ran: that includes the
-  refs, so an export that wrote anything is not recorded) and no entry of the
-  listings is newer than the start minus :data:`.fast.MARGIN` (git's racy rule);
+- what is compared by content (config, schema, refs, variables) is the same
+  before and after the command (nothing moved while it ran: an export that
+  wrote anything is not recorded), and no entry of the listings taken after it
+  is newer than the start minus :data:`.fast.MARGIN` (git's racy rule: an entry
+  changed since the start, a file edited or added, removed or renamed in a
+  folder, has a newer ctime, so the listing after is the one the run read);
 - the code and the interpreter did not change during the run.
 
 Otherwise the record of that shape is deleted (it held for inputs that are not
@@ -111,7 +114,7 @@ def run(args: Any, config: Any, command: Callable[[Any, Any], int]) -> int:
         return command(args, config)
     try:
         where = _where(p, config)
-        before = _inputs(p, where) if where is not None else None
+        before = _inputs(p, where, listings=False) if where is not None else None
     except Exception:
         where = before = None
     kept = False
@@ -150,20 +153,21 @@ def _where(p: _Pending, config: Any) -> dict[str, Any] | None:
     }
 
 
-def _inputs(p: _Pending, where: dict[str, Any]) -> dict[str, Any] | None:
-    listings = []
-    for root in where["roots"]:
+def _inputs(p: _Pending, where: dict[str, Any], *, listings: bool = True) -> dict[str, Any] | None:
+    """The inputs as they are now (``listings``: the folders' too; without, what only content compares)."""
+    found = []
+    for root in where["roots"] if listings else ():
         real = os.path.realpath(root)
         got = fast.listing(real)
         if got is None:
             return None
-        listings.append((root, real, got[0], got[1]))
+        found.append((root, real, got[0], got[1]))
     refs = fast.refs_state(where["gitdir"])
     if refs is None:
         return None
     return {
         "files": [(f, fast.file_digest(f), _stat(f)) for f in where["files"]],
-        "listings": listings, "refs": refs,
+        "listings": found, "refs": refs, "reals": [os.path.realpath(r) for r in where["roots"]],
         "secrets": sorted((k, v) for k, v in os.environ.items() if any(k.startswith(x) for x in where["prefixes"] if x)),
         "home": os.environ.get("HOME"),
     }
@@ -180,7 +184,7 @@ def _keep(p: _Pending, where: dict[str, Any], before: dict[str, Any], code: int)
     if code != 0 or err or p.out.bypassed or not _clean(command, mode, where["env"], out):
         return False
     after = _inputs(p, where)
-    if after != before or fast.code_fingerprint() != p.fingerprint:
+    if after is None or {**after, "listings": []} != before or fast.code_fingerprint() != p.fingerprint:
         return False
     if after["files"][0][1:] != (p.config_sha, p.config_stat):  # the config read is the one noted first
         return False
