@@ -346,3 +346,36 @@ def test_not_for_a_repository_with_a_remote(clean: Workspace, tmp_path: Path) ->
     settle()
     run(clean, "plan", "acceptance")
     assert not run(clean, "plan", "acceptance").fast
+
+
+@pytest.mark.parametrize("text", [
+    '[repository]\npath = "state/flows.git"\n',
+    "[repository]\npath = 'elsewhere/r.git'\n[[environment]]\nname = \"a\"\n",
+    '[repository]\npath = "x.git" # a comment\n',
+    'repository.path = "dotted.git"\n',
+    'repository = { path = "inline.git" }\n',
+    '[repository]\nauthor_name = "me"\n',
+    '[[environment]]\nname = "a"\n',
+    '[repository] # the store\npath = "c.git"\n',
+])
+def test_the_repository_path_is_the_one_toml_reads(tmp_path: Path, text: str) -> None:
+    import tomllib
+
+    cfg = tmp_path / "reconciler.toml"
+    cfg.write_text(text)
+    want = tomllib.loads(text).get("repository", {}).get("path", "state/flows.git")
+    assert fast._repo_path(str(cfg)) == os.path.join(os.path.realpath(tmp_path), want)
+
+
+def test_a_secret_file_added_is_seen(ws: Workspace) -> None:
+    secrets = ws.root / "secrets"
+    secrets.mkdir()
+    (secrets / "TOKEN").write_text("not-in-the-output")
+    ws.add_env("acceptance", drift="adopt", secrets_dir="secrets")
+    ws.put("acceptance", "f0.json", flow("flow0", "1.0"))
+    assert ws.cli("export", "acceptance").returncode == 0
+    settle()
+    recorded(ws, "plan", "acceptance")
+    (secrets / "OTHER").write_text("acceptance")  # now a secret the output must mask
+    got = run(ws, "plan", "acceptance")
+    assert not got.fast and b"acceptance (plan)" not in got.stdout
