@@ -43,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)  # --help and --version end here, before the heavy imports
+    if argv is None and args.command in ("plan", "export"):  # a clean record answers before any heavy import
+        from .fast import answer
+
+        if (code := answer(args)) is not None:
+            return code
     service = args.command in ("run", "demo")
     one_shot = argv is None and not service  # this process is the command (not a test or a caller's thread)
     if one_shot:
@@ -80,7 +85,9 @@ def _main(argv: Sequence[str] | None) -> int:
         _check_names(args, config)
         for env in config.environments:
             redactor.add(env.load_secrets(strict=False).values())
-        return COMMANDS[args.command](args, config)
+        from .fastrecord import run as _recorded
+
+        return _recorded(args, config, COMMANDS[args.command])
     except UsageError as exc:
         print(f"reconciler {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
