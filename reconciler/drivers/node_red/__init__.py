@@ -89,8 +89,26 @@ leaves), :mod:`.checks` (a batch's checks before a deploy, pure), :mod:`.api`
 websocket), :mod:`.health` (the gate), :mod:`.driver` (export, apply, gate).
 """
 
-from .driver import NodeRedDriver
-from .mapping import flow_documents, instance_document
-from .settings import SETTINGS, NodeRedEnvironment
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .driver import NodeRedDriver
+    from .mapping import flow_documents, instance_document
+    from .settings import SETTINGS, NodeRedEnvironment
 
 __all__ = ["NodeRedEnvironment", "NodeRedDriver", "SETTINGS", "flow_documents", "instance_document"]
+
+# Imported when first named: a directory environment's write reads the Node-RED code declarations
+# (:mod:`.code`, which every kind of document shares) and must not pay for the HTTP driver (~23 ms).
+_WHERE = {"NodeRedDriver": "driver", "flow_documents": "mapping", "instance_document": "mapping",
+          "SETTINGS": "settings", "NodeRedEnvironment": "settings"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
