@@ -46,15 +46,16 @@ _MAGIC = b"reconciler-cache"
 
 @functools.cache
 def code_fingerprint() -> str:
-    """This code: its version and the size and time of each of its modules (an edited or upgraded
-    package may canonicalise differently, so what an older one cached is not trusted)."""
+    """This code: its version and the size, mtime and ctime of each of its modules (an edited or upgraded
+    package may canonicalise differently, so what an older one cached is not trusted; the ctime: an edit
+    whose size and mtime were put back, ``touch -d``, still moved it)."""
     import reconciler
 
     h = hashlib.sha256(f"{reconciler.__version__}\0{FORMAT}".encode())
     root = Path(reconciler.__file__).parent
     for path in sorted(root.rglob("*.py")):
         st = path.stat()
-        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0".encode())
     return h.hexdigest()
 
 

@@ -9,7 +9,8 @@ history: ``<gitdir>/reconciler/index/<env>/clean-<command>-<mode>``. It holds
 everything that answer depends on, and the exact text and exit code printed:
 
 - this code (the fingerprint the caches use) and this interpreter;
-- the config file (its real path and its bytes) and the JSON Schema file of the
+- the config file (its path as named, its bytes, and the real path of its folder,
+  which its relative paths are relative to) and the JSON Schema file of the
   environment (bytes);
 - every ref of the repository (branches, the applied marker, drift saves,
   quarantine, suspension, the drivers' memory: ``refs/reconciler/...``) and
@@ -83,7 +84,7 @@ def shape(args: Any) -> tuple[str, str, str] | None:
 
 def code_fingerprint() -> str:
     """The same fingerprint as :func:`reconciler.localcache.code_fingerprint` (this code's version, the
-    size and time of each of its modules), computed without importing what that module imports."""
+    size, mtime and ctime of each of its modules), computed without importing what that module imports."""
     import reconciler
 
     h = hashlib.sha256(f"{reconciler.__version__}\0{1}".encode())  # 1: reconciler.localcache.FORMAT
@@ -96,7 +97,7 @@ def code_fingerprint() -> str:
                 paths.append((os.path.relpath(full, root), full))
     for rel, full in sorted(paths, key=lambda p: _path_key(p[0])):
         st = os.stat(full)
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0".encode())
     return h.hexdigest()
 
 
@@ -143,7 +144,8 @@ def listing(root: str) -> tuple[str, int] | None:
 
 def refs_state(gitdir: str) -> tuple[str, dict[str, str], list[tuple[str, int, int, int]]] | None:
     """(digest, ref -> id, stat of each ref file) of every ref and HEAD, read as files; None for anything
-    unusual: a ref being written (``.lock``), a symbolic ref other than HEAD, reftable, a linked worktree."""
+    unusual: a ref being written (``.lock``), a symbolic ref other than HEAD, reftable, a linked worktree,
+    a symlinked folder under ``refs/``."""
     if os.path.exists(os.path.join(gitdir, "reftable")) or os.path.exists(os.path.join(gitdir, "commondir")):
         return None
     refs: dict[str, str] = {}
@@ -163,6 +165,8 @@ def refs_state(gitdir: str) -> tuple[str, dict[str, str], list[tuple[str, int, i
         pass
     base = os.path.join(gitdir, "refs")
     for dirpath, dirnames, filenames in os.walk(base):
+        if any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
+            return None  # git follows a symlinked folder of refs; this walk would not look inside
         dirnames.sort()
         for fn in sorted(filenames):
             if fn.endswith(".lock"):
@@ -199,8 +203,17 @@ def file_digest(path: str) -> str:
 
 
 def config_path(args: Any) -> str:
-    """The config file's absolute path, found as :func:`reconciler.config.find_config` finds it."""
-    return os.path.abspath(getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG") or "reconciler.toml")
+    """The config file's absolute path, found as :func:`reconciler.config.find_config` finds it: joined to
+    the working folder, never normalised (``link/../reconciler.toml`` opens the file beside the link's
+    target, not the one beside the link, which is what a lexical ``os.path.abspath`` would name)."""
+    p = getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG") or "reconciler.toml"
+    return p if os.path.isabs(p) else os.path.join(os.getcwd(), p)
+
+
+def config_base(cfg: str) -> str:
+    """The folder the config's relative paths are relative to, as ``load_config`` resolves it (its
+    folder's real path: a symlink on the way pointed elsewhere makes the same bytes name other places)."""
+    return os.path.realpath(os.path.dirname(cfg))
 
 
 def gitdir_of(repo_path: str) -> str | None:
@@ -250,7 +263,7 @@ def _repo_path(cfg: str) -> str | None:
         if not isinstance(p, str):
             return None
     p = os.path.expanduser(p)
-    return p if os.path.isabs(p) else os.path.join(os.path.realpath(os.path.dirname(cfg)), p)
+    return p if os.path.isabs(p) else os.path.join(config_base(cfg), p)
 
 
 def _scan_repo_path(text: str) -> str | None:
@@ -274,7 +287,7 @@ def _scan_repo_path(text: str) -> str | None:
 def answer(args: Any) -> int | None:
     """Print the recorded answer and return its exit code, or None: the full path runs (and, for a
     shape a record may answer, :mod:`.fastrecord` is told to keep one when the answer is clean)."""
-    started = time.time_ns()
+    started, mono = time.time_ns(), time.monotonic_ns()
     got = shape(args)
     if got is None:
         return None
@@ -285,7 +298,7 @@ def answer(args: Any) -> int | None:
     if code is None:
         from .fastrecord import prepare
 
-        prepare(args, got, started)
+        prepare(args, got, started, mono)
     return code
 
 
@@ -298,7 +311,8 @@ def _answer(args: Any, got: tuple[str, str, str], started: int) -> int | None:
         return None
     rec = read_record(record_path(gitdir, command, env, mode))
     if rec is None or rec.get("shape") != [command, env, mode] or rec.get("config") != cfg \
-            or rec.get("gitdir") != gitdir or started < rec.get("written_ns", 1 << 62):
+            or rec.get("gitdir") != gitdir or started < rec.get("written_ns", 1 << 62) \
+            or rec.get("base") != config_base(cfg):
         return None
     if rec.get("python") != [sys.version, sys.executable] or file_digest(cfg) != rec.get("config_sha256"):
         return None
