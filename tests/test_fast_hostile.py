@@ -168,3 +168,43 @@ def test_the_clock_stepped_back_during_the_run_keeps_no_record(tmp_path: Path) -
                              capture_output=True, timeout=120))
     assert got.code == 0 and not got.fast
     assert not (repo / "reconciler" / "index" / "acceptance" / "clean-plan-default").exists()
+
+
+def test_a_library_upgraded_since_is_other_code(tmp_path: Path) -> None:
+    """jsonschema replaced by a stricter release (here: a copy whose validators report every flow):
+    what was validated with the old one is not vouched for."""
+    import shutil
+
+    import jsonschema
+
+    deps = tmp_path / "deps"
+    src = Path(jsonschema.__file__).parent
+    shutil.copytree(src, deps / "jsonschema", ignore=shutil.ignore_patterns("__pycache__"))
+    repo = tmp_path / "repo.git"
+    (tmp_path / "schema.json").write_text(json.dumps({"type": "object", "required": ["name", "version"]}))
+    (tmp_path / "reconciler.toml").write_text(
+        CONFIG.format(repo=repo, path="envs/acceptance") + 'schema = "schema.json"\n')
+    folder_of_flows(tmp_path / "envs" / "acceptance", ["a", "b", "c"])
+    env = {k: v for k, v in os.environ.items() if k != "RECONCILER_CONFIG"}
+    env.update(PYTHONPATH=os.pathsep.join([str(deps), os.environ.get("PYTHONPATH", "")]),
+               RECONCILER_CONFIG=str(tmp_path / "reconciler.toml"))
+
+    def go(*args: str) -> Run:
+        return Run(subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path, env=env, capture_output=True,
+                                  timeout=120))
+
+    assert go("export", "acceptance").code == 0
+    settle()
+    assert not go("plan", "acceptance").fast
+    assert go("plan", "acceptance").fast
+    shutil.rmtree(deps / "jsonschema")  # as pip upgrades: the old files go, the new ones come
+    shutil.copytree(src, deps / "jsonschema", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(deps / "jsonschema" / "__init__.py", "a") as f:
+        f.write("\nfrom jsonschema import validators as _v, exceptions as _e\n_real = _v.validator_for\n"
+                "def _stricter(schema, *a, **k):\n"
+                "    return _v.extend(_real(schema, *a, **k), {'required': lambda v, r, i, s: iter([_e.ValidationError("
+                "'stricter')])})\n"
+                "_v.validator_for = _stricter\n")
+    got = go("plan", "acceptance")
+    assert not got.fast and got.code != 0 and b"invalid 3" in got.stdout, got.stdout
+

@@ -84,7 +84,8 @@ def shape(args: Any) -> tuple[str, str, str] | None:
 
 def code_fingerprint() -> str:
     """The same fingerprint as :func:`reconciler.localcache.code_fingerprint` (this code's version, the
-    size, mtime and ctime of each of its modules), computed without importing what that module imports."""
+    size, mtime and ctime of each of its modules, the libraries it depends on), computed without importing
+    what that module imports."""
     import reconciler
 
     h = hashlib.sha256(f"{reconciler.__version__}\0{1}".encode())  # 1: reconciler.localcache.FORMAT
@@ -98,7 +99,40 @@ def code_fingerprint() -> str:
     for rel, full in sorted(paths, key=lambda p: _path_key(p[0])):
         st = os.stat(full)
         h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0".encode())
+    h.update(dependencies().encode())
     return h.hexdigest()
+
+
+#: the libraries whose behaviour shapes what is derived and printed (canonical bytes, validation, git
+#: reads, the config's models): an upgrade of one is other code (reconciler.localcache.DEPENDENCIES)
+DEPENDENCIES = ("orjson", "jsonschema", "referencing", "jsonschema_specifications", "pygit2", "pydantic",
+                "pydantic_core")
+
+
+def dependencies() -> str:
+    """Where each of :data:`DEPENDENCIES` would be imported from and the stat of its package folder and
+    first file (an upgrade replaces them), found without importing it; the same text as
+    :func:`reconciler.localcache.dependencies`."""
+    import importlib.util
+
+    out = []
+    for name in DEPENDENCIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        where = [spec.origin] if spec is not None and spec.origin else []
+        if spec is not None and spec.submodule_search_locations:
+            where += list(spec.submodule_search_locations)
+        for path in where:
+            try:
+                st = os.stat(path)
+                out.append(f"{name}\0{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}")
+            except OSError:
+                out.append(f"{name}\0{path}\0gone")
+        if not where:
+            out.append(f"{name}\0missing")
+    return "\0\0".join(out)
 
 
 def _path_key(rel: str) -> tuple[str, ...]:
