@@ -208,3 +208,22 @@ def test_a_library_upgraded_since_is_other_code(tmp_path: Path) -> None:
     got = go("plan", "acceptance")
     assert not got.fast and got.code != 0 and b"invalid 3" in got.stdout, got.stdout
 
+
+def test_the_objects_of_the_repository_gone_are_an_error_not_in_sync(tmp_path: Path) -> None:
+    """The same refs, but the objects they name deleted (a pack removed by hand, a broken copy): the
+    full path cannot read the branch and says so; a record must not say "in sync"."""
+    repo = tmp_path / "repo.git"
+    (tmp_path / "reconciler.toml").write_text(CONFIG.format(repo=repo, path="envs/acceptance"))
+    folder_of_flows(tmp_path / "envs" / "acceptance", ["a", "b", "c"])
+    cfg = str(tmp_path / "reconciler.toml")
+    assert proc(tmp_path, "export", "acceptance", config=cfg).code == 0
+    settle()
+    assert not proc(tmp_path, "plan", "acceptance", config=cfg).fast
+    assert proc(tmp_path, "plan", "acceptance", config=cfg).fast
+    objects = repo / "objects"
+    gone = [p for p in objects.rglob("*") if p.is_file() and p.parent.name != "info"]
+    assert gone
+    for p in gone:
+        p.unlink()
+    got = proc(tmp_path, "plan", "acceptance", config=cfg)
+    assert not got.fast and got.code == 1, (got.stdout, got.stderr)

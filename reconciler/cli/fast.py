@@ -12,6 +12,8 @@ everything that answer depends on, and the exact text and exit code printed:
 - the config file (its path as named, its bytes, and the real path of its folder,
   which its relative paths are relative to) and the JSON Schema file of the
   environment (bytes);
+- the stat of the object store's folders and pack files (objects deleted since are
+  the full path's error, never "in sync");
 - every ref of the repository (branches, the applied marker, drift saves,
   quarantine, suspension, the drivers' memory: ``refs/reconciler/...``) and
   ``HEAD``, read as files (loose refs, else ``packed-refs``), never with pygit2;
@@ -103,16 +105,14 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
-#: the libraries whose behaviour shapes what is derived and printed (canonical bytes, validation, git
-#: reads, the config's models): an upgrade of one is other code (reconciler.localcache.DEPENDENCIES)
+#: the libraries whose behaviour shapes what is derived and printed: as reconciler.localcache.DEPENDENCIES
 DEPENDENCIES = ("orjson", "jsonschema", "referencing", "jsonschema_specifications", "pygit2", "pydantic",
                 "pydantic_core")
 
 
 def dependencies() -> str:
-    """Where each of :data:`DEPENDENCIES` would be imported from and the stat of its package folder and
-    first file (an upgrade replaces them), found without importing it; the same text as
-    :func:`reconciler.localcache.dependencies`."""
+    """The same text as :func:`reconciler.localcache.dependencies` (where each library would be imported
+    from, the stat of its folder and first file), found without importing any."""
     import importlib.util
 
     out = []
@@ -121,17 +121,14 @@ def dependencies() -> str:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
             spec = None
-        where = [spec.origin] if spec is not None and spec.origin else []
-        if spec is not None and spec.submodule_search_locations:
-            where += list(spec.submodule_search_locations)
+        where = ([spec.origin] if spec.origin else []) + list(spec.submodule_search_locations or ()) if spec else []
         for path in where:
             try:
                 st = os.stat(path)
                 out.append(f"{name}\0{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}")
             except OSError:
                 out.append(f"{name}\0{path}\0gone")
-        if not where:
-            out.append(f"{name}\0missing")
+        out += [] if where else [f"{name}\0missing"]
     return "\0\0".join(out)
 
 
@@ -221,8 +218,20 @@ def refs_state(gitdir: str) -> tuple[str, dict[str, str], list[tuple[str, int, i
                 extra.append((name, f.read().decode()))
         except FileNotFoundError:
             extra.append((name, None))
-    digest = hashlib.sha256(json.dumps([sorted(refs.items()), extra]).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps([sorted(refs.items()), extra, objects_state(gitdir)]).encode()).hexdigest()
     return digest, refs, stats
+
+
+def objects_state(gitdir: str) -> list[list[Any]]:
+    """The stat of the object store's folders and pack files: objects deleted since (a broken copy, a
+    clean-up by hand) are the full path's error, never "in sync" from a record."""
+    out: list[list[Any]] = []
+    for sub in ("", "pack"):
+        with os.scandir(os.path.join(gitdir, "objects", sub)) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                st = e.stat(follow_symlinks=False)
+                out.append([sub, e.name, st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    return out
 
 
 def secret_digest(prefixes: list[str], salt: str) -> str:
@@ -326,17 +335,20 @@ def answer(args: Any) -> int | None:
     if got is None:
         return None
     try:
-        code = _answer(args, got, started)
+        found = _answer(args, got, started)
     except Exception:  # anything unreadable or unexpected: the full path, which says what is wrong
-        code = None
-    if code is None:
+        found = None
+    if found is None:
         from .fastrecord import prepare
 
         prepare(args, got, started, mono)
-    return code
+        return None
+    sys.stdout.write(found[0])  # outside the try: a failed write is this answer's, never the full path's
+    sys.stdout.flush()  # printed again after part of the record's text
+    return found[1]
 
 
-def _answer(args: Any, got: tuple[str, str, str], started: int) -> int | None:
+def _answer(args: Any, got: tuple[str, str, str], started: int) -> tuple[str, int] | None:
     command, env, mode = got
     cfg = config_path(args)
     repo_path = _repo_path(cfg)
@@ -364,9 +376,7 @@ def _answer(args: Any, got: tuple[str, str, str], started: int) -> int | None:
         exit_code = rec["exit"]
         if not isinstance(out, str) or not isinstance(exit_code, int):
             return None
-        sys.stdout.write(out)
-        sys.stdout.flush()
-        return exit_code
+        return out, exit_code
     finally:
         os.close(fd)
 
