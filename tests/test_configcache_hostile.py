@@ -88,3 +88,44 @@ def test_the_cache_made_by_this_user_is_still_used(tmp_path: Path, monkeypatch) 
     real = config_module.parse_config
     monkeypatch.setattr(config_module, "parse_config", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert load_config_cached(Path("reconciler.toml"), cache) == first and calls == []
+
+
+def test_the_same_bytes_in_another_folder_resolve_against_that_folder(tmp_path: Path, monkeypatch) -> None:
+    """Two configs with the same bytes (relative paths) in two folders, read from a third working folder
+    and then from each: every answer's paths are its own folder's, as load_config's."""
+    from reconciler.config import load_config
+    from reconciler.configcache import load_config_cached
+
+    cache = tmp_path / "cache"
+    text = CONFIG.format(repo="state/flows.git", path="envs/acceptance") + 'schema = "schema.json"\n'
+    for d in ("a", "b"):
+        (tmp_path / d / "envs" / "acceptance").mkdir(parents=True)
+        (tmp_path / d / "schema.json").write_text('{"type": "object"}')
+        (tmp_path / d / "reconciler.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    for name in ("a/reconciler.toml", "b/reconciler.toml", "a/reconciler.toml"):
+        got = load_config_cached(Path(name), cache)
+        assert got == load_config(Path(name))
+        assert got.env("acceptance").path == tmp_path / name.split("/")[0] / "envs" / "acceptance"
+    for d in ("b", "a"):
+        monkeypatch.chdir(tmp_path / d)
+        got = load_config_cached(Path("reconciler.toml"), cache)
+        assert got.env("acceptance").schema_ == tmp_path / d / "schema.json" and got == load_config(Path("reconciler.toml"))
+
+
+def test_a_schema_file_made_unusable_since_is_an_error_again(tmp_path: Path, monkeypatch) -> None:
+    from reconciler.config import load_config
+    from reconciler.configcache import load_config_cached
+    from reconciler.errors import ConfigError
+
+    cache = _cache_setup(tmp_path, monkeypatch)
+    Path("schema.json").write_text('{"type": "object"}')
+    with open("reconciler.toml", "a") as f:
+        f.write('schema = "schema.json"\n')
+    load_config_cached(Path("reconciler.toml"), cache)
+    Path("schema.json").write_text('{"type": 12}')  # not a JSON Schema any more
+    with pytest.raises(ConfigError) as cached:
+        load_config_cached(Path("reconciler.toml"), cache)
+    with pytest.raises(ConfigError) as full:
+        load_config(Path("reconciler.toml"))
+    assert [str(p) for p in cached.value.problems] == [str(p) for p in full.value.problems]
