@@ -227,3 +227,20 @@ def test_the_objects_of_the_repository_gone_are_an_error_not_in_sync(tmp_path: P
         p.unlink()
     got = proc(tmp_path, "plan", "acceptance", config=cfg)
     assert not got.fast and got.code == 1, (got.stdout, got.stderr)
+
+
+def test_an_environment_folder_behind_a_symlink_pointed_elsewhere_is_seen(tmp_path: Path) -> None:
+    repo = tmp_path / "repo.git"
+    (tmp_path / "reconciler.toml").write_text(CONFIG.format(repo=repo, path="envs/current"))
+    folder_of_flows(tmp_path / "envs" / "v1", ["a", "b", "c"])
+    folder_of_flows(tmp_path / "envs" / "v2", ["a", "b"])
+    (tmp_path / "envs" / "current").symlink_to("v1")
+    cfg = str(tmp_path / "reconciler.toml")
+    assert proc(tmp_path, "export", "acceptance", config=cfg).code == 0
+    settle()
+    assert not proc(tmp_path, "plan", "acceptance", config=cfg).fast
+    assert proc(tmp_path, "plan", "acceptance", config=cfg).fast
+    (tmp_path / "envs" / "current").unlink()
+    (tmp_path / "envs" / "current").symlink_to("v2")
+    got = proc(tmp_path, "plan", "acceptance", config=cfg)
+    assert not got.fast and got.code == 2, got.stdout  # c is gone from the environment
