@@ -17,7 +17,9 @@ each schema file is still usable, no two environments share a folder (real paths
 moved). A cache file that is missing, foreign, truncated or corrupt (checksum) is ignored. Only a
 config that validated is kept: a bad one always takes the full path, so its errors are exactly
 ``load_config``'s. Files are written to a unique name and renamed (two processes at once leave one
-whole file), private (0600).
+whole file), private (0600). A pickle is code: a cache file is loaded only when it is a regular file (not
+a symlink) owned by this user in a folder owned by this user, neither writable by anyone else; any other
+(a shared or world-writable folder, a file another user planted or could have rewritten) is ignored.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hashlib
 import os
 import pickle
 import secrets
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,7 +124,14 @@ def _read(file: Path, key: bytes) -> "Config | None":
     from reconciler.envconfig import remember_settings_json
 
     try:
-        raw = file.read_bytes()
+        if not _private(os.stat(file.parent)):
+            return None
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or not _private(st):
+                return None
+            raw = f.read()
     except OSError:
         return None
     head, sep, body = raw.partition(b"\n")
@@ -143,6 +153,13 @@ def _read(file: Path, key: bytes) -> "Config | None":
     return config
 
 
+def _private(st: os.stat_result) -> bool:
+    """Whether only this user (or root) can have written what ``st`` describes: a pickle is code, so a
+    cache file is unpickled only when it and its folder are this user's and nobody else may write them
+    (a shared or world-writable cache folder, a file planted or left writable by another user: ignored)."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def _write(file: Path, key: bytes, config: "Config") -> None:
     """Best effort: a folder that cannot be written means no cache, never an error. Each environment's
     :func:`~reconciler.envconfig.settings_json` is kept with it (what a command's first read needs)."""
@@ -156,7 +173,9 @@ def _write(file: Path, key: bytes, config: "Config") -> None:
     tmp = file.with_name(f".{file.name}.{secrets.token_hex(8)}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if not _private(os.stat(file.parent)):
+            return  # never read from there (see _read): not worth writing
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

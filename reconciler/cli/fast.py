@@ -9,8 +9,11 @@ history: ``<gitdir>/reconciler/index/<env>/clean-<command>-<mode>``. It holds
 everything that answer depends on, and the exact text and exit code printed:
 
 - this code (the fingerprint the caches use) and this interpreter;
-- the config file (its real path and its bytes) and the JSON Schema file of the
+- the config file (its path as named, its bytes, and the real path of its folder,
+  which its relative paths are relative to) and the JSON Schema file of the
   environment (bytes);
+- the stat of the object store's folders and pack files (objects deleted since are
+  the full path's error, never "in sync");
 - every ref of the repository (branches, the applied marker, drift saves,
   quarantine, suspension, the drivers' memory: ``refs/reconciler/...``) and
   ``HEAD``, read as files (loose refs, else ``packed-refs``), never with pygit2;
@@ -83,7 +86,8 @@ def shape(args: Any) -> tuple[str, str, str] | None:
 
 def code_fingerprint() -> str:
     """The same fingerprint as :func:`reconciler.localcache.code_fingerprint` (this code's version, the
-    size and time of each of its modules), computed without importing what that module imports."""
+    size, mtime and ctime of each of its modules, the libraries it depends on), computed without importing
+    what that module imports."""
     import reconciler
 
     h = hashlib.sha256(f"{reconciler.__version__}\0{1}".encode())  # 1: reconciler.localcache.FORMAT
@@ -96,8 +100,36 @@ def code_fingerprint() -> str:
                 paths.append((os.path.relpath(full, root), full))
     for rel, full in sorted(paths, key=lambda p: _path_key(p[0])):
         st = os.stat(full)
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0".encode())
+    h.update(dependencies().encode())
     return h.hexdigest()
+
+
+#: the libraries whose behaviour shapes what is derived and printed: as reconciler.localcache.DEPENDENCIES
+DEPENDENCIES = ("orjson", "jsonschema", "referencing", "jsonschema_specifications", "pygit2", "pydantic",
+                "pydantic_core")
+
+
+def dependencies() -> str:
+    """The same text as :func:`reconciler.localcache.dependencies` (where each library would be imported
+    from, the stat of its folder and first file), found without importing any."""
+    import importlib.util
+
+    out = []
+    for name in DEPENDENCIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        where = ([spec.origin] if spec.origin else []) + list(spec.submodule_search_locations or ()) if spec else []
+        for path in where:
+            try:
+                st = os.stat(path)
+                out.append(f"{name}\0{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}")
+            except OSError:
+                out.append(f"{name}\0{path}\0gone")
+        out += [] if where else [f"{name}\0missing"]
+    return "\0\0".join(out)
 
 
 def _path_key(rel: str) -> tuple[str, ...]:
@@ -143,7 +175,8 @@ def listing(root: str) -> tuple[str, int] | None:
 
 def refs_state(gitdir: str) -> tuple[str, dict[str, str], list[tuple[str, int, int, int]]] | None:
     """(digest, ref -> id, stat of each ref file) of every ref and HEAD, read as files; None for anything
-    unusual: a ref being written (``.lock``), a symbolic ref other than HEAD, reftable, a linked worktree."""
+    unusual: a ref being written (``.lock``), a symbolic ref other than HEAD, reftable, a linked worktree,
+    a symlinked folder under ``refs/``."""
     if os.path.exists(os.path.join(gitdir, "reftable")) or os.path.exists(os.path.join(gitdir, "commondir")):
         return None
     refs: dict[str, str] = {}
@@ -163,6 +196,8 @@ def refs_state(gitdir: str) -> tuple[str, dict[str, str], list[tuple[str, int, i
         pass
     base = os.path.join(gitdir, "refs")
     for dirpath, dirnames, filenames in os.walk(base):
+        if any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
+            return None  # git follows a symlinked folder of refs; this walk would not look inside
         dirnames.sort()
         for fn in sorted(filenames):
             if fn.endswith(".lock"):
@@ -183,8 +218,20 @@ def refs_state(gitdir: str) -> tuple[str, dict[str, str], list[tuple[str, int, i
                 extra.append((name, f.read().decode()))
         except FileNotFoundError:
             extra.append((name, None))
-    digest = hashlib.sha256(json.dumps([sorted(refs.items()), extra]).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps([sorted(refs.items()), extra, objects_state(gitdir)]).encode()).hexdigest()
     return digest, refs, stats
+
+
+def objects_state(gitdir: str) -> list[list[Any]]:
+    """The stat of the object store's folders and pack files: objects deleted since (a broken copy, a
+    clean-up by hand) are the full path's error, never "in sync" from a record."""
+    out: list[list[Any]] = []
+    for sub in ("", "pack"):
+        with os.scandir(os.path.join(gitdir, "objects", sub)) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                st = e.stat(follow_symlinks=False)
+                out.append([sub, e.name, st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    return out
 
 
 def secret_digest(prefixes: list[str], salt: str) -> str:
@@ -199,8 +246,17 @@ def file_digest(path: str) -> str:
 
 
 def config_path(args: Any) -> str:
-    """The config file's absolute path, found as :func:`reconciler.config.find_config` finds it."""
-    return os.path.abspath(getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG") or "reconciler.toml")
+    """The config file's absolute path, found as :func:`reconciler.config.find_config` finds it: joined to
+    the working folder, never normalised (``link/../reconciler.toml`` opens the file beside the link's
+    target, not the one beside the link, which is what a lexical ``os.path.abspath`` would name)."""
+    p = getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG") or "reconciler.toml"
+    return p if os.path.isabs(p) else os.path.join(os.getcwd(), p)
+
+
+def config_base(cfg: str) -> str:
+    """The folder the config's relative paths are relative to, as ``load_config`` resolves it (its
+    folder's real path: a symlink on the way pointed elsewhere makes the same bytes name other places)."""
+    return os.path.realpath(os.path.dirname(cfg))
 
 
 def gitdir_of(repo_path: str) -> str | None:
@@ -250,7 +306,7 @@ def _repo_path(cfg: str) -> str | None:
         if not isinstance(p, str):
             return None
     p = os.path.expanduser(p)
-    return p if os.path.isabs(p) else os.path.join(os.path.realpath(os.path.dirname(cfg)), p)
+    return p if os.path.isabs(p) else os.path.join(config_base(cfg), p)
 
 
 def _scan_repo_path(text: str) -> str | None:
@@ -274,22 +330,25 @@ def _scan_repo_path(text: str) -> str | None:
 def answer(args: Any) -> int | None:
     """Print the recorded answer and return its exit code, or None: the full path runs (and, for a
     shape a record may answer, :mod:`.fastrecord` is told to keep one when the answer is clean)."""
-    started = time.time_ns()
+    started, mono = time.time_ns(), time.monotonic_ns()
     got = shape(args)
     if got is None:
         return None
     try:
-        code = _answer(args, got, started)
+        found = _answer(args, got, started)
     except Exception:  # anything unreadable or unexpected: the full path, which says what is wrong
-        code = None
-    if code is None:
+        found = None
+    if found is None:
         from .fastrecord import prepare
 
-        prepare(args, got, started)
-    return code
+        prepare(args, got, started, mono)
+        return None
+    sys.stdout.write(found[0])  # outside the try: a failed write is this answer's, never the full path's
+    sys.stdout.flush()  # printed again after part of the record's text
+    return found[1]
 
 
-def _answer(args: Any, got: tuple[str, str, str], started: int) -> int | None:
+def _answer(args: Any, got: tuple[str, str, str], started: int) -> tuple[str, int] | None:
     command, env, mode = got
     cfg = config_path(args)
     repo_path = _repo_path(cfg)
@@ -298,7 +357,8 @@ def _answer(args: Any, got: tuple[str, str, str], started: int) -> int | None:
         return None
     rec = read_record(record_path(gitdir, command, env, mode))
     if rec is None or rec.get("shape") != [command, env, mode] or rec.get("config") != cfg \
-            or rec.get("gitdir") != gitdir or started < rec.get("written_ns", 1 << 62):
+            or rec.get("gitdir") != gitdir or started < rec.get("written_ns", 1 << 62) \
+            or rec.get("base") != config_base(cfg):
         return None
     if rec.get("python") != [sys.version, sys.executable] or file_digest(cfg) != rec.get("config_sha256"):
         return None
@@ -316,9 +376,7 @@ def _answer(args: Any, got: tuple[str, str, str], started: int) -> int | None:
         exit_code = rec["exit"]
         if not isinstance(out, str) or not isinstance(exit_code, int):
             return None
-        sys.stdout.write(out)
-        sys.stdout.flush()
-        return exit_code
+        return out, exit_code
     finally:
         os.close(fd)
 

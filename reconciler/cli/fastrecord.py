@@ -20,7 +20,9 @@ and keeps a record only when
   is newer than the start minus :data:`.fast.MARGIN` (git's racy rule: an entry
   changed since the start, a file edited or added, removed or renamed in a
   folder, has a newer ctime, so the listing after is the one the run read);
-- the code and the interpreter did not change during the run.
+- the code and the interpreter did not change during the run, and the wall clock did
+  not go back during it (compared with the monotonic clock: an edit made after a
+  step back has a ctime the racy rule would take for one before the start).
 
 Otherwise the record of that shape is deleted (it held for inputs that are not
 the ones seen now). Writes are atomic (a unique temporary file renamed over the
@@ -38,6 +40,7 @@ import os
 import re
 import secrets
 import sys
+import time
 from typing import Any, Callable
 
 from . import fast
@@ -87,19 +90,22 @@ class _Tee(io.TextIOBase):
 
 
 class _Pending:
-    def __init__(self, shape: tuple[str, str, str], started: int):
+    def __init__(self, shape: tuple[str, str, str], started: int, mono: int):
         self.shape, self.started = shape, started
+        self.mono = mono  # the monotonic clock read with ``started``: see _stepped_back
         self.fingerprint = fast.code_fingerprint()
         self.out, self.err = _Tee(sys.stdout), _Tee(sys.stderr, progress=True)
 
 
-def prepare(args: Any, shape: tuple[str, str, str], started: int) -> None:
-    """Get ready to keep a record of this run (any failure: no record, the run goes on unchanged)."""
+def prepare(args: Any, shape: tuple[str, str, str], started: int, mono: int) -> None:
+    """Get ready to keep a record of this run (any failure: no record, the run goes on unchanged).
+    ``started``, ``mono``: the wall and monotonic clocks read together at the process's start."""
     global _pending
     try:
-        p = _Pending(shape, started)
+        p = _Pending(shape, started, mono)
         p.config = fast.config_path(args)
         p.config_sha = fast.file_digest(p.config)
+        p.base = fast.config_base(p.config)
         p.config_stat = _stat(p.config)
     except Exception:
         return
@@ -186,16 +192,16 @@ def _keep(p: _Pending, where: dict[str, Any], before: dict[str, Any], code: int)
     after = _inputs(p, where)
     if after is None or {**after, "listings": []} != before or fast.code_fingerprint() != p.fingerprint:
         return False
-    if after["files"][0][1:] != (p.config_sha, p.config_stat):  # the config read is the one noted first
-        return False
+    if after["files"][0][1:] != (p.config_sha, p.config_stat) or fast.config_base(p.config) != p.base:
+        return False  # the config read is the one noted first, its relative paths relative to the same folder
     refs = after["refs"][1]
     if any(f"refs/reconciler/{kind}/{name}" in refs for kind in ("quarantine", "suspend")):
         return False
-    if max(newest for *_, newest in after["listings"]) >= p.started - fast.MARGIN:
+    if max(newest for *_, newest in after["listings"]) >= p.started - fast.MARGIN or _stepped_back(p):
         return False  # racy: an edit after this record could keep every stat the record holds
     salt = secrets.token_hex(16)
     body = {
-        "shape": [command, name, mode], "config": p.config, "config_sha256": p.config_sha,
+        "shape": [command, name, mode], "config": p.config, "config_sha256": p.config_sha, "base": p.base,
         "gitdir": where["gitdir"], "lock": where["lock"], "written_ns": p.started,
         "python": [sys.version, sys.executable], "fingerprint": p.fingerprint,
         "files": [[f, sha] for f, sha, _ in after["files"]],
@@ -205,6 +211,14 @@ def _keep(p: _Pending, where: dict[str, Any], before: dict[str, Any], code: int)
         "stdout": out, "exit": code,
     }
     return _write(where["record"], body)
+
+
+def _stepped_back(p: _Pending) -> bool:
+    """Whether the wall clock went back during the run (NTP, a person): an edit made then has a ctime
+    older than the start, which the racy rule takes for one the run saw."""
+    wall = time.time_ns() - p.started
+    mono = time.monotonic_ns() - p.mono
+    return wall < mono - 50_000_000  # 50 ms: the two clocks read a few microseconds apart, never that much
 
 
 _COUNTS = r"in sync \d+ · pending 0 · drifted 0 · conflict 0 · invalid 0"
