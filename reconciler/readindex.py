@@ -31,12 +31,11 @@ fingerprint, hence a full read.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.envconfig import UNTIMED, settings_json
+from reconciler.envconfig import settings_json
 from reconciler.flows import FlowKey, light_flows
 from reconciler.gitstore import FlowTree, GitStore
 from reconciler.localcache import digest, read_cache, write_cache
@@ -70,12 +69,9 @@ def derivation(env: "EnvironmentConfig", settings: str, limit: int) -> str:
     """What shapes the derivation of each (key, blob) and the flows of each folder tree: :func:`fingerprint`
     without the settings that do not (:data:`_NOT_DERIVING`, and the location of a driver that presents
     git's flows as they are). Two environments with this fingerprint derive the same from the same blob."""
-    exclude = set(_NOT_DERIVING) | set(UNTIMED) | _LOCATION_ONLY.get(env.driver, frozenset())
-    # from the settings' JSON the config brought along (which leaves UNTIMED out): dumping the model
-    # again would build its serializer, ~0.25 s of a cold sync
-    kept = {k: v for k, v in json.loads(settings_json(env)).items() if k not in exclude}
+    exclude = set(_NOT_DERIVING) | _LOCATION_ONLY.get(env.driver, frozenset())
     return digest("derived", _schema(env), env.flow_identity, env.rules.ignore, env.rules.sort, env.folder, limit,
-                  settings, env.driver, json.dumps(kept, separators=(",", ":")))
+                  settings, env.driver, env.model_dump_json(exclude=exclude))
 
 
 def _schema(env: "EnvironmentConfig") -> object:
