@@ -28,7 +28,7 @@ import orjson
 
 from reconciler.apply import NotForGit, live_git_form
 from reconciler.canonical import InvalidJSON, canonicalize
-from reconciler.drivers import Driver, WriteOnly
+from reconciler.drivers import Driver, Rendering, WriteOnly
 from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import ReconcilerError
 from reconciler.flows import FlowKey
@@ -50,7 +50,8 @@ def rerendered(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: Sn
     if not candidates:
         return p
     fingerprint = snap.templating.fingerprint()
-    identity = not snap.templating.active and not isinstance(driver, WriteOnly)
+    # a driver that presents git's flows in its own form (Rendering) compares ids of that form: not skipped
+    identity = not snap.templating.active and not isinstance(driver, (WriteOnly, Rendering))
     written = _load(store, env.name)
     changed: dict[FlowKey, Step] = {}
     for step in candidates:
@@ -87,7 +88,8 @@ def _same_as_git(driver: Driver, store: GitStore, env: EnvironmentConfig, snap: 
 
 
 def _stored_is_rendered(store: GitStore, entry: str) -> bool:
-    """In an environment with no parameter and no secret and a driver without write-only fields, is
+    """In an environment with no parameter and no secret and a driver without write-only fields that
+    compares git's flows as they are (not :class:`~reconciler.drivers.Rendering`), is
     git's version at ``entry`` provably its own rendering (no ``${`` and no ``\\u`` escape that could
     spell one, :meth:`~reconciler.templating.Templating.renderer`)? Then :func:`_same_as_git` cannot
     be true of a drifted flow: nothing is put back into the live flow and nothing is taken from git

@@ -127,3 +127,40 @@ def test_a_parameter_or_a_placeholder_in_git_keeps_the_full_check(ws: Workspace,
     assert set(ran) == {"edited", "unicode", "dollar", "added"}  # with a parameter, every drift in full
     step = next(s for s in fast.steps if s.key.name == "withparam")
     assert step.reason.startswith(rerender.REASON)
+
+
+def test_a_driver_presenting_flows_in_its_own_form_keeps_the_full_check(ws: Workspace, monkeypatch) -> None:
+    """A :class:`~reconciler.drivers.Rendering` driver compares ids of its own form, not of git's: the skip
+    is never asked, and every drifted flow is checked in full."""
+    from reconciler.drivers import Rendering
+    from reconciler.engine import make_driver
+
+    _setup(ws)
+    _edit(ws)
+    config = load_config(ws.config)
+    inner = make_driver(config.env("production"))
+
+    class Presenting(type(inner)):  # the directory driver, presenting git's flows as they are
+        one_way = "a test driver"
+
+        def prepare(self, secrets) -> None:
+            pass
+
+        def present(self, flow, where):
+            return flow
+
+    driver = Presenting.__new__(Presenting)
+    driver.__dict__.update(inner.__dict__)
+    assert isinstance(driver, Rendering)
+    asked: list = []
+    ran: list = []
+    same = rerender._same_as_git
+    monkeypatch.setattr(rerender, "_stored_is_rendered", lambda store, entry: asked.append(entry) or True)
+    monkeypatch.setattr(rerender, "_same_as_git", lambda d, s, e, snap, key, entry: ran.append(key.name) or same(d, s, e, snap, key, entry))
+    engine = Engine(config, drivers={"production": driver}, create_repository=True)
+    try:
+        env = engine.config.env("production")
+        engine.plan(env, engine.read(env))
+    finally:
+        engine.close()
+    assert asked == [] and set(ran) == {"edited", "unicode", "dollar", "added"}
