@@ -18,6 +18,12 @@ moved flow is, and so is every flow that was a problem (reported each time until
 record names what shaped it (this code, the form, the environment's sidecar and layout fields, its
 normalisation rules): other settings, or a missing, foreign or corrupt file, mean every flow is
 checked again, never that one is skipped wrongly.
+
+Beside it, ``form-tree`` names the last folder tree found *wholly* in the form (every flow on
+record, no problem, nothing moved): whether a flow is in the form is a function of its entry and
+of what the fingerprint names, so a branch whose folder is still that very tree needs no check at
+all (a 1% export of 10,000 flows: the record is not even read). It is written beside the record
+and means nothing on its own for any other tree.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
 from reconciler.flows import FlowKey
 from reconciler.gitform import git_form, stored_doc
-from reconciler.gitstore import GitStore
+from reconciler.gitstore import FlowTree, GitStore
 from reconciler.localcache import digest, read_cache, write_cache
 from reconciler.names import flow_path
 from reconciler.sidecars import StoredFlow, join
@@ -96,6 +102,32 @@ def _checked(store: GitStore, env: EnvironmentConfig) -> dict[str, str]:
     return flows
 
 
+_WHOLE = "form-tree"
+
+
+def _whole(store: GitStore, env: EnvironmentConfig) -> str | None:
+    """The folder tree id a previous check found wholly in the form (None: none can be trusted)."""
+    try:
+        doc = read_cache(store.cache_path(env.name, _WHOLE), _WHOLE, _fingerprint(env))
+    except StallError:
+        return None
+    tree = doc.get("tree") if doc else None
+    return tree if isinstance(tree, str) and tree else None
+
+
+def _keep_whole(store: GitStore, env: EnvironmentConfig, tree: FlowTree, in_form: dict[str, str]) -> None:
+    """Name ``tree`` as wholly in the form when ``in_form`` vouches for each of its flows (both callers
+    build it from ``tree.flows``, entry for entry: as many entries is all of them)."""
+    if tree.tree is None or tree.missing is not None or tree.problems or tree.bad or len(in_form) != len(tree.flows):
+        return
+    if _whole(store, env) == tree.tree:
+        return
+    try:
+        write_cache(store.cache_path(env.name, _WHOLE), _WHOLE, _fingerprint(env), {"tree": tree.tree})
+    except StallError:
+        pass
+
+
 def _keep(store: GitStore, env: EnvironmentConfig, flows: dict[str, str]) -> None:
     try:
         write_cache(store.cache_path(env.name, "form"), _KIND, _fingerprint(env), {"flows": flows})
@@ -129,6 +161,7 @@ def note_written(store: GitStore, env: EnvironmentConfig, commit: str) -> None:
             kept[name] = entry
     if kept != checked:
         _keep(store, env, kept)
+    _keep_whole(store, env, new, kept)
 
 
 def migrate_env(store: GitStore, env: EnvironmentConfig, *, dry_run: bool = False, attempts: int = 5,
@@ -143,6 +176,8 @@ def migrate_env(store: GitStore, env: EnvironmentConfig, *, dry_run: bool = Fals
                 return Migration(env.name, branch, env.form, None, None, dry_run=dry_run)
             raise StallError(f"environment {env.name}: {store.missing_branch(branch)}; nothing to migrate")
         tree = store.flows_at(tip, env.folder)
+        if tree.tree is not None and not tree.problems and not tree.bad and _whole(store, env) == tree.tree:
+            return Migration(env.name, branch, env.form, tip, None, (), (), dry_run)  # the very tree found in form
         changes: dict[FlowKey, StoredFlow | None] = {}
         problems: list[Problem] = []
         checked = _checked(store, env)
@@ -164,6 +199,8 @@ def migrate_env(store: GitStore, env: EnvironmentConfig, *, dry_run: bool = Fals
                 in_form[path] = entry
         if in_form != checked:
             _keep(store, env, in_form)
+        if not changes and not problems:
+            _keep_whole(store, env, tree, in_form)
         moved = tuple(sorted(changes))
         if dry_run or not changes:
             return Migration(env.name, branch, env.form, tip, None, moved, tuple(problems), dry_run)

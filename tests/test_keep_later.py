@@ -239,3 +239,17 @@ def test_remembering_only_the_steps_that_changed_gives_the_map_of_every_step(tmp
         assert rerender._load(store, "e") == expected, run
     _forget_process_memory()
     assert rerender._load(store, "e") == expected
+
+
+def test_a_truncated_or_garbled_re_render_map_vouches_for_nothing(tmp_path: Path) -> None:
+    """The map is parsed by orjson: a cut or garbled file, or rows of the wrong shape, give no entry
+    (each drifted flow is then checked in full), never an entry it did not hold."""
+    store = _store(tmp_path)
+    _forget_process_memory()
+    rerender.remember(store, "e", _plan(a="1", b="2"), set())
+    whole = store.local_path("rendered-e.json").read_bytes()
+    for bad, want in ((whole[:-3], {}), (b"\xff\xfe not json", {}), (b'{"a": 1}', {}),
+                      (b'[[["a","1"],"1"],[["b"],"2"],[["c","1"],3],"x"]', {FlowKey("a", "1"): "1"})):
+        store.write_local("rendered-e.json", bad)
+        _forget_process_memory()
+        assert rerender._load(store, "e") == want

@@ -92,3 +92,88 @@ def test_other_settings_or_a_broken_record_mean_every_flow_is_checked_again(ws: 
     out = ws.cli("migrate", "production", check=True).stdout
     assert "2 flows" in out, out
     assert split_files(ws, "env/production") == []
+
+
+def whole(ws: Workspace, env: str) -> Path:
+    return ws.repo / "reconciler" / "index" / env / "form-tree"
+
+
+def _check(ws: Workspace, env: str, monkeypatch):
+    """migrate_env in a fresh store, with the flows it reads counted (None: it read no record at all)."""
+    from reconciler import migrate
+    from reconciler.config import load_config
+    from reconciler.gitstore import GitStore
+
+    read: list = []
+    checked, target = migrate._checked, migrate._target
+    with monkeypatch.context() as m:
+        m.setattr(migrate, "_checked", lambda store, e: read.append("record") or checked(store, e))
+        m.setattr(migrate, "_target", lambda store, e, key, *a: read.append(key) or target(store, e, key, *a))
+        config = load_config(ws.config)
+        out = migrate.migrate_env(GitStore.from_config(config.repository), config.env(env), dry_run=True)
+    return out, read
+
+
+def test_a_folder_tree_found_wholly_in_the_form_is_not_checked_again(ws: Workspace, monkeypatch) -> None:
+    setup(ws)
+    ws.put("acceptance", "second.json", {"name": "second", "version": "2", "nodes": [
+        {"id": "f", "type": "function", "func": "return msg;"}]})
+    assert "exported" in ws.cli("export", "acceptance", check=True).stdout
+    # The export's commit: its changed flow was written in the form, the others were on record.
+    tree = ws.git("rev-parse", "env/acceptance:flows", cwd=ws.repo).strip()
+    assert tree.encode() in whole(ws, "acceptance").read_bytes()
+    out, read = _check(ws, "acceptance", monkeypatch)
+    assert out.commit is None and not out.moved and not out.problems and read == []  # nothing read at all
+    # A person's push: another tree, so the record decides and the changed flow is read again.
+    ada = clone(ws, "ada", "env/acceptance")
+    person = ada / "flows/second/2.json"
+    person.write_text(person.read_text() + "\n")
+    push_files(ws, ada, "acceptance: a blank line", branch="env/acceptance")
+    out, read = _check(ws, "acceptance", monkeypatch)
+    assert out.commit is None and read[0] == "record" and [str(k) for k in read[1:]] == ["second@2"]
+    assert ws.cli("export", "acceptance", check=True).returncode == 0
+    tree = ws.git("rev-parse", "env/acceptance:flows", cwd=ws.repo).strip()
+    assert tree.encode() in whole(ws, "acceptance").read_bytes()  # checked whole: on record again
+
+
+def test_inline_code_pushed_over_a_tree_found_in_the_form_is_moved(ws: Workspace) -> None:
+    setup(ws)
+    assert ws.cli("export", "acceptance", check=True).returncode == 0
+    assert whole(ws, "acceptance").is_file()
+    sidecars = split_files(ws, "env/acceptance")
+    ada = clone(ws, "ada", "env/acceptance")
+    folder = ada / "flows/orders/1"
+    stored = StoredFlow((ada / "flows/orders/1.json").read_bytes(), {p.name: p.read_bytes() for p in folder.iterdir()})
+    doc, _, problems = join(json.loads(stored.json), stored, where="flows/orders/1.json")
+    assert not problems
+    shutil.rmtree(folder)
+    (ada / "flows/orders/1.json").write_text(json.dumps(doc, indent=2) + "\n")
+    push_files(ws, ada, "acceptance: code inline", branch="env/acceptance")
+    out = ws.cli("export", "acceptance", check=True).stdout
+    assert "moved 1 flow of env/acceptance to the split form" in out, out
+    assert split_files(ws, "env/acceptance") == sidecars
+
+
+def test_a_broken_or_foreign_tree_record_means_the_full_check(ws: Workspace, monkeypatch) -> None:
+    restore_old_repository(ws)
+    ws.cli("migrate", "production", check=True)
+    assert ws.cli("migrate", "production", check=True).stdout.startswith("production: nothing to migrate")
+    path = whole(ws, "production")
+    assert path.is_file()
+    good = path.read_bytes()
+    path.write_bytes(good[:-5])  # truncated: the checksum fails
+    out, read = _check(ws, "production", monkeypatch)
+    assert read and read[0] == "record" and out.commit is None and not out.moved
+    path.write_bytes(good.replace(b"reconciler-cache form-tree", b"reconciler-cache form-tred"))  # another kind
+    assert _check(ws, "production", monkeypatch)[1][0] == "record"
+    path.write_bytes(good)
+    assert _check(ws, "production", monkeypatch)[1] == []
+    # Other settings (the single-file form): the tree record of the split check is not used, and the
+    # flows with sidecars are put back into their JSON.
+    text = ws.config.read_text()
+    marker = 'name = "production"\n'
+    ws.config.write_text(text.replace(marker, marker + 'form = "single-file"\n', 1))
+    out, read = _check(ws, "production", monkeypatch)
+    assert read and len(out.moved) == 2
+    assert "2 flows" in ws.cli("migrate", "production", check=True).stdout
+    assert split_files(ws, "env/production") == []

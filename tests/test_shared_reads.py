@@ -192,3 +192,24 @@ def test_the_shared_read_is_found_by_its_head(ws: Workspace) -> None:
     promoted(ws)
     head = (ws.repo / "reconciler" / "index" / "acc" / "desired").read_bytes()[:512]
     assert b'"derivation":"' in head
+
+
+@pytest.mark.parametrize("acc", [
+    "", 'params = { API = "https://x.example.com" }\nsecret_allow = ["/x"]\nlayout = "ignore"\ninterval = 300',
+    'ignore = ["/exportedAt", "/retries"]\nmax_delete = 3\n[[environment.window]]\nkind = "deny"\nschedule = "* * * * *"\nduration = "1d"\nmanual = true',
+], ids=["defaults", "params, secret rules, layout, interval", "ignored fields, windows, max_delete"])
+def test_the_derivation_settings_are_the_models_own_dump(ws: Workspace, acc: str) -> None:
+    """What the derivation fingerprint hashes of an environment's settings (taken from the JSON a cached
+    config brings along) is, field for field, pydantic's dump without the settings that do not derive."""
+    from reconciler.configcache import load_config_cached
+    from reconciler.readindex import _LOCATION_ONLY, _NOT_DERIVING, deriving_settings
+
+    configure(ws, acc)
+    for config in (load_config(ws.config), load_config_cached(ws.config, ws.root / "cache"),
+                   load_config_cached(ws.config, ws.root / "cache")):  # validated, kept, then from the cache
+        for env in config.environments:
+            exclude = set(_NOT_DERIVING) | _LOCATION_ONLY.get(env.driver, frozenset())
+            ours = json.loads(deriving_settings(env))
+            assert ours == json.loads(env.model_dump_json(exclude=exclude))
+            assert "name" not in ours and "path" not in ours and "drift" not in ours and ours
+            assert list(ours) == list(json.loads(env.model_dump_json(exclude=exclude)))  # the same order
