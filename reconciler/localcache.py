@@ -24,7 +24,6 @@ secrets.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import secrets
@@ -33,63 +32,14 @@ from typing import Any
 
 import orjson
 
+from reconciler.codeprint import DEPENDENCIES, FORMAT, code_fingerprint, dependencies
 from reconciler.logsetup import get_logger
 
 __all__ = ["FORMAT", "code_fingerprint", "dependencies", "DEPENDENCIES", "read_cache", "write_cache", "digest"]
 
 log = get_logger("reconciler.localcache")
 
-#: the layout of every cache file; bump it whenever what a cache holds changes meaning
-FORMAT = 1
 _MAGIC = b"reconciler-cache"
-
-
-@functools.cache
-def code_fingerprint() -> str:
-    """This code: its version and the size, mtime and ctime of each of its modules (an edited or upgraded
-    package may canonicalise differently, so what an older one cached is not trusted; the ctime: an edit
-    whose size and mtime were put back, ``touch -d``, still moved it), and the libraries of
-    :data:`DEPENDENCIES` (another orjson or jsonschema may write or validate otherwise)."""
-    import reconciler
-
-    h = hashlib.sha256(f"{reconciler.__version__}\0{FORMAT}".encode())
-    root = Path(reconciler.__file__).parent
-    for path in sorted(root.rglob("*.py")):
-        st = path.stat()
-        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0".encode())
-    h.update(dependencies().encode())
-    return h.hexdigest()
-
-
-#: the libraries whose behaviour shapes what is cached (orjson: canonical bytes; jsonschema and its
-#: registries: validation; pygit2: reads; pydantic: the config's models): an upgrade is other code
-DEPENDENCIES = ("orjson", "jsonschema", "referencing", "jsonschema_specifications", "pygit2", "pydantic",
-                "pydantic_core")
-
-
-def dependencies() -> str:
-    """Where each of :data:`DEPENDENCIES` would be imported from, and the stat of its package folder and
-    first file (an upgrade replaces them), found without importing it."""
-    import importlib.util
-
-    out = []
-    for name in DEPENDENCIES:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        where = [spec.origin] if spec is not None and spec.origin else []
-        if spec is not None and spec.submodule_search_locations:
-            where += list(spec.submodule_search_locations)
-        for path in where:
-            try:
-                st = os.stat(path)
-                out.append(f"{name}\0{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}")
-            except OSError:
-                out.append(f"{name}\0{path}\0gone")
-        if not where:
-            out.append(f"{name}\0missing")
-    return "\0\0".join(out)
 
 
 def digest(*parts: object) -> str:

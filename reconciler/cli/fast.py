@@ -49,6 +49,8 @@ import sys
 import time
 from typing import Any
 
+from reconciler.codeprint import fingerprint_now as code_fingerprint
+
 __all__ = ["answer", "shape", "code_fingerprint", "listing", "refs_state", "record_path", "read_record",
            "FORMAT", "MARGIN", "KIND"]
 
@@ -82,58 +84,6 @@ def shape(args: Any) -> tuple[str, str, str] | None:
         return None
     mode = "json" if fmt == "json" else ("quiet" if d.get("quiet") else "default")
     return d["command"], env, mode
-
-
-def code_fingerprint() -> str:
-    """The same fingerprint as :func:`reconciler.localcache.code_fingerprint` (this code's version, the
-    size, mtime and ctime of each of its modules, the libraries it depends on), computed without importing
-    what that module imports."""
-    import reconciler
-
-    h = hashlib.sha256(f"{reconciler.__version__}\0{1}".encode())  # 1: reconciler.localcache.FORMAT
-    root = os.path.dirname(os.path.abspath(reconciler.__file__))
-    paths: list[tuple[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for f in filenames:
-            if f.endswith(".py"):
-                full = os.path.join(dirpath, f)
-                paths.append((os.path.relpath(full, root), full))
-    for rel, full in sorted(paths, key=lambda p: _path_key(p[0])):
-        st = os.stat(full)
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0".encode())
-    h.update(dependencies().encode())
-    return h.hexdigest()
-
-
-#: the libraries whose behaviour shapes what is derived and printed: as reconciler.localcache.DEPENDENCIES
-DEPENDENCIES = ("orjson", "jsonschema", "referencing", "jsonschema_specifications", "pygit2", "pydantic",
-                "pydantic_core")
-
-
-def dependencies() -> str:
-    """The same text as :func:`reconciler.localcache.dependencies` (where each library would be imported
-    from, the stat of its folder and first file), found without importing any."""
-    import importlib.util
-
-    out = []
-    for name in DEPENDENCIES:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        where = ([spec.origin] if spec.origin else []) + list(spec.submodule_search_locations or ()) if spec else []
-        for path in where:
-            try:
-                st = os.stat(path)
-                out.append(f"{name}\0{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}")
-            except OSError:
-                out.append(f"{name}\0{path}\0gone")
-        out += [] if where else [f"{name}\0missing"]
-    return "\0\0".join(out)
-
-
-def _path_key(rel: str) -> tuple[str, ...]:
-    return tuple(rel.split(os.sep))  # pathlib sorts by parts
 
 
 def listing(root: str) -> tuple[str, int] | None:
