@@ -345,6 +345,8 @@ def print_table(n: int, results: dict[str, Any]) -> None:
             if r.get("target_seconds"):
                 ok = o["median"] <= r["target_seconds"]
                 targets.append(f"<= {r['target_seconds']:.2f} s" + ("" if ok else " MISSED"))
+            if r.get("floor_ratio") is not None:
+                targets.append(f"(floor {r['floor_ratio']:.2f}x)")
             print(line + "  " + ", ".join(targets))
         elif "ours" in r:
             o, b = r["ours"], r["baseline"]

@@ -5,6 +5,9 @@ the CPU time of the same processes: ``ours.cpu``, ``cpu_ratio``),
 and its baseline is the git CLI on the same canonical files in the same run:
 
 - ``--version`` / ``--help``: interpreter start and imports;
+- C0, the floor: ``python -c "import pygit2, pydantic"`` with the same interpreter, what any command
+  that reads git and loads a validated config pays before its work under the project's fixed choices
+  (pygit2, pydantic); each later figure reports it against its own baseline (``floor_ratio``);
 - initial ``export`` into an empty repository vs ``git init && git add -A && git commit``;
 - no-change ``plan ENV`` and ``export ENV`` vs ``git status --porcelain`` (after one plan has
   read the new tip, as git's first ``status`` after a commit refreshes its index);
@@ -27,7 +30,12 @@ from typing import Any
 
 from bench.generate import change_flows
 
-__all__ = ["CliBench", "CONFIG"]
+__all__ = ["CliBench", "CONFIG", "FLOOR"]
+
+# The fixed floor of a working command: the interpreter with its site (the same one the console script
+# runs) and the two libraries the project's fixed choices make every git read and every config load
+# import. C0 measures it as a whole process; C3-C8 report it against their baseline (``floor_ratio``).
+FLOOR = "import pygit2, pydantic"
 
 CONFIG = """[repository]
 path = "state/flows.git"
@@ -102,12 +110,18 @@ class CliBench:
         exe = Path(sys.executable).with_name("reconciler")
         if exe.exists():
             self.reconciler = [str(exe)]  # the console script, as a user runs it
+        self.floor: list[float] = []  # C0, measured first (see FLOOR)
         _compile_package()
 
     def run(self, cwd: Path, *args: str, ok: tuple[int, ...] = (0,)) -> float:
         with _Timer() as t:
             proc = subprocess.run([*self.reconciler, *args], cwd=cwd, env=self.env, capture_output=True, text=True)
         assert proc.returncode in ok, f"reconciler {' '.join(args)} -> {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        return t.took
+
+    def python(self, cwd: Path, code: str) -> float:
+        with _Timer() as t:
+            subprocess.run([sys.executable, "-c", code], cwd=cwd, env=self.env, check=True, capture_output=True)
         return t.took
 
     def git(self, cwd: Path, *args: str) -> float:
@@ -133,8 +147,13 @@ class CliBench:
             b["cpu"] = summary([getattr(x, "cpu", float("nan")) for x in base])
             entry.update(baseline=b, baseline_command=baseline, ratio=o["median"] / b["median"] if b["median"] else None,
                          cpu_ratio=o["cpu"]["median"] / b["cpu"]["median"] if b["cpu"]["median"] else None)
+            if self.floor and b["median"]:
+                # What any command that reads git through pygit2 and a config through pydantic (the fixed
+                # choices) pays before its first line of work, against the same baseline.
+                entry["floor_ratio"] = summary(self.floor)["median"] / b["median"]
+            floor = f" (floor {entry['floor_ratio']:.2f}x)" if "floor_ratio" in entry else ""
             print(f"  {name}: {o['median']:.3f} s{cpu} vs {b['median']:.3f} s (CPU {b['cpu']['median']:.3f} s) "
-                  f"({baseline}) -> {entry['ratio']:.2f}x", flush=True)
+                  f"({baseline}) -> {entry['ratio']:.2f}x{floor}", flush=True)
         else:
             print(f"  {name}: {o['median']:.3f} s{cpu}", flush=True)
         self.b.results[name] = entry
@@ -148,6 +167,8 @@ class CliBench:
         work.mkdir()
         self.record("C1. reconciler --version", [self.run(work, "--version") for _ in range(max(5, runs))], None, "", None, 0.1)
         self.record("C2. reconciler --help", [self.run(work, "--help") for _ in range(max(5, runs))], None, "", None, 0.15)
+        self.floor = [self.python(work, FLOOR) for _ in range(max(5, runs))]
+        self.record("C0. python -c 'import pygit2, pydantic'", self.floor, None, "", None)
 
         exports, inits = [], []
         for r in range(runs):
