@@ -12,7 +12,7 @@ from pathlib import Path
 import pygit2
 
 from reconciler.errors import BranchMovedError, RetryableError
-from reconciler.flows import FlowKey
+from reconciler.flows import FlowKey, Patched
 from reconciler.names import encode
 from reconciler.sidecars import StoredFlow, entry_id, entry_parts
 
@@ -100,9 +100,34 @@ class WritingMixin:
             edits[stem] = None if tree is None else (MODE_TREE, bytes.fromhex(tree))
         try:
             new = self._edit(base, edits)
+            if new is not None and commit is not None:
+                self._learn(commit, folder, changes, new)
         except (pygit2.GitError, OSError) as exc:
             raise RetryableError(f"cannot read a tree in {self.path}: {exc}") from exc
         return (new if new is not None else self._pending.add(OBJ_TREE, b"")).hex()
+
+    def _learn(self, commit: str, folder: str, changes: Mapping[FlowKey, str | None], root: bytes) -> None:
+        """The flows of the folder tree :meth:`tree_with` just made under ``root``: those of ``commit``'s
+        folder as read (a plain folder of flows: no problem, no bad entry) with ``changes`` applied, entry
+        for entry as the edit wrote them. A commit of the new tree then reads no tree (an export's marker
+        step reads its own commit: a diff of the 10,000-entry folder, ~50 ms)."""
+        old_id, _ = self._subtree_id(self._commit(commit).tree, folder)
+        old = self._trees.get((str(old_id), folder)) if old_id is not None else None
+        if old is None or old.problems or old.bad or old.missing is not None:
+            return
+        sub: bytes = root
+        for seg in folder.split("/"):
+            got = self._entries(sub).get(seg)
+            if got is None or got[0] != MODE_TREE:
+                return
+            sub = got[1]
+        flows = Patched(old.flows, set(changes))  # what a derivation from the old folder reads again
+        for key, entry in changes.items():
+            if entry is None:
+                flows.pop(key, None)
+            else:
+                flows[key] = entry
+        self._know(sub.hex(), folder, flows)
 
     def _entries(self, raw_id: bytes) -> dict[str, tuple[int, bytes]]:
         """name -> (mode, raw id) of a stored or queued tree."""
