@@ -97,10 +97,9 @@ class ReadingMixin:
 
     def _know(self, tree: str, folder: str, flows: Mapping[FlowKey, str]) -> FlowTree:
         """Keep the flows of a folder's tree (a plain folder of flows: no problem, no bad entry) by its id."""
-        known = FlowTree(None, flows, tree=tree)
         if len(self._trees) >= 8:
             self._trees.pop(next(iter(self._trees)))
-        self._trees[(tree, folder)] = known
+        known = self._trees[(tree, folder)] = FlowTree(None, flows, tree=tree)
         return known
 
     def _read_changed(self, commit: str, tree: pygit2.Tree, folder: str) -> FlowTree | None:
