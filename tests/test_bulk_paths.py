@@ -373,3 +373,30 @@ def test_scan_lists_hidden_files_out_and_sql_in(tmp_path: Path) -> None:
     got = d._scan._scan()
     assert sorted(got) == ["flow000.json", "flow001.json", "q.sql"]
     assert scanmod.is_flow_name("q.sql") and not scanmod.is_flow_name(".h.json")
+
+
+# -- tree objects parsed at C speed -----------------------------------------------------------------------------
+
+
+def test_a_tree_parsed_at_c_speed_is_the_tree_parsed_entry_by_entry(tmp_path: Path) -> None:
+    from reconciler.gitstore.packwriter import tree_bytes
+    from reconciler.gitstore.writing import _parse_tree, _parse_tree_each
+
+    rnd = random.Random(9)
+    entries = [(rnd.choice([0o40000, 0o100644, 0o100755, 0o120000, 0o160000]), f"n{i} é\n{'x' * rnd.randrange(3)}",
+                os.urandom(20)) for i in range(500)]
+    entries.append((0o100644, "fake", (b"\0 100644 x\0" + b"\0" * 20)[:20]))  # an id that looks like an entry
+    data = tree_bytes(entries)
+    assert _parse_tree(data) == _parse_tree_each(data) and len(_parse_tree(data)) == len(entries)
+    odd = [b"040000 old-style\0" + b"\1" * 20, b"100644 \0" + b"\2" * 20, b"",  # a zero-padded mode, an empty name
+           b"-3", b"1006", b"100644 \xff\xfe\0" + b"\3" * 20]  # trailing bytes, not UTF-8
+    for case in [data + o for o in odd] + [data[:-3]]:  # and truncated
+        try:
+            want: object = _parse_tree_each(case)
+        except (ValueError, UnicodeDecodeError) as exc:
+            want = type(exc)
+        try:
+            got: object = _parse_tree(case)
+        except (ValueError, UnicodeDecodeError) as exc:
+            got = type(exc)
+        assert got == want
