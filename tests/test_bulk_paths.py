@@ -400,3 +400,11 @@ def test_a_tree_parsed_at_c_speed_is_the_tree_parsed_entry_by_entry(tmp_path: Pa
         except (ValueError, UnicodeDecodeError) as exc:
             got = type(exc)
         assert got == want
+
+
+def test_the_form_record_names_at_c_speed_are_the_names_of_one_key_at_a_time() -> None:
+    from reconciler.migrate import _FIRST, _NAME_FORMAT, _SECOND, _name
+
+    keys = [FlowKey("a", "1"), FlowKey("{}:{0}\0x", "{v}"), FlowKey("é\u2028 ", ""), FlowKey("", "0"), FlowKey("3:a", "b")]
+    got = list(map(_NAME_FORMAT, map(len, map(_FIRST, keys)), map(_FIRST, keys), map(_SECOND, keys)))
+    assert got == [_name(k) for k in keys] and len(set(got)) == len(keys)
