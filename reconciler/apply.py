@@ -219,7 +219,7 @@ def mark(a: Apply) -> Apply:
     done = {s.key for s in a.done}
     tip_flows = a.store.flows_at(tip, env.folder).flows if tip else {}
     edits: dict[FlowKey, str | None] = {}
-    for s in a.plan.steps:
+    for s in a.plan.notable:  # every step whose action is not NONE, in order
         if s.action == Action.NONE:
             continue  # in sync: the tip's blob, already in the tip's tree
         if s.key in done:

@@ -28,6 +28,7 @@ and means nothing on its own for any other tree.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,10 @@ def _name(key: FlowKey) -> str:
     return f"{len(key.name)}:{key.name}\0{key.version}"  # unambiguous, and cheaper than its git path
 
 
+_NAME_FORMAT = "{}:{}\0{}".format  # _name's spelling, from (len(name), name, version)
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+
+
 def note_written(store: GitStore, env: EnvironmentConfig, commit: str) -> None:
     """``commit`` was made by this code for ``env`` (an export's or a migration's): every flow it
     changed was written in the environment's form, so the record of flows in the form gains them.
@@ -154,11 +159,12 @@ def note_written(store: GitStore, env: EnvironmentConfig, commit: str) -> None:
         return  # not a plain folder of flows: the next check reads everything it needs
     checked = _checked(store, env)
     before = old.flows if old is not None else {}
-    kept = {}
-    for key, entry in new.flows.items():
-        name = _name(key)
-        if before.get(key) != entry or checked.get(name) == entry:
-            kept[name] = entry
+    keys, entries = list(new.flows.keys()), list(new.flows.values())
+    # _name of every key at C speed (str.format mapped over the columns): 10,000 flows
+    names = map(_NAME_FORMAT, map(len, map(_FIRST, keys)), map(_FIRST, keys), map(_SECOND, keys))
+    was, get = map(before.get, keys), checked.get
+    kept = {name: entry for name, entry, old_entry in zip(names, entries, was)
+            if old_entry != entry or get(name) == entry}
     if kept != checked:
         _keep(store, env, kept)
     _keep_whole(store, env, new, kept)

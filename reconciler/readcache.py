@@ -9,6 +9,7 @@ changed. Nothing here reads git or a platform: the ``read`` callables do.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -118,6 +119,9 @@ class Memo:
         return replace(self, planned=(inputs, steps))
 
 
+_STEP_KEY = operator.itemgetter(0)  # a Step's key
+
+
 def _only(mapping: Mapping[FlowKey, str], keys: set[FlowKey]) -> dict[FlowKey, str]:
     return {k: mapping[k] for k in keys if k in mapping}
 
@@ -143,5 +147,5 @@ def replan(inputs: PlanInputs, last: tuple[PlanInputs, Mapping[FlowKey, Step]] |
     else:
         full = plan(inputs.base, inputs.desired, inputs.live, inputs.policy, invalid=inputs.invalid,
                     live_complete=inputs.live_complete)
-        return full, {s.key: s for s in full.steps}  # already in key order
+        return full, dict(zip(map(_STEP_KEY, full.steps), full.steps))  # already in key order
     return Plan(tuple(steps.values())), steps

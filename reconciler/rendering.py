@@ -87,7 +87,7 @@ def steps_lines(out: Outcome, only: set[Action], verb: str) -> list[str]:
     """One line per step of these actions: ``exported`` or ``not exported: why``."""
     done = {s.key for s in out.done}
     lines = []
-    for s in out.plan.steps:
+    for s in (out.plan.steps if Action.NONE in only else out.plan.notable):
         if s.action in only:
             status = verb if s.key in done else f"not {verb}: {out.failed.get(s.key, '')}"
             lines.append(f"  {status:<10} {s.key}  {s.reason}")
@@ -96,12 +96,13 @@ def steps_lines(out: Outcome, only: set[Action], verb: str) -> list[str]:
 
 def trailer_lines(out: Outcome) -> Lines:
     """Conflicts and failures (stdout), problems and invalid flows (stderr)."""
-    lines = [f"  CONFLICT {s.key}: {s.reason}" for s in out.plan.steps if s.action == Action.CONFLICT]
-    stepped = {st.key for st in out.plan.steps if st.action != Action.NONE}
+    notable = out.plan.notable  # every step whose action is not NONE, in order (not a walk over every flow)
+    lines = [f"  CONFLICT {s.key}: {s.reason}" for s in notable if s.action == Action.CONFLICT]
+    stepped = {st.key for st in notable if st.action != Action.NONE}
     lines += [f"  ✗ {key}: {why}" for key, why in out.failed.items() if key not in stepped]
     errors = [f"  ! {p}" for p in out.problems]
     named = {p.flow for p in out.problems}
-    errors += [f"  ! {s.key}: {s.reason}" for s in out.plan.steps
+    errors += [f"  ! {s.key}: {s.reason}" for s in notable
                if s.action == Action.INVALID and str(s.key) not in named]
     return lines, errors
 

@@ -92,11 +92,15 @@ class ReadingMixin:
             return
         if obj is None or obj.type != _TREE or (tree, folder) in self._trees:
             return
-        known = FlowTree(None, flows, tree=tree)
+        known = self._know(tree, folder, flows)
+        self._last.setdefault(folder, (obj, known))
+
+    def _know(self, tree: str, folder: str, flows: Mapping[FlowKey, str]) -> FlowTree:
+        """Keep the flows of a folder's tree (a plain folder of flows: no problem, no bad entry) by its id."""
         if len(self._trees) >= 8:
             self._trees.pop(next(iter(self._trees)))
-        self._trees[(tree, folder)] = known
-        self._last.setdefault(folder, (obj, known))
+        known = self._trees[(tree, folder)] = FlowTree(None, flows, tree=tree)
+        return known
 
     def _read_changed(self, commit: str, tree: pygit2.Tree, folder: str) -> FlowTree | None:
         """The flows of ``tree`` from the last tree read and a tree-to-tree diff.

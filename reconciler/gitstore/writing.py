@@ -5,6 +5,7 @@ flows put as their JSON and sidecar folder (:mod:`reconciler.sidecars`), trees e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pygit2
 
 from reconciler.errors import BranchMovedError, RetryableError
-from reconciler.flows import FlowKey
+from reconciler.flows import FlowKey, Patched
 from reconciler.names import encode
 from reconciler.sidecars import StoredFlow, entry_id, entry_parts
 
@@ -100,9 +101,34 @@ class WritingMixin:
             edits[stem] = None if tree is None else (MODE_TREE, bytes.fromhex(tree))
         try:
             new = self._edit(base, edits)
+            if new is not None and commit is not None:
+                self._learn(commit, folder, changes, new)
         except (pygit2.GitError, OSError) as exc:
             raise RetryableError(f"cannot read a tree in {self.path}: {exc}") from exc
         return (new if new is not None else self._pending.add(OBJ_TREE, b"")).hex()
+
+    def _learn(self, commit: str, folder: str, changes: Mapping[FlowKey, str | None], root: bytes) -> None:
+        """The flows of the folder tree :meth:`tree_with` just made under ``root``: those of ``commit``'s
+        folder as read (a plain folder of flows: no problem, no bad entry) with ``changes`` applied, entry
+        for entry as the edit wrote them. A commit of the new tree then reads no tree (an export's marker
+        step reads its own commit: a diff of the 10,000-entry folder, ~50 ms)."""
+        old_id, _ = self._subtree_id(self._commit(commit).tree, folder)
+        old = self._trees.get((str(old_id), folder)) if old_id is not None else None
+        if old is None or old.problems or old.bad or old.missing is not None:
+            return
+        sub: bytes = root
+        for seg in folder.split("/"):
+            got = self._entries(sub).get(seg)
+            if got is None or got[0] != MODE_TREE:
+                return
+            sub = got[1]
+        flows = Patched(old.flows, set(changes))  # what a derivation from the old folder reads again
+        for key, entry in changes.items():
+            if entry is None:
+                flows.pop(key, None)
+            else:
+                flows[key] = entry
+        self._know(sub.hex(), folder, flows)
 
     def _entries(self, raw_id: bytes) -> dict[str, tuple[int, bytes]]:
         """name -> (mode, raw id) of a stored or queued tree."""
@@ -238,7 +264,23 @@ class WritingMixin:
         raise RetryableError(f"drift/{env} kept moving; live content was not saved, nothing was overwritten")
 
 
+_ENTRY = re.compile(rb"([0-7]+) ([^\0]*)\0(.{20})", re.S)  # one tree entry: mode, name, raw id
+_MODES = {b"40000": 0o40000, b"100644": 0o100644, b"100755": 0o100755, b"120000": 0o120000, b"160000": 0o160000}
+
+
 def _parse_tree(data: bytes) -> dict[str, tuple[int, bytes]]:
+    """name -> (mode, raw id) of a tree object's bytes: at C speed (a regex; 10,000 entries ~8 ms, not ~28)
+    when its entries tile the bytes exactly with the modes git writes, else entry by entry (which raises on
+    a malformed tree as it always has)."""
+    found = _ENTRY.findall(data)
+    if found:
+        modes, names, ids = zip(*found)
+        if sum(map(len, modes)) + sum(map(len, names)) + 22 * len(found) == len(data) and set(modes) <= _MODES.keys():
+            return dict(zip(map(bytes.decode, names), zip(map(_MODES.__getitem__, modes), ids)))
+    return _parse_tree_each(data)
+
+
+def _parse_tree_each(data: bytes) -> dict[str, tuple[int, bytes]]:
     out: dict[str, tuple[int, bytes]] = {}
     i = 0
     while i < len(data):

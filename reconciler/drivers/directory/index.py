@@ -23,9 +23,11 @@ What makes it never give a wrong answer:
 
 from __future__ import annotations
 
+import operator
 import os
 import time
 from collections.abc import Callable, Mapping
+from itertools import chain
 from pathlib import Path
 
 from reconciler.canonical import Rules
@@ -40,6 +42,9 @@ log = get_logger("reconciler.drivers.directory")
 #: a file modified this close to (or after) the time it was read is racy: never trusted from its signature
 RACY_NS = 1_000_000_000
 _KIND = "directory-index"  # its body: columns (names, sigs, keys, oids), see _entries
+
+_FIRST, _SECOND, _MTIME, _CTIME = (operator.itemgetter(i) for i in range(4))
+_KEY, _OID = operator.attrgetter("key"), operator.attrgetter("oid")
 
 Sig = tuple[int, ...]
 Entry = tuple[Sig, "CanonicalFlow | Problem"]
@@ -82,16 +87,21 @@ class StatIndex:
 
     def save(self, cache: Mapping[str, Entry], now: int) -> None:
         """Keep the flows of ``cache`` that are not racy at ``now`` (the time of the export that checked them)."""
-        names: list[str] = []
-        sigs: list[int] = []
-        keys: list[str] = []
-        oids: list[str] = []
-        for name, (sig, got) in cache.items():
-            if isinstance(got, CanonicalFlow) and not is_racy(sig, now):
-                names.append(name)
-                sigs.extend(sig)
-                keys.extend(got.key)
-                oids.append(got.oid)
+        names: list[str] = list(cache.keys())
+        entries = list(cache.values())
+        found = list(map(_SECOND, entries))
+        sigs_of = list(map(_FIRST, entries))
+        edge = now - RACY_NS  # is_racy(sig, now): mtime or ctime at or after this
+        if entries and (set(map(type, found)) != {CanonicalFlow} or max(map(_MTIME, sigs_of)) >= edge
+                        or max(map(_CTIME, sigs_of)) >= edge):
+            keep = [i for i, (sig, got) in enumerate(entries) if isinstance(got, CanonicalFlow) and not is_racy(sig, now)]
+            names = [names[i] for i in keep]
+            found = [found[i] for i in keep]
+            sigs_of = [sigs_of[i] for i in keep]
+        # the columns at C speed (10,000 entries: a Python loop over them took ~25 ms)
+        sigs = list(chain.from_iterable(sigs_of))
+        keys = list(chain.from_iterable(map(_KEY, found)))
+        oids = list(map(_OID, found))
         write_cache(self.path, _KIND, self.fingerprint,
                     {"written_at": now, "names": names, "sigs": sigs, "keys": keys, "oids": oids})
 

@@ -13,6 +13,7 @@ before anything reads the folder.
 
 from __future__ import annotations
 
+import operator
 import stat
 from pathlib import Path
 
@@ -28,8 +29,8 @@ __all__ = ["crashed", "remove_leftovers"]
 
 def crashed(fs: FileSystem, root: Path) -> bool:
     """Whether the folder holds any hidden file of a write (raises OSError when it cannot be listed)."""
-    with fs.scandir(root) as it:
-        return any(e.name.startswith(PREFIX) for e in it)
+    with fs.scandir(root) as it:  # C speed: 10,000 names, one in a crash
+        return any(map(operator.methodcaller("startswith", PREFIX), map(operator.attrgetter("name"), it)))
 
 
 def remove_leftovers(w: Writer) -> None:
