@@ -123,7 +123,7 @@ class Outcome:
             "counts": self.states,
             "steps": [
                 {**s.as_dict(), "done": s.key in done, "error": self.failed.get(s.key)}
-                for s in self.plan.steps
+                for s in self.plan.notable  # every step with an action is notable
                 if s.action != Action.NONE
             ],
             "problems": [p.as_dict() for p in self.problems],

@@ -50,7 +50,7 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
         print(f"{args.env}: nothing to export; {branch} already holds the environment's flows")
     if not args.quiet:
         _emit((steps_lines(out, only={Action.ADOPT}, verb="exported"), []))
-    pending = [s for s in out.plan.steps if s.action in (Action.IMPORT, Action.DELETE, Action.BLOCKED)]
+    pending = [s for s in out.plan.notable if s.action in (Action.IMPORT, Action.DELETE, Action.BLOCKED)]
     if pending:
         print(f"  {len(pending)} change(s) in git are not applied yet; run `reconciler sync {args.env}`")
     _emit(trailer_lines(out))
@@ -75,7 +75,7 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
     _render(args, out)
     if out.errors:
         return EXIT_ERROR
-    return EXIT_PENDING if any(s.action != Action.NONE for s in out.plan.steps) else EXIT_OK
+    return EXIT_PENDING if any(s.action != Action.NONE for s in out.plan.notable) else EXIT_OK
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
