@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import json
 import operator
+from itertools import repeat
 from pathlib import Path
 
 import orjson
@@ -159,9 +160,10 @@ def _load(store: GitStore, env: str) -> dict[FlowKey, str]:
         got = orjson.loads(raw) if raw else []  # its errors are ValueErrors; ~2x json's speed on 10,000 rows
     except ValueError:
         got = []
-    out: dict[FlowKey, str] = {}
-    if isinstance(got, list):
-        for r in got:
+    out = _rows(got)
+    if out is None:  # some row is not [[name, version], id]: row by row, those left out
+        out = {}
+        for r in got if isinstance(got, list) else ():
             if isinstance(r, list) and len(r) == 2 and isinstance(r[1], str) and (k := _key(r[0])) is not None:
                 out[k] = r[1]
     lines = (store.read_local(_log_name(env)) or b"").splitlines()
@@ -187,6 +189,24 @@ def _load(store: GitStore, env: str) -> dict[FlowKey, str]:
     if stamps[0] is not None:
         _CACHE[path] = (stamps, out)
     return out
+
+
+def _rows(got: object) -> dict[FlowKey, str] | None:
+    """``[[[name, version], id], ...]`` as a map, every row checked at C speed (10,000 rows: ~3 ms, where
+    a Python loop over them takes ~20); None when the rows are not all of that shape."""
+    if type(got) is not list:
+        return None
+    if not got:
+        return {}
+    if set(map(type, got)) != {list} or set(map(len, got)) != {2}:
+        return None
+    keys, ids = zip(*got)
+    if set(map(type, keys)) != {list} or set(map(len, keys)) != {2} or set(map(type, ids)) != {str}:
+        return None
+    names, versions = zip(*keys)
+    if set(map(type, names)) != {str} or set(map(type, versions)) != {str}:
+        return None
+    return dict(zip(map(tuple.__new__, repeat(FlowKey), keys), ids))
 
 
 def remember(store: GitStore, env: str, plan: Plan, done: frozenset[FlowKey] | set[FlowKey], *,
@@ -284,8 +304,8 @@ def _append_log(store: GitStore, env: str, line: bytes) -> bool:
 def _write(store: GitStore, env: str, now: dict[FlowKey, str]) -> None:
     """The map written whole (by rename), then its log dropped: a crash between the two replays
     the log over the map it is already in, which changes nothing."""
-    rows = list(now.items())  # [[[name, version], id], ...]: keys are named tuples, written as arrays
-    store.write_local(_name(env), json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode())
+    rows = list(zip(map(tuple, now), now.values()))  # [[[name, version], id], ...]: plain tuples are arrays
+    store.write_local(_name(env), orjson.dumps(rows))
     try:
         store.local_path(_log_name(env)).unlink(missing_ok=True)
     except OSError:
