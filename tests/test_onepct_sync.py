@@ -214,3 +214,46 @@ def test_the_plan_is_in_key_order_whatever_order_the_sides_list_their_keys_in() 
         assert [s.key for s in got] == sorted(set(base) | set(desired) | set(live) | set(invalid))
         assert want is None or got == want
         want = got
+
+
+def test_the_rerender_map_written_without_reading_it_is_what_reading_it_would_give(ws: Workspace) -> None:
+    """A CLI run whose steps are all done or in sync writes the map without reading it: the map is then
+    exactly what the read-then-merge path makes of the map on disk, whatever that holds (stale rows,
+    another process's rows, a log beside it); a step that keeps its old entry takes the read path."""
+    from reconciler import rerender
+    from reconciler.plan import Action, Plan, State, Step
+
+    _setup(ws)
+    store = GitStore(ws.repo, author_name="t", author_email="t@localhost", create=False)
+    rng = random.Random(8)
+    keys = [FlowKey(f"k{i}", "1") for i in range(40)]
+
+    def step(k: FlowKey, action: Action, live: str | None, desired: str | None) -> Step:
+        return Step(k, action, State.PENDING if action is not Action.NONE else State.IN_SYNC, "r", "b", desired, live)
+
+    for trial in range(12):
+        on_disk = {k: f"old{rng.randrange(3)}" for k in rng.sample(keys, 25)}
+        on_disk[FlowKey("gone", "1")] = "stale"
+        rerender._CACHE.clear()
+        rerender._LAST.clear()
+        _write(store, "production", on_disk)
+        if trial % 3 == 0:  # another process wrote it since: this process's memory of it is stale
+            store.local_path("rendered-production.json").write_bytes(
+                json.dumps([[["k1", "1"], "theirs"]]).encode())
+        before = _load(store, "production")
+        actions = [Action.NONE, Action.IMPORT, Action.ADOPT, Action.ADVANCE]
+        if trial % 4 == 3:
+            actions.append(Action.REPORT)  # keeps what was remembered of it: the map is read
+        steps = tuple(step(k, rng.choice(actions), rng.choice([None, f"l{i}"]), f"d{i}") for i, k in enumerate(keys))
+        done = {s.key for s in steps if s.action not in (Action.NONE, Action.REPORT) and rng.random() < 0.9}
+        p = Plan(steps)
+        want = rerender._now(steps, done, before)
+        rerender._CACHE.clear()
+        rerender._LAST.clear()
+        rerender.remember(store, "production", p, done)
+        assert _load(store, "production") == want, trial  # as this process remembers it
+        rerender._CACHE.clear()
+        assert _load(store, "production") == want, trial  # as the next process reads it
+        rerender.remember(store, "production", p, done)  # again: nothing new, still the same map
+        rerender._CACHE.clear()
+        assert _load(store, "production") == want, trial
