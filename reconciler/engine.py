@@ -367,6 +367,8 @@ class Engine:
                 self._lift_quarantine(env, snap)
                 try:
                     out = self.apply(env, snap, p, allowed=allowed, progress=progress)
+                    if self._kept is not None and out.marker is not None and out.marker != snap.marker:
+                        self._kept.marked(env.name, self.store.folder_tree(out.marker, env.folder))
                     remember(self.store, env.name, p, {s.key for s in out.done}, later=self._keep_later)
                     return replace(out, held=held) if held else out
                 except (BranchMovedError, LiveMovedError) as exc:

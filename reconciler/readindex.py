@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["KeptReads", "Recalled", "recall", "recall_shared", "keep", "fingerprint", "derivation", "deriving_settings"]
 
 _KIND = "engine-reads"
+_OID = operator.attrgetter("oid")
 # settings that shape what is done with a derivation, never the derivation itself
 _NOT_DERIVING = frozenset({"name", "branch", "drift", "prune", "allow_empty", "max_delete", "override", "interval",
                            "on_unhealthy", "windows", "health_timeout"})
@@ -128,6 +130,15 @@ class KeptReads:
         if self._trees.get(env) != (desired.tree, base.tree) or desired.tree is None:
             self._todo[env] = (fingerprint, at_tip, desired, at_marker, base, derived)
 
+    def marked(self, env: str, tree: str | None) -> None:
+        """The marker moved (a run applied what it read) to a commit whose folder is ``tree``: when that is
+        the tip's tree just derived, the marker's side kept is the tip's (one side written, not two, and
+        the next process finds on disk what it derives)."""
+        todo = self._todo.get(env)
+        if todo is not None and tree is not None and todo[2].tree == tree:
+            fp, at_tip, desired, _, _, derived = todo
+            self._todo[env] = (fp, at_tip, desired, at_tip, desired, derived)
+
     def flush(self, env: str) -> None:
         todo = self._todo.pop(env, None)
         if todo is None:
@@ -155,10 +166,15 @@ def keep(path: Path, fingerprint: str, at_tip: FlowTree, desired: Derived, at_ma
 
 
 def _side(tree: FlowTree, derived: Derived) -> dict[str, Any]:
-    rows = []
-    for key, blob in derived.source.items():
-        flow = derived.flows.get(key)
-        rows.append([key.name, key.version, blob, None if flow is None or key in derived.problems else flow.oid])
+    source, flows, problems = derived.source, derived.flows, derived.problems
+    if source and not problems and flows.keys() == source.keys():  # every flow valid: the rows at C speed
+        names, versions = zip(*source)
+        rows: list[Any] = list(zip(names, versions, source.values(), map(_OID, map(flows.__getitem__, source))))
+    else:
+        rows = []
+        for key, blob in source.items():
+            flow = flows.get(key)
+            rows.append([key.name, key.version, blob, None if flow is None or key in problems else flow.oid])
     clean = derived.tree is not None and not tree.problems and not tree.bad and tree.tree == derived.tree
     return {"tree": derived.tree, "clean": clean, "rows": rows}
 

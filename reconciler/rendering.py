@@ -57,7 +57,7 @@ def outcome_lines(out: Outcome, *, quiet: bool = False) -> Lines:
         lines.append("  (another process is reconciling this environment right now: this plan may already be "
                      "out of date)")
     done = {s.key for s in out.done}
-    for s in out.plan.steps:
+    for s in out.plan.notable:  # the others are in sync with nothing to do: no line (10,000 steps: ~30 ms)
         if s.action in (Action.NONE, Action.CONFLICT, Action.INVALID):
             continue
         ok = s.key in done

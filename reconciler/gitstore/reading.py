@@ -82,6 +82,10 @@ class ReadingMixin:
         self._last[folder] = (tree, result)
         return result
 
+    def folder_tree(self, commit: str, folder: str) -> str | None:
+        """The id of a commit's folder tree (None when it has no such folder), without reading it."""
+        return None if (tree_id := self._subtree_id(self._commit(commit).tree, folder)[0]) is None else str(tree_id)
+
     def remember_tree(self, folder: str, tree: str, flows: Mapping[FlowKey, str]) -> None:
         """The flows of a folder's tree as a previous process read them (the engine's kept reads,
         :mod:`reconciler.readindex`): a commit with this folder then reads no tree, and one with

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reconciler.canonical import InvalidJSON, Rules, parse_json
+from reconciler.canonical import InvalidJSON, Rules, blob_id, parse_json
 from reconciler.drivers import Change, LiveSet, Progress
 from reconciler.drivers._common import DriverBase, Refused
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
@@ -141,7 +141,14 @@ class DirectoryDriver(DriverBase):
         if path is None:
             return None
         try:
-            got = flow_from_doc(parse_json(self.fs.read(path)), self.identity, self.rules, where=path)
+            raw = self.fs.read(path)
+            # A file holding exactly the canonical bytes the last export derived for this flow there (their
+            # blob id is its canonical id: the canonical form is a fixed point) is that flow: not parsed again.
+            last = self._scan._last
+            seen = last.live.flows.get(key) if last is not None else None
+            if seen is not None and blob_id(raw) == seen.oid:
+                return CanonicalFlow(key, raw, seen.oid)
+            got = flow_from_doc(parse_json(raw), self.identity, self.rules, where=path)
         except (OSError, InvalidJSON):
             return None
         return got if isinstance(got, CanonicalFlow) and got.key == key else None
