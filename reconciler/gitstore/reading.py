@@ -23,12 +23,9 @@ from reconciler.names import InvalidName, decode, encode, parse_flow_path
 from reconciler.sidecars import StoredFlow, entry_id, entry_parts
 
 from .packwriter import MODE_TREE, OBJ_TREE, PackWriter, tree_bytes
-
 from .entries import _BLOB, _TREE, FILE_MODES, _flow_entry, entry_kind, mode_kind
 
 __all__ = ["ReadingMixin", "FlowTree", "entry_kind", "mode_kind", "FILE_MODES"]
-
-_ZERO_ID = b"\0" * 20
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,8 @@ class ReadingMixin:
 
     def folder_tree(self, commit: str, folder: str) -> str | None:
         """The id of a commit's folder tree (None when it has no such folder), without reading it."""
-        return None if (tree_id := self._subtree_id(self._commit(commit).tree, folder)[0]) is None else str(tree_id)
+        tree_id = self._subtree_id(self._commit(commit).tree, folder)[0]
+        return None if tree_id is None else str(tree_id)
 
     def remember_tree(self, folder: str, tree: str, flows: Mapping[FlowKey, str]) -> None:
         """The flows of a folder's tree as a previous process read them (the engine's kept reads,
@@ -94,16 +92,14 @@ class ReadingMixin:
             obj = self.repo.get(pygit2.Oid(hex=tree))
         except (ValueError, pygit2.GitError):
             return
-        if obj is None or obj.type != _TREE or (tree, folder) in self._trees:
-            return
-        known = self._know(tree, folder, flows)
-        self._last.setdefault(folder, (obj, known))
+        if obj is not None and obj.type == _TREE and (tree, folder) not in self._trees:
+            self._last.setdefault(folder, (obj, self._know(tree, folder, flows)))
 
     def _know(self, tree: str, folder: str, flows: Mapping[FlowKey, str]) -> FlowTree:
         """Keep the flows of a folder's tree (a plain folder of flows: no problem, no bad entry) by its id."""
         if len(self._trees) >= 8:
             self._trees.pop(next(iter(self._trees)))
-        known = self._trees[(tree, folder)] = FlowTree(None, flows, tree=tree)
+        self._trees[(tree, folder)] = known = FlowTree(None, flows, tree=tree)
         return known
 
     def _read_changed(self, commit: str, tree: pygit2.Tree, folder: str) -> FlowTree | None:
@@ -124,7 +120,7 @@ class ReadingMixin:
             deltas = old_tree.diff_to_tree(tree).deltas
             for delta in deltas:
                 for side, removing in ((delta.old_file, True), (delta.new_file, False)):
-                    if side.id.raw == _ZERO_ID:  # the side that does not exist
+                    if side.id.raw == bytes(20):  # the side that does not exist
                         continue
                     parts = side.path.split("/")
                     if len(parts) == 2 and parts[1].endswith(".json"):
