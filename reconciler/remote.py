@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import pygit2
 
 from reconciler.errors import RetryableError, StallError
-from reconciler.gitstore import MARKER_PREFIX, GitStore
+from reconciler.gitstore import MARKER_PREFIX, GitStore, tls
 from reconciler.logsetup import get_logger
 from reconciler.names import redact_url
 
@@ -115,6 +115,7 @@ def _trust(known_hosts: Path) -> None:
 class Remote:
     def __init__(self, store: GitStore, url: str, token_env: str = "RECONCILER_GIT_TOKEN", ssh: SshSettings = SshSettings()):
         self.store, self.url, self._token_env, self._ssh = store, url, token_env, ssh
+        tls.ensure()  # libgit2's CA locations as pygit2 sets them, before any fetch or push
         if ssh.known_hosts is not None:
             _trust(ssh.known_hosts)
 

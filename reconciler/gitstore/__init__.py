@@ -27,7 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pygit2
+from .tls import load
+
+pygit2 = load()  # ``import pygit2`` without parsing the CA bundle a local repository never uses (see .tls)
 
 from reconciler.errors import RetryableError, StallError
 
