@@ -85,18 +85,25 @@ def write_cache(path: Path, kind: str, fingerprint: str, body: dict[str, Any]) -
     (read-only repository, full disk) is logged and ignored: the next process reads everything."""
     data = orjson.dumps({"fingerprint": fingerprint, **body})
     head = b" ".join((_MAGIC, kind.encode(), str(FORMAT).encode(), hashlib.sha256(data).hexdigest().encode()))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(head + b"\n" + data)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        replace_private(path, head + b"\n" + data)
     except OSError as exc:
         log.info("cannot keep a cache for the next run; it will read everything", path=str(path), error=str(exc))
         return False
     return True
+
+
+def replace_private(path: Path, data: bytes) -> None:
+    """``data`` at ``path``, atomically and private: written to a unique temporary file (0600, created
+    new, never through a symlink) in the same folder (made, 0700, if missing) and renamed over ``path``.
+    An ``OSError`` is raised with the temporary file removed; ``path`` is then as it was."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-__all__ = ["Redactor", "RedactingStream", "MASK", "MIN_SECRET"]
+__all__ = ["Redactor", "RedactingStream", "PassThrough", "MASK", "MIN_SECRET"]
 
 MASK = "***"
 MIN_SECRET = 4
@@ -66,15 +66,11 @@ class Redactor:
         return {k: self.json(v) if isinstance(v, (str, dict, list, tuple)) else v for k, v in event.items()}
 
 
-class RedactingStream(io.TextIOBase):
-    """A text stream that masks known secrets in everything written through it."""
+class PassThrough(io.TextIOBase):
+    """A text stream in front of ``self._inner``: flushing, the terminal test, the descriptor and the
+    encoding are the inner stream's; a subclass says what ``write`` does."""
 
-    def __init__(self, inner: TextIO, redactor: Redactor):
-        self._inner, self._redactor = inner, redactor
-
-    def write(self, text: str) -> int:
-        self._inner.write(self._redactor(text))
-        return len(text)
+    _inner: TextIO
 
     def flush(self) -> None:
         self._inner.flush()
@@ -88,3 +84,14 @@ class RedactingStream(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._inner, "encoding", "utf-8")
+
+
+class RedactingStream(PassThrough):
+    """A text stream that masks known secrets in everything written through it."""
+
+    def __init__(self, inner: TextIO, redactor: Redactor):
+        self._inner, self._redactor = inner, redactor
+
+    def write(self, text: str) -> int:
+        self._inner.write(self._redactor(text))
+        return len(text)

@@ -34,7 +34,6 @@ record or the other, each true of the inputs it names. A failure to write
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -43,6 +42,8 @@ import sys
 import time
 from typing import Any, Callable
 
+from reconciler.redaction import PassThrough
+
 from . import fast
 
 __all__ = ["prepare", "run"]
@@ -50,7 +51,7 @@ __all__ = ["prepare", "run"]
 _pending: "_Pending | None" = None
 
 
-class _Tee(io.TextIOBase):
+class _Tee(PassThrough):
     """A text stream passing everything on to ``inner`` and keeping a copy."""
 
     def __init__(self, inner: Any, progress: bool = False):
@@ -62,19 +63,6 @@ class _Tee(io.TextIOBase):
         if not (self._progress and text.startswith("\r")):  # the progress line, erased before the answer
             self.parts.append(text)
         return self._inner.write(text)
-
-    def flush(self) -> None:
-        self._inner.flush()
-
-    def isatty(self) -> bool:
-        return self._inner.isatty()
-
-    def fileno(self) -> int:
-        return self._inner.fileno()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return self._inner.encoding
 
     @property
     def errors(self) -> str | None:  # type: ignore[override]
@@ -247,21 +235,12 @@ def _write(path: str, body: dict[str, Any]) -> bool:
     data = json.dumps(body, ensure_ascii=False).encode()
     head = b" ".join((b"reconciler-cache", fast.KIND.encode(), str(fast.FORMAT).encode(),
                       hashlib.sha256(data).hexdigest().encode()))
-    folder = os.path.dirname(path)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    from pathlib import Path
+
+    from reconciler.localcache import replace_private
+
     try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(head + b"\n" + data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        replace_private(Path(path), head + b"\n" + data)
     except OSError:
         return False
     return True
