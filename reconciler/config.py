@@ -25,7 +25,6 @@ from reconciler.envconfig import EnvironmentConfig, Model as _Model
 from reconciler.errors import ConfigError, Problem
 from reconciler.names import redact_url
 from reconciler.notify.settings import NOTIFY_MODELS, NotifyConfig
-from reconciler.schemas import check_usable
 
 __all__ = [
     "Config",
@@ -307,6 +306,8 @@ def _abs(base: Path, p: Path) -> Path:
 def _resolve_paths(env: EnvironmentConfig, base: Path, where: str, problems: list[Problem]) -> EnvironmentConfig:
     resolved = env.resolved(base)
     if resolved.schema_ is not None:
+        from reconciler.schemas import check_usable  # here: most environments have no schema of their own
+
         why = check_usable(Path(resolved.schema_))
         if why is not None:
             problems.append(Problem(where, f"environment {env.name!r}: schema = {str(env.schema_)!r}: {why}"))

@@ -105,12 +105,13 @@ def _parse(path: Path, base: Path, data: bytes) -> "Config | None":
 
 def _still_valid(config: "Config") -> bool:
     """The checks of a config that read more than its file (see ``parse_config``): schemas, real paths."""
-    from reconciler.schemas import check_usable
-
     places: set[str] = set()
     for env in config.environments:
-        if env.schema_ is not None and check_usable(Path(env.schema_)) is not None:
-            return False
+        if env.schema_ is not None:
+            from reconciler.schemas import check_usable
+
+            if check_usable(Path(env.schema_)) is not None:
+                return False
         exclusive = env.exclusive_location()
         if exclusive is not None:
             if exclusive[2] in places:

@@ -37,7 +37,6 @@ from reconciler.readcache import Memo, PlanInputs, derive, replan
 from reconciler.readindex import KeptReads, derivation, fingerprint as reads_fingerprint
 from reconciler.redaction import Redactor
 from reconciler.rendered import Rendered
-from reconciler.schemas import load_validator
 from reconciler.templating import Templating
 
 __all__ = ["Engine", "Snapshot", "Outcome", "RunResult", "make_driver", "ProgressFn"]
@@ -250,7 +249,11 @@ class Engine:
     def _validator(self, env: EnvironmentConfig):
         """The environment's JSON Schema (if it has one) and the rules of each flow's kind."""
         if env.name not in self._validators:
-            schema = load_validator(env.schema_) if env.schema_ is not None else None
+            schema = None
+            if env.schema_ is not None:  # only then the schema module (most environments have none)
+                from reconciler.schemas import load_validator
+
+                schema = load_validator(env.schema_)
 
             def validate(doc: Any) -> list[tuple[str, str]]:
                 return [*(schema(doc) if schema is not None else ()), *kind_problems(doc)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
@@ -19,7 +19,9 @@ from reconciler.flows import Identity
 from reconciler.names import ref_name_problem
 from reconciler.plan import Policy
 from reconciler.secretrule import DEFAULT_SECRET_KEYS
-from reconciler.windows import Window, parse_duration
+
+if TYPE_CHECKING:  # a window's model builds one (and imports the module) only when a config has windows
+    from reconciler.windows import Window
 
 __all__ = ["EnvironmentConfig", "IdentityConfig", "Model", "WindowConfig", "SidecarConfig", "settings_json",
            "remember_settings_json"]
@@ -65,6 +67,8 @@ class WindowConfig(Model):
         return self
 
     def window(self) -> Window:
+        from reconciler.windows import Window, parse_duration
+
         try:
             return Window(self.kind, self.schedule, parse_duration(self.duration), self.timezone, self.manual,
                           self.name)

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 
 from reconciler.outcome import Outcome
 from reconciler.plan import Action
-from reconciler.codediff import unified
-from reconciler.semdiff import render_item, render_text, render_value, summary
 
 if TYPE_CHECKING:  # only `plan --against` renders reviews; the other commands need not import it
     from reconciler.review import Review
@@ -113,6 +111,9 @@ def _headline(r: Review) -> str:
 
 
 def review_text(r: Review) -> list[str]:
+    # the semantic diff's modules here: only reviews render diffs; the other commands need not import them
+    from reconciler.semdiff import render_text
+
     lines = [_headline(r)]
     if r.conflicts:
         lines.append("  the merge conflicts; resolve these files first:")
@@ -148,6 +149,8 @@ def _fence(body: str) -> str:
 
 def review_markdown(r: Review) -> str:
     """A merge-request comment: a table of flows and a collapsible semantic diff per flow."""
+    from reconciler.semdiff import summary
+
     tip = f"`{r.tip[:12]}`" if r.tip else "(no branch yet)"
     out = [f"### reconciler plan {_cell(r.env)} --against {_cell(r.against)}", "",
            f"Merging <code>{_cell(r.against)}</code> (`{r.against_commit[:12]}`) into "
@@ -191,6 +194,9 @@ def _fenced(lines: list[str], lang: str = "diff") -> list[str]:
 def _flow_markdown(items, note: str) -> list[str]:
     """One flow's diff in a comment: the fields (old and new on their own lines), each code change as a
     unified diff of its file, the layout-only changes folded apart."""
+    from reconciler.codediff import unified
+    from reconciler.semdiff import render_item, render_value
+
     lines: list[str] = []
     for i in items:
         if i.layout:

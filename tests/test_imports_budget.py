@@ -12,7 +12,11 @@ Imports are counted, not timed (timings are the bench's, ``python -m bench --cli
   asyncio its standard-library integration imports): ``reconciler.logsetup`` imports it when the first
   event at an enabled level is emitted (tests/test_lazy_logging.py);
 - a command line's config loaded from its cache (reconciler.configcache) builds no pydantic validator,
-  so pydantic's plugin loader and ``importlib.metadata`` are not imported (tests/test_configcache.py).
+  so pydantic's plugin loader and ``importlib.metadata`` are not imported (tests/test_configcache.py);
+- a cold ``export``, ``sync`` or ``plan`` of a directory environment (its config from the cache, the clean
+  record not applying) imports no sync-window code (croniter, ``reconciler.windows``: only a config with
+  windows), no semantic or code diff (``reconciler.semdiff``, ``reconciler.codediff``, difflib: reviews
+  render them) and no JSON Schema module (``reconciler.schemas``: only an environment with a ``schema``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,33 @@ def test_a_directory_config_imports_only_its_own_driver(tmp_path: Path) -> None:
                 "reconciler.notify.dispatcher", "reconciler.notify.sinks", "reconciler.notify.status",
                 "reconciler.notify.plan", "reconciler.drivers._http", "urllib.request", "http.client")
     assert [m for m in mods if m in unwanted or m.split(".")[0] in unwanted] == []
+
+
+#: what a cold command of a directory environment without windows or schema does not import (see the docstring)
+LAZY_FOR_A_DIRECTORY_RUN = ("reconciler.windows", "reconciler.semdiff", "reconciler.codediff", "reconciler.schemas",
+                            "reconciler.review", "croniter", "difflib", "jsonschema")
+
+
+def test_cold_export_sync_and_plan_of_a_directory_environment_import_no_lazy_module(tmp_path: Path, monkeypatch) -> None:
+    """The commands as a user runs them (``main()`` reading ``sys.argv``: the one-shot path, the config from
+    its cache on the second process), each after an edit so that the clean record does not answer."""
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    envdir = tmp_path / "envs" / "a"
+    envdir.mkdir(parents=True)
+    (tmp_path / "reconciler.toml").write_text('[[environment]]\nname = "a"\ndriver = "directory"\npath = "envs/a"\n')
+
+    def run(expected: int, *argv: str) -> list[str]:
+        return loaded_after(f"sys.argv = ['reconciler', *{list(argv)!r}]\nfrom reconciler.cli import main\n"
+                            f"code = main()\nassert code == {expected}, code", cwd=tmp_path)
+
+    # export (creating the repository), export (the config now from its cache), sync, plan (the edit: drift, 2)
+    for i, (command, expected) in enumerate((("export", 0), ("export", 0), ("sync", 0), ("plan", 2))):
+        (envdir / "one.json").write_text(json.dumps({"name": "one", "version": "1", "steps": [i]}))
+        mods = run(expected, command, "a", "-q")
+        assert "reconciler.engine" in mods, command  # the full path ran (not a clean record's answer)
+        assert [m for m in mods if m in LAZY_FOR_A_DIRECTORY_RUN or m.split(".")[0] in LAZY_FOR_A_DIRECTORY_RUN] == [], command
+    assert list((tmp_path / "cache" / "config").glob("*.config")), "the config cache was not used"
 
 
 def test_the_notify_package_still_offers_every_name() -> None:

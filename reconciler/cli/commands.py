@@ -96,12 +96,12 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
 
 def _window_state(env) -> dict[str, Any] | None:
     """A closed sync window for ``status``: why, and when it opens (None: open, or no windows)."""
-    import datetime as _dt
-
-    from reconciler.windows import verdict
-
     if not env.sync_windows():
         return None
+    import datetime as _dt
+
+    from reconciler.windows import verdict  # here: most environments have no window
+
     v = verdict(env.sync_windows(), _dt.datetime.now(_dt.timezone.utc))
     if v.allowed:
         return None
@@ -111,14 +111,14 @@ def _window_state(env) -> dict[str, Any] | None:
 
 def _window_refusal(args: argparse.Namespace, config: Config) -> str | None:
     """Why a sync may not run now (the environment's sync windows are closed), with what to do; None: go on."""
-    import datetime as _dt
-
-    from reconciler.windows import verdict
-
     env = config.env(args.env)
     windows = env.sync_windows()
     if not windows:
         return None
+    import datetime as _dt
+
+    from reconciler.windows import verdict  # here: most environments have no window
+
     v = verdict(windows, _dt.datetime.now(_dt.timezone.utc))
     if v.allowed or (args.force and v.manual_allowed):
         return None
