@@ -32,6 +32,8 @@ KINDS = ("pending", "applied", "failed", "invalid", "drift", "conflict", "unheal
 
 @dataclass(frozen=True)
 class Event:
+    """One thing that happened to an environment, for the notifiers (see the module's kinds)."""
+
     kind: str
     environment: str
     commit: str | None  # the branch tip the event is about

@@ -48,6 +48,8 @@ __all__ = ["Migration", "migrate", "migrate_env", "note_written"]
 
 @dataclass(frozen=True)
 class Migration:
+    """What migrating one environment's branch to its configured form did (or would do)."""
+
     env: str
     branch: str
     form: str

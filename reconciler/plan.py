@@ -65,6 +65,8 @@ class State(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Policy:
+    """The environment's settings a plan depends on: drift handling, pruning, override."""
+
     drift: DriftPolicy = "report"
     prune: bool = False
     override: bool = True
@@ -112,6 +114,8 @@ class Step(NamedTuple):
 
 @dataclass(frozen=True)
 class Plan:
+    """What to do with the environment's flows: one step per flow."""
+
     steps: tuple[Step, ...]
 
     @functools.cached_property

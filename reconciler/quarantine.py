@@ -23,6 +23,8 @@ QUARANTINE_PREFIX = "refs/reconciler/quarantine/"
 
 @dataclass(frozen=True)
 class Entry:
+    """A flow version held back after it failed: which one, at which commit, why and when."""
+
     desired: str  # the rendered canonical id of the version that failed
     commit: str | None
     reason: str

@@ -90,6 +90,8 @@ def changed_keys(new: Mapping[FlowKey, Any], old: Mapping[FlowKey, Any]) -> set[
 
 @dataclass(frozen=True)
 class PlanInputs:
+    """What one plan was made from: the three sides' ids, the invalid flows and the policy."""
+
     base: Mapping[FlowKey, str]
     desired: Mapping[FlowKey, str]
     live: Mapping[FlowKey, str]

@@ -52,6 +52,8 @@ def norm_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class SecretRule:
+    """Which values of a flow are secrets: by key name, by pointer, minus the allowed pointers."""
+
     keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
     pointers: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()

@@ -25,6 +25,8 @@ SUSPEND_PREFIX = "refs/reconciler/suspend/"
 
 @dataclass(frozen=True)
 class Hold:
+    """Who suspended the environment (or a flow), when, and why."""
+
     by: str
     at: str  # RFC 3339
     reason: str
@@ -38,6 +40,8 @@ class Hold:
 
 @dataclass(frozen=True)
 class Suspension:
+    """An environment's suspensions: of the whole environment and of single flows."""
+
     environment: Hold | None = None
     flows: Mapping[str, Hold] = None  # type: ignore[assignment]  # "name" (every version) or "name@version"
 

@@ -42,6 +42,8 @@ _ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
 
 @dataclass(frozen=True)
 class Templating:
+    """An environment's parameters and secrets, and where its flows hold secrets."""
+
     params: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)  # name -> value, resolved by the adapter
     secret_pointers: tuple[str, ...] = ()

@@ -15,6 +15,8 @@ __all__ = ["HistoryMixin", "CommitInfo"]
 
 @dataclass(frozen=True)
 class CommitInfo:
+    """One commit of a branch's history, as the history commands show it."""
+
     id: str
     time: int  # seconds since the epoch
     offset: int  # minutes east of UTC
