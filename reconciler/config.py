@@ -10,7 +10,8 @@ Environments are a list of tables, each validated by the model of its
 (:data:`reconciler.notify.settings.NOTIFY_MODELS`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic would compile and eval each field's annotation string
+# when the model class is created (every command's import of the config); evaluated here, they are bytecode.
 
 import importlib
 import os

@@ -5,7 +5,8 @@ own settings model (``class NodeRedEnvironment(EnvironmentConfig)``) and the
 config loader can import every driver's model without an import cycle.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic would compile and eval each field's annotation string
+# when the model class is created (every command's import of the config); evaluated here, they are bytecode.
 
 import re
 from pathlib import Path
@@ -66,7 +67,7 @@ class WindowConfig(Model):
         self.window()
         return self
 
-    def window(self) -> Window:
+    def window(self) -> "Window":
         from reconciler.windows import Window, parse_duration
 
         try:
@@ -287,7 +288,7 @@ class EnvironmentConfig(Model):
         assert self.branch is not None
         return self.branch
 
-    def sync_windows(self) -> tuple[Window, ...]:
+    def sync_windows(self) -> "tuple[Window, ...]":
         return tuple(w.window() for w in self.windows)
 
     @property

@@ -11,7 +11,8 @@ variable *or* a file holding it (exactly one of the two). A Slack webhook URL is
 a credential too (whoever has it can post), so it comes the same way.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic would compile and eval each field's annotation string
+# when the model class is created (every command's import of the config); evaluated here, they are bytecode.
 
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,6 +1,7 @@
 """The settings of a directory environment (the ``[[environment]]`` table with ``driver = "directory"``)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic would compile and eval each field's annotation string
+# when the model class is created (every command's import of the config); evaluated here, they are bytecode.
 
 import os
 from pathlib import Path
