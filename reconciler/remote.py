@@ -142,6 +142,10 @@ class Remote:
         return self.store.repo.remotes.create_anonymous(self.url)
 
     def _failed(self, what: str, exc: BaseException, callbacks: _Callbacks) -> RetryableError:
+        if callbacks.host_refused is not None and self.url.lower().startswith("https://"):
+            return RetryableError(f"cannot {what} {self._safe_url()}: the TLS certificate of {callbacks.host_refused} is "
+                                  "not trusted (libgit2 checks it against the system's CA certificates: add the "
+                                  "server's CA there, or point SSL_CERT_FILE / SSL_CERT_DIR at a bundle holding it)")
         if callbacks.host_refused is not None:
             hint = (f"add its key to {self._ssh.known_hosts}" if self._ssh.known_hosts is not None
                     else "set [repository] ssh_known_hosts to a file holding its key")

@@ -66,3 +66,33 @@ def test_ssl_is_unchanged_after_the_import() -> None:
             " sys.modules['pygit2.settings'].get_default_verify_paths is real,"
             " ssl.get_default_verify_paths().cafile]))")
     assert _python(code) == [True, True, PATHS.cafile]
+
+
+def test_an_https_remote_with_an_untrusted_certificate_is_refused_and_says_so(tmp_path: Path) -> None:
+    """A real TLS server on 127.0.0.1 with a self-signed certificate: the fetch is refused (verification is on
+    after the lighter import) with a message about the certificate, not about ssh host keys."""
+    import http.server
+    import threading
+
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                           str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("no openssl command to make a certificate")
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/flows.git"
+        code = ("import json\nfrom reconciler.gitstore import GitStore\nfrom reconciler.remote import Remote\n"
+                "from reconciler.errors import RetryableError\n"
+                f"store = GitStore({str(tmp_path / 'r.git')!r}, author_name='t', author_email='t@example.com')\n"
+                f"try:\n    Remote(store, {url!r}).fetch()\n    print(json.dumps('fetched'))\n"
+                "except RetryableError as exc:\n    print(json.dumps(str(exc)))")
+        said = _python(code)
+    finally:
+        server.shutdown()
+    assert "TLS certificate of 127.0.0.1 is not trusted" in said, said
+    assert "ssh" not in said
