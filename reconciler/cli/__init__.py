@@ -52,6 +52,9 @@ def _main(argv: Sequence[str] | None) -> int:
     one_shot = argv is None and not service  # this process is the command (not a test or a caller's thread)
     if one_shot:
         _one_shot_gc()
+        from reconciler.classcode import install
+
+        install()  # the dataclasses' compiled methods from the last process (reconciler/classcode.py)
     from reconciler.config import config_json_schema
     from reconciler.errors import ConfigError, ReconcilerError
     from reconciler.logsetup import setup_logging
