@@ -19,8 +19,9 @@ Why this can never give a wrong method:
   its header; a file of another Python, of another format, truncated or corrupt (a SHA-256 of the
   body), or not this user's alone (code is loaded from it, so like a ``.pyc`` it must be written by
   nobody else: owned by this user, not writable by group or others, in a folder alike) is ignored;
-- it is written to a unique temporary name and renamed over the old file at exit, only when
-  something new was compiled: two processes at once leave one whole file or the other.
+- it is written private (0600) to a unique temporary name and renamed over the old file at exit
+  (``reconciler.localcache.replace_private``), only when something new was compiled: two
+  processes at once leave one whole file or the other.
 
 Only the command line's one-shot process installs it (``reconciler.cli``), never a library caller's
 process or the service (which compiles once and runs for days). Nothing but generated method
@@ -92,10 +93,12 @@ class _Store:
         if not self.new:
             return
         keep = self.known if len(self.known) <= MAX_ENTRIES else {s: self.known[s] for s in self.used}
+        from reconciler.localcache import replace_private
+
         try:
             body = marshal.dumps(keep)
             head = b" ".join((_MAGIC, self.key.hex().encode(), hashlib.sha256(body).hexdigest().encode()))
-            _write(self.file, head + b"\n" + body)
+            replace_private(self.file, head + b"\n" + body)
         except (OSError, ValueError):
             pass  # best effort: no file means compiling as before, never an error
         self.new = 0
@@ -131,25 +134,11 @@ def _read(file: Path, key: bytes) -> dict[str, CodeType]:
         return {}  # truncated or corrupt
     try:
         table = marshal.loads(body)
-    except (EOFError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - whatever a damaged body raises, it is not used
         return {}
     if type(table) is not dict:
         return {}
     return {s: c for s, c in table.items() if type(s) is str and type(c) is CodeType}
-
-
-def _write(file: Path, data: bytes) -> None:
-    folder = file.parent
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = folder / f".{file.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 _store: _Store | None = None
@@ -181,7 +170,10 @@ def install(folder: Path | None = None) -> bool:
         return False
     if vars(dataclasses).get("exec", _exec) is not _exec:
         return False
-    _store = _Store(code_file(folder))
+    file = code_file(folder)
+    if not file.is_absolute():  # no home folder to keep it in (``~`` left as it is): nothing to keep
+        return False
+    _store = _Store(file)
     dataclasses.exec = _exec  # type: ignore[attr-defined]  # a module global shadows the builtin there only
     atexit.register(_save)
     return True

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,7 @@ def replace_private(path: Path, data: bytes) -> None:
     """``data`` at ``path``, atomically and private: written to a unique temporary file (0600, created
     new, never through a symlink) in the same folder (made, 0700, if missing) and renamed over ``path``.
     An ``OSError`` is raised with the temporary file removed; ``path`` is then as it was."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:

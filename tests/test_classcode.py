@@ -231,3 +231,34 @@ def test_only_the_command_lines_own_process_installs_it(tmp_path: Path, monkeypa
     rc, installed, new = export(1)
     assert rc == 0 and installed and new > 0
     assert export(2) == [0, True, 0]
+
+
+def test_past_its_size_only_what_the_process_used_is_kept(tmp_path: Path, monkeypatch) -> None:
+    from reconciler import classcode
+
+    file = tmp_path / "code" / "dataclasses-x.code"
+    store = classcode._Store(file)
+    for i in range(6):
+        store.code(f"def f{i}():\n return {i}\n")
+    store.save()
+    monkeypatch.setattr(classcode, "MAX_ENTRIES", 4)
+    later = classcode._Store(file)
+    assert len(later.known) == 6 and later.new == 0
+    later.code("def f0():\n return 0\n")  # found
+    later.code("def g():\n return 'g'\n")  # new
+    later.save()
+    kept = classcode._read(file, classcode.python_key().encode())
+    assert sorted(kept) == ["def f0():\n return 0\n", "def g():\n return 'g'\n"]
+    ns: dict = {}
+    exec(kept["def g():\n return 'g'\n"], {}, ns)
+    assert ns["g"]() == "g"
+
+
+def test_without_a_home_folder_nothing_is_installed(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME", "RECONCILER_CACHE_DIR")}
+    code = ("import os, pwd, reconciler.classcode as cc\n"
+            "os.path.expanduser = lambda p: p  # as when neither HOME nor the password database name one\n"
+            "print(cc.install(), cc._store is None)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["False", "True"], proc.stderr
+    assert list(tmp_path.iterdir()) == []

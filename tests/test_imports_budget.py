@@ -96,3 +96,41 @@ def test_the_notify_package_still_offers_every_name() -> None:
     from reconciler.notify import Dispatcher, post_plan_status, status_link
 
     assert Dispatcher.__module__ == "reconciler.notify.dispatcher" and callable(post_plan_status) and callable(status_link)
+
+
+# --- the dataclasses' compiled methods (reconciler.classcode; issue 15, fifth pass) -------------------------
+# A separate block: what a cold command compiles is counted here, not timed. The cache's own hostile cases
+# (truncated, corrupt, foreign, planted file, changed class, two processes at once) are tests/test_classcode.py.
+
+
+def test_help_and_version_do_not_load_the_dataclass_code() -> None:
+    """``--help`` and ``--version`` end in the parser: no file read, no ``dataclasses`` (nor its ``inspect``)."""
+    mods = loaded_after("import reconciler.cli")
+    assert [m for m in mods if m in ("reconciler.classcode", "dataclasses", "inspect")] == []
+
+
+def test_a_cold_export_sync_and_plan_compile_no_dataclass_method_once_one_process_kept_them(tmp_path: Path,
+                                                                                           monkeypatch) -> None:
+    """The first command line process compiles the generated methods and keeps them; every later cold
+    command (the full path: the clean record not answering) takes each one from the file, compiling none."""
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    envdir = tmp_path / "envs" / "a"
+    envdir.mkdir(parents=True)
+    (tmp_path / "reconciler.toml").write_text('[[environment]]\nname = "a"\ndriver = "directory"\npath = "envs/a"\n')
+
+    def run(i: int, expected: int, *argv: str) -> list:
+        (envdir / "one.json").write_text(json.dumps({"name": "one", "version": "1", "steps": [i]}))
+        code = (f"import sys, json\nsys.argv = ['reconciler', *{list(argv)!r}]\nfrom reconciler.cli import main\n"
+                f"rc = main()\nassert rc == {expected}, rc\nimport reconciler.classcode as cc\n"
+                "print(json.dumps([cc._store.new, len(cc._store.used), 'reconciler.engine' in sys.modules]))")
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.splitlines()[-1])
+
+    new, used, full = run(0, 0, "export", "a", "-q")
+    assert new > 0 and used >= new and full
+    for i, (command, expected) in enumerate((("export", 0), ("sync", 0), ("plan", 2)), start=1):
+        new, used, full = run(i, expected, command, "a", "-q")
+        assert full, command  # the full path ran
+        assert (new, used > 50) == (0, True), command
