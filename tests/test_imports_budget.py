@@ -109,10 +109,15 @@ def test_help_and_version_do_not_load_the_dataclass_code() -> None:
     assert [m for m in mods if m in ("reconciler.classcode", "dataclasses", "inspect")] == []
 
 
+#: the modules of other commands, imported by their own command only (``reconciler.cli.commands._later``)
+LAZY_COMMAND_MODULES = ("reconciler.cli.branches", "reconciler.cli.migrate", "reconciler.cli.render")
+
+
 def test_a_cold_export_sync_and_plan_compile_no_dataclass_method_once_one_process_kept_them(tmp_path: Path,
                                                                                            monkeypatch) -> None:
     """The first command line process compiles the generated methods and keeps them; every later cold
-    command (the full path: the clean record not answering) takes each one from the file, compiling none."""
+    command (the full path: the clean record not answering) takes each one from the file, compiling none;
+    and none of them imports another command's module (:data:`LAZY_COMMAND_MODULES`)."""
     monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HOME", str(tmp_path))
     envdir = tmp_path / "envs" / "a"
@@ -123,14 +128,33 @@ def test_a_cold_export_sync_and_plan_compile_no_dataclass_method_once_one_proces
         (envdir / "one.json").write_text(json.dumps({"name": "one", "version": "1", "steps": [i]}))
         code = (f"import sys, json\nsys.argv = ['reconciler', *{list(argv)!r}]\nfrom reconciler.cli import main\n"
                 f"rc = main()\nassert rc == {expected}, rc\nimport reconciler.classcode as cc\n"
-                "print(json.dumps([cc._store.new, len(cc._store.used), 'reconciler.engine' in sys.modules]))")
+                "print(json.dumps([cc._store.new, len(cc._store.used), 'reconciler.engine' in sys.modules,\n"
+                f"                  sorted(m for m in sys.modules if m in {LAZY_COMMAND_MODULES!r})]))")
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout.splitlines()[-1])
 
-    new, used, full = run(0, 0, "export", "a", "-q")
-    assert new > 0 and used >= new and full
+    new, used, full, lazy = run(0, 0, "export", "a", "-q")
+    assert new > 0 and used >= new and full and lazy == []
     for i, (command, expected) in enumerate((("export", 0), ("sync", 0), ("plan", 2)), start=1):
-        new, used, full = run(i, expected, command, "a", "-q")
+        new, used, full, lazy = run(i, expected, command, "a", "-q")
         assert full, command  # the full path ran
         assert (new, used > 50) == (0, True), command
+        assert lazy == [], command  # the other commands' modules: imported by the command that runs them
+
+
+def test_every_command_runs_its_own_module_when_it_is_imported_later() -> None:
+    """What ``_later`` stands for is the very function of the command's module, called with the same arguments."""
+    code = ("import sys\nfrom reconciler.cli.commands import COMMANDS\n"
+            f"assert not [m for m in {LAZY_COMMAND_MODULES!r} if m in sys.modules]\n"
+            "import reconciler.cli.branches as b, reconciler.cli.migrate as m, reconciler.cli.render as r\n"
+            "seen = []\n"
+            "for mod, name in ((b, 'cmd_promote'), (b, 'cmd_rollback'), (b, 'cmd_suspend'), (b, 'cmd_resume'),\n"
+            "                  (r, 'cmd_render'), (m, 'cmd_migrate')):\n"
+            "    setattr(mod, name, lambda args, config, name=name: seen.append((name, args, config)) or 7)\n"
+            "for command in ('promote', 'rollback', 'suspend', 'resume', 'render', 'migrate'):\n"
+            "    assert COMMANDS[command]('A', 'C') == 7\n"
+            "assert seen == [(f'cmd_{c}', 'A', 'C') for c in ('promote', 'rollback', 'suspend', 'resume', 'render', 'migrate')]\n"
+            "print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -17,12 +17,9 @@ from reconciler.names import InvalidName, flow_path
 from reconciler.plan import Action
 from reconciler.rendering import counts_line, steps_lines, trailer_lines
 
-from .branches import cmd_promote, cmd_resume, cmd_rollback, cmd_suspend
 from .common import Progress as _Progress, emit as _emit, engine as _engine
 from .common import exit_for as _exit_for, finished as _finished, print_json as _print_json, render as _render
 from .parser import EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
-from .migrate import cmd_migrate, migrated_lines
-from .render import cmd_render
 
 __all__ = ["COMMANDS"]
 
@@ -39,6 +36,8 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
         return _exit_for(out)
     branch = config.env(args.env).branch_name
     if out.migrated is not None:
+        from .migrate import migrated_lines
+
         print("\n".join(migrated_lines(out.migrated)))
     invalid = out.states["invalid"]
     bad = f"; {invalid} flow{'s' * (invalid != 1)} could not be read (below)" if invalid else ""
@@ -300,6 +299,22 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> int:
               f"({targets}){against}", file=sys.stderr)
     return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
 
+
+def _later(module: str, name: str) -> Any:
+    """The command ``name`` of ``module``, imported when it runs: a command's process imports its own
+    command's module, not every other's (``promote``, ``render``, ``migrate``… are not on export's path)."""
+    def command(args: argparse.Namespace, config: Config) -> int:
+        from importlib import import_module
+
+        return getattr(import_module(module, __package__), name)(args, config)
+
+    command.__name__ = command.__qualname__ = name
+    return command
+
+
+cmd_promote, cmd_rollback = _later(".branches", "cmd_promote"), _later(".branches", "cmd_rollback")
+cmd_suspend, cmd_resume = _later(".branches", "cmd_suspend"), _later(".branches", "cmd_resume")
+cmd_render, cmd_migrate = _later(".render", "cmd_render"), _later(".migrate", "cmd_migrate")
 
 COMMANDS = {
     "run": cmd_run, "healthcheck": cmd_healthcheck, "export": cmd_export, "plan": cmd_plan, "sync": cmd_sync, "status": cmd_status,
