@@ -45,8 +45,9 @@ __all__ = ["install", "uninstall", "code_folder", "code_file", "python_key"]
 _MAGIC = b"reconciler-classcode"
 #: the layout of the file (header and body); a change means other files, never a misread
 FORMAT = 1
-#: entries kept at most; past it only what this process used is kept (old code falls out)
-MAX_ENTRIES = 4096
+#: entries kept at most (~2 MB; a command uses ~400): past it only what this process used is kept, so
+#: the methods of classes edited since fall out and the file a process reads stays small
+MAX_ENTRIES = 2048
 
 
 def python_key() -> str:
@@ -96,6 +97,8 @@ class _Store:
         from reconciler.localcache import replace_private
 
         try:
+            if self.file.parent.exists() and not _private(os.stat(self.file.parent)):
+                return  # a folder others may write: what is kept there would not be loaded
             body = marshal.dumps(keep)
             head = b" ".join((_MAGIC, self.key.hex().encode(), hashlib.sha256(body).hexdigest().encode()))
             replace_private(self.file, head + b"\n" + body)
@@ -105,7 +108,7 @@ class _Store:
 
 
 def _private(st: os.stat_result) -> bool:
-    """Code is loaded from the file: only this user (or root) may have written it or its folder."""
+    """Code is loaded from the file: it and its folder must be this user's, writable by nobody else."""
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
@@ -185,7 +188,7 @@ def _save() -> None:
 
 
 def uninstall() -> None:
-    """Back to the builtin (tests; and what a process does not need at exit): keeps what is new first."""
+    """Back to the builtin ``exec`` (for tests), keeping what is new first."""
     global _store
     _save()
     if vars(dataclasses).get("exec") is _exec:

@@ -167,7 +167,9 @@ def test_a_file_or_folder_others_may_write_is_not_loaded(folder: Path) -> None:
     assert run(folder)["found"] > 0
     folder.chmod(0o777)
     try:
-        assert run(folder)["found"] == 0
+        before = file.read_bytes()
+        assert run(folder, extra=CHANGED_B)["found"] == 0
+        assert file.read_bytes() == before  # nor is anything kept in such a folder
     finally:
         folder.chmod(0o700)
 
