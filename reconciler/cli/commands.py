@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config import Config
 from reconciler.errors import ReconcilerError
 from reconciler.names import InvalidName, flow_path
 from reconciler.plan import Action
@@ -23,6 +22,9 @@ from .common import exit_for as _exit_for, finished as _finished, print_json as 
 from .parser import EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
 from .migrate import cmd_migrate, migrated_lines
 from .render import cmd_render
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
 
 __all__ = ["COMMANDS"]
 
