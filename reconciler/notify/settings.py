@@ -14,7 +14,6 @@ a credential too (whoever has it can post), so it comes the same way.
 # No `from __future__ import annotations`: pydantic would compile and eval each field's annotation string
 # when the model class is created (every command's import of the config); evaluated here, they are bytecode.
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Union
 
@@ -24,7 +23,7 @@ from reconciler.drivers._common import ENV_VAR, http_url
 from reconciler.envconfig import Model
 from reconciler.events import KINDS
 
-from .settingsbase import FORGE_API, ForgeMethods, NotifyMethods, SlackMethods, WebhookMethods
+from .settingsbase import FORGE_API, DeliverySettings, ForgeMethods, NotifyMethods, SlackMethods, WebhookMethods
 
 __all__ = ["NotifyBase", "WebhookNotify", "SlackNotify", "ForgeNotify", "NotifyConfig", "NOTIFY_MODELS",
            "DeliverySettings", "FORGE_API"]
@@ -125,20 +124,3 @@ NotifyConfig = Annotated[Union[WebhookNotify, SlackNotify, ForgeNotify], Field(d
 NOTIFY_MODELS: dict[str, type[NotifyBase]] = {
     "webhook": WebhookNotify, "slack": SlackNotify, "github": ForgeNotify, "gitlab": ForgeNotify, "gitea": ForgeNotify,
 }
-
-
-@dataclass(frozen=True)
-class DeliverySettings:
-    """How the dispatcher delivers (not in the config file: the defaults suit every receiver we know).
-
-    A delivery is tried ``http_attempts`` times by the HTTP client (``http_backoff``
-    apart); when that fails with something transient it is queued again after
-    ``retry_base``, 2x, 4x… (at most ``retry_max``) seconds, ``retries`` times.
-    """
-
-    queue_size: int = 1000  # deliveries waiting; when full, the oldest is dropped (and counted)
-    retries: int = 5
-    retry_base: float = 2.0
-    retry_max: float = 300.0
-    http_attempts: int = 2
-    http_backoff: float = 0.5

@@ -3,9 +3,10 @@ each method, for the models of :mod:`.settings` and the frozen views a cached co
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["NotifyMethods", "WebhookMethods", "SlackMethods", "ForgeMethods", "FORGE_API"]
+__all__ = ["NotifyMethods", "WebhookMethods", "SlackMethods", "ForgeMethods", "FORGE_API", "DeliverySettings"]
 
 #: the API base URL of a forge when ``api`` is not given (only GitHub has one address for everybody)
 FORGE_API = {"github": "https://api.github.com"}
@@ -47,3 +48,20 @@ class ForgeMethods(NotifyMethods):
     @property
     def base_url(self: Any) -> str:
         return self.api or FORGE_API[self.type]
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How the dispatcher delivers (not in the config file: the defaults suit every receiver we know).
+
+    A delivery is tried ``http_attempts`` times by the HTTP client (``http_backoff``
+    apart); when that fails with something transient it is queued again after
+    ``retry_base``, 2x, 4x… (at most ``retry_max``) seconds, ``retries`` times.
+    """
+
+    queue_size: int = 1000  # deliveries waiting; when full, the oldest is dropped (and counted)
+    retries: int = 5
+    retry_base: float = 2.0
+    retry_max: float = 300.0
+    http_attempts: int = 2
+    http_backoff: float = 0.5
