@@ -67,6 +67,12 @@ class View:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{n}={v!r}' for n, v in self.__dict__.items())})"
 
+    def __str__(self) -> str:  # as pydantic's: "name='a' driver='directory' ..."
+        return " ".join(f"{n}={v!r}" for n, v in self.__dict__.items())
+
+    def __iter__(self) -> Any:  # as pydantic's: (name, value) pairs, so dict(view) is dict(model)
+        yield from self.__dict__.items()
+
     def __reduce__(self) -> tuple[Any, ...]:
         return _rebuild, (_mixin(type(self)), self._v_ref, self._v_names, tuple(self.__dict__.values()),
                           _fields_set(self))

@@ -263,6 +263,7 @@ def test_what_a_view_leaves_to_its_model_is_the_models(tmp_path: Path) -> None:
     assert env_view.identity.model_fields_set == {"name", "version"}
     assert view.environments[4].identity.model_fields_set == model.environments[4].identity.model_fields_set
     assert model_of(view) == model and type(model_of(view)) is type(model)
+    assert dict(env_view) == dict(env) and str(env_view) == str(env) and repr(env_view) == repr(env)
     assert type(model_of(env_view)) is type(env)
     with pytest.raises(AttributeError):
         env_view.no_such_setting  # noqa: B018 - a name neither has is an AttributeError, as for the model
