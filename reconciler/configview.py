@@ -28,7 +28,7 @@ __all__ = ["View", "view_of", "model_of", "model_ref"]
 class View:
     """The base of every view class (see :func:`_view_class`): fields in ``__dict__``, nothing settable."""
 
-    __slots__ = ("__dict__", "_v_model", "_v_set")
+    __slots__ = ("__dict__", "__weakref__", "_v_model", "_v_set")
     _v_ref: str = ""  # "module:qualname" of the model class this view mirrors
     _v_names: tuple[str, ...] = ()
 
