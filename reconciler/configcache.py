@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import secrets
 import stat
 import sys
 from pathlib import Path
@@ -194,6 +193,8 @@ def _write(file: Path, key: bytes, config: "Config") -> None:
     except Exception:  # noqa: BLE001 - a config a view or pickle cannot keep is not cached
         return
     data = b" ".join((_MAGIC, str(FORMAT).encode(), key, hashlib.sha256(body).hexdigest().encode())) + b"\n" + body
+    import secrets  # here: a hit (most commands) writes nothing
+
     tmp = file.with_name(f".{file.name}.{secrets.token_hex(8)}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
