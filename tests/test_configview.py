@@ -342,3 +342,18 @@ def test_a_view_needs_no_pydantic(tmp_path: Path) -> None:
         "print(bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_sinks_of_a_view_are_the_models(tmp_path: Path) -> None:
+    """The notification sinks tell the settings' types apart by their mixins: a view gets the same sinks."""
+    from reconciler.notify.sinks import build_sinks
+
+    model = load_config(everything(tmp_path))
+    made = [build_sinks(c.notify, environ={}) for c in (model, view_of(model))]
+    try:
+        assert [(type(s).__name__, s.name, getattr(s, "forge", None)) for s in made[0]] == \
+               [(type(s).__name__, s.name, getattr(s, "forge", None)) for s in made[1]]
+        assert len(made[1]) == 5
+    finally:
+        for s in (*made[0], *made[1]):
+            s.close()
