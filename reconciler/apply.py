@@ -25,13 +25,14 @@ the engine, at the end.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from reconciler.canonical import blob_id, parse_json
 from reconciler.drivers import Change, Driver, HealthChecked, Progress, Rendering, WriteOnly
-from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey
 from reconciler.gitform import git_doc, git_form, may_split, read_git_flow, sidecar_files
@@ -40,6 +41,9 @@ from reconciler.sidecars import StoredFlow, entry_parts
 from reconciler.names import case_collisions, encode
 from reconciler.outcome import Snapshot
 from reconciler.plan import RERENDERED, Action, Plan, Step
+
+if TYPE_CHECKING:
+    from reconciler.envconfig import EnvironmentConfig
 
 __all__ = ["Apply", "STEPS", "carry_out", "save_drift", "adopt", "write", "verify", "gate", "mark", "mass_deletion"]
 

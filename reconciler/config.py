@@ -14,13 +14,13 @@ Environments are a list of tables, each validated by the model of its
 # when the model class is created (every command's import of the config); evaluated here, they are bytecode.
 
 import importlib
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, Field, StrictBool, ValidationError, field_validator
 
+from reconciler.configbase import ConfigMethods, find_config
 from reconciler.drivers._common import http_url
 from reconciler.envconfig import EnvironmentConfig, Model as _Model
 from reconciler.errors import ConfigError, Problem
@@ -157,7 +157,7 @@ class _DriverModels(Mapping[str, type[EnvironmentConfig]]):
 DRIVER_MODELS: Mapping[str, type[EnvironmentConfig]] = _DriverModels()
 
 
-class Config(_Model):
+class Config(ConfigMethods, _Model):
     repository: RepositoryConfig = RepositoryConfig.model_construct()
     server: ServerConfig = ServerConfig.model_construct()
     environments: tuple[EnvironmentConfig, ...] = Field((), alias="environment")
@@ -167,17 +167,6 @@ class Config(_Model):
     source: Path | None = Field(None, exclude=True)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
-
-    def env(self, name: str) -> EnvironmentConfig:
-        for e in self.environments:
-            if e.name == name:
-                return e
-        known = ", ".join(e.name for e in self.environments) or "none"
-        raise ConfigError([Problem(str(self.source or "config"), f"no environment named {name!r} (known: {known})")])
-
-
-def find_config(explicit: str | None) -> Path:
-    return Path(explicit or os.environ.get("RECONCILER_CONFIG") or "reconciler.toml")
 
 
 def load_config(path: str | Path) -> Config:

@@ -5,7 +5,10 @@ driver's, the notification sinks'), ~30-50 ms of a cold process that then plans 
 command keeps the validated :class:`~reconciler.config.Config` (pickled) in the user's cache folder
 (``$RECONCILER_CACHE_DIR/config/``, else ``$XDG_CACHE_HOME/flow-reconciler/config/``, else
 ``~/.cache/flow-reconciler/config/``; never in a repository) and the
-next process on the same file loads it instead.
+next process on the same file loads it instead: as frozen plain views of the validated models
+(:mod:`reconciler.configview`), so that such a process imports no pydantic at all (~0.1-0.2 s of a cold
+command). A miss returns what ``load_config`` returns (the pydantic models), a hit their views: the
+same fields, methods and properties; whatever else a view is asked is its model's, built on first use.
 
 It is never trusted for anything that may differ. The key is a hash of the file's bytes (the very
 bytes parsed, read once: an edit in the same second, of the same size, with the clock set back, is
@@ -27,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import secrets
 import stat
 import sys
 from pathlib import Path
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["load_config_cached", "cache_folder", "FORMAT"]
 
 #: the layout of a cache file; bump it whenever what one holds changes meaning
-FORMAT = 1
+FORMAT = 2  # 2: views of the models (configview), not the pydantic models
 _MAGIC = b"reconciler-config-cache"
 
 
@@ -52,17 +54,16 @@ def cache_folder() -> Path:
 
 def load_config_cached(path: str | Path, folder: Path | None = None) -> "Config":
     """``load_config(path)``, from the cache in ``folder`` (default :func:`cache_folder`) when it holds
-    this very file's validated config; else validated (and kept for the next process)."""
-    from reconciler.config import load_config
-
+    this very file's validated config (its view, see :mod:`reconciler.configview`); else validated (and
+    kept for the next process)."""
     path = Path(path)
     try:
         data = path.read_bytes()
         base = path.parent.resolve()
     except (OSError, RuntimeError):
-        return load_config(path)  # its errors, exactly
+        return _load_config(path)  # its errors, exactly
     if b"~" in data:
-        return load_config(path)
+        return _load_config(path)
     folder = cache_folder() if folder is None else folder
     key = _key(path, base, data)
     file = folder / (hashlib.sha256(os.fsencode(path.absolute())).hexdigest()[:40] + ".config")
@@ -71,17 +72,35 @@ def load_config_cached(path: str | Path, folder: Path | None = None) -> "Config"
         return cached
     config = _parse(path, base, data)
     if config is None:
-        return load_config(path)  # not valid (or not readable as today): the full path gives today's errors
+        return _load_config(path)  # not valid (or not readable as today): the full path gives today's errors
     _write(file, key, config)
     return config
 
 
-def _key(path: Path, base: Path, data: bytes) -> bytes:
-    import pydantic.version
+def _load_config(path: Path) -> "Config":
+    from reconciler.config import load_config
 
+    return load_config(path)
+
+
+def _pydantic_version() -> str:
+    """pydantic's version, without importing it (``import pydantic.version`` is ~70 ms): a hash of its
+    version module's bytes (which also name the pydantic_core it needs)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("pydantic")
+        if spec is None or not spec.submodule_search_locations:
+            return "none"
+        return hashlib.sha256(Path(list(spec.submodule_search_locations)[0], "version.py").read_bytes()).hexdigest()
+    except (OSError, ValueError, ImportError) as exc:
+        return f"unknown: {exc}"
+
+
+def _key(path: Path, base: Path, data: bytes) -> bytes:
     from reconciler.localcache import code_fingerprint
 
-    h = hashlib.sha256(repr((FORMAT, code_fingerprint(), pydantic.version.VERSION, sys.version, str(path),
+    h = hashlib.sha256(repr((FORMAT, code_fingerprint(), _pydantic_version(), sys.version, str(path),
                              str(path.absolute()), str(base), os.environ.get("HOME"))).encode())
     h.update(b"\0")
     h.update(data)
@@ -121,8 +140,8 @@ def _still_valid(config: "Config") -> bool:
 
 
 def _read(file: Path, key: bytes) -> "Config | None":
-    from reconciler.config import Config
-    from reconciler.envconfig import remember_settings_json
+    from reconciler.configbase import remember_settings_json
+    from reconciler.configview import View
 
     try:
         if not _private(os.stat(file.parent)):
@@ -144,7 +163,8 @@ def _read(file: Path, key: bytes) -> "Config | None":
         config = pickle.loads(body)
     except Exception:  # noqa: BLE001 - whatever an unreadable cache raises, the answer is the full path
         return None
-    if type(config) is not tuple or len(config) != 2 or type(config[0]) is not Config:
+    if (type(config) is not tuple or len(config) != 2 or not isinstance(config[0], View)
+            or config[0]._v_ref != "reconciler.config:Config"):
         return None
     config, dumps = config
     if type(dumps) is not tuple or len(dumps) != len(config.environments) or not all(type(d) is str for d in dumps):
@@ -164,13 +184,17 @@ def _private(st: os.stat_result) -> bool:
 def _write(file: Path, key: bytes, config: "Config") -> None:
     """Best effort: a folder that cannot be written means no cache, never an error. Each environment's
     :func:`~reconciler.envconfig.settings_json` is kept with it (what a command's first read needs)."""
+    from reconciler.configview import view_of
     from reconciler.envconfig import settings_json
 
     try:
-        body = pickle.dumps((config, tuple(settings_json(e) for e in config.environments)), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - a config holding something pickle cannot keep is not cached
+        body = pickle.dumps((view_of(config), tuple(settings_json(e) for e in config.environments)),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - a config a view or pickle cannot keep is not cached
         return
     data = b" ".join((_MAGIC, str(FORMAT).encode(), key, hashlib.sha256(body).hexdigest().encode())) + b"\n" + body
+    import secrets  # here: a hit (most commands) writes nothing
+
     tmp = file.with_name(f".{file.name}.{secrets.token_hex(8)}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.apply import Apply, carry_out, mass_deletion
-from reconciler.config import Config, EnvironmentConfig
 from reconciler.drivers import Driver, Indexed, IndexedLater, Recoverable, Remembering, Rendering, presenter
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey
@@ -38,6 +37,9 @@ from reconciler.readindex import KeptReads, derivation, fingerprint as reads_fin
 from reconciler.redaction import Redactor
 from reconciler.rendered import Rendered
 from reconciler.templating import Templating
+
+if TYPE_CHECKING:
+    from reconciler.config import Config, EnvironmentConfig
 
 __all__ = ["Engine", "Snapshot", "Outcome", "RunResult", "make_driver", "ProgressFn"]
 

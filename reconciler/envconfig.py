@@ -10,22 +10,17 @@ config loader can import every driver's model without an import cycle.
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from reconciler.canonical import Rules, parse_pointer
-from reconciler.codefields import CodeField, Declared
-from reconciler.flows import Identity
+from reconciler.canonical import parse_pointer
+from reconciler.configbase import UNTIMED, EnvironmentMethods, WindowMethods, remember_settings_json, settings_json
 from reconciler.names import ref_name_problem
-from reconciler.plan import Policy
 from reconciler.secretrule import DEFAULT_SECRET_KEYS
 
-if TYPE_CHECKING:  # a window's model builds one (and imports the module) only when a config has windows
-    from reconciler.windows import Window
-
 __all__ = ["EnvironmentConfig", "IdentityConfig", "Model", "WindowConfig", "SidecarConfig", "settings_json",
-           "remember_settings_json"]
+           "remember_settings_json", "UNTIMED"]
 
 _ENV_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
@@ -49,7 +44,7 @@ class IdentityConfig(Model):
         return v
 
 
-class WindowConfig(Model):
+class WindowConfig(WindowMethods, Model):
     """A sync window: ``schedule`` (cron, five fields) opens it for ``duration`` in ``timezone``."""
 
     kind: Literal["allow", "deny"] = Field(description="allow: changes only inside; deny: no changes inside.")
@@ -67,15 +62,6 @@ class WindowConfig(Model):
         self.window()
         return self
 
-    def window(self) -> "Window":
-        from reconciler.windows import Window, parse_duration
-
-        try:
-            return Window(self.kind, self.schedule, parse_duration(self.duration), self.timezone, self.manual,
-                          self.name)
-        except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
-            raise ValueError(str(exc).strip("'\"") or "unknown time zone") from exc
-
 
 class SidecarConfig(Model):
     """A code field of this environment's flows, kept in git as a sidecar file (``sidecars = [...]``)."""
@@ -91,7 +77,7 @@ class SidecarConfig(Model):
         return v
 
 
-class EnvironmentConfig(Model):
+class EnvironmentConfig(EnvironmentMethods, Model):
     """Settings every environment has, whatever its driver."""
 
     name: str = Field(pattern=_ENV_NAME, description="Environment name (letters, digits, . _ -).")
@@ -173,9 +159,6 @@ class EnvironmentConfig(Model):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
-    #: fields holding paths relative to the config file (a driver's model adds its own)
-    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("secrets_dir", "schema_")
-
     def resolved(self, base: Path) -> "EnvironmentConfig":
         """The same settings with every path of :attr:`PATH_FIELDS` made absolute against ``base``."""
         update = {}
@@ -185,11 +168,6 @@ class EnvironmentConfig(Model):
                 value = Path(value).expanduser()
                 update[name] = value if value.is_absolute() else base / value
         return self.model_copy(update=update) if update else self
-
-    def exclusive_location(self) -> tuple[str, str, str] | None:
-        """Where the environment lives, when no other environment may live there too: (the setting,
-        what it is, an identity of the place), e.g. ("path", "folder", its real path)."""
-        return None
 
     @field_validator("secret_fields", "secret_allow", "layout_fields")
     @classmethod
@@ -224,12 +202,6 @@ class EnvironmentConfig(Model):
         if not m or not 0 < float(m.group(1)) <= 100:
             raise ValueError("must be a count or a percentage from 1% to 100%, such as '50%'")
         return v.strip()
-
-    def delete_limit(self, total: int) -> int:
-        """How many of ``total`` flows one run may delete."""
-        if isinstance(self.max_delete, int):
-            return self.max_delete
-        return max(2, int(total * float(self.max_delete[:-1]) / 100))
 
     @field_validator("params")
     @classmethod
@@ -282,86 +254,3 @@ class EnvironmentConfig(Model):
         if self.branch is None:
             object.__setattr__(self, "branch", f"env/{self.name}")
         return self
-
-    @property
-    def branch_name(self) -> str:
-        assert self.branch is not None
-        return self.branch
-
-    def sync_windows(self) -> "tuple[Window, ...]":
-        return tuple(w.window() for w in self.windows)
-
-    @property
-    def policy(self) -> Policy:
-        return Policy(drift=self.drift, prune=self.prune, override=self.override)
-
-    @property
-    def rules(self) -> Rules:
-        return Rules.of(self.ignore, self.sort)
-
-    @property
-    def flow_identity(self) -> Identity:
-        return Identity(self.identity.name, self.identity.version)
-
-    def declarations(self) -> tuple[Declared, ...]:
-        """What the flows' kinds and this environment say about their fields: code and layout."""
-        from reconciler.kinds import declarations
-
-        own = Declared(code=tuple(CodeField(s.pointer, s.ext) for s in self.sidecars), layout=self.layout_fields,
-                       name=f"environment {self.name}")
-        return (*declarations(), own) if own.code or own.layout else declarations()
-
-    def code_declarations(self) -> tuple[Declared, ...]:
-        """The declarations that split flows when they are written to git (none in the single-file form)."""
-        return self.declarations() if self.form == "split" else ()
-
-
-    def load_secrets(self, *, strict: bool = True) -> dict[str, str]:
-        """Secret values from ``<secrets_env_prefix>NAME`` variables and files in ``secrets_dir``.
-
-        ``strict``: an unreadable ``secrets_dir`` raises OSError (the engine must
-        not render with missing secrets); otherwise it is skipped (CI checks).
-        """
-        import os
-
-        secrets: dict[str, str] = {}
-        prefix = self.secrets_env_prefix
-        if prefix:
-            secrets.update((k[len(prefix):], v) for k, v in os.environ.items() if k.startswith(prefix) and len(k) > len(prefix))
-        if self.secrets_dir is not None:
-            try:
-                for entry in os.scandir(self.secrets_dir):
-                    if entry.is_file() and not entry.name.startswith("."):
-                        with open(entry.path, encoding="utf-8") as f:
-                            secrets[entry.name] = f.read().rstrip("\n")
-            except OSError:
-                if strict:
-                    raise
-        return secrets
-
-    def build_driver(self):
-        """The driver for this environment (each driver's model implements it)."""
-        raise NotImplementedError(f"driver {self.driver!r} has no implementation")
-
-
-#: what :func:`settings_json` leaves out: when the environment may run, not what its flows are
-UNTIMED = frozenset({"interval", "windows"})
-_SETTINGS_JSON: dict[int, tuple[EnvironmentConfig, str]] = {}  # id -> (the model, kept alive so the id is its own; its JSON)
-
-
-def settings_json(env: EnvironmentConfig) -> str:
-    """``env.model_dump_json(exclude=UNTIMED)`` (a fingerprint's part, see ``readindex``), remembered for
-    this very object (a frozen model): a config loaded from :mod:`reconciler.configcache` brings it along,
-    so a command needs no serializer built for it."""
-    got = _SETTINGS_JSON.get(id(env))
-    if got is not None and got[0] is env:
-        return got[1]
-    text = env.model_dump_json(exclude=set(UNTIMED))
-    remember_settings_json(env, text)
-    return text
-
-
-def remember_settings_json(env: EnvironmentConfig, text: str) -> None:
-    if len(_SETTINGS_JSON) >= 1024:  # a service reloading its config for months: the old ones go
-        _SETTINGS_JSON.clear()
-    _SETTINGS_JSON[id(env)] = (env, text)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.canonical import format_pointer, parse_json
 from reconciler.codefields import Declared, code_in
-from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import Problem, RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey
 from reconciler.names import encode
@@ -31,6 +30,7 @@ from reconciler.sidecars import StoredFlow, first_problem, join, read_stored, sp
 from reconciler.templating import Templating
 
 if TYPE_CHECKING:
+    from reconciler.envconfig import EnvironmentConfig
     from reconciler.gitstore import GitStore
 
 __all__ = ["read_git_flow", "git_form", "git_doc", "stored_doc", "can_split", "may_split", "sidecar_files",

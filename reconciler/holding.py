@@ -9,15 +9,19 @@ pushed at once, so every replica and a restarted service see it (see
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciler import suspension
-from reconciler.config import Config
 from reconciler.gitstore import GitStore
 from reconciler.promote import parse_selector
 from reconciler.worker import rfc3339
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
 
 __all__ = ["Changed", "change", "normalise_flows", "body_problem"]
 

@@ -7,12 +7,13 @@ pair of canonical ids, so a reconcile where nothing changed reads nothing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import MutableMapping
 
 from reconciler.canonical import InvalidJSON, parse_json
 from reconciler.codefields import layout_only, layout_patterns
 from reconciler.drivers import Driver, Rendering
-from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import ReconcilerError
 from reconciler.flows import CanonicalFlow, FlowKey
 from reconciler.gitform import read_git_flow
@@ -20,6 +21,9 @@ from reconciler.gitstore import GitStore
 from reconciler.layout import relax
 from reconciler.outcome import Snapshot
 from reconciler.plan import Plan, Policy
+
+if TYPE_CHECKING:
+    from reconciler.envconfig import EnvironmentConfig
 
 __all__ = ["ignore_layout"]
 

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.canonical import InvalidJSON, canonicalize, parse_json
-from reconciler.config import Config
-from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
 from reconciler.flows import FlowKey
 from reconciler.gitform import git_form, stored_doc
@@ -42,6 +40,10 @@ from reconciler.gitstore import FlowTree, GitStore
 from reconciler.localcache import digest, read_cache, write_cache
 from reconciler.names import flow_path
 from reconciler.sidecars import StoredFlow, join
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
+    from reconciler.envconfig import EnvironmentConfig
 
 __all__ = ["Migration", "migrate", "migrate_env", "note_written"]
 

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
-
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reconciler.canonical import InvalidJSON, canonicalize, parse_json, parse_pointer
-from reconciler.config import Config, EnvironmentConfig
 from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
 from reconciler.flows import FlowInvalid, FlowKey
 from reconciler.gitform import can_split, stored_doc
@@ -34,6 +32,9 @@ from reconciler.names import InvalidName, case_collisions, encode, flow_path
 from reconciler.remote import REMOTE_PREFIX, Remote
 from reconciler.scanning import environment_templating
 from reconciler.sidecars import StoredFlow
+
+if TYPE_CHECKING:
+    from reconciler.config import Config, EnvironmentConfig
 
 __all__ = [
     "FlowSelector",

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.envconfig import settings_json
+from reconciler.configbase import settings_json
 from reconciler.flows import FlowKey, light_flows
 from reconciler.gitstore import FlowTree, GitStore
 from reconciler.localcache import digest, read_cache, write_cache

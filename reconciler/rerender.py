@@ -19,6 +19,8 @@ undone. Anything else stays drift.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import bisect
 import functools
 import json
@@ -30,13 +32,15 @@ import orjson
 from reconciler.apply import NotForGit, live_git_form
 from reconciler.canonical import InvalidJSON, canonicalize
 from reconciler.drivers import Driver, Rendering, WriteOnly
-from reconciler.envconfig import EnvironmentConfig
 from reconciler.errors import ReconcilerError
 from reconciler.flows import FlowKey
 from reconciler.gitform import git_doc, stored_doc
 from reconciler.gitstore import GitStore
 from reconciler.outcome import Snapshot
 from reconciler.plan import RERENDERED, Action, Plan, Policy, State, Step
+
+if TYPE_CHECKING:
+    from reconciler.envconfig import EnvironmentConfig
 
 __all__ = ["rerendered", "REASON", "remember", "keep"]
 

@@ -8,10 +8,12 @@ the values it has, and always for credentials in secret fields.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.envconfig import EnvironmentConfig
 from reconciler.templating import Templating
+
+if TYPE_CHECKING:
+    from reconciler.envconfig import EnvironmentConfig
 
 __all__ = ["read_secrets", "environment_templating"]
 

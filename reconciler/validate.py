@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.canonical import InvalidJSON
-from reconciler.config import Config, EnvironmentConfig
 from reconciler.flows import FlowInvalid, FlowKey, Identity, looks_like_sql, sql_export
 from reconciler.gitform import stored_doc, working_tree_flow
 from reconciler.gitstore import GitStore
@@ -30,6 +29,9 @@ from reconciler.scanning import environment_templating
 from reconciler.schemas import Validator, schema_for
 from reconciler.sidecars import StoredFlow
 from reconciler.templating import Templating
+
+if TYPE_CHECKING:
+    from reconciler.config import Config, EnvironmentConfig
 
 __all__ = ["Finding", "Validation", "validate_branch", "validate_paths", "validate_environments", "schema_validator",
            "same_branch"]

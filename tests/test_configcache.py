@@ -301,3 +301,71 @@ def test_a_hit_builds_no_validator(setup) -> None:
                                     timeout=60, check=True).stdout.strip() for _ in range(2))
     assert first != "none"  # validated: the validators were built
     assert second == "none"
+
+
+def _file_as(cache: Path, key: bytes, payload: object) -> None:
+    """Rewrite the one cache file with ``payload`` pickled under header key ``key`` (a whole, well-formed file)."""
+    import hashlib
+    import pickle
+
+    [file] = cache_files(cache)
+    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    file.write_bytes(b" ".join((configcache._MAGIC, str(configcache.FORMAT).encode(), key,
+                                hashlib.sha256(body).hexdigest().encode())) + b"\n" + body)
+
+
+def _current_key(path: Path) -> bytes:
+    return configcache._key(path, path.parent.resolve(), path.read_bytes())
+
+
+def test_a_cache_file_of_the_old_format_is_ignored(setup, monkeypatch) -> None:
+    """FORMAT 1 kept the pydantic models themselves: such a file (as the old code wrote it) is not read."""
+    path, cache = setup
+    load_config_cached(path, cache)
+    model = load_config(path)
+    with monkeypatch.context() as m:
+        m.setattr(configcache, "FORMAT", 1)
+        old_key = _current_key(path)
+        _file_as(cache, old_key, (model, tuple(settings_json(e) for e in model.environments)))
+    assert cache_files(cache)[0].read_bytes().split(b" ")[1] == b"1"
+    counted = Validations(monkeypatch)
+    got = load_config_cached(path, cache)
+    assert counted.n == 1 and type(got) is type(model)  # validated: a miss returns load_config's models
+    same(got, model)
+    hit = load_config_cached(path, cache)
+    assert counted.n == 1 and type(hit) is not type(model)  # rewritten in the new format: a hit, views
+    same(hit, model)
+
+
+@pytest.mark.parametrize("payload", ["a model", "not the config's view", "a view and the wrong dumps"])
+def test_a_well_formed_file_holding_something_else_means_validating_again(setup, monkeypatch, payload) -> None:
+    """Right header, right key, right checksum, but not (the config's view, one JSON per environment)."""
+    from reconciler.configview import view_of
+
+    path, cache = setup
+    load_config_cached(path, cache)
+    model = load_config(path)
+    dumps = tuple(settings_json(e) for e in model.environments)
+    _file_as(cache, _current_key(path), {
+        "a model": (model, dumps),
+        "not the config's view": (view_of(model.environments[0]), dumps),
+        "a view and the wrong dumps": (view_of(model), dumps[:1]),
+    }[payload])
+    counted = Validations(monkeypatch)
+    got = load_config_cached(path, cache)
+    assert counted.n == 1
+    same(got, model)
+
+
+def test_a_hit_is_frozen_views_that_validate_nothing_again(setup, monkeypatch) -> None:
+    from reconciler.configview import View
+
+    path, cache = setup
+    load_config_cached(path, cache)
+    hit = load_config_cached(path, cache)
+    assert isinstance(hit, View) and all(isinstance(e, View) for e in hit.environments)
+    with pytest.raises(AttributeError):
+        hit.env("production").prune = False  # type: ignore[misc]
+    counted = Validations(monkeypatch)
+    assert hit.env("production").model_copy(update={"prune": False}).prune is False  # its model's, on first use
+    assert counted.n == 0

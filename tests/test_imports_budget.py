@@ -16,7 +16,11 @@ Imports are counted, not timed (timings are the bench's, ``python -m bench --cli
 - a cold ``export``, ``sync`` or ``plan`` of a directory environment (its config from the cache, the clean
   record not applying) imports no sync-window code (croniter, ``reconciler.windows``: only a config with
   windows), no semantic or code diff (``reconciler.semdiff``, ``reconciler.codediff``, difflib: reviews
-  render them) and no JSON Schema module (``reconciler.schemas``: only an environment with a ``schema``).
+  render them) and no JSON Schema module (``reconciler.schemas``: only an environment with a ``schema``);
+- such a command (export, sync, plan, status of a directory environment; a sync of a Node-RED one) imports no
+  pydantic, pydantic_core nor our pydantic models (``reconciler.config``, ``reconciler.envconfig``, the
+  settings modules): its config is a tree of views (reconciler.configview); the same command validating its
+  config says exactly the same.
 """
 
 from __future__ import annotations
@@ -96,6 +100,122 @@ def test_the_notify_package_still_offers_every_name() -> None:
     from reconciler.notify import Dispatcher, post_plan_status, status_link
 
     assert Dispatcher.__module__ == "reconciler.notify.dispatcher" and callable(post_plan_status) and callable(status_link)
+
+
+#: what a command whose config comes from its cache never imports: pydantic and our models (configview)
+PYDANTIC_FREE = ("pydantic", "pydantic_core", "reconciler.config", "reconciler.envconfig", "reconciler.notify.settings",
+                 "reconciler.drivers.directory.settings", "reconciler.drivers.node_red.settings")
+
+
+def pydantic_in(mods: list[str]) -> list[str]:
+    return [m for m in mods if m in PYDANTIC_FREE or m.split(".")[0] in PYDANTIC_FREE]
+
+
+def command(cwd: Path, cache: Path, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str, list[str]]:
+    """One cold command as a user runs it (``main()`` reading ``sys.argv``): its exit code, its output with
+    commit ids and the workspace's path made alike, and the modules it imported."""
+    import os
+    import re
+
+    probe = (f"import sys\nsys.argv = ['reconciler', *{list(argv)!r}]\nfrom reconciler.cli import main\ncode = main()\n"
+             "import json\nsys.stdout.flush()\nsys.__stdout__.write('\\n@@' + json.dumps([code, sorted(sys.modules)]))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RECONCILER_CACHE_DIR": str(cache), "HOME": str(cwd), **(env or {})})
+    out, sep, tail = proc.stdout.rpartition("\n@@")
+    assert sep, proc.stdout + proc.stderr
+    code, mods = json.loads(tail)
+
+    def alike(text: str) -> str:
+        return re.sub(r"\b[0-9a-f]{7,40}\b", "<sha>", text.replace(str(cwd), "<ws>"))
+
+    return code, alike(out), alike(proc.stderr), mods
+
+
+def directory_workspace(root: Path, flows: int = 100) -> Path:
+    envdir = root / "envs" / "a"
+    envdir.mkdir(parents=True)
+    for i in range(flows):
+        (envdir / f"f{i}.json").write_text(json.dumps({"name": f"f{i}", "version": "1", "steps": [i]}))
+    (root / "reconciler.toml").write_text('[[environment]]\nname = "a"\ndriver = "directory"\npath = "envs/a"\n'
+                                          'drift = "adopt"\n')
+    return envdir
+
+
+def test_a_cached_cold_command_imports_no_pydantic_and_says_what_validating_says(tmp_path: Path) -> None:
+    """Two identical workspaces: in one each command validates its config (a new cache folder each time), in
+    the other each takes its views from the cache. Same exit codes, same output; only the first imports
+    pydantic. A 1% export, a sync, a plan with drift, status, and a bad config."""
+    checked, cached = tmp_path / "checked", tmp_path / "cached"
+    dirs = {ws: directory_workspace(ws) for ws in (checked, cached)}
+    warm = tmp_path / "warm-cache"
+    subprocess.run([sys.executable, "-c", "from reconciler.configcache import load_config_cached as l; l('reconciler.toml')"],
+                   cwd=cached, check=True, timeout=60, env={**__import__("os").environ, "RECONCILER_CACHE_DIR": str(warm),
+                                                            "HOME": str(cached)})
+
+    def both(step: int, expected: int, *argv: str, bad: bool = False) -> None:
+        fresh = tmp_path / f"fresh-{step}"
+        a = command(checked, fresh, *argv)
+        b = command(cached, warm, *argv)
+        assert a[:3] == b[:3], (argv, a[:3], b[:3])
+        assert a[0] == expected, (argv, a[:3])
+        assert "pydantic" in a[3] and "reconciler.config" in a[3], argv  # validated
+        if bad:
+            assert "pydantic" in b[3]  # a bad config is never cached: validated, its errors exactly
+        else:
+            assert pydantic_in(b[3]) == [], (argv, pydantic_in(b[3]))
+            assert "reconciler.engine" in b[3] or argv[0] == "status", argv
+
+    def edit(i: int, flow: int = 7) -> None:
+        for envdir in dirs.values():
+            (envdir / f"f{flow}.json").write_text(json.dumps({"name": f"f{flow}", "version": "1", "steps": [-i]}))
+
+    both(0, 0, "export", "a")
+    edit(1)
+    both(1, 0, "export", "a")  # 1 flow of 100
+    edit(2)
+    both(2, 0, "sync", "a")  # drift = adopt: the edit is committed
+    edit(3)
+    both(3, 2, "plan", "a")  # drift
+    both(4, 0, "status")
+    both(5, 0, "export", "a", "--json")
+    for ws in (checked, cached):
+        (ws / "reconciler.toml").write_text('[[environment]]\nname = "a"\ndriver = "directory"\npath = "envs/a"\n'
+                                            'drift = "sometimes"\n')
+    both(6, 1, "plan", "a", bad=True)
+    both(7, 1, "plan", "a", bad=True)  # and again: still validated (nothing was kept)
+    assert list((warm / "config").glob("*.config"))
+
+
+def test_a_cached_sync_of_a_node_red_environment_imports_no_pydantic(tmp_path: Path) -> None:
+    """Against a real Node-RED: the export validates its config, the sync after it takes it from the cache."""
+    from tests.nodered import start_node_red
+
+    nr = start_node_red(tmp_path / "node-red")
+    try:
+        ws = tmp_path / "ws"
+        ws.mkdir()
+        (ws / "reconciler.toml").write_text(f'[[environment]]\nname = "red"\ndriver = "node-red"\nurl = "{nr.url}"\n'
+                                            'token_env = "NR_TOKEN"\ndrift = "restore"\n')
+        env = {"NR_TOKEN": nr.token}
+        nodes = [{"id": "t1", "type": "tab", "label": "orders", "env": []},
+                 {"id": "n1", "type": "inject", "z": "t1", "name": "tick", "x": 100, "y": 80, "wires": [["n2"]]},
+                 {"id": "n2", "type": "debug", "z": "t1", "name": "out", "x": 300, "y": 80, "wires": []}]
+        nr.deploy(nodes)
+        first = command(ws, tmp_path / "cache", "export", "red", env=env)
+        assert first[0] == 0 and "pydantic" in first[3], first[:3]
+
+        def renamed(name: str) -> None:
+            nr.deploy([{**n, "name": name} if n["id"] == "n1" else n for n in nodes])
+
+        renamed("edited")  # drift: the sync restores git's version
+        synced = command(ws, tmp_path / "cache", "sync", "red", env=env)
+        assert synced[0] == 0 and nr.node("n1")["name"] == "tick", synced[:3]
+        assert "reconciler.drivers.node_red.driver" in synced[3] and pydantic_in(synced[3]) == []
+        renamed("edited again")  # (another live version: saved to drift/red too)
+        again = command(ws, tmp_path / "other-cache", "sync", "red", env=env)  # validated: the same answer
+        assert again[:3] == synced[:3] and "pydantic" in again[3] and nr.node("n1")["name"] == "tick"
+    finally:
+        nr.close()
 
 
 # --- the dataclasses' compiled methods (reconciler.classcode; issue 15, fifth pass) -------------------------

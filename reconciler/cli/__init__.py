@@ -55,7 +55,6 @@ def _main(argv: Sequence[str] | None) -> int:
         from reconciler.classcode import install
 
         install()  # the dataclasses' compiled methods from the last process (reconciler/classcode.py)
-    from reconciler.config import config_json_schema
     from reconciler.errors import ConfigError, ReconcilerError
     from reconciler.logsetup import setup_logging
     from reconciler.redaction import RedactingStream, Redactor
@@ -73,6 +72,8 @@ def _main(argv: Sequence[str] | None) -> int:
     setup_logging(args.log_level or ("info" if args.verbose or service else "warning"), args.log_format,
                   redactor=redactor)
     if args.command == "schema":
+        from reconciler.config import config_json_schema
+
         _print_json(config_json_schema())
         return EXIT_OK
     if args.command == "demo":
@@ -127,7 +128,7 @@ def _check_names(args: argparse.Namespace, config: "Config") -> None:
 def _load_config(args: argparse.Namespace, *, cached: bool = False) -> "Config":
     """``cached``: this process is the command (see ``_main``): the config validated by the last process on
     the same file is loaded instead of validated again (:mod:`reconciler.configcache`)."""
-    from reconciler.config import Config, find_config, load_config
+    from reconciler.configbase import find_config  # pydantic-free: a config from its cache imports no pydantic
 
     path = find_config(args.config)
     if args.command in ("validate", "render") and args.paths and not args.config and not os.environ.get("RECONCILER_CONFIG") and not path.exists():
@@ -135,9 +136,13 @@ def _load_config(args: argparse.Namespace, *, cached: bool = False) -> "Config":
         if args.command == "validate":
             print("reconciler: no reconciler.toml; checking syntax, paths, identity and the default schema only",
                   file=sys.stderr)
+        from reconciler.config import Config
+
         return Config()
     if cached:
         from reconciler.configcache import load_config_cached
 
         return load_config_cached(path)
+    from reconciler.config import load_config
+
     return load_config(path)

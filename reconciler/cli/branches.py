@@ -3,13 +3,16 @@ environment: ``promote``, ``rollback``, ``suspend``, ``resume``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import argparse
 import sys
 
-from reconciler.config import Config
-
 from .common import emit_error as _emit_error, engine as _engine, print_json as _print_json
 from .parser import EXIT_ERROR, EXIT_OK
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
 
 __all__ = ["cmd_promote", "cmd_rollback", "cmd_suspend", "cmd_resume"]
 

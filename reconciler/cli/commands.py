@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config import Config
 from reconciler.errors import ReconcilerError
 from reconciler.names import InvalidName, flow_path
 from reconciler.plan import Action
@@ -20,6 +19,9 @@ from reconciler.rendering import counts_line, steps_lines, trailer_lines
 from .common import Progress as _Progress, emit as _emit, engine as _engine
 from .common import exit_for as _exit_for, finished as _finished, print_json as _print_json, render as _render
 from .parser import EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
 
 __all__ = ["COMMANDS"]
 

@@ -6,13 +6,15 @@ import argparse
 import json
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config import Config
 from reconciler.engine import Engine, Outcome, RunResult
 from reconciler.rendering import outcome_lines
 
 from .parser import EXIT_CONFLICT, EXIT_ERROR, EXIT_OK
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
 
 __all__ = ["finished", "Progress", "engine", "render", "emit", "exit_for", "print_json", "emit_error"]
 

@@ -3,13 +3,16 @@ code, or single JSON files) in one commit that changes how git holds the flows, 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import argparse
 import sys
 
-from reconciler.config import Config
-
 from .common import engine as _engine, print_json as _print_json
 from .parser import EXIT_ERROR, EXIT_OK
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
 
 __all__ = ["cmd_migrate", "migrated_lines"]
 

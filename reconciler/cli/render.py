@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config import Config
 from reconciler.errors import ReconcilerError
 from reconciler.names import flow_path
 
 from .common import engine as _engine
 from .parser import EXIT_ERROR, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
 
 __all__ = ["cmd_render"]
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 # client on every command line run (``tests/test_imports_budget.py``).
 _WHERE = {
     "Dispatcher": "dispatcher", "plan_status": "plan", "post_plan_status": "plan",
-    **dict.fromkeys(("NOTIFY_MODELS", "DeliverySettings", "ForgeNotify", "NotifyBase", "NotifyConfig", "SlackNotify",
+    "DeliverySettings": "settingsbase",
+    **dict.fromkeys(("NOTIFY_MODELS", "ForgeNotify", "NotifyBase", "NotifyConfig", "SlackNotify",
                      "WebhookNotify"), "settings"),
     **dict.fromkeys(("Delivery", "DeliveryFailed", "ForgeSink", "Sink", "SlackSink", "WebhookSink", "build_sinks",
                      "sign", "slack_text"), "sinks"),

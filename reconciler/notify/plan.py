@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .settings import DeliverySettings, ForgeNotify
+from .settingsbase import DeliverySettings, ForgeMethods
 from .sinks import DeliveryFailed, ForgeSink
 from .status import CommitStatus, context_of, forge_state, status_link
 
@@ -59,7 +59,7 @@ def post_plan_status(config: "Config", review: "Review", *, seen: Callable[[Iter
     status = plan_status(review, status_link(config.server.public_url, review.env))
     lines, ok = [], True
     for settings in config.notify:
-        if not isinstance(settings, ForgeNotify) or (settings.environments and review.env not in settings.environments):
+        if not isinstance(settings, ForgeMethods) or (settings.environments and review.env not in settings.environments):
             continue
         sink = ForgeSink(settings, DeliverySettings(), seen=seen, environ=environ)
         done = (f"{forge_state(sink.forge, status.state)} ({status.context}) on {status.sha[:12]} "

@@ -14,7 +14,6 @@ a credential too (whoever has it can post), so it comes the same way.
 # No `from __future__ import annotations`: pydantic would compile and eval each field's annotation string
 # when the model class is created (every command's import of the config); evaluated here, they are bytecode.
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Union
 
@@ -24,16 +23,15 @@ from reconciler.drivers._common import ENV_VAR, http_url
 from reconciler.envconfig import Model
 from reconciler.events import KINDS
 
+from .settingsbase import FORGE_API, DeliverySettings, ForgeMethods, NotifyMethods, SlackMethods, WebhookMethods
+
 __all__ = ["NotifyBase", "WebhookNotify", "SlackNotify", "ForgeNotify", "NotifyConfig", "NOTIFY_MODELS",
            "DeliverySettings", "FORGE_API"]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
-#: the API base URL of a forge when ``api`` is not given (only GitHub has one address for everybody)
-FORGE_API = {"github": "https://api.github.com"}
 
-
-class NotifyBase(Model):
+class NotifyBase(NotifyMethods, Model):
     """What every sink has: a name, its filters, a timeout."""
 
     type: str
@@ -52,14 +50,6 @@ class NotifyBase(Model):
             raise ValueError(f"unknown event kind(s) {', '.join(map(repr, unknown))}; use some of {', '.join(KINDS)}")
         return v
 
-    @property
-    def sink(self) -> str:
-        return self.name or self.type
-
-    def wants(self, kind: str, environment: str) -> bool:
-        """Do this sink's filters let an event of ``kind`` about ``environment`` through?"""
-        return kind in self.events and (not self.environments or environment in self.environments)
-
     #: the sink's credential: (the key naming its variable, the key naming its file, what it is)
     credential: ClassVar[tuple[str, str, str]]
 
@@ -71,20 +61,15 @@ class NotifyBase(Model):
                              f"holding {what}")
         return self
 
-    def secret_files(self) -> tuple[str, ...]:
-        """The names of this model's fields holding a path to a credential (resolved against the config's folder)."""
-        return (self.credential[1],)
-
 
 def _url(v: str) -> str:
     return http_url(v, credentials_hint="put credentials in the variable or file named by this table")
 
 
-class WebhookNotify(NotifyBase):
+class WebhookNotify(WebhookMethods, NotifyBase):
     """The event as JSON, POSTed with ``X-Signature: sha256=<hex HMAC-SHA256 of the body>`` (Flux's generic-hmac)."""
 
     type: Literal["webhook"]
-    credential: ClassVar[tuple[str, str, str]] = ("secret_env", "secret_file", "the key that signs the body")
     url: str = Field(description="Where to POST the events (http:// or https://).")
     secret_env: str | None = Field(None, pattern=ENV_VAR, description="Environment variable holding the HMAC key.")
     secret_file: Path | None = Field(None, description="File holding the HMAC key.")
@@ -95,20 +80,18 @@ class WebhookNotify(NotifyBase):
         return _url(v)
 
 
-class SlackNotify(NotifyBase):
+class SlackNotify(SlackMethods, NotifyBase):
     """A short summary as ``{"text": ...}`` to a Slack-compatible incoming webhook."""
 
     type: Literal["slack"]
-    credential: ClassVar[tuple[str, str, str]] = ("url_env", "url_file", "the incoming-webhook URL (it is a credential)")
     url_env: str | None = Field(None, pattern=ENV_VAR, description="Environment variable holding the webhook URL.")
     url_file: Path | None = Field(None, description="File holding the webhook URL.")
 
 
-class ForgeNotify(NotifyBase):
+class ForgeNotify(ForgeMethods, NotifyBase):
     """A commit status (context ``flow-reconciler/<env>``) on the commit an event is about."""
 
     type: Literal["github", "gitlab", "gitea"]
-    credential: ClassVar[tuple[str, str, str]] = ("token_env", "token_file", "the API token")
     api: str | None = Field(
         None, description="Base URL of the forge's API: https://api.github.com (GitHub's default), "
         "https://gitlab.example.com/api/v4, https://gitea.example.com/api/v1.",
@@ -134,10 +117,6 @@ class ForgeNotify(NotifyBase):
             raise ValueError(f"repository = {self.repository!r}: must be owner/repo for {self.type}")
         return self
 
-    @property
-    def base_url(self) -> str:
-        return self.api or FORGE_API[self.type]
-
 
 NotifyConfig = Annotated[Union[WebhookNotify, SlackNotify, ForgeNotify], Field(discriminator="type")]
 
@@ -145,20 +124,3 @@ NotifyConfig = Annotated[Union[WebhookNotify, SlackNotify, ForgeNotify], Field(d
 NOTIFY_MODELS: dict[str, type[NotifyBase]] = {
     "webhook": WebhookNotify, "slack": SlackNotify, "github": ForgeNotify, "gitlab": ForgeNotify, "gitea": ForgeNotify,
 }
-
-
-@dataclass(frozen=True)
-class DeliverySettings:
-    """How the dispatcher delivers (not in the config file: the defaults suit every receiver we know).
-
-    A delivery is tried ``http_attempts`` times by the HTTP client (``http_backoff``
-    apart); when that fails with something transient it is queued again after
-    ``retry_base``, 2x, 4x… (at most ``retry_max``) seconds, ``retries`` times.
-    """
-
-    queue_size: int = 1000  # deliveries waiting; when full, the oldest is dropped (and counted)
-    retries: int = 5
-    retry_base: float = 2.0
-    retry_max: float = 300.0
-    http_attempts: int = 2
-    http_backoff: float = 0.5

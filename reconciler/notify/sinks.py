@@ -18,7 +18,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
@@ -29,8 +29,11 @@ from reconciler.errors import RetryableError, StallError
 from reconciler.events import Event
 
 from .secret import Secret, SecretAuth
-from .settings import DeliverySettings, ForgeNotify, NotifyBase, SlackNotify, WebhookNotify
+from .settingsbase import DeliverySettings, ForgeMethods, SlackMethods, WebhookMethods
 from .status import AUTH, RANK, CommitStatus, forge_request, forge_state, status_of, superseded
+
+if TYPE_CHECKING:  # a model or its view (reconciler.configview): the type is the mixin's
+    from .settings import ForgeNotify, NotifyBase, SlackNotify, WebhookNotify
 
 __all__ = ["Sink", "Delivery", "DeliveryFailed", "WebhookSink", "SlackSink", "ForgeSink", "build_sinks", "sign",
            "slack_text"]
@@ -305,11 +308,11 @@ def build_sinks(settings: Sequence[NotifyBase], delivery: DeliverySettings = Del
     """One sink per ``[[notify]]`` table."""
     out: list[Sink] = []
     for s in settings:
-        if isinstance(s, WebhookNotify):
+        if isinstance(s, WebhookMethods):
             out.append(WebhookSink(s, delivery, seen=seen, environ=environ))
-        elif isinstance(s, SlackNotify):
+        elif isinstance(s, SlackMethods):
             out.append(SlackSink(s, delivery, seen=seen, environ=environ))
-        elif isinstance(s, ForgeNotify):
+        elif isinstance(s, ForgeMethods):
             out.append(ForgeSink(s, delivery, seen=seen, environ=environ))
         else:  # pragma: no cover - NOTIFY_MODELS and this list are kept together
             raise TypeError(f"no sink for {type(s).__name__}")

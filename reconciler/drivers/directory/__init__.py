@@ -31,8 +31,25 @@ and the sorting out of a crashed one's files), :mod:`.fs` (the file-system
 calls, injectable), :mod:`.driver` (the driver port on top of them).
 """
 
-from .driver import DirectoryDriver
-from .fs import FileSystem
-from .settings import SETTINGS, DirectoryEnvironment
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .driver import DirectoryDriver
+    from .fs import FileSystem
+    from .settings import SETTINGS, DirectoryEnvironment
 
 __all__ = ["DirectoryDriver", "DirectoryEnvironment", "FileSystem", "SETTINGS"]
+
+# Imported when first named (PEP 562): a command whose config comes from its cache (reconciler.configcache)
+# builds the driver from a view of the settings and imports no pydantic settings model.
+_WHERE = {"DirectoryDriver": "driver", "FileSystem": "fs", "SETTINGS": "settings", "DirectoryEnvironment": "settings"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

@@ -18,7 +18,24 @@ Modules: :mod:`.codec` (file names and the compared form, pure), :mod:`.driver`
 (the driver port), :mod:`.settings` (``driver = "flink-sql"``).
 """
 
-from .driver import FlinkSqlDriver
-from .settings import SETTINGS, FlinkSqlEnvironment
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .driver import FlinkSqlDriver
+    from .settings import SETTINGS, FlinkSqlEnvironment
 
 __all__ = ["FlinkSqlDriver", "FlinkSqlEnvironment", "SETTINGS"]
+
+# Imported when first named (PEP 562): a command whose config comes from its cache (reconciler.configcache)
+# builds the driver from a view of the settings and imports no pydantic settings model.
+_WHERE = {"FlinkSqlDriver": "driver", "SETTINGS": "settings", "FlinkSqlEnvironment": "settings"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

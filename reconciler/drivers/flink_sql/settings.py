@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from reconciler.envconfig import EnvironmentConfig
 
-from .driver import ONE_WAY, FlinkSqlDriver
+from .driver import ONE_WAY
+from .settingsbase import FlinkSqlMethods
 
 __all__ = ["FlinkSqlEnvironment", "SETTINGS"]
 
 
-class FlinkSqlEnvironment(EnvironmentConfig):
+class FlinkSqlEnvironment(FlinkSqlMethods, EnvironmentConfig):
     """An environment that is a folder of Flink SQL scripts rendered from event-processing flows."""
 
     driver: Literal["flink-sql"]
     path: Path = Field(description="The folder of <name>@<version>.sql scripts (it must exist), e.g. the one a "
                                    "Flink SQL runner job reads.")
-
-    PATH_FIELDS: ClassVar[tuple[str, ...]] = (*EnvironmentConfig.PATH_FIELDS, "path")
 
     @model_validator(mode="after")
     def _one_way(self) -> "FlinkSqlEnvironment":
@@ -30,12 +28,6 @@ class FlinkSqlEnvironment(EnvironmentConfig):
             raise ValueError(f'drift = "adopt" is not possible for a flink-sql environment: {ONE_WAY}. '
                              'Use drift = "restore" or "report"')
         return self
-
-    def exclusive_location(self) -> tuple[str, str, str]:
-        return "path", "folder", os.path.realpath(self.path)
-
-    def build_driver(self) -> FlinkSqlDriver:
-        return FlinkSqlDriver(self.path)
 
 
 SETTINGS = FlinkSqlEnvironment

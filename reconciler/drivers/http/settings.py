@@ -9,19 +9,16 @@ flow becomes, is :mod:`.mapping`; every default is here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
 from reconciler.drivers._common import ENV_VAR, http_url
 from reconciler.envconfig import EnvironmentConfig, IdentityConfig, Model
-from reconciler.flows import Identity
 from reconciler.names import InvalidName, encode
 
 from .mapping import ID_FIELDS, check_template, placeholders
-
-if TYPE_CHECKING:
-    from .driver import HttpDriver
+from .settingsbase import HttpMethods, ListRouteMethods
 
 __all__ = [
     "HttpEnvironment",
@@ -106,7 +103,7 @@ class CursorPaging(Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class ListRoute(Model):
+class ListRoute(ListRouteMethods, Model):
     """GET listing every flow: full exports or summaries carrying name and version."""
 
     path: FixedPath = Field("/flows", description="Path (appended to url); may carry a query string.")
@@ -133,11 +130,6 @@ class ListRoute(Model):
         if v is not None and info.data.get("next") is not None:
             raise ValueError("set next (a link) or cursor, not both")
         return v
-
-    @property
-    def rechecked(self) -> bool:
-        return self.cursor is not None if self.recheck is None else self.recheck
-
 
 class ExportRoute(Model):
     """GET exporting one flow."""
@@ -270,7 +262,7 @@ class HttpIdentity(IdentityConfig):
         return self
 
 
-class HttpEnvironment(EnvironmentConfig):
+class HttpEnvironment(HttpMethods, EnvironmentConfig):
     """A DPM-style flow manager reached over a REST API, described declaratively."""
 
     driver: Literal["http"]
@@ -359,20 +351,6 @@ class HttpEnvironment(EnvironmentConfig):
             raise ValueError("import.override is required without [environment.update]: it is how an existing "
                              "flow is replaced")
         return self
-
-    @property
-    def flow_identity(self) -> Identity:
-        return Identity(self.identity.name, self.identity.version, self.identity.fixed_version)
-
-    def build_driver(self) -> HttpDriver:
-        from .driver import HttpDriver  # here, not at the top: the driver builds on this module's models
-
-        if self.health is not None:
-            from .health import HealthCheckedHttpDriver
-
-            return HealthCheckedHttpDriver(self)
-        return HttpDriver(self)
-
 
 def _listed_id(route: Any, info: ValidationInfo) -> Any:
     """A route whose path names {id} needs list.id: the id comes from the listing."""

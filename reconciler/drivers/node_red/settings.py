@@ -3,22 +3,19 @@ and how hard to try, how tabs become flows, how to deploy. Every default of the 
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from reconciler.canonical import Rules
 from reconciler.drivers._common import ENV_VAR, http_url
 from reconciler.envconfig import EnvironmentConfig
 
 from .credentials import CREDENTIAL_POINTERS
-from .driver import NodeRedDriver
-from .mapping import CANONICAL_IGNORE, NODE_LISTS_BY_ID
+from .settingsbase import NodeRedMethods
 
 __all__ = ["NodeRedEnvironment", "SETTINGS"]
 
-class NodeRedEnvironment(EnvironmentConfig):
+class NodeRedEnvironment(NodeRedMethods, EnvironmentConfig):
     """A Node-RED instance, through its Admin HTTP API."""
 
     driver: Literal["node-red"]
@@ -74,43 +71,6 @@ class NodeRedEnvironment(EnvironmentConfig):
         if missing:
             object.__setattr__(self, "secret_fields", (*self.secret_fields, *missing))
         return self
-
-    def exclusive_location(self) -> tuple[str, str, str]:
-        # Two environments on one instance would each take the other's tabs for their own (prune deletes them).
-        return "url", "Node-RED instance", self.url.rstrip("/").lower()
-
-    @property
-    def rules(self) -> Rules:
-        """The environment's rules, plus: every list of nodes is sorted by id (the order means nothing), and a
-        global config node's z (Node-RED 1.x wrote "z": "") is dropped."""
-        return _rules(tuple(self.ignore), tuple(self.sort.items()))
-
-    def build_driver(self) -> "NodeRedDriver":
-        return NodeRedDriver(
-            self.url,
-            self.flow_identity,
-            self.rules,
-            token_env=self.token_env,
-            username_env=self.username_env,
-            password_env=self.password_env,
-            timeout=self.timeout,
-            attempts=self.attempts,
-            backoff=self.backoff,
-            check_types=self.check_types,
-            version_env=self.version_env,
-            default_version=self.default_version,
-            deploy=self.deploy,
-            health_check=self.health_check,
-            health_settle=self.health_settle,
-            restore_unhealthy=self.on_unhealthy == "restore",
-        )
-
-
-@lru_cache(maxsize=64)
-def _rules(ignore: tuple[str, ...], sort: tuple[tuple[str, str], ...]) -> Rules:
-    """One Rules per set of settings (immutable; reading each flow asks for them, and making them parses
-    every pointer)."""
-    return Rules.of((*CANONICAL_IGNORE, *ignore), {**NODE_LISTS_BY_ID, **dict(sort)})
 
 
 SETTINGS = NodeRedEnvironment

@@ -1,0 +1,29 @@
+"""What a directory environment's settings do, without pydantic (see :mod:`reconciler.configbase`): one
+copy for the model of :mod:`.settings` and the frozen view a cached config holds."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from reconciler.configbase import EnvironmentMethods
+
+if TYPE_CHECKING:
+    from .driver import DirectoryDriver
+
+__all__ = ["DirectoryMethods"]
+
+
+class DirectoryMethods(EnvironmentMethods):
+    __slots__ = ()
+
+    PATH_FIELDS = (*EnvironmentMethods.PATH_FIELDS, "path")
+
+    def exclusive_location(self: Any) -> tuple[str, str, str]:
+        # By real path: symlinks, '..' and bind paths name one folder.
+        return "path", "folder", os.path.realpath(self.path)
+
+    def build_driver(self: Any) -> "DirectoryDriver":
+        from .driver import DirectoryDriver
+
+        return DirectoryDriver(self.path, self.flow_identity, self.rules)
