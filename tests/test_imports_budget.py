@@ -218,6 +218,34 @@ def test_a_cached_sync_of_a_node_red_environment_imports_no_pydantic(tmp_path: P
         nr.close()
 
 
+def test_a_cached_command_of_an_http_environment_imports_no_pydantic(tmp_path: Path) -> None:
+    """The shipped HTTP example against tests/dpm_server.py: the export validates, the plan and the sync after
+    it take the config from the cache (the http package names its settings lazily), and a validating sync
+    says the same."""
+    from tests.dpm_server import DpmServer
+
+    with DpmServer("dpm-t0ken-7f3a") as dpm:
+        ws = tmp_path / "ws"
+        (ws / "envs" / "acceptance").mkdir(parents=True)
+        example = (REPO_ROOT / "manifests/examples/http/reconciler.toml").read_text()
+        (ws / "reconciler.toml").write_text(example.replace("https://dpm.example.com/api/v1", dpm.url))
+        dpm.put({"name": "orders", "version": "1.0", "steps": [{"id": "s1", "type": "map"}]})
+        env = {"DPM_TOKEN": "dpm-t0ken-7f3a"}
+        first = command(ws, tmp_path / "cache", "export", "production", env=env)
+        assert first[0] == 0 and "pydantic" in first[3], first[:3]
+        dpm.edit("orders", "1.0", lambda doc: doc["steps"].append({"id": "s2", "type": "filter"}))  # drift
+        planned = command(ws, tmp_path / "cache", "plan", "production", env=env)
+        assert planned[0] == 2 and pydantic_in(planned[3]) == [], (planned[:3], pydantic_in(planned[3]))
+        assert "reconciler.drivers.http.driver" in planned[3] and "reconciler.drivers.http.settings" not in planned[3]
+        synced = command(ws, tmp_path / "cache", "sync", "production", env=env)
+        assert synced[0] == 0 and pydantic_in(synced[3]) == [], synced[:3]
+        assert [s["id"] for s in dpm.get("orders", "1.0")["steps"]] == ["s1"]  # restored from git
+        dpm.edit("orders", "1.0", lambda doc: doc["steps"].append({"id": "s3", "type": "filter"}))
+        again = command(ws, tmp_path / "other-cache", "sync", "production", env=env)  # validated: the same answer
+        assert again[:3] == synced[:3] and "pydantic" in again[3]
+        assert [s["id"] for s in dpm.get("orders", "1.0")["steps"]] == ["s1"]
+
+
 # --- the dataclasses' compiled methods (reconciler.classcode; issue 15, fifth pass) -------------------------
 # A separate block: what a cold command compiles is counted here, not timed. The cache's own hostile cases
 # (truncated, corrupt, foreign, planted file, changed class, two processes at once) are tests/test_classcode.py.

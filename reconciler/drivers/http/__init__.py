@@ -156,24 +156,44 @@ mean, as requests; pure), :mod:`.shape` (``fields`` and ``defaults``; pure),
 preconditions).
 """
 
-from . import settings
-from .driver import HttpDriver
-from .settings import (
-    SETTINGS,
-    AuthSettings,
-    CreateRoute,
-    CredentialsRoute,
-    CursorPaging,
-    DeleteRoute,
-    ExportRoute,
-    HealthRoute,
-    HttpEnvironment,
-    HttpIdentity,
-    ImportRoute,
-    ListRoute,
-    OverrideFlag,
-    UpdateRoute,
-)
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["HttpDriver"]
-__all__ += settings.__all__
+if TYPE_CHECKING:
+    from .driver import HttpDriver
+    from .settings import (
+        SETTINGS,
+        AuthSettings,
+        CreateRoute,
+        CredentialsRoute,
+        CursorPaging,
+        DeleteRoute,
+        ExportRoute,
+        HealthRoute,
+        HttpEnvironment,
+        HttpIdentity,
+        ImportRoute,
+        ListRoute,
+        OverrideFlag,
+        UpdateRoute,
+    )
+
+# Imported when first named (PEP 562), as the directory driver's: a command whose config comes from its
+# cache (reconciler.configcache) builds the driver from a view of the settings and imports no pydantic model.
+_SETTINGS_NAMES = ("SETTINGS", "AuthSettings", "CreateRoute", "CredentialsRoute", "CursorPaging", "DeleteRoute",
+                   "ExportRoute", "HealthRoute", "HttpEnvironment", "HttpIdentity", "ImportRoute", "ListRoute",
+                   "OverrideFlag", "UpdateRoute")
+_WHERE = {"HttpDriver": "driver", "settings": None, **{n: "settings" for n in _SETTINGS_NAMES}}
+
+__all__ = ["HttpDriver", *_SETTINGS_NAMES]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    where = _WHERE[name]
+    module = import_module(f"{__name__}.{where or name}")
+    value = module if where is None else getattr(module, name)
+    globals()[name] = value
+    return value
