@@ -27,7 +27,7 @@ import operator
 import os
 import time
 from collections.abc import Callable, Mapping
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 
 from reconciler.canonical import Rules
@@ -35,7 +35,7 @@ from reconciler.flows import CanonicalFlow, FlowKey, Identity, light_flows
 from reconciler.localcache import digest, read_cache, write_cache
 from reconciler.logsetup import get_logger
 
-__all__ = ["StatIndex", "RACY_NS", "Entry"]
+__all__ = ["StatIndex", "Columns", "RACY_NS", "Entry"]
 
 log = get_logger("reconciler.drivers.directory")
 
@@ -43,8 +43,10 @@ log = get_logger("reconciler.drivers.directory")
 RACY_NS = 1_000_000_000
 _KIND = "directory-index"  # its body: columns (names, sigs, keys, oids), see _entries
 
-_FIRST, _SECOND, _MTIME, _CTIME = (operator.itemgetter(i) for i in range(4))
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+_MTIME, _CTIME = operator.itemgetter(1), operator.itemgetter(2)  # of a signature (mode, mtime, ctime, size, inode)
 _KEY, _OID = operator.attrgetter("key"), operator.attrgetter("oid")
+_SIG = operator.attrgetter("st_mode", "st_mtime_ns", "st_ctime_ns", "st_size", "st_ino")  # a file's signature
 
 Sig = tuple[int, ...]
 Entry = tuple[Sig, "CanonicalFlow | Problem"]
@@ -70,20 +72,26 @@ class StatIndex:
 
     def load(self) -> dict[str, Entry]:
         """file name -> (signature, flow with its id only); empty when the index cannot be trusted."""
+        got = self.load_columns()
+        return {} if got is None else got.entries()
+
+    def load_columns(self) -> "Columns | None":
+        """The index as it was written (its columns checked whole, nothing built per entry); None when
+        it cannot be trusted (missing, foreign, corrupt, or the clock is earlier than when it was written)."""
         doc = read_cache(self.path, _KIND, self.fingerprint)
         if doc is None:
-            return {}
+            return None
         written = doc.get("written_at")
         if type(written) is not int:
-            return {}
+            return None
         if self.clock() < written:
             log.info("the clock is earlier than when the folder's index was written; reading every file",
                      index=str(self.path))
-            return {}
+            return None
         try:
-            return _entries(doc, written)
+            return Columns(doc, written)
         except (KeyError, TypeError, ValueError, AttributeError):
-            return {}
+            return None
 
     def save(self, cache: Mapping[str, Entry], now: int) -> None:
         """Keep the flows of ``cache`` that are not racy at ``now`` (the time of the export that checked them)."""
@@ -106,28 +114,74 @@ class StatIndex:
                     {"written_at": now, "names": names, "sigs": sigs, "keys": keys, "oids": oids})
 
 
+class Columns:
+    """An index file's columns, checked whole (types and lengths, at C speed; any mismatch raises and the
+    caller reads everything): ``names``, ``sigs`` (5 integers an entry), ``keys`` (name and version an
+    entry) and ``oids``; ``written``: when the export that checked them ended. ``racy``: some entry is as
+    new as the index (never saved so: such an entry is dropped by :meth:`entries`)."""
+
+    def __init__(self, doc: Mapping[str, object], written: int):
+        names, sigs, keys, oids = doc["names"], doc["sigs"], doc["keys"], doc["oids"]
+        if not (type(names) is type(sigs) is type(keys) is type(oids) is list):
+            raise TypeError("columns")
+        n = len(names)
+        if len(sigs) != 5 * n or len(keys) != 2 * n or len(oids) != n or len(set(names)) != n:
+            raise ValueError("column lengths")
+        if n and (set(map(type, sigs)) != {int}
+                  or set(map(type, names)) | set(map(type, keys)) | set(map(type, oids)) != {str}):
+            raise TypeError("column types")
+        self.names: list[str] = names
+        self.sigs: list[int] = sigs
+        self.keys: list[str] = keys
+        self.oids: list[str] = oids
+        self.written = written
+        edge = written - RACY_NS
+        self.racy = bool(n) and max(max(sigs[1::5]), max(sigs[2::5])) >= edge
+
+    def listed(self, stats: Mapping[str, "os.stat_result | OSError"], now: int) -> tuple[list, list, list, list] | None:
+        """When ``stats`` (the folder's listing now: file name -> lstat) is exactly what the index recorded,
+        every file as old as git's racy rule asks at ``now`` too: the names (in name order), keys, flow
+        ids and signatures; else None. Exactly: the same names, and every file's mode, mtime, ctime, size
+        and inode the recorded ones (an edit, a file replaced by another, one added or removed, one that
+        cannot be stat'ed: None). At C speed (10,000 files: a few ms; an entry per file costs ~40 ms)."""
+        names = self.names
+        n = len(names)
+        if self.racy or len(stats) != n or n == 0:
+            return None
+        got = list(map(stats.get, names))
+        if set(map(type, got)) != {os.stat_result}:
+            return None  # a recorded name is not listed now (the counts match: another is), or cannot be stat'ed
+        sigs = list(map(_SIG, got))
+        if list(chain.from_iterable(sigs)) != self.sigs:
+            return None  # a file changed (or was replaced) since the index was written
+        edge = now - RACY_NS  # racy at now (is_racy, inline): not vouched for
+        if max(map(_MTIME, sigs)) >= edge or max(map(_CTIME, sigs)) >= edge:
+            return None
+        keys, oids = self.flow_keys(), self.oids
+        if any(map(operator.ge, names, islice(names, 1, None))):  # not in name order (the rebuild's)
+            order = sorted(range(n), key=names.__getitem__)
+            names, keys, oids, sigs = ([col[i] for i in order] for col in (names, keys, oids, sigs))
+        return names, keys, oids, sigs
+
+    def flow_keys(self) -> list[FlowKey]:
+        it = iter(self.keys)
+        new = tuple.__new__
+        return [new(FlowKey, k) for k in zip(it, it)]
+
+    def entries(self) -> dict[str, Entry]:
+        """file name -> (signature, flow with its id only)."""
+        if not self.names:
+            return {}
+        it = iter(self.sigs)
+        entry_sigs = list(zip(it, it, it, it, it))
+        flows = light_flows(self.flow_keys(), self.oids)
+        entries = dict(zip(self.names, zip(entry_sigs, flows)))
+        # Racy entries were never saved (save leaves them out); one found here is dropped all the same.
+        if self.racy:
+            entries = {name: e for name, e in entries.items() if not is_racy(e[0], self.written)}
+        return entries
+
+
 def _entries(doc: Mapping[str, object], written: int) -> dict[str, Entry]:
-    """The columns of an index file as entries: ``names``, ``sigs`` (5 integers an entry), ``keys`` (name
-    and version an entry) and ``oids``. Columns are checked whole (types and lengths, at C speed); any
-    mismatch raises (the caller then reads everything)."""
-    names, sigs, keys, oids = doc["names"], doc["sigs"], doc["keys"], doc["oids"]
-    if not (type(names) is type(sigs) is type(keys) is type(oids) is list):
-        raise TypeError("columns")
-    n = len(names)
-    if len(sigs) != 5 * n or len(keys) != 2 * n or len(oids) != n or len(set(names)) != n:
-        raise ValueError("column lengths")
-    if n == 0:
-        return {}
-    if set(map(type, sigs)) != {int} or set(map(type, names)) | set(map(type, keys)) | set(map(type, oids)) != {str}:
-        raise TypeError("column types")
-    it = iter(sigs)
-    entry_sigs = list(zip(it, it, it, it, it))
-    it = iter(keys)
-    new = tuple.__new__
-    flows = light_flows([new(FlowKey, k) for k in zip(it, it)], oids)
-    entries = dict(zip(names, zip(entry_sigs, flows)))
-    # Racy entries were never saved (save leaves them out); one found here is dropped all the same.
-    edge = written - RACY_NS
-    if max(max(sigs[1::5]), max(sigs[2::5])) >= edge:
-        entries = {name: e for name, e in entries.items() if not is_racy(e[0], written)}
-    return entries
+    """The entries of an index file's columns (:class:`Columns`); raises on any mismatch."""
+    return Columns(doc, written).entries()

@@ -31,10 +31,10 @@ from reconciler.canonical import InvalidJSON, Rules, parse_json
 from reconciler.drivers import LiveCollector, LiveSet, Progress
 from reconciler.drivers._common import Ticker
 from reconciler.errors import Problem, RetryableError
-from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc, looks_like_sql, sql_export
+from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc, light_flows, looks_like_sql, sql_export
 
 from .fs import MAX_FILE_BYTES, FileSystem
-from .index import RACY_NS, StatIndex, is_racy
+from .index import RACY_NS, Columns, StatIndex, is_racy
 
 __all__ = ["Scanner", "ensure_root", "is_flow_name"]
 
@@ -88,6 +88,7 @@ class Scanner:
         self._last: _Kept | None = None
         self.index: StatIndex | None = None  # the cache kept for the next process (None: none)
         self._loaded = False  # the index was read into the cache
+        self._columns: Columns | None = None  # the index as read, not yet put into the cache (_need_cache)
         self._dirty = False  # the cache changed since the index was read or written
         self._now = 0  # when the last export's stat pass ended
         self.save_later = False  # True: the index is written by save_index(), not after each export
@@ -103,7 +104,7 @@ class Scanner:
         if self.index is not None and not self._loaded:
             self._loaded = True
             if not self._cache:
-                self._cache.update(self.index.load())
+                self._columns = self.index.load_columns()  # into the cache only when a file must be looked up
         result = self._export(trust_watch, progress)
         if not self.save_later:
             self.save_index()
@@ -132,6 +133,10 @@ class Scanner:
         else:
             stats = self._scan()
         now = self._now = self.clock()
+        if last is None and self._columns is not None:
+            unchanged = self._unchanged(stats, now, progress)
+            if unchanged is not None:
+                return unchanged
         if last is not None:
             changed = self.touched | last.racy
             if trust_watch:  # only the suspects were stat'ed again
@@ -156,7 +161,35 @@ class Scanner:
         except OSError as exc:
             raise RetryableError(f"cannot list {self.root}: {exc.strerror}") from exc
 
+    def _need_cache(self) -> None:
+        """The index read at the first export, put into the per-file cache (before a file is looked up)."""
+        if self._columns is not None:
+            columns, self._columns = self._columns, None
+            self._cache.update(columns.entries())
+
+    def _unchanged(self, stats: dict[str, Stat], now: int, progress: Progress | None) -> LiveSet | None:
+        """The first export's result when the folder's listing is exactly what the index recorded
+        (:meth:`Columns.listed`): what :meth:`_rebuild_bulk` finds with every file's flow from the cache,
+        built from the index's columns without an entry per file first. None when anything differs (and
+        for files the writes touched): the cache is then filled from the index and the rebuild reads
+        what changed."""
+        got = None if self.touched or self._columns is None else self._columns.listed(stats, now)
+        if got is None:
+            return None
+        names, keys, oids, sigs = got
+        flows = dict(zip(keys, light_flows(keys, oids)))
+        if len(flows) != len(keys):
+            return None  # two files hold one key: the duplicate is reported one by one
+        where = dict(zip(keys, map(os.path.join(self.root, "").__add__, names)))
+        if progress is not None:
+            Ticker(progress, len(stats))(len(stats))
+        self.files = dict(where)
+        result = LiveSet(flows, where)
+        self._last = _Kept(stats, dict(zip(names, sigs)), result, dict(zip(names, keys)), set())
+        return result
+
     def _rebuild(self, stats: dict[str, Stat], now: int, progress: Progress | None) -> LiveSet:
+        self._need_cache()
         return self._rebuild_bulk(stats, now, progress) or self._rebuild_each(stats, now, progress)
 
     def _rebuild_bulk(self, stats: dict[str, Stat], now: int, progress: Progress | None) -> LiveSet | None:
@@ -250,6 +283,7 @@ class Scanner:
 
     def _patch(self, last: "_Kept", stats: dict[str, Stat], changed: set[str], now: int) -> LiveSet | None:
         """The last result with the changed files read again; None when only a rebuild is safe."""
+        self._need_cache()
         flows, where = dict(last.live.flows), dict(last.live.where)
         by_name = dict(last.names)
         for name in changed:
