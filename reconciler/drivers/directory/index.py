@@ -41,12 +41,11 @@ log = get_logger("reconciler.drivers.directory")
 
 #: a file modified this close to (or after) the time it was read is racy: never trusted from its signature
 RACY_NS = 1_000_000_000
-_KIND = "directory-index"  # its body: columns (names, sigs, keys, oids), see _entries
+_KIND = "directory-index"  # its body: columns (names, sigs, keys, oids), see Columns
 
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 _MTIME, _CTIME = operator.itemgetter(1), operator.itemgetter(2)  # of a signature (mode, mtime, ctime, size, inode)
 _KEY, _OID = operator.attrgetter("key"), operator.attrgetter("oid")
-_SIG = operator.attrgetter("st_mode", "st_mtime_ns", "st_ctime_ns", "st_size", "st_ino")  # a file's signature
 
 Sig = tuple[int, ...]
 Entry = tuple[Sig, "CanonicalFlow | Problem"]
@@ -192,8 +191,3 @@ class Columns:
         if self.racy:
             entries = {name: e for name, e in entries.items() if not is_racy(e[0], self.written)}
         return entries
-
-
-def _entries(doc: Mapping[str, object], written: int) -> dict[str, Entry]:
-    """The entries of an index file's columns (:class:`Columns`); raises on any mismatch."""
-    return Columns(doc, written).entries()
