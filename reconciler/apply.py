@@ -84,13 +84,20 @@ StepFn = Callable[[Apply], Apply]
 
 
 def save_drift(a: Apply) -> Apply:
-    saving: dict[FlowKey, StoredFlow] = {}
+    saving: dict[FlowKey, StoredFlow | str] = {}  # a str: the id of a blob already in the repository
     failed: dict[FlowKey, str] = {}
-    declared = a.env.code_declarations()  # once (~0.4 ms each: every kind's declarations are gathered)
+    declared = None  # env.code_declarations(), once and only when needed (~0.4 ms each)
     for s in a.steps:
         # Not what this machine wrote from git before a parameter or secret changed (its git form is git's
         # version; the old values, a rotated password among them, must not be saved anywhere).
         if s.overwrites_live and not s.reason.startswith(RERENDERED):
+            kept = a.snap.base_blobs.get(s.key)
+            if kept is not None and kept == s.live and a.store.has_object(kept):
+                # The live canonical bytes are the applied commit's blob for it (a plain JSON entry, that id):
+                # committed as it is, not read and packed again (the write checks what it replaces, as ever).
+                saving[s.key] = kept
+                continue
+            declared = a.env.code_declarations() if declared is None else declared
             try:
                 saving[s.key] = _for_git(a, s.key, declared)
             except _Unsafe as exc:

@@ -238,21 +238,21 @@ class WritingMixin:
         self.set_ref(ref, commit, message.splitlines()[0])
 
     def commit_changes(self, branch: str, parent: str | None, folder: str,
-                       changes: Mapping[FlowKey, StoredFlow | bytes | None], message: str) -> str | None:
-        """Write flows (their stored form, or one JSON file's bytes) to a branch in one commit
-        (compare-and-swap from ``parent``).
+                       changes: Mapping[FlowKey, StoredFlow | bytes | str | None], message: str) -> str | None:
+        """Write flows (their stored form, one JSON file's bytes, or the id of a JSON blob already stored) to
+        a branch in one commit (compare-and-swap from ``parent``).
 
         Returns the new commit id, or None when the tree did not change (no
         empty commits). Raises :class:`BranchMovedError` when the tip moved.
         """
-        blobs = {k: (None if v is None else self.put_flow(v)) for k, v in changes.items()}
+        blobs = {k: (v if v is None or type(v) is str else self.put_flow(v)) for k, v in changes.items()}
         tree = self.tree_with(parent, folder, blobs)
         if parent is not None and tree == self.tree_of(parent):
             self._pending.clear()  # everything queued already exists
             return None
         return self.commit(branch, parent, tree, message)
 
-    def save_drift(self, env: str, folder: str, flows: Mapping[FlowKey, StoredFlow | bytes], message: str,
+    def save_drift(self, env: str, folder: str, flows: Mapping[FlowKey, StoredFlow | bytes | str], message: str,
                    attempts: int = 5) -> str | None:
         """Commit live content to ``drift/<env>`` before it is overwritten; retries on a moved tip."""
         ref = f"refs/heads/drift/{env}"

@@ -34,7 +34,7 @@ from reconciler.errors import Problem, RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc, looks_like_sql, sql_export
 
 from .fs import MAX_FILE_BYTES, FileSystem
-from .index import RACY_NS, StatIndex, is_racy
+from .index import RACY_NS, Columns, StatIndex, is_racy
 
 __all__ = ["Scanner", "ensure_root", "is_flow_name"]
 
@@ -88,6 +88,8 @@ class Scanner:
         self._last: _Kept | None = None
         self.index: StatIndex | None = None  # the cache kept for the next process (None: none)
         self._loaded = False  # the index was read into the cache
+        self._columns: Columns | None = None  # the index as read, not yet put into the cache (_need_cache)
+        self._stale: set[str] = set()  # names of _columns' rows read again since (what they hold: in the cache)
         self._dirty = False  # the cache changed since the index was read or written
         self._now = 0  # when the last export's stat pass ended
         self.save_later = False  # True: the index is written by save_index(), not after each export
@@ -103,7 +105,7 @@ class Scanner:
         if self.index is not None and not self._loaded:
             self._loaded = True
             if not self._cache:
-                self._cache.update(self.index.load())
+                self._columns = self.index.load_columns()  # into the cache only when a file must be looked up
         result = self._export(trust_watch, progress)
         if not self.save_later:
             self.save_index()
@@ -114,7 +116,10 @@ class Scanner:
         of the export that last checked it: what that export would have written)."""
         if self.index is not None and self._dirty:
             self._dirty = False
-            self.index.save(self._cache, self._now)
+            if self._columns is None:
+                self.index.save(self._cache, self._now)
+            else:  # the index read, with what was read again since
+                self.index.save_over(self._columns, self._stale, self._cache, self._now)
 
     def _export(self, trust_watch: bool, progress: Progress | None) -> LiveSet:
         self.fresh = {}
@@ -132,6 +137,8 @@ class Scanner:
         else:
             stats = self._scan()
         now = self._now = self.clock()
+        if first := last is None and self._columns is not None:  # the first export: the index's snapshot, patched
+            last, trust_watch = self._from_columns(stats, now, progress), False
         if last is not None:
             changed = self.touched | last.racy
             if trust_watch:  # only the suspects were stat'ed again
@@ -142,6 +149,10 @@ class Scanner:
             if not changed:
                 return last.live
             patched = self._patch(last, stats, changed, now)
+            if patched is not None and first:  # in file name order, as a rebuild lists them
+                order = sorted(patched.where, key=patched.where.__getitem__)
+                patched = LiveSet({k: patched.flows[k] for k in order}, {k: patched.where[k] for k in order})
+                self._last = self._last._replace(live=patched)
             if patched is not None:
                 return patched
         return self._rebuild(stats, now, progress)
@@ -156,7 +167,28 @@ class Scanner:
         except OSError as exc:
             raise RetryableError(f"cannot list {self.root}: {exc.strerror}") from exc
 
+    def _need_cache(self) -> None:
+        """The index read at the first export, put into the per-file cache (before a file is looked up)."""
+        if self._columns is not None:
+            columns, self._columns, overlay = self._columns, None, dict(self._cache)
+            self._cache.clear()  # the index's entries but those read again since, then what they read
+            self._cache.update(e for e in columns.entries().items() if e[0] not in self._stale)
+            self._cache.update(overlay)
+
+    def _from_columns(self, stats: dict[str, Stat], now: int, progress: Progress | None) -> "_Kept | None":
+        """The index's snapshot (:meth:`Columns.snapshot`) as this process's last export: only what changed since
+        is read, as between two exports of one process. None: the index cannot give it, or the clock went back."""
+        got = None if self._columns is None or now < self._columns.written else self._columns.snapshot(self.root)
+        if got is None:
+            return None
+        Ticker(progress, len(stats))(len(stats))
+        flows, where, sigs, names = got
+        self.files = dict(where)
+        self._last = last = _Kept(stats, sigs, LiveSet(flows, where), names, set())
+        return last
+
     def _rebuild(self, stats: dict[str, Stat], now: int, progress: Progress | None) -> LiveSet:
+        self._need_cache()
         return self._rebuild_bulk(stats, now, progress) or self._rebuild_each(stats, now, progress)
 
     def _rebuild_bulk(self, stats: dict[str, Stat], now: int, progress: Progress | None) -> LiveSet | None:
@@ -250,6 +282,8 @@ class Scanner:
 
     def _patch(self, last: "_Kept", stats: dict[str, Stat], changed: set[str], now: int) -> LiveSet | None:
         """The last result with the changed files read again; None when only a rebuild is safe."""
+        if self._columns is not None:  # the index's rows of these files are stale (the cache holds what is read)
+            self._stale, self._dirty = self._stale | changed, True
         flows, where = dict(last.live.flows), dict(last.live.where)
         by_name = dict(last.names)
         for name in changed:
