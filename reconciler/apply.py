@@ -25,11 +25,10 @@ the engine, at the end.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from reconciler.canonical import blob_id, parse_json
 from reconciler.drivers import Change, Driver, HealthChecked, Progress, Rendering, WriteOnly
@@ -93,8 +92,7 @@ def save_drift(a: Apply) -> Apply:
         if s.overwrites_live and not s.reason.startswith(RERENDERED):
             kept = a.snap.base_blobs.get(s.key)
             if kept is not None and kept == s.live and a.store.has_object(kept):
-                # The live canonical bytes are the applied commit's blob for it (a plain JSON entry, that id):
-                # committed as it is, not read and packed again (the write checks what it replaces, as ever).
+                # live is the applied commit's plain JSON blob: committed as it is, not read and packed again
                 saving[s.key] = kept
                 continue
             declared = a.env.code_declarations() if declared is None else declared
@@ -178,11 +176,9 @@ def verify(a: Apply) -> Apply:
         want = s.desired if s.action == Action.IMPORT else None
         got = now.get(s.key)
         if got != want:
-            failed[s.key] = (
-                "read-after-write check failed: the environment does not hold what was written "
-                f"(expected {want and want[:12]}, found {got and got[:12]}); if the platform rewrites "
-                "fields on import, list them in the environment's `ignore`"
-            )
+            failed[s.key] = ("read-after-write check failed: the environment does not hold what was written "
+                             f"(expected {want and want[:12]}, found {got and got[:12]}); if the platform rewrites "
+                             "fields on import, list them in the environment's `ignore`")
     return a.fail(failed)
 
 
