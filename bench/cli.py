@@ -5,11 +5,11 @@ the CPU time of the same processes: ``ours.cpu``, ``cpu_ratio``),
 and its baseline is the git CLI on the same canonical files in the same run:
 
 - ``--version`` / ``--help``: interpreter start and imports;
-- C0, the floor: ``python -c "import pygit2; from pydantic import BaseModel"`` with the same
-  interpreter (pygit2 as ``reconciler.gitstore.tls`` imports it; ``BaseModel``, as a bare ``import
-  pydantic`` loads no model machinery), what any command
-  that reads git and loads a validated config pays before its work under the project's fixed choices
-  (pygit2, pydantic); each later figure reports it against its own baseline (``floor_ratio``);
+- C0, the floor: ``import pygit2`` as ``reconciler.gitstore.tls`` imports it, with the same
+  interpreter: what any command that reads git pays before its work under the project's fixed
+  choices (a command whose config comes from its cache imports no pydantic, so pydantic is no
+  longer part of it; ``tests/test_imports_budget.py`` holds that); each later figure reports it
+  against its own baseline (``floor_ratio``);
 - initial ``export`` into an empty repository vs ``git init && git add -A && git commit``;
 - no-change ``plan ENV`` and ``export ENV`` vs ``git status --porcelain`` (after one plan has
   read the new tip, as git's first ``status`` after a commit refreshes its index);
@@ -35,15 +35,14 @@ from bench.generate import change_flows
 __all__ = ["CliBench", "CONFIG", "FLOOR"]
 
 # The fixed floor of a working command: the interpreter with its site (the same one the console script
-# runs) and the two libraries the project's fixed choices make every git read and every config load
-# import: pydantic's BaseModel (a bare ``import pydantic`` is lazy and loads no model machinery) and
-# pygit2 as the package imports it (reconciler/gitstore/tls.py, loaded by its path so that no other
-# module of ours comes with it). C0 measures it as a whole process; C3-C8 report it against their
-# baseline (``floor_ratio``).
+# runs) and pygit2 as the package imports it (reconciler/gitstore/tls.py, loaded by its path so that no
+# other module of ours comes with it), which every command that reads git needs. pydantic is not in it:
+# a command whose config comes from the config cache builds no model (reconciler/configview.py).
+# C0 measures it as a whole process; C3-C8 report it against their baseline (``floor_ratio``).
 _TLS = Path(__file__).resolve().parent.parent / "reconciler" / "gitstore" / "tls.py"
 FLOOR = ("import importlib.util as u\n"
          f"s = u.spec_from_file_location('tls', {str(_TLS)!r}); m = u.module_from_spec(s); s.loader.exec_module(m)\n"
-         "m.load()\nfrom pydantic import BaseModel")
+         "m.load()")
 
 CONFIG = """[repository]
 path = "state/flows.git"
@@ -206,11 +205,11 @@ class CliBench:
     def the_floor(self, work: Path) -> None:
         """C0, measured last (once the writes of the set-up have settled, as every other figure), and what
         it is of each figure's baseline (``floor_ratio``): what any command that reads git through pygit2
-        and a config through pydantic (the fixed choices) pays before its first line of work."""
+        (a fixed choice) pays before its first line of work."""
         from bench.__main__ import summary
 
         floor = [self.python(work, FLOOR) for _ in range(max(7, self.b.runs))]
-        self.record("C0. the floor: import pygit2, pydantic.BaseModel", floor, None, "", None)
+        self.record("C0. the floor: import pygit2", floor, None, "", None)
         median = summary(floor)["median"]
         for name, entry in self.b.results.items():
             if entry.get("whole_process") and entry.get("baseline", {}).get("median"):
