@@ -13,7 +13,9 @@
 The contract the worker uses is :mod:`reconciler.events`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reconciler.lazy import lazy_attributes
 
 # Imported when a name is first used (PEP 562): a config's ``[[notify]]`` models
 # (``reconciler.notify.settings``) must not pull in the dispatcher, the sinks and the HTTP
@@ -37,15 +39,7 @@ if TYPE_CHECKING:
     from .status import CommitStatus, context_of, forge_request, forge_state, status_link, status_of
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 __all__ = [

@@ -31,7 +31,9 @@ and the sorting out of a crashed one's files), :mod:`.fs` (the file-system
 calls, injectable), :mod:`.driver` (the driver port on top of them).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reconciler.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .driver import DirectoryDriver
@@ -45,11 +47,4 @@ __all__ = ["DirectoryDriver", "DirectoryEnvironment", "FileSystem", "SETTINGS"]
 _WHERE = {"DirectoryDriver": "driver", "FileSystem": "fs", "SETTINGS": "settings", "DirectoryEnvironment": "settings"}
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE)

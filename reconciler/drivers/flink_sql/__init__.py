@@ -18,7 +18,9 @@ Modules: :mod:`.codec` (file names and the compared form, pure), :mod:`.driver`
 (the driver port), :mod:`.settings` (``driver = "flink-sql"``).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reconciler.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .driver import FlinkSqlDriver
@@ -31,11 +33,4 @@ __all__ = ["FlinkSqlDriver", "FlinkSqlEnvironment", "SETTINGS"]
 _WHERE = {"FlinkSqlDriver": "driver", "SETTINGS": "settings", "FlinkSqlEnvironment": "settings"}
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE)

@@ -156,7 +156,9 @@ mean, as requests; pure), :mod:`.shape` (``fields`` and ``defaults``; pure),
 preconditions).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reconciler.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .driver import HttpDriver
@@ -187,13 +189,4 @@ _WHERE = {"HttpDriver": "driver", "settings": None, **{n: "settings" for n in _S
 __all__ = ["HttpDriver", *_SETTINGS_NAMES]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    where = _WHERE[name]
-    module = import_module(f"{__name__}.{where or name}")
-    value = module if where is None else getattr(module, name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE)

@@ -89,7 +89,9 @@ leaves), :mod:`.checks` (a batch's checks before a deploy, pure), :mod:`.api`
 websocket), :mod:`.health` (the gate), :mod:`.driver` (export, apply, gate).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from reconciler.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .driver import NodeRedDriver
@@ -104,11 +106,4 @@ _WHERE = {"NodeRedDriver": "driver", "flow_documents": "mapping", "instance_docu
           "SETTINGS": "settings", "NodeRedEnvironment": "settings"}
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE)
