@@ -85,3 +85,25 @@ def test_an_applied_blob_holding_a_credential_is_never_committed_to_drift(ws: Wo
     errors = {(s["name"], s.get("error") or "") for s in out["steps"]}
     assert any(n == "f0" and "cannot be saved to drift" in e and "/cfg/password" in e for n, e in errors), out
     assert json.loads((ws.env_dir(ENV) / "f1@1.0.json").read_text())["mark"] == "v2"
+
+
+def _coded(name: str, code: str) -> dict:
+    return {"name": name, "version": "1.0", "tab": {"id": "t1", "type": "tab"}, "nodes": [
+        {"id": "n1", "type": "function", "z": "t1", "name": "calc", "func": code, "initialize": "", "finalize": "",
+         "wires": []}]}
+
+
+def test_an_applied_blob_with_code_inline_is_saved_to_drift_split_as_without_the_shortcut(ws: Workspace) -> None:
+    """git holds the flow with its function inline (pushed so by hand); the live flow is that blob. The drift
+    save writes git's form of it, the code in its sidecar file (never the blob as it is beside no sidecar)."""
+    code = "const rate = 2;\nreturn msg;"
+    clone = _git_env(ws, {0: _coded("f0", code)})
+    assert blob_id((ws.env_dir(ENV) / "f0@1.0.json").read_bytes()) == _rev(ws, f"env/{ENV}:flows/f0/1.0.json")
+    _commit(ws, clone, {0: _coded("f0", "const rate = 3;\nreturn msg;")}, "v2")
+    ws.cli("sync", ENV, check=True)
+    files = ws.git("ls-tree", "-r", "--name-only", f"drift/{ENV}", cwd=ws.repo).split()
+    assert files == ["flows/f0/1.0.json", "flows/f0/1.0/n1.func.js"], files
+    assert ws.git("show", f"drift/{ENV}:flows/f0/1.0/n1.func.js", cwd=ws.repo) == code + "\n"
+    saved = json.loads(ws.git("show", f"drift/{ENV}:flows/f0/1.0.json", cwd=ws.repo))
+    assert "rate = 2" not in json.dumps(saved) and saved["nodes"][0]["name"] == "calc"
+    assert json.loads((ws.env_dir(ENV) / "f0@1.0.json").read_text())["nodes"][0]["func"].startswith("const rate = 3")
