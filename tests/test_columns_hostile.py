@@ -107,3 +107,30 @@ def test_an_applied_blob_with_code_inline_is_saved_to_drift_split_as_without_the
     saved = json.loads(ws.git("show", f"drift/{ENV}:flows/f0/1.0.json", cwd=ws.repo))
     assert "rate = 2" not in json.dumps(saved) and saved["nodes"][0]["name"] == "calc"
     assert json.loads((ws.env_dir(ENV) / "f0@1.0.json").read_text())["nodes"][0]["func"].startswith("const rate = 3")
+
+
+SECRET = "hunter2-very-secret"
+
+
+def test_a_templated_environment_never_puts_a_secret_value_into_drift(ws: Workspace) -> None:
+    """f0's password is a placeholder (the live flow holds its rendered value: not the applied blob); f1's
+    applied blob holds the secret's value as text (pushed by hand; the live flow is that blob). Neither
+    value reaches drift/<env>: f0 is saved with its placeholder, f1 is refused and left as it is."""
+    (ws.root / "secrets").mkdir()
+    (ws.root / "secrets" / "DB_PASSWORD").write_text(SECRET + "\n")
+    clone = _git_env(ws, {0: flow("f0", mark="v1", db={"password": "${secret:DB_PASSWORD}"}),
+                          1: flow("f1", mark="v1", note=f"call with {SECRET}"), 2: flow("f2", mark="v1")},
+                     secrets_dir="secrets", secrets_env_prefix="")
+    assert json.loads((ws.env_dir(ENV) / "f0@1.0.json").read_text())["db"]["password"] == SECRET
+    f1 = (ws.env_dir(ENV) / "f1@1.0.json").read_bytes()
+    assert blob_id(f1) == _rev(ws, f"env/{ENV}:flows/f1/1.0.json"), "the shortcut's case"
+    _commit(ws, clone, {i: flow(f"f{i}", mark="v2") for i in range(3)}, "v2")
+    out = json.loads(ws.cli("sync", ENV, "--json").stdout)
+    files = ws.git("ls-tree", "-r", "--name-only", f"drift/{ENV}", cwd=ws.repo).split()
+    assert files == ["flows/f0/1.0.json", "flows/f2/1.0.json"]
+    assert SECRET not in ws.git("log", "-p", f"drift/{ENV}", cwd=ws.repo)
+    saved = json.loads(ws.git("show", f"drift/{ENV}:flows/f0/1.0.json", cwd=ws.repo))
+    assert saved["db"] == {"password": "${secret:DB_PASSWORD}"} and saved["mark"] == "v1"
+    assert _rev(ws, f"drift/{ENV}:flows/f2/1.0.json") == blob_id(_canonical(flow("f2", mark="v1")))
+    assert (ws.env_dir(ENV) / "f1@1.0.json").read_bytes() == f1, "not overwritten: it could not be saved"
+    assert [s["name"] for s in out["steps"] if "cannot be saved to drift" in (s.get("error") or "")] == ["f1"]
