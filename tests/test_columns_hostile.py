@@ -134,3 +134,143 @@ def test_a_templated_environment_never_puts_a_secret_value_into_drift(ws: Worksp
     assert _rev(ws, f"drift/{ENV}:flows/f2/1.0.json") == blob_id(_canonical(flow("f2", mark="v1")))
     assert (ws.env_dir(ENV) / "f1@1.0.json").read_bytes() == f1, "not overwritten: it could not be saved"
     assert [s["name"] for s in out["steps"] if "cannot be saved to drift" in (s.get("error") or "")] == ["f1"]
+
+
+# -- the stat index's columns path --------------------------------------------------------------------
+
+def _index(ws: Workspace) -> Path:
+    return ws.repo / "reconciler" / "index" / ENV
+
+
+def _rows(ws: Workspace) -> dict:
+    return StatIndex(_index(ws) / "live", ws.env_dir(ENV), Identity(), RULES).load()
+
+
+def _recorded_env(ws: Workspace) -> Path:
+    """A folder of N flows exported to git, then recorded whole in the index by a plan (none racy)."""
+    ws.add_env(ENV, drift="report", prune=True)
+    ws.init_repo()
+    for i in range(N):
+        ws.put(ENV, f"f{i}@1.0.json", flow(f"f{i}", mark="aaaa"))
+    ws.cli("export", ENV, check=True)
+    time.sleep(1.1)
+    ws.cli("plan", ENV, check=True)
+    assert len(_rows(ws)) == N
+    return ws.env_dir(ENV)
+
+
+def _sig(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_mode, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+
+
+def _truthful(ws: Workspace) -> int:
+    """Every row of the index whose signature is its file's present one holds that file's flow; how many."""
+    folder, n = ws.env_dir(ENV), 0
+    for name, (sig, got) in _rows(ws).items():
+        try:
+            st = os.lstat(folder / name)
+        except FileNotFoundError:
+            continue
+        if _sig(st) == sig:
+            data = (folder / name).read_bytes()
+            assert (got.key, got.oid) == (FlowKey(json.loads(data)["name"], "1.0"), blob_id(canonical_bytes(data, RULES)))
+            n += 1
+    return n
+
+
+def _plan(ws: Workspace) -> dict:
+    proc = ws.cli("plan", ENV, "--json")
+    assert proc.returncode in (0, 1, 2, 3), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _checked(ws: Workspace) -> dict:
+    """A fresh plan with the index as it is; the same plan reading every file (the index folder deleted); the
+    same again from the index the first plan wrote; every index left is truthful. Returns the plan."""
+    got = _plan(ws)
+    _truthful(ws)
+    kept = ws.root / "kept-index"
+    shutil.copytree(_index(ws), kept)
+    shutil.rmtree(_index(ws))
+    truth = _plan(ws)
+    assert got == truth
+    shutil.rmtree(_index(ws))
+    shutil.copytree(kept, _index(ws))
+    shutil.rmtree(kept)
+    assert _plan(ws) == truth
+    _truthful(ws)
+    return truth
+
+
+def _states(out: dict) -> dict:
+    return {s["name"]: (s["state"], s["live"]) for s in out["steps"]}
+
+
+def _problems(out: dict) -> list[tuple[str, str]]:
+    return sorted((os.path.basename(p["where"]), p["message"]) for p in out["problems"])
+
+
+def _oid(path: Path) -> str:
+    return blob_id(canonical_bytes(path.read_bytes(), RULES))
+
+
+def _same_size_edit(path: Path, old: str = "aaaa", new: str = "zzzz") -> None:
+    st = path.stat()
+    path.write_text(path.read_text().replace(old, new))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+
+
+def test_an_edit_in_the_same_second_with_the_size_and_mtime_restored_is_read(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    _same_size_edit(folder / "f1@1.0.json")
+    time.sleep(1.1)  # not racy: only the signature can tell
+    assert _states(_checked(ws)) == {"f1": ("drifted", _oid(folder / "f1@1.0.json"))}
+    assert _truthful(ws) == N
+
+
+def test_a_file_replaced_by_another_with_the_same_size_and_mtime_is_read(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    path, tmp = folder / "f1@1.0.json", ws.root / "new.json"
+    st = path.stat()
+    tmp.write_text(path.read_text().replace("aaaa", "bbbb"))
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, path)
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f1": ("drifted", _oid(path))}
+
+
+def test_a_file_renamed_over_another_flows_file_is_read_as_it_is(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    os.replace(folder / "f1@1.0.json", folder / "f2@1.0.json")  # f2's file now holds f1; f2 is gone
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f2": ("drifted", None)}
+    assert _rows(ws)["f2@1.0.json"][1].key == FlowKey("f1", "1.0") and "f1@1.0.json" not in _rows(ws)
+
+
+def test_two_files_swapped_are_read_where_they_are(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    os.replace(folder / "f1@1.0.json", ws.root / "swap")
+    os.replace(folder / "f2@1.0.json", folder / "f1@1.0.json")
+    os.replace(ws.root / "swap", folder / "f2@1.0.json")
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {}
+    assert {n: e[1].key.name for n, e in _rows(ws).items() if n in ("f1@1.0.json", "f2@1.0.json")} == \
+        {"f1@1.0.json": "f2", "f2@1.0.json": "f1"}
+    live = DirectoryDriver(folder, Identity(), RULES).export()
+    assert os.path.basename(live.where[FlowKey("f1", "1.0")]) == "f2@1.0.json"
+
+
+def test_a_file_turned_into_a_symlink_or_a_folder_is_a_problem_never_a_deletion(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    (folder / "f1@1.0.json").unlink()
+    os.symlink("f3@1.0.json", folder / "f1@1.0.json")
+    (folder / "f2@1.0.json").unlink()
+    (folder / "f2@1.0.json").mkdir()
+    time.sleep(1.1)
+    out = _checked(ws)
+    assert _problems(out) == [
+        ("f1@1.0.json", "a symlink; skipped and left as it is (flows must be regular files)"),
+        ("f2@1.0.json", "not a regular file; skipped and left as it is (flows must be regular files)")]
+    assert all(s["live"] is not None or s["state"] != "drifted" for s in out["steps"]), out["steps"]
+    assert "f1@1.0.json" not in _rows(ws) and "f2@1.0.json" not in _rows(ws)
