@@ -274,3 +274,77 @@ def test_a_file_turned_into_a_symlink_or_a_folder_is_a_problem_never_a_deletion(
         ("f2@1.0.json", "not a regular file; skipped and left as it is (flows must be regular files)")]
     assert all(s["live"] is not None or s["state"] != "drifted" for s in out["steps"]), out["steps"]
     assert "f1@1.0.json" not in _rows(ws) and "f2@1.0.json" not in _rows(ws)
+
+
+def test_a_file_deleted_and_another_created_under_its_name_is_read(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    path = folder / "f3@1.0.json"
+    st = path.stat()
+    text = path.read_text().replace("aaaa", "cccc")
+    path.unlink()
+    path.write_text(text)  # the inode may well be reused
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f3": ("drifted", _oid(path))}
+
+
+def test_sub_folders_and_case_only_renames_are_seen_as_a_full_read_sees_them(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "g@1.0.json").write_text(json.dumps(flow("g")))  # not a flow of the folder
+    (folder / "sub" / "f1@1.0.json").write_text(json.dumps(flow("f1", mark="other")))
+    os.replace(folder / "f2@1.0.json", folder / "F2@1.0.json")
+    os.replace(folder / "f3@1.0.json", folder / "F3@1.0.json")
+    _same_size_edit(folder / "F3@1.0.json")
+    (folder / "h@1.0.json").write_text(json.dumps(flow("h")))
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f3": ("drifted", _oid(folder / "F3@1.0.json")),
+                                     "h": ("drifted", _oid(folder / "h@1.0.json"))}
+    assert sorted(_rows(ws)) == ["F2@1.0.json", "F3@1.0.json", "f0@1.0.json", "f1@1.0.json", "f4@1.0.json",
+                                 "h@1.0.json"]
+
+
+def _rewrite(ws: Workspace, order) -> None:
+    """The index file rewritten by the index's own writer with its rows in ``order`` (a list of row numbers)."""
+    idx = StatIndex(_index(ws) / "live", ws.env_dir(ENV), Identity(), RULES)
+    cols = idx.load_columns()
+    assert cols is not None
+    write_cache(idx.path, "directory-index", idx.fingerprint, {
+        "written_at": cols.written, "names": [cols.names[i] for i in order],
+        "sigs": [v for i in order for v in cols.sigs[5 * i:5 * i + 5]],
+        "keys": [v for i in order for v in cols.keys[2 * i:2 * i + 2]], "oids": [cols.oids[i] for i in order]})
+
+
+def test_an_index_out_of_name_order_or_with_a_name_twice_gives_a_full_reads_answer(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    _rewrite(ws, list(reversed(range(N))))
+    _same_size_edit(folder / "f0@1.0.json")
+    (folder / "f4@1.0.json").unlink()
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f0": ("drifted", _oid(folder / "f0@1.0.json")), "f4": ("drifted", None)}
+    assert _truthful(ws) == N - 1
+    _rewrite(ws, [0, 1, 2, 3, 0])  # f0's row twice (one in place of another): not trusted at all
+    assert StatIndex(_index(ws) / "live", folder, Identity(), RULES).load() == {}
+    _same_size_edit(folder / "f1@1.0.json")
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f0": ("drifted", _oid(folder / "f0@1.0.json")), "f4": ("drifted", None),
+                                     "f1": ("drifted", _oid(folder / "f1@1.0.json"))}
+
+
+def test_a_damaged_or_foreign_index_gives_a_full_reads_answer(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    other = ws.add_env("other", drift="report")
+    for name in os.listdir(folder):
+        shutil.copy2(folder / name, other / name)
+    (other / "f2@1.0.json").write_text(json.dumps(flow("f2", mark="elsewhere")))
+    time.sleep(1.1)
+    ws.cli("export", "other", check=True)  # records the other folder (same file names)
+    live = _index(ws) / "live"
+    shutil.copy2(ws.repo / "reconciler" / "index" / "other" / "live", live)
+    _same_size_edit(folder / "f1@1.0.json")
+    truth = _checked(ws)
+    assert _states(truth) == {"f1": ("drifted", _oid(folder / "f1@1.0.json"))}
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b[:-40] + b"0" * 40, lambda b: b.replace(b"f3", b"f9")):
+        live.write_bytes(damage(live.read_bytes()))
+        assert _plan(ws) == truth
+        _truthful(ws)
