@@ -348,3 +348,86 @@ def test_a_damaged_or_foreign_index_gives_a_full_reads_answer(ws: Workspace) -> 
         live.write_bytes(damage(live.read_bytes()))
         assert _plan(ws) == truth
         _truthful(ws)
+
+
+def _process(ws: Workspace, fs: FileSystem | None = None, clock=None) -> DirectoryDriver:
+    """Another process's driver on the CLI's index (the same folder, identity and rules)."""
+    driver = DirectoryDriver(ws.env_dir(ENV), Identity(), RULES, fs=fs, clock=clock)
+    driver.keep_index(_index(ws) / "live")
+    return driver
+
+
+def test_files_changed_by_another_process_while_an_export_runs_are_read_by_the_next_one(ws: Workspace) -> None:
+    """Between the export's stat pass and its write of the index, f4 (not read: unchanged) and f1 (just
+    read) are edited with their size and mtime kept: the index keeps no signature of theirs as new."""
+    folder = _recorded_env(ws)
+    _same_size_edit(folder / "f1@1.0.json")
+    time.sleep(1.1)
+
+    class Meanwhile(FileSystem):  # the real file system; another writer acts while f1 is read
+        def read(self, path):  # type: ignore[override]
+            if os.path.basename(path) != "f1@1.0.json":
+                return super().read(path)
+            _same_size_edit(folder / "f4@1.0.json")
+            data = super().read(path)
+            _same_size_edit(folder / "f1@1.0.json", "zzzz", "yyyy")
+            return data
+
+    driver = _process(ws, Meanwhile())
+    driver.export()
+    assert driver._scan._columns is not None, "the columns path"
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f1": ("drifted", _oid(folder / "f1@1.0.json")),
+                                     "f4": ("drifted", _oid(folder / "f4@1.0.json"))}
+    assert "yyyy" in (folder / "f1@1.0.json").read_text() and _truthful(ws) == N
+
+
+def test_a_process_exporting_twice_leaves_no_stale_row_for_the_next_one(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    _same_size_edit(folder / "f1@1.0.json")
+    time.sleep(1.1)
+    driver = _process(ws)
+    driver.export()  # reads f1 (the columns' row of f1 is stale), writes the index over the one read
+    _same_size_edit(folder / "f1@1.0.json", "zzzz", "yyyy")
+    _same_size_edit(folder / "f2@1.0.json")
+    (folder / "f3@1.0.json").unlink()
+    (folder / "g@1.0.json").write_text(json.dumps(flow("g")))
+    driver.export()  # the second export: racy reads, written over the same columns read at first
+    assert driver._scan._columns is not None, "the columns path"
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f1": ("drifted", _oid(folder / "f1@1.0.json")),
+                                     "f2": ("drifted", _oid(folder / "f2@1.0.json")), "f3": ("drifted", None),
+                                     "g": ("drifted", _oid(folder / "g@1.0.json"))}
+    assert "f3@1.0.json" not in _rows(ws) and _truthful(ws) == N
+
+
+def test_a_clock_ahead_then_back_or_behind_gives_a_full_reads_answer(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    hour = 3600 * 10**9
+    _same_size_edit(folder / "f1@1.0.json")
+    _process(ws, clock=lambda: time.time_ns() + hour).export()  # f1 recorded: an hour old by that clock
+    _same_size_edit(folder / "f1@1.0.json", "zzzz", "yyyy")  # in the same second, its mtime kept
+    assert _states(_checked(ws)) == {"f1": ("drifted", _oid(folder / "f1@1.0.json"))}
+    _same_size_edit(folder / "f2@1.0.json")
+    _process(ws, clock=lambda: time.time_ns() - hour).export()  # every file is "from the future": racy
+    _same_size_edit(folder / "f2@1.0.json", "zzzz", "yyyy")
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f1": ("drifted", _oid(folder / "f1@1.0.json")),
+                                     "f2": ("drifted", _oid(folder / "f2@1.0.json"))}
+
+
+def test_an_export_that_found_an_invalid_file_leaves_an_index_that_reads_it_once_fixed(ws: Workspace) -> None:
+    folder = _recorded_env(ws)
+    path = folder / "f1@1.0.json"
+    st = path.stat()
+    broken = path.read_text().replace('"name"', '"nam"!')  # the same size, not JSON
+    path.write_text(broken)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    time.sleep(1.1)
+    proc = ws.cli("export", ENV)
+    assert proc.returncode != 0 and "f1@1.0.json" in proc.stdout + proc.stderr
+    assert "f1@1.0.json" not in _rows(ws) and _truthful(ws) == N - 1
+    path.write_text(broken.replace('"nam"!', '"name"').replace("aaaa", "dddd"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    time.sleep(1.1)
+    assert _states(_checked(ws)) == {"f1": ("drifted", _oid(path))}
