@@ -431,3 +431,21 @@ def test_an_export_that_found_an_invalid_file_leaves_an_index_that_reads_it_once
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     time.sleep(1.1)
     assert _states(_checked(ws)) == {"f1": ("drifted", _oid(path))}
+
+
+def test_a_live_flow_equal_to_an_applied_blob_that_was_pruned_is_saved_from_the_folder(ws: Workspace) -> None:
+    """The applied blob's object is gone from the repository (pruned); the marker's side is known from the
+    kept reads, so nothing read it: the drift save reads the live flow and writes its blob again."""
+    clone = _git_env(ws, {0: flow("f0", mark="v1"), 1: flow("f1", mark="v1")})
+    oid = _rev(ws, f"env/{ENV}:flows/f0/1.0.json")
+    loose = ws.repo / "objects" / oid[:2] / oid[2:]
+    assert loose.exists(), "pushed as a loose object"
+    _commit(ws, clone, {0: flow("f0", mark="v2")}, "v2")
+    loose.unlink()
+    assert ws.git("cat-file", "-e", oid, cwd=ws.repo, check=False) == "" and not loose.exists()
+    proc = ws.cli("sync", ENV, "--json")
+    out = json.loads(proc.stdout)
+    assert out["drift_commit"] == _rev(ws, f"drift/{ENV}"), proc.stdout + proc.stderr
+    assert _rev(ws, f"drift/{ENV}:flows/f0/1.0.json") == oid
+    assert json.loads(ws.git("show", f"drift/{ENV}:flows/f0/1.0.json", cwd=ws.repo))["mark"] == "v1"
+    assert json.loads((ws.env_dir(ENV) / "f0@1.0.json").read_text())["mark"] == "v2"
