@@ -449,3 +449,17 @@ def test_a_live_flow_equal_to_an_applied_blob_that_was_pruned_is_saved_from_the_
     assert _rev(ws, f"drift/{ENV}:flows/f0/1.0.json") == oid
     assert json.loads(ws.git("show", f"drift/{ENV}:flows/f0/1.0.json", cwd=ws.repo))["mark"] == "v1"
     assert json.loads((ws.env_dir(ENV) / "f0@1.0.json").read_text())["mark"] == "v2"
+
+
+def test_a_file_name_that_is_not_utf8_is_read_every_time_and_never_breaks_the_index(ws: Workspace) -> None:
+    """os gives such a name with surrogates, which the index file (JSON) cannot hold: every plan crashed
+    writing it. The file is not recorded (read again by every process); the others are."""
+    folder = _recorded_env(ws)
+    odd = os.fsencode(folder) + b"/\xff@1.0.json"
+    with open(odd, "wb") as out:
+        out.write(json.dumps(flow("g", mark="odd")).encode())
+    _same_size_edit(folder / "f1@1.0.json")
+    time.sleep(1.1)
+    oid = blob_id(canonical_bytes(open(odd, "rb").read(), RULES))
+    assert _states(_checked(ws)) == {"f1": ("drifted", _oid(folder / "f1@1.0.json")), "g": ("drifted", oid)}
+    assert _truthful(ws) == N and len(_rows(ws)) == N
