@@ -272,7 +272,8 @@ def test_a_file_turned_into_a_symlink_or_a_folder_is_a_problem_never_a_deletion(
     assert _problems(out) == [
         ("f1@1.0.json", "a symlink; skipped and left as it is (flows must be regular files)"),
         ("f2@1.0.json", "not a regular file; skipped and left as it is (flows must be regular files)")]
-    assert all(s["live"] is not None or s["state"] != "drifted" for s in out["steps"]), out["steps"]
+    assert _states(out) == {"f1": ("pending", None), "f2": ("pending", None)}
+    assert {s["action"] for s in out["steps"]} == {"unknown"}, "left alone: never read as deleted"
     assert "f1@1.0.json" not in _rows(ws) and "f2@1.0.json" not in _rows(ws)
 
 
