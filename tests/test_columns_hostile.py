@@ -173,7 +173,8 @@ def _truthful(ws: Workspace) -> int:
             continue
         if _sig(st) == sig:
             data = (folder / name).read_bytes()
-            assert (got.key, got.oid) == (FlowKey(json.loads(data)["name"], "1.0"), blob_id(canonical_bytes(data, RULES)))
+            want = (FlowKey(json.loads(data)["name"], "1.0"), blob_id(canonical_bytes(data, RULES)))
+            assert (got.key, got.oid) == want, name
             n += 1
     return n
 
@@ -479,3 +480,19 @@ def test_a_file_a_sync_just_wrote_edited_in_the_same_second_is_seen_by_the_next_
     _same_size_edit(path, "aaaa", "qqqq")
     assert _states(_checked(ws)) == {"f1": ("drifted", _oid(path))}
     assert _states(_plan(ws)) == {"f1": ("drifted", _oid(path))}
+
+
+def test_a_flow_whose_ignore_rules_changed_since_the_applied_commit_is_saved_as_the_folder_has_it(
+        ws: Workspace) -> None:
+    """The applied blob holds a field the environment now ignores: the live flow is not that blob (its
+    canonical bytes leave the field out), so the drift save is the live flow's, without the field."""
+    clone = _git_env(ws, {0: flow("f0", mark="v1", stamp="s1"), 1: flow("f1", mark="v1", stamp="s1")})
+    ws.envs[ENV]["ignore"] = ["/exportedAt", "/stamp"]
+    ws.write_config()
+    assert _states(_plan(ws)) == {}, "the field is ignored on every side"
+    _commit(ws, clone, {0: flow("f0", mark="v2", stamp="s2")}, "v2")
+    ws.cli("sync", ENV, check=True)
+    saved = ws.git("show", f"drift/{ENV}:flows/f0/1.0.json", cwd=ws.repo).encode()
+    assert saved == canonical_bytes(json.dumps(flow("f0", mark="v1")).encode(), RULES)
+    assert ws.git("ls-tree", "-r", "--name-only", f"drift/{ENV}", cwd=ws.repo).split() == ["flows/f0/1.0.json"]
+    assert json.loads((ws.env_dir(ENV) / "f0@1.0.json").read_text())["mark"] == "v2"
