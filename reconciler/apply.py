@@ -34,7 +34,7 @@ from reconciler.canonical import blob_id, parse_json
 from reconciler.drivers import Change, Driver, HealthChecked, Progress, Rendering, WriteOnly
 from reconciler.errors import RetryableError
 from reconciler.flows import CanonicalFlow, FlowKey
-from reconciler.gitform import git_doc, git_form, may_split, read_git_flow, sidecar_files
+from reconciler.gitform import git_doc, git_form, is_git_form, may_split, read_git_flow, sidecar_files
 from reconciler.gitstore import GitStore
 from reconciler.sidecars import StoredFlow, entry_parts
 from reconciler.names import case_collisions, encode
@@ -90,12 +90,11 @@ def save_drift(a: Apply) -> Apply:
         # Not what this machine wrote from git before a parameter or secret changed (its git form is git's
         # version; the old values, a rotated password among them, must not be saved anywhere).
         if s.overwrites_live and not s.reason.startswith(RERENDERED):
-            kept = a.snap.base_blobs.get(s.key)
-            if kept is not None and kept == s.live and a.store.has_object(kept):
-                # live is the applied commit's plain JSON blob: committed as it is, not read and packed again
-                saving[s.key] = kept
+            kept, declared = a.snap.base_blobs.get(s.key), a.env.code_declarations() if declared is None else declared
+            if kept is not None and kept == s.live and not isinstance(a.driver, WriteOnly) and \
+                    is_git_form(a.store, kept, a.snap.templating, declared):
+                saving[s.key] = kept  # the applied blob is the live flow's git form: committed as it is, not packed
                 continue
-            declared = a.env.code_declarations() if declared is None else declared
             try:
                 saving[s.key] = _for_git(a, s.key, declared)
             except _Unsafe as exc:

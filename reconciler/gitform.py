@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from reconciler.envconfig import EnvironmentConfig
     from reconciler.gitstore import GitStore
 
-__all__ = ["read_git_flow", "git_form", "git_doc", "stored_doc", "can_split", "may_split", "sidecar_files",
-           "working_tree_flow", "Unreadable"]
+__all__ = ["read_git_flow", "git_form", "git_doc", "stored_doc", "can_split", "may_split", "is_git_form",
+           "sidecar_files", "working_tree_flow", "Unreadable"]
 
 
 class Unreadable(ValueError):
@@ -95,6 +95,17 @@ def _field_needles(declared: tuple[Declared, ...]) -> tuple[bytes, ...]:
     names = sorted({f.segments[-1] for d in declared for f in d.code if f.segments})
     # canonical JSON writes a member as `"key": value`; a code field worth a file is a non-empty string
     return tuple(b'"' + json.dumps(n, ensure_ascii=False)[1:-1].encode("utf-8") + b'": "' for n in names)
+
+
+def is_git_form(store: "GitStore", oid: str, templating: Templating, declared: Sequence[Declared]) -> bool:
+    """A live flow whose canonical bytes are the blob ``oid`` has that blob as its git form (what
+    :func:`reconciler.apply.live_git_form` makes of it, nothing write-only carried): provably nothing to
+    template, no secret (a blob pushed by hand may hold one), no code to split out. False when in doubt."""
+    try:
+        data = store.read_blob(oid) if store.has_object(oid) else None
+    except RetryableError:
+        data = None
+    return data is not None and templating.quick_clean(data) and not may_split(data, declared)
 
 
 def may_split(canonical: bytes, declared: Sequence[Declared]) -> bool:

@@ -123,11 +123,24 @@ def _columns(cache: Mapping[str, Entry], now: int) -> dict[str, list]:
         names = [names[i] for i in keep]
         found = [found[i] for i in keep]
         sigs_of = [sigs_of[i] for i in keep]
+    try:
+        "".join(names).encode()
+    except UnicodeEncodeError:  # a name that is not UTF-8 (surrogates): JSON cannot hold it, read every time
+        keep = [i for i, name in enumerate(names) if _utf8(name)]
+        names, found, sigs_of = [names[i] for i in keep], [found[i] for i in keep], [sigs_of[i] for i in keep]
     # the columns at C speed (10,000 entries: a Python loop over them took ~25 ms)
     sigs = list(chain.from_iterable(sigs_of))
     keys = list(chain.from_iterable(map(_KEY, found)))
     oids = list(map(_OID, found))
     return {"names": names, "sigs": sigs, "keys": keys, "oids": oids}
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Columns:
