@@ -86,13 +86,14 @@ def save_drift(a: Apply) -> Apply:
     saving: dict[FlowKey, StoredFlow | str] = {}  # a str: the id of a blob already in the repository
     failed: dict[FlowKey, str] = {}
     declared = None  # env.code_declarations(), once and only when needed (~0.4 ms each)
+    as_is = not isinstance(a.driver, WriteOnly)  # once: a Protocol's isinstance is slow; write-only fields: never
     for s in a.steps:
         # Not what this machine wrote from git before a parameter or secret changed (its git form is git's
         # version; the old values, a rotated password among them, must not be saved anywhere).
         if s.overwrites_live and not s.reason.startswith(RERENDERED):
-            kept, declared = a.snap.base_blobs.get(s.key), a.env.code_declarations() if declared is None else declared
-            if kept is not None and kept == s.live and not isinstance(a.driver, WriteOnly) and \
-                    is_git_form(a.store, kept, a.snap.templating, declared):
+            kept = a.snap.base_blobs.get(s.key)
+            declared = a.env.code_declarations() if declared is None else declared
+            if as_is and kept is not None and kept == s.live and is_git_form(a.store, kept, a.snap.templating, declared):
                 saving[s.key] = kept  # the applied blob is the live flow's git form: committed as it is, not packed
                 continue
             try:
