@@ -117,11 +117,7 @@ def test_an_edit_in_the_same_second_with_the_same_size_and_mtime_is_read(tmp_pat
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: only the ctime tells
     assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
     time.sleep(1.1)  # no longer racy either: only the signature tells
-    got, short = _fresh(folder, index)
-    assert got == _truth(folder)
-    _again(folder, index)
-    oid = got[0][next(k for k in got[0] if k.name == "f1")]
-    assert oid == blob_id(canonical_bytes(path.read_bytes(), RULES))
+    _read_again(folder, index, path, "f1")
 
 
 def test_a_file_replaced_by_another_with_the_same_size_and_mtime_is_read(tmp_path: Path) -> None:
@@ -136,11 +132,7 @@ def test_a_file_replaced_by_another_with_the_same_size_and_mtime_is_read(tmp_pat
     os.replace(other, path)  # another inode, same name, size and mtime
     assert path.stat().st_ino != st.st_ino and path.stat().st_size == st.st_size
     time.sleep(1.1)
-    got, short = _fresh(folder, index)
-    assert got == _truth(folder)
-    _again(folder, index)
-    oid = got[0][next(k for k in got[0] if k.name == "f3")]
-    assert oid == blob_id(canonical_bytes(path.read_bytes(), RULES))
+    _read_again(folder, index, path, "f3")
 
 
 def test_a_file_added_or_removed_is_seen(tmp_path: Path) -> None:
@@ -176,11 +168,7 @@ def test_a_file_as_new_as_the_index_is_never_vouched_for(tmp_path: Path) -> None
     path.write_text(path.read_text().replace("dddd", "eeee"))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     time.sleep(1.1)
-    got, short = _fresh(folder, index)
-    assert got == _truth(folder)
-    _again(folder, index)
-    oid = got[0][next(k for k in got[0] if k.name == "f4")]
-    assert oid == blob_id(canonical_bytes(path.read_bytes(), RULES))
+    _read_again(folder, index, path, "f4")
 
 
 def test_a_clock_that_went_back_reads_every_file(tmp_path: Path) -> None:
@@ -235,6 +223,16 @@ def test_two_keys_in_one_unchanged_folder_are_reported_as_without_an_index(tmp_p
 
 
 # -- the whole command ---------------------------------------------------------------------------------
+
+
+def _read_again(folder: Path, index: Path, path: Path, name: str) -> None:
+    """A fresh process gives a full read's answer, the index it writes does too, and flow ``name`` is
+    what ``path`` holds now (it was read again, not vouched for by its old signature)."""
+    got, _ = _fresh(folder, index)
+    assert got == _truth(folder)
+    _again(folder, index)
+    oid = got[0][next(k for k in got[0] if k.name == name)]
+    assert oid == blob_id(canonical_bytes(path.read_bytes(), RULES))
 
 
 def _canonical(doc: dict) -> str:
