@@ -16,7 +16,7 @@ from .parser import EXIT_CONFLICT, EXIT_ERROR, EXIT_OK
 if TYPE_CHECKING:
     from reconciler.config import Config
 
-__all__ = ["finished", "Progress", "engine", "render", "emit", "exit_for", "print_json", "emit_error"]
+__all__ = ["finished", "Progress", "engine", "render", "emit", "exit_for", "print_json", "json_text", "emit_error"]
 
 
 def finished() -> None:
@@ -48,8 +48,9 @@ class Progress:
             sys.stderr.flush()
 
 
-def engine(config: Config, *, create: bool = False) -> Engine:
-    return Engine(config, create_repository=create)
+def engine(config: Config) -> Engine:
+    """The engine every command but ``export`` runs on (``Engine.for_export``): it never creates the repository."""
+    return Engine(config)
 
 
 def render(args: argparse.Namespace, out: Outcome) -> None:
@@ -71,13 +72,25 @@ def exit_for(out: Outcome) -> int:
     return {RunResult.OK: EXIT_OK, RunResult.CONFLICT: EXIT_CONFLICT}.get(out.result, EXIT_ERROR)
 
 
+def json_text(obj: Any, **how: Any) -> str:
+    """``obj`` as JSON that is valid UTF-8 whatever it holds: a name git or the folder gave as bytes that
+    are not UTF-8 reaches here as lone surrogates, which would print as bytes no JSON reader decodes;
+    then the whole text is ASCII with ``\\uXXXX`` escapes instead."""
+    text = json.dumps(obj, ensure_ascii=False, default=str, **how)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, ensure_ascii=True, default=str, **how)
+    return text
+
+
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+    print(json_text(obj, indent=2))
 
 
 def emit_error(args: argparse.Namespace, message: str, details: list[str]) -> None:
     if getattr(args, "json", False):
-        print(json.dumps({"error": message, "details": details}))
+        print(json_text({"error": message, "details": details}))
     print(f"reconciler: error: {message}", file=sys.stderr)
     for d in details:
         print(f"  {d}", file=sys.stderr)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ReconcilerError
 from reconciler.names import flow_path
 
-from .common import engine as _engine
+from .common import engine as _engine, json_text
 from .parser import EXIT_ERROR, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
@@ -90,7 +89,7 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
             target.write_text(sql, encoding="utf-8")
             print(f"{key}: {target}")
         elif args.format == "json":
-            print(json.dumps({"flow": key, "file": where, "sql": sql}, ensure_ascii=False))
+            print(json_text({"flow": key, "file": where, "sql": sql}))
         else:
             sys.stdout.write(sql)
     if not rendered and not failed:
