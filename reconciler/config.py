@@ -224,6 +224,7 @@ def parse_config(raw: dict[str, Any], *, base: Path, where: str = "config") -> C
                                            f"of environment {places_taken[place]!r}; each environment needs its own {kind}"))
         places_taken.setdefault(place, env.name)
     _check_notify(notify, [e.name for e in envs], where, problems)
+    _check_utf8(resolved, top, base, where, problems)
     if problems or top is None:
         raise ConfigError(problems)
     repo = top.repository.model_copy(update={"path": _abs(base, top.repository.path), **{
@@ -286,6 +287,41 @@ def _check_notify(notify: list[tuple[int, Any]], envs: list[str], where: str, pr
             if env not in envs:
                 problems.append(Problem(where, f"notify[{i}].environments: no environment named {env!r} "
                                                f"(known: {', '.join(envs) or 'none'})"))
+
+
+def _check_utf8(envs: list[EnvironmentConfig], top: Config | None, base: Path, where: str,
+                problems: list[Problem]) -> None:
+    """Every path the config resolves to is text git, JSON and the caches can hold: a folder named in
+    bytes that are not UTF-8 (the config's own, most often, which relative paths start from) is refused
+    here, by name, rather than failing half-way through a command."""
+    from reconciler.configbase import settings_json
+
+    def bad(p: Any) -> bool:
+        try:
+            str(p).encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+
+    shown = ascii(str(base))[1:-1]
+    fix = (f"paths are relative to the config's folder {shown}" if bad(base) else "") or "paths come from the config"
+    for i, env in enumerate(envs):
+        try:
+            settings_json(env)  # the fingerprint every read needs (remembered: no cost later)
+        except Exception as exc:  # noqa: BLE001 - pydantic wraps the UnicodeEncodeError
+            if "surrogates not allowed" not in str(exc) and "UnicodeEncodeError" not in str(exc):
+                raise
+            problems.append(Problem(where, f"environment[{i}] ({env.name}): a path it resolves to is not valid UTF-8 "
+                                           f"({fix}); rename the folder or give an absolute path in UTF-8"))
+    if top is not None:
+        repo = top.repository
+        for key in ("path", "ssh_key", "ssh_known_hosts", "remote"):
+            value = getattr(repo, key)
+            if key == "remote" and value is not None and ("://" in value or value.startswith("git@")):
+                continue  # a URL, not a path
+            if value is not None and (bad(value) or (not Path(value).expanduser().is_absolute() and bad(base))):
+                problems.append(Problem(where, f"repository.{key}: resolves to a path that is not valid UTF-8 ({fix}); "
+                                               "rename the folder or give an absolute path in UTF-8"))
 
 
 def _abs(base: Path, p: Path) -> Path:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reconciler.apply import Apply, carry_out, mass_deletion
-from reconciler.drivers import Driver, Indexed, IndexedLater, Recoverable, Remembering, Rendering, presenter
+from reconciler.drivers import Driver, Indexed, IndexedLater, Preflighted, Recoverable, Remembering, Rendering, presenter
 from reconciler.errors import BranchMovedError, LiveMovedError, MassDeletionRefused, Problem, RetryableError, StallError
 from reconciler.flows import CanonicalFlow, FlowKey
 from reconciler.gitform import read_git_flow
@@ -41,7 +41,7 @@ from reconciler.templating import Templating
 if TYPE_CHECKING:
     from reconciler.config import Config, EnvironmentConfig
 
-__all__ = ["Engine", "Snapshot", "Outcome", "RunResult", "make_driver", "ProgressFn"]
+__all__ = ["Engine", "Snapshot", "Outcome", "RunResult", "make_driver", "exportable", "ProgressFn"]
 
 log = get_logger("reconciler.engine")
 
@@ -55,6 +55,15 @@ def make_driver(env: EnvironmentConfig) -> Driver:
         return env.build_driver()
     except NotImplementedError as exc:
         raise StallError(f"environment {env.name}: {exc}") from exc
+
+
+def exportable(env: EnvironmentConfig, driver: Driver) -> None:
+    """Raise when environment ``env`` cannot be exported, before anything is written: a one-way
+    environment (rendered, never read back), or one whose driver says it is not there to read."""
+    if isinstance(driver, Rendering):
+        raise StallError(f"environment {env.name}: nothing was exported: {driver.one_way}")
+    if isinstance(driver, Preflighted):
+        driver.preflight()
 
 
 class Engine:
@@ -81,6 +90,22 @@ class Engine:
         self._kept = KeptReads(self.store) if keep_reads else None
         self._keep_later = keep_later
         self._layout: dict[str, dict[tuple[str, str], bool]] = {}  # per environment: layout-only comparisons
+
+    @classmethod
+    def for_export(cls, config: Config, name: str) -> Engine:
+        """The engine an export of environment ``name`` runs on: it may create the repository, but only
+        once the environment is shown exportable (:func:`exportable`). A mistyped repository path
+        with a mistyped folder must not leave an empty repository behind, after which every command
+        would find "a repository" rather than say there is none."""
+        path = config.repository.path
+        if not ((path / "HEAD").exists() or (path / ".git").exists()):
+            env = config.env(name)
+            driver = make_driver(env)
+            try:
+                exportable(env, driver)
+            finally:
+                driver.close()
+        return cls(config, create_repository=True)
 
     def close(self) -> None:
         """Release every driver's connections."""
@@ -316,9 +341,7 @@ class Engine:
         environment holding flows).
         """
         env = self.config.env(name)
-        driver = self.driver(env)
-        if isinstance(driver, Rendering):
-            raise StallError(f"environment {env.name}: nothing was exported: {driver.one_way}")
+        exportable(env, self.driver(env))
         policy = Policy(drift="adopt", prune=env.prune, override=env.override)
         migrated: list[Migration] = []
 

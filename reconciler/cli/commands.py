@@ -29,7 +29,10 @@ __all__ = ["COMMANDS"]
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     progress = _Progress(not args.no_progress)
     try:
-        out = _engine(config, create=True).export(args.env, progress=progress, allow_mass_delete=args.allow_mass_delete)
+        from reconciler.engine import Engine
+
+        out = Engine.for_export(config, args.env).export(args.env, progress=progress,
+                                                         allow_mass_delete=args.allow_mass_delete)
     finally:
         progress.close()
     _finished()

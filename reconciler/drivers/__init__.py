@@ -21,7 +21,7 @@ from reconciler.errors import Problem
 from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
 
 __all__ = ["Change", "LiveSet", "Driver", "Recoverable", "Watchable", "Indexed", "IndexedLater", "HealthChecked", "Remembering", "Rendering",
-           "WriteOnly", "presenter", "Progress", "LiveCollector", "DRIVERS"]
+           "Preflighted", "WriteOnly", "presenter", "Progress", "LiveCollector", "DRIVERS"]
 
 #: driver name -> the module holding its settings model as ``SETTINGS`` (imported when a config names it)
 DRIVERS = {
@@ -161,6 +161,16 @@ class IndexedLater(Protocol):
 
     def save_index(self) -> None:
         """Write the index if an export changed it since it was last written."""
+        ...
+
+
+@runtime_checkable
+class Preflighted(Protocol):
+    """A driver that can say, without reading its flows, that its environment is there to read (a folder
+    exists): asked before a first export creates the repository, so a mistyped path leaves nothing behind."""
+
+    def preflight(self) -> None:
+        """Raise the error a read would (naming what is missing and how to fix it); return when it is there."""
         ...
 
 

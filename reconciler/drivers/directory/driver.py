@@ -97,6 +97,9 @@ class DirectoryDriver(DriverBase):
 
     # -- Driver ---------------------------------------------------------------------
 
+    def preflight(self) -> None:
+        ensure_root(self.fs, self.root)
+
     def export(self, progress: Progress | None = None) -> LiveSet:
         """Read every flow file; only files whose stat signature changed are re-read.
 
