@@ -314,11 +314,11 @@ def _version_data(a: Apply, key: FlowKey, blob: str | None, want: str | None, re
 def _version(a: Apply, key: FlowKey, blob: str | None, want: str | None,
              rendering: bool | None = None) -> tuple[bytes | None, str | None]:
     """:func:`_version_data` (as this run's read rendered them, else read again), and their blob id where it
-    was just computed from them (git's bytes taken as they are), else None."""
+    was computed from these very bytes (a kept flow's id; git's bytes taken as they are), else None."""
     if blob is None:
         return None, None
     if a.snap.rendered is not None and (kept := a.snap.rendered.data(key, blob, want)) is not None:
-        return kept, None  # rendered by this run's read from this very entry, with the id the plan used
+        return kept, want  # rendered by this run's read from this very entry, with the id the plan used
     if rendering is None:
         rendering = isinstance(a.driver, Rendering)
     json_oid, sidecars = entry_parts(blob)

@@ -21,7 +21,7 @@ from reconciler.canonical import InvalidJSON, Rules, format_pointer, parse_json
 from reconciler.drivers import Change
 from reconciler.drivers._common import Refused
 from reconciler.errors import Problem
-from reconciler.flows import CanonicalFlow, FlowKey, Identity, flow_from_doc
+from reconciler.flows import CanonicalFlow, FlowInvalid, FlowKey, Identity, flow_from_doc
 from reconciler.pointers import MISSING
 
 from .credentials import stripped, surface_inline
@@ -271,12 +271,29 @@ def _parse(change: Change, identity: Identity, rules: Rules) -> tuple[dict, Cano
         doc = parse_json(change.data)
     except InvalidJSON as exc:
         raise Refused(f"not JSON: {exc}") from exc
-    got = flow_from_doc(_clone(doc), identity, rules, where=str(change.key))
+    got = _as_given(change, doc, identity)
+    if got is None:
+        got = flow_from_doc(_clone(doc), identity, rules, where=str(change.key))
     if isinstance(got, Problem):
         raise Refused(got.message)
     if not isinstance(doc, dict):
         raise Refused("a Node-RED flow document must be a JSON object")
     return doc, got
+
+
+def _as_given(change: Change, doc: Any, identity: Identity) -> CanonicalFlow | None:
+    """The canonical flow of ``change.data`` without canonicalising it again, when the caller computed its
+    blob id from these very bytes (``Change.oid``: git held exactly the canonical bytes the read derived,
+    see ``apply._version``) and the document says it is the flow it is written as; else None (the full
+    derivation, which also says what is wrong). ~50 µs a tab: 1,000 tabs' sync spent ~55 ms here."""
+    if change.oid is None or change.data is None or not isinstance(doc, dict):
+        return None
+    try:
+        if identity.key_of(doc) != change.key:
+            return None
+    except FlowInvalid:
+        return None
+    return CanonicalFlow(change.key, change.data, change.oid)
 
 
 def _incoming(change: Change, identity: Identity, rules: Rules, version_env: str,
