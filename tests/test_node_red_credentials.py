@@ -322,6 +322,7 @@ def test_a_rotated_secret_is_deployed_as_a_change_not_reported_as_drift(ws: Work
 
 CREDENTIAL_SECRET = json.loads(BASE_SETTINGS["credentialSecret"])  # settings.js source: a JSON string
 EDITED_KEEPALIVE = "15"  # the broker's own property, changed in its edit dialog (git has "60")
+EDITOR_USER, EDITOR_PASSWORD = "editor-user-2323", "editor-pw-2323-typed-in-the-dialog"
 DECRYPT = """
 const fs = require('fs'), crypto = require('crypto');
 const raw = JSON.parse(fs.readFileSync(process.argv[1], 'utf8'))['$'];
@@ -430,3 +431,27 @@ def test_an_editor_change_reported_writes_nothing_and_keeps_the_credentials(ws: 
     assert holds(nr, "c-mqtt", "password", PASSWORD), "the broker lost the store's password"
     assert ws.git("show", "refs/reconciler/driver/production:state.json", cwd=ws.repo) == memory
 
+
+def test_an_editor_change_that_sets_credentials_is_restored_with_the_stores(ws: Workspace, nr: NodeRed) -> None:
+    """The hostile edit: in the broker's dialog someone changes keepalive AND types a new user and password.
+
+    We cannot see credentials (Node-RED never returns them), so what the editor typed can be neither
+    compared nor saved; what a user of drift = "restore" expects is git's flow back *with the secret
+    store's credentials*: git and the store are the desired state, and an instance left on a password
+    typed by hand, while the driver's memory says it holds the store's, would never be corrected (the
+    next sync would find nothing to do). So: drift/production gets the edited flow with git's placeholders
+    (never the editor's values: they are secrets, and unknown); the restore sends the store's credentials
+    again, because a node of a flow changed outside the reconciler may hold anything."""
+    drifted_site(ws, nr, "restore", user=EDITOR_USER, password=EDITOR_PASSWORD)
+    assert creds(nr, "mqtt-broker", "c-mqtt")["user"] == EDITOR_USER  # the editor did set them
+    out, driver = restored_by(ws)
+    assert [(s.key, s.action.value) for s in out.done] == [(SENSORS, "import")] and not out.failed, out.failed
+    saved = broker_of(driver.before_write)
+    assert saved["keepalive"] == EDITED_KEEPALIVE and saved["credentials"] == SECRET_BROKER["credentials"]
+    assert nr.node("c-mqtt")["keepalive"] == "60"
+    assert creds(nr, "mqtt-broker", "c-mqtt") == {"user": USER, "has_password": True}, "the editor's user stayed"
+    assert holds(nr, "c-mqtt", "password", PASSWORD), "the editor's password stayed"
+    objects = every_git_object(ws)
+    for value in (USER, PASSWORD, EDITOR_USER, EDITOR_PASSWORD):
+        assert value.encode() not in objects, "a credential value reached git"
+    assert engine(ws).sync("production", dry_run=True).plan.changes == ()
