@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from reconciler.config import load_config
-from reconciler.engine import Engine
+from reconciler.engine import Engine, make_driver
 from reconciler.flows import FlowKey
+from reconciler.testing import Wrapped
 from tests.conftest import Workspace
-from tests.nodered import VERSIONS, NodeRed, node_red_fixture
+from tests.nodered import SETTINGS as BASE_SETTINGS, VERSIONS, NodeRed, node_red_fixture
 from tests.test_node_red_instance import SETTINGS, broker, fn, n, tab
 
 TOKEN_VAR = "RECONCILER_TEST_NR_CRED_TOKEN"
@@ -315,3 +316,142 @@ def test_a_rotated_secret_is_deployed_as_a_change_not_reported_as_drift(ws: Work
     assert memory["nodes"]["c-mqtt"]["fields"] == ["password", "user"]
     assert engine(ws).sync("production", dry_run=True).plan.changes == ()
     assert b"rotated-" not in every_git_object(ws)
+
+
+# -- drift on a flow with credentials: restore, report, and an editor that sets a credential ------------------
+
+CREDENTIAL_SECRET = json.loads(BASE_SETTINGS["credentialSecret"])  # settings.js source: a JSON string
+EDITED_KEEPALIVE = "15"  # the broker's own property, changed in its edit dialog (git has "60")
+EDITOR_USER, EDITOR_PASSWORD = "editor-user-2323", "editor-pw-2323-typed-in-the-dialog"
+DECRYPT = """
+const fs = require('fs'), crypto = require('crypto');
+const raw = JSON.parse(fs.readFileSync(process.argv[1], 'utf8'))['$'];
+const key = crypto.createHash('sha256').update(process.env.CRED_SECRET).digest();
+const d = crypto.createDecipheriv('aes-256-ctr', key, Buffer.from(raw.substring(0, 32), 'hex'));
+const held = JSON.parse(d.update(raw.substring(32), 'base64', 'utf8') + d.final('utf8'));
+process.stdout.write(String(((held[process.argv[2]] || {})[process.argv[3]]) === process.env.WANT));
+"""
+
+
+def holds(nr: NodeRed, nid: str, field_name: str, value: str) -> bool:
+    """Whether Node-RED holds ``value`` as credential ``field_name`` of node ``nid``: its flows_cred.json,
+    decrypted with the instance's credentialSecret (GET /credentials never shows a password). A boolean only:
+    the value is never printed."""
+    proc = subprocess.run([str(nr.install.node), "-e", DECRYPT, str(nr.userdir / "flows_cred.json"), nid, field_name],
+                          env={"CRED_SECRET": CREDENTIAL_SECRET, "WANT": value,
+                               "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, "cannot read the instance's flows_cred.json"
+    return proc.stdout == "true"
+
+
+def drift_saved(ws: Workspace, rel: str = "flows/sensors/1.json") -> dict[str, Any] | None:
+    """The file drift/production holds at ``rel``, read with the git CLI (None: no such branch or file)."""
+    proc = subprocess.run(["git", "show", f"drift/production:{rel}"], cwd=ws.repo, capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def broker_of(document: dict[str, Any] | None) -> dict[str, Any]:
+    assert document is not None, "nothing saved"
+    found = [c for c in document.get("configs", []) if c.get("id") == "c-mqtt"]
+    assert len(found) == 1, "the broker is not in the document"
+    return found[0]
+
+
+class SavedFirst(Wrapped):
+    """The real driver; before its first write, what drift/production then holds of sensors."""
+
+    def __init__(self, inner, ws: Workspace) -> None:
+        super().__init__(inner)
+        self.ws, self.writes = ws, 0
+        self.before_write: dict[str, Any] | None = None
+
+    def apply(self, changes, progress=None):
+        if self.writes == 0:
+            self.before_write = drift_saved(self.ws)
+        self.writes += 1
+        return self.inner.apply(changes, progress)
+
+
+def drifted_site(ws: Workspace, nr: NodeRed, drift: str, **credentials: str) -> str:
+    """sensors synced, then its broker edited in the editor (keepalive; ``credentials`` typed in the dialog
+    too, if given). Returns Node-RED's rev after the edit."""
+    write_config(ws, nr)
+    ws.config.write_text(ws.config.read_text().replace('drift = "restore"', f'drift = "{drift}"'))
+    put_secrets(ws, MQTT_USER=USER, MQTT_PASSWORD=PASSWORD)
+    push(ws, {"flows/sensors/1.json": sensors()})
+    assert not engine(ws).sync("production").failed
+    assert holds(nr, "c-mqtt", "password", PASSWORD), "the store's password did not reach Node-RED"
+    extra = {"credentials": credentials} if credentials else {}
+    edit_in_the_editor(nr, "c-mqtt", keepalive=EDITED_KEEPALIVE, **extra)
+    assert nr.node("c-mqtt")["keepalive"] == EDITED_KEEPALIVE
+    return nr.flows()[0]
+
+
+def restored_by(ws: Workspace) -> tuple[Any, SavedFirst]:
+    driver = SavedFirst(make_driver(load_config(ws.config).env("production")), ws)
+    return Engine(load_config(ws.config), drivers={"production": driver}, create_repository=True).sync("production"), driver
+
+
+def test_an_editor_change_restored_is_saved_to_drift_first_with_the_placeholders(ws: Workspace, nr: NodeRed) -> None:
+    """drift = restore, the broker of a flow with credentials edited in the editor (credentials untouched):
+    drift/production gets the edited flow before anything is written, with git's ${secret:} placeholders
+    (the live flow has none: Node-RED never returns them); git's version goes back; the broker still holds
+    the store's user and password; no git object holds a value."""
+    drifted_site(ws, nr, "restore")
+    out, driver = restored_by(ws)
+    assert [(s.key, s.action.value) for s in out.done] == [(SENSORS, "import")] and not out.failed, out.failed
+    saved = broker_of(driver.before_write)  # saved before the first write
+    assert saved["keepalive"] == EDITED_KEEPALIVE  # the editor's change
+    assert saved["credentials"] == SECRET_BROKER["credentials"]  # the placeholders, as git has them
+    assert out.drift_commit == ws.git("rev-parse", "drift/production", cwd=ws.repo).strip()
+    assert broker_of(drift_saved(ws)) == saved
+    assert nr.node("c-mqtt")["keepalive"] == "60"  # git's version is back
+    assert creds(nr, "mqtt-broker", "c-mqtt") == {"user": USER, "has_password": True}
+    assert holds(nr, "c-mqtt", "password", PASSWORD), "the broker lost the store's password"
+    reachable = subprocess.run(["git", "rev-list", "--all", "--objects"], cwd=ws.repo, capture_output=True,
+                               text=True, check=True).stdout
+    assert out.drift_commit in reachable.split()
+    objects = every_git_object(ws)  # every object, reachable or not (a superset of rev-list --all --objects)
+    assert USER.encode() not in objects and PASSWORD.encode() not in objects, "a credential value reached git"
+    assert engine(ws).sync("production", dry_run=True).plan.changes == ()
+
+
+def test_an_editor_change_reported_writes_nothing_and_keeps_the_credentials(ws: Workspace, nr: NodeRed) -> None:
+    """drift = report: the same edit is drift; nothing is deployed (the rev stays), nothing saved to drift,
+    the broker keeps the editor's change and the store's credentials."""
+    rev = drifted_site(ws, nr, "report")
+    memory = ws.git("show", "refs/reconciler/driver/production:state.json", cwd=ws.repo)
+    out, driver = restored_by(ws)
+    assert out.states["drifted"] == 1 and not out.failed and out.drift_commit is None
+    assert [(s.key, s.action.value) for s in out.plan.notable] == [(SENSORS, "report")] and out.plan.changes == ()
+    assert driver.writes == 0 and nr.flows()[0] == rev
+    assert drift_saved(ws) is None
+    assert nr.node("c-mqtt")["keepalive"] == EDITED_KEEPALIVE
+    assert creds(nr, "mqtt-broker", "c-mqtt") == {"user": USER, "has_password": True}
+    assert holds(nr, "c-mqtt", "password", PASSWORD), "the broker lost the store's password"
+    assert ws.git("show", "refs/reconciler/driver/production:state.json", cwd=ws.repo) == memory
+
+
+def test_an_editor_change_that_sets_credentials_is_restored_with_the_stores(ws: Workspace, nr: NodeRed) -> None:
+    """The hostile edit: in the broker's dialog someone changes keepalive AND types a new user and password.
+
+    We cannot see credentials (Node-RED never returns them), so what the editor typed can be neither
+    compared nor saved; what a user of drift = "restore" expects is git's flow back *with the secret
+    store's credentials*: git and the store are the desired state, and an instance left on a password
+    typed by hand, while the driver's memory says it holds the store's, would never be corrected (the
+    next sync would find nothing to do). So: drift/production gets the edited flow with git's placeholders
+    (never the editor's values: they are secrets, and unknown); the restore sends the store's credentials
+    again, because a node of a flow changed outside the reconciler may hold anything."""
+    drifted_site(ws, nr, "restore", user=EDITOR_USER, password=EDITOR_PASSWORD)
+    assert creds(nr, "mqtt-broker", "c-mqtt")["user"] == EDITOR_USER  # the editor did set them
+    out, driver = restored_by(ws)
+    assert [(s.key, s.action.value) for s in out.done] == [(SENSORS, "import")] and not out.failed, out.failed
+    saved = broker_of(driver.before_write)
+    assert saved["keepalive"] == EDITED_KEEPALIVE and saved["credentials"] == SECRET_BROKER["credentials"]
+    assert nr.node("c-mqtt")["keepalive"] == "60"
+    assert creds(nr, "mqtt-broker", "c-mqtt") == {"user": USER, "has_password": True}, "the editor's user stayed"
+    assert holds(nr, "c-mqtt", "password", PASSWORD), "the editor's password stayed"
+    objects = every_git_object(ws)
+    for value in (USER, PASSWORD, EDITOR_USER, EDITOR_PASSWORD):
+        assert value.encode() not in objects, "a credential value reached git"
+    assert engine(ws).sync("production", dry_run=True).plan.changes == ()

@@ -9,8 +9,10 @@ So in git a node's ``credentials`` hold ``${secret:NAME}`` placeholders only
 scan refuses anything else), the engine renders them, and the driver:
 
 - **sends a node's credentials only when they differ from what it last sent**
-  (sending restarts the node), or when the node is new to the instance; a
-  field dropped from a node's set is sent empty, so the instance holds
+  (sending restarts the node), or when the node is new to the instance, or
+  when its flow is imported over a version changed outside the reconciler (a
+  restore: the editor may have set credentials too, and Node-RED never says
+  so); a field dropped from a node's set is sent empty, so the instance holds
   exactly git's set (a subflow instance's and ``global-config``'s set is
   replaced as a whole by Node-RED itself);
 - **remembers** (``Remembering``, kept by the engine in git at
@@ -29,11 +31,14 @@ returns the value in clear from ``GET /flows``) is read as a credential of its
 node (``credentials.NAME``), so the secret scan refuses it until the value is
 in the secret store; imports always send such values as credentials.
 
-What cannot be known: a credential changed in the editor (Node-RED says
-nothing of it), credentials lost with the instance's ``flows_cred.json`` or
-its ``credentialSecret``, or a node deleted and re-created under its id while
-the flows stayed the same. Deleting ``refs/reconciler/driver/<env>`` makes the
-next sync send every credential again.
+What cannot be known: a credential changed in the editor with nothing else
+of its flow (Node-RED says nothing of it, so there is no drift to see; with
+another change the restore sends git's credentials again, and drift/<env> gets
+git's placeholders, never the values typed), credentials lost with the
+instance's ``flows_cred.json`` or its ``credentialSecret``, or a node deleted
+and re-created under its id while the flows stayed the same. Deleting
+``refs/reconciler/driver/<env>`` makes the next sync send every credential
+again.
 """
 
 from __future__ import annotations

@@ -258,7 +258,8 @@ class NodeRedDriver(DriverBase):
         was written. Returns the new rev, the watch, and the memory's entries of those flows before."""
         watch = self._watch() if imports and self.health_check else None
         self._written = None
-        sent = self._memory.to_send(nodes, {n.get("id") for n in snap.index.nodes})  # only credentials differ
+        there = {n.get("id") for n in snap.index.nodes} - self._edited_elsewhere(snap, imports)
+        sent = self._memory.to_send(nodes, there)  # only credentials differ, or no longer known
         try:
             new_rev = self.api.deploy(rev, sent, self.deployment_type)
         except BaseException:
@@ -271,6 +272,18 @@ class NodeRedDriver(DriverBase):
         log.info("node-red deployed", url=self.url, imported=len(imports), deleted=len(deletes), rev=new_rev[:12],
                  type=self.deployment_type)
         return new_rev, watch, before
+
+    def _edited_elsewhere(self, snap: _Snapshot, imports: Mapping[FlowKey, _Incoming]) -> set[str]:
+        """Nodes with credentials in imported flows that Node-RED holds, but not as our last write (edited in
+        the editor: a restore). An edit may have set their credentials too and Node-RED never says, so the
+        memory of what was sent proves nothing of them: their credentials are sent again."""
+        out: set[str] = set()
+        for key, inc in imports.items():
+            got = snap.live.flows.get(key)
+            last = self._memory.flows.get(str(key))
+            if got is not None and (last is None or got.oid != last.written):
+                out.update(n["id"] for n in inc.every_node() if isinstance(n.get("credentials"), dict))
+        return out
 
     # -- the health gate (HealthChecked) -----------------------------------------------------
 
