@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("env")
     s.add_argument("--to", required=True, metavar="REV", help="a commit, tag or revision (env/production~2)")
     s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="roll back only this flow (repeatable; default: all)")
+    s.add_argument("--allow-mass-delete", action="store_true",
+                   help="commit the removal of more flows than max_delete allows (or of every flow)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = _sub(sub, "migrate", "store the environment's flows in git in the form it writes (sidecar files for code)",

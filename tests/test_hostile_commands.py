@@ -1,0 +1,86 @@
+"""The commands a user types after the first export, given ordinary mistakes and hostile input: a missing
+thing is an error (never "empty"), nothing is deleted on a guess, `--json` stays JSON, usage errors exit 64."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Workspace, flow
+
+
+@pytest.fixture
+def envs(ws: Workspace) -> Workspace:
+    """acceptance exported (two flows, then one changed), production started from it and synced, staging never exported."""
+    ws.add_env("acceptance", drift="adopt")
+    ws.add_env("staging")
+    ws.add_env("production", drift="restore", prune=True)
+    ws.put("acceptance", "orders.json", flow("orders"))
+    ws.put("acceptance", "billing.json", flow("billing", "2"))
+    ws.cli("export", "acceptance", check=True)
+    ws.branch("env/production", "env/acceptance")
+    ws.cli("sync", "production", check=True)
+    ws.put("acceptance", "orders.json", flow("orders", retries=3))
+    ws.cli("export", "acceptance", check=True)
+    return ws
+
+
+def tip(ws: Workspace, ref: str) -> str:
+    return ws.git("rev-parse", ref, cwd=ws.repo).strip()
+
+
+def pushed_commit(ws: Workspace, tag: str, change: str) -> None:
+    """A commit on production's line whose tree `change` (a shell snippet) made, pushed as a tag."""
+    clone = ws.clone("env/production", name=f"clone-{tag}")
+    ws.git("rm", "-q", "-r", "flows", cwd=clone)
+    (clone / "other.txt").write_text("x\n")
+    if change == "readme":
+        (clone / "flows").mkdir()
+        (clone / "flows" / "README.md").write_text("no flows here\n")
+    ws.git("add", "-A", cwd=clone)
+    ws.git("commit", "-q", "-m", f"{tag}", cwd=clone)
+    ws.git("tag", tag, cwd=clone)
+    ws.git("push", "-q", "origin", tag, cwd=clone)
+
+
+# -- rollback -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_rollback_to_a_tree_without_flows_is_refused_naming_the_option_that_allows_it(envs: Workspace, as_json) -> None:
+    ws = envs
+    pushed_commit(ws, "wiped", "readme")
+    before = tip(ws, "env/production")
+    out = ws.cli("rollback", "production", "--to", "wiped", *(["--json"] if as_json else []))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "every flow" in out.stderr and "--allow-mass-delete" in out.stderr and "Traceback" not in out.stderr
+    if as_json:
+        assert "--allow-mass-delete" in json.loads(out.stdout)["error"]
+    assert tip(ws, "env/production") == before
+    allowed = ws.cli("rollback", "production", "--to", "wiped", "--allow-mass-delete")
+    assert allowed.returncode == 0 and "remove   orders@1.0" in allowed.stdout, allowed.stderr
+    assert tip(ws, "env/production") != before
+
+
+def test_a_rollback_to_a_commit_without_the_flows_folder_is_an_error_not_no_flows(envs: Workspace) -> None:
+    ws = envs
+    pushed_commit(ws, "nofolder", "none")
+    before = tip(ws, "env/production")
+    for extra in ([], ["--allow-mass-delete"]):
+        out = ws.cli("rollback", "production", "--to", "nofolder", *extra)
+        assert out.returncode == 1 and "has no flows/ folder" in out.stderr, out.stdout + out.stderr
+    assert tip(ws, "env/production") == before
+
+
+def test_a_rollback_to_another_environments_commit_is_refused_pointing_at_promote(envs: Workspace) -> None:
+    ws = envs
+    before = tip(ws, "env/production")
+    out = ws.cli("rollback", "production", "--to", "env/acceptance", "--json")
+    assert out.returncode == 1
+    error = json.loads(out.stdout)["error"]
+    assert "is a commit of env/acceptance (acceptance)" in error and "reconciler promote acceptance production" in error
+    assert tip(ws, "env/production") == before
+    # A commit both branches hold (production started from it) is production's own past: allowed.
+    first = tip(ws, "env/acceptance~1")
+    assert ws.cli("rollback", "production", "--to", first).returncode == 0
