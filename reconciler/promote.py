@@ -187,8 +187,17 @@ def promote(
     if from_tip is None:
         raise StallError(f"{src.branch_name} does not exist yet; run `reconciler export {src.name}` first")
     to_tip = _tip(store, dst.branch_name, remote)
-    there = store.flows_at(from_tip, src.folder).flows
-    here = store.flows_at(to_tip, dst.folder).flows if to_tip else {}
+    if to_tip is None:  # nothing to open a merge request into (and a branch without a base merges nowhere)
+        raise StallError(f"{dst.branch_name} does not exist yet; nothing was written. Start {dst.name}'s branch first: "
+                         f"`git -C {config.repository.path} branch {dst.branch_name} {src.branch_name}` (from "
+                         f"{src.name}'s), or `reconciler export {dst.name}` (from what {dst.name} runs)")
+    at = store.flows_at(from_tip, src.folder)
+    if at.missing is not None:  # never "no flows": that would promote the removal of every flow
+        what = f"has no {src.folder}/ folder" if at.missing == "absent" else f"holds {at.missing} at {src.folder}"
+        raise StallError(f"{src.branch_name} {what}, not a folder of flows; nothing was written. "
+                         f"Check `folder` of environment {src.name} in the config")
+    there = at.flows
+    here = store.flows_at(to_tip, dst.folder).flows
     chosen = _select(selectors, there, where=f"{src.branch_name} ({src.name})") if selectors else set(there)
 
     contents: dict[FlowKey, str | None] = {}  # key -> entry id (None: removed)

@@ -84,3 +84,30 @@ def test_a_rollback_to_another_environments_commit_is_refused_pointing_at_promot
     # A commit both branches hold (production started from it) is production's own past: allowed.
     first = tip(ws, "env/acceptance~1")
     assert ws.cli("rollback", "production", "--to", first).returncode == 0
+
+
+# -- promote ------------------------------------------------------------------------
+
+
+def test_promote_to_an_environment_without_a_branch_is_an_error_saying_how_to_start_it(envs: Workspace) -> None:
+    """A promotion into a branch that is not there had no base: a root-commit branch, and printed `git checkout
+    env/staging && git merge ...` steps that fail."""
+    ws = envs
+    out = ws.cli("promote", "acceptance", "staging", "--json")
+    assert out.returncode == 1, out.stdout + out.stderr
+    error = json.loads(out.stdout)["error"]
+    assert "env/staging does not exist yet" in error and "branch env/staging env/acceptance" in error
+    assert ws.git("for-each-ref", "refs/heads/promote/", cwd=ws.repo) == ""
+
+
+def test_promote_from_a_branch_without_the_flows_folder_is_an_error_not_a_removal_of_every_flow(envs: Workspace) -> None:
+    ws = envs
+    clone = ws.clone("env/acceptance", name="wipe")
+    ws.git("rm", "-q", "-r", "flows", cwd=clone)
+    (clone / "README.md").write_text("moved\n")
+    ws.git("add", "-A", cwd=clone)
+    ws.git("commit", "-q", "-m", "moved the flows away", cwd=clone)
+    ws.git("push", "-q", "origin", "env/acceptance", cwd=clone)
+    out = ws.cli("promote", "acceptance", "production")
+    assert out.returncode == 1 and "env/acceptance has no flows/ folder" in out.stderr, out.stdout + out.stderr
+    assert ws.git("for-each-ref", "refs/heads/promote/", cwd=ws.repo) == ""
