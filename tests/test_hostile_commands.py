@@ -111,3 +111,26 @@ def test_promote_from_a_branch_without_the_flows_folder_is_an_error_not_a_remova
     out = ws.cli("promote", "acceptance", "production")
     assert out.returncode == 1 and "env/acceptance has no flows/ folder" in out.stderr, out.stdout + out.stderr
     assert ws.git("for-each-ref", "refs/heads/promote/", cwd=ws.repo) == ""
+
+
+# -- history ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("history", "staging"), "env/staging does not exist"),
+    (("history", "production", "--drift"), "drift/production does not exist"),
+    (("history", "production", "ordres"), "no flow 'ordres'"),
+    (("history", "production", "orders", "9.9"), "no flow 'orders' version '9.9'"),
+])
+def test_history_of_something_that_is_not_there_is_an_error_not_an_empty_list(envs: Workspace, args, says) -> None:
+    out = envs.cli(*args, "--json")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert says in json.loads(out.stdout)["error"] and says in out.stderr
+
+
+@pytest.mark.parametrize("args", [("-n", "0"), ("-n", "-1"), ("",), ("orders", "")])
+def test_history_refuses_a_count_below_one_and_an_empty_name(envs: Workspace, args) -> None:
+    """-n 0 printed one commit and -n -1 all; an empty name showed the whole branch."""
+    out = envs.cli("history", "production", *args)
+    assert out.returncode == 64, out.stdout + out.stderr
+    assert out.stdout == "" and "Traceback" not in out.stderr

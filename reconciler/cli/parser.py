@@ -69,6 +69,17 @@ _EXITS = {
 }
 
 
+def _positive(text: str) -> int:
+    """A count of 1 or more (``-n 0`` printed one commit, ``-n -1`` all of them)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
+
+
 def _sub(sub, name: str, summary: str, description: str):
     s = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
                        epilog=f"exit codes: {_EXITS[name]} · 64 usage error",
@@ -179,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?")
     s.add_argument("version", nargs="?")
     s.add_argument("--drift", action="store_true", help="show drift/<env> (live versions saved before overwriting)")
-    s.add_argument("-n", "--limit", type=int, default=None, help="at most this many commits")
+    s.add_argument("-n", "--limit", type=_positive, default=None, metavar="N", help="at most this many commits (1 or more)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     _sub(sub, "schema", "print the JSON Schema of the config file", "Editors can use it to check reconciler.toml.")
