@@ -134,3 +134,27 @@ def test_history_refuses_a_count_below_one_and_an_empty_name(envs: Workspace, ar
     out = envs.cli("history", "production", *args)
     assert out.returncode == 64, out.stdout + out.stderr
     assert out.stdout == "" and "Traceback" not in out.stderr
+
+
+# -- usage errors and --json ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("plan", "prodution", "--json"), ("plan", "prodution", "--format", "json"),
+    ("promote", "acceptance", "prodution", "--json"), ("rollback", "production", "--json"),
+    ("history", "production", "-n", "x", "--json"), ("status", "--json", "--nosuch"),
+    ("plan", "production", "--status", "--json"), ("validate", "--branch", "", "--json"),
+    ("validate", "--branch", "env/production", "flows", "--json"),
+])
+def test_a_usage_error_with_json_prints_json_and_exits_64(envs: Workspace, args) -> None:
+    """Scripts reading stdout as JSON got nothing at all for a usage error."""
+    out = envs.cli(*args)
+    assert out.returncode == 64, out.stdout + out.stderr
+    assert json.loads(out.stdout)["error"] and "error:" in out.stderr
+
+
+@pytest.mark.parametrize("args", [("validate", "--branch", ""), ("validate", "")])
+def test_an_empty_branch_or_path_for_validate_is_a_usage_error(envs: Workspace, args) -> None:
+    """An unset "$BRANCH" checked every environment's branch (or the working folder) and said 0 problems."""
+    out = envs.cli(*args)
+    assert out.returncode == 64 and "empty" in out.stderr, out.stdout + out.stderr

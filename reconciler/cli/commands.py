@@ -18,7 +18,7 @@ from reconciler.rendering import counts_line, steps_lines, trailer_lines
 
 from .common import Progress as _Progress, emit as _emit, engine as _engine
 from .common import exit_for as _exit_for, finished as _finished, print_json as _print_json, render as _render
-from .parser import EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
+from .parser import EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, UsageError
 
 if TYPE_CHECKING:
     from reconciler.config import Config
@@ -67,9 +67,7 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
     if args.against is not None:
         return cmd_plan_against(args, config, fmt)
     if fmt == "markdown" or args.status:
-        print(f"reconciler plan: error: {'--status' if args.status else '--format markdown'} needs --against REF",
-              file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"{'--status' if args.status else '--format markdown'} needs --against REF")
     progress = _Progress(not args.no_progress)
     try:
         out = _engine(config).sync(args.env, dry_run=True, progress=progress)
@@ -293,8 +291,9 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> int:
     from reconciler.validate import validate_branch, validate_environments, validate_paths
 
     if args.branch and args.paths:
-        print("reconciler validate: error: give --branch B or paths, not both", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("give --branch B or paths, not both")
+    if args.branch == "" or "" in args.paths:  # an unset "$BRANCH": it checked every branch (or the working folder)
+        raise UsageError("an empty --branch or PATH names nothing: give a branch, tag or commit, or flow files")
     if args.paths:
         results = [validate_paths(config, args.paths)]
     else:

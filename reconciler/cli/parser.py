@@ -8,6 +8,7 @@ Imported alone by ``reconciler --help`` and ``--version``, so those start fast.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from reconciler import __version__
@@ -18,10 +19,25 @@ EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_CONFLICT, EXIT_HELD, EXIT_USAGE = 0, 1, 
 
 
 class _Parser(argparse.ArgumentParser):
+    wants_json = False  # the command line being parsed asks for JSON (--json, --format json)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self.prog == "reconciler":  # the top level: the whole command line
+            _Parser.wants_json = wants_json(sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> None:  # argparse would exit 2, which means "pending" here
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
+        if _Parser.wants_json:  # a script reading stdout as JSON gets JSON, also for a usage error
+            print(json.dumps({"error": f"{self.prog}: {message}", "details": [], "usage": True}))
         sys.exit(EXIT_USAGE)
+
+
+def wants_json(argv: list[str]) -> bool:
+    """Does this command line ask for JSON output?"""
+    return "--json" in argv or "--format=json" in argv or any(
+        a == "--format" and b == "json" for a, b in zip(argv, argv[1:]))
 
 
 class UsageError(Exception):
