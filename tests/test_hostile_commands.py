@@ -158,3 +158,18 @@ def test_an_empty_branch_or_path_for_validate_is_a_usage_error(envs: Workspace, 
     """An unset "$BRANCH" checked every environment's branch (or the working folder) and said 0 problems."""
     out = envs.cli(*args)
     assert out.returncode == 64 and "empty" in out.stderr, out.stdout + out.stderr
+
+
+# -- render -------------------------------------------------------------------------
+
+
+def test_render_of_a_flow_that_is_not_there_is_an_error(envs: Workspace) -> None:
+    """A typo'd --flow printed "no event-processing flow to render" and exited 0."""
+    out = envs.cli("render", "--branch", "env/production", "--flow", "ordres")
+    assert out.returncode == 1 and "no event-processing flow 'ordres' in env/production" in out.stderr, out.stderr
+
+
+def test_render_of_a_branch_without_the_flows_folder_is_an_error(envs: Workspace) -> None:
+    pushed_commit(envs, "nofolder", "none")
+    out = envs.cli("render", "--branch", "nofolder")
+    assert out.returncode == 1 and "nofolder has no flows/ folder" in out.stderr, out.stdout + out.stderr
