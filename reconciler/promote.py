@@ -7,10 +7,8 @@
   flow under another name or version, as the platforms' import dialogs allow:
   the file moves and the identity fields inside change with it; its sidecar files (the split form's
   code) move with it, unchanged.
-- :func:`rollback` commits to an environment's branch the flows as they were
-  at an earlier revision (a revert-style commit: history is kept). The branch
-  is updated by compare-and-swap on its tip and retried when a push or the
-  running service moved it, so it is safe while the service syncs.
+- :func:`~reconciler.rollback.rollback` (its own module) commits to an environment's branch the
+  flows as they were at an earlier revision (a revert-style commit: history is kept).
 
 Both copy flows as git holds them (a flow's JSON and its sidecar folder together, whatever their
 form), and refuse to write anything the secret scan objects to, naming the file (the sidecar, for
@@ -24,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reconciler.canonical import InvalidJSON, canonicalize, parse_json, parse_pointer
-from reconciler.errors import BranchMovedError, Problem, RetryableError, StallError
+from reconciler.errors import Problem, StallError
 from reconciler.flows import FlowInvalid, FlowKey
 from reconciler.gitform import can_split, stored_doc
 from reconciler.gitstore import GitStore
@@ -40,10 +38,8 @@ __all__ = [
     "FlowSelector",
     "parse_selector",
     "Promotion",
-    "Rollback",
     "SecretScanRefused",
     "promote",
-    "rollback",
     "PROMOTE_PREFIX",
 ]
 
@@ -191,8 +187,17 @@ def promote(
     if from_tip is None:
         raise StallError(f"{src.branch_name} does not exist yet; run `reconciler export {src.name}` first")
     to_tip = _tip(store, dst.branch_name, remote)
-    there = store.flows_at(from_tip, src.folder).flows
-    here = store.flows_at(to_tip, dst.folder).flows if to_tip else {}
+    if to_tip is None:  # nothing to open a merge request into (and a branch without a base merges nowhere)
+        raise StallError(f"{dst.branch_name} does not exist yet; nothing was written. Start {dst.name}'s branch first: "
+                         f"`git -C {config.repository.path} branch {dst.branch_name} {src.branch_name}` (from "
+                         f"{src.name}'s), or `reconciler export {dst.name}` (from what {dst.name} runs)")
+    at = store.flows_at(from_tip, src.folder)
+    if at.missing is not None:  # never "no flows": that would promote the removal of every flow
+        what = f"has no {src.folder}/ folder" if at.missing == "absent" else f"holds {at.missing} at {src.folder}"
+        raise StallError(f"{src.branch_name} {what}, not a folder of flows; nothing was written. "
+                         f"Check `folder` of environment {src.name} in the config")
+    there = at.flows
+    here = store.flows_at(to_tip, dst.folder).flows
     chosen = _select(selectors, there, where=f"{src.branch_name} ({src.name})") if selectors else set(there)
 
     contents: dict[FlowKey, str | None] = {}  # key -> entry id (None: removed)
@@ -292,72 +297,10 @@ def _promote_message(src, dst, from_tip: str, added, changed, removed, renamed) 
     return "\n".join(lines) + "\n"
 
 
-# -- rollback -------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """``rollback`` and ``Rollback`` moved to :mod:`reconciler.rollback` (imported from here by older callers)."""
+    if name in ("rollback", "Rollback"):
+        from reconciler import rollback as module
 
-
-@dataclass(frozen=True)
-class Rollback:
-    env: str
-    branch: str
-    to: str  # the commit whose flows are restored
-    to_subject: str
-    in_history: bool  # is ``to`` an ancestor of the branch tip?
-    parent: str | None
-    commit: str | None  # None: the flows already are as at ``to``
-    restored: tuple[FlowKey, ...] = ()
-    removed: tuple[FlowKey, ...] = ()
-    attempts: int = 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "environment": self.env,
-            "branch": self.branch,
-            "to": self.to,
-            "to_subject": self.to_subject,
-            "in_history": self.in_history,
-            "parent": self.parent,
-            "commit": self.commit,
-            "restored": [str(k) for k in self.restored],
-            "removed": [str(k) for k in self.removed],
-        }
-
-
-def rollback(config: Config, store: GitStore, name: str, rev: str, selectors: Sequence[FlowSelector] = (),
-             *, attempts: int = 10) -> Rollback:
-    """Commit to ``name``'s branch the chosen flows (all by default) as they were at ``rev``."""
-    env = config.env(name)
-    branch = env.branch_name
-    to = store.resolve(rev)
-    subject = [store.subject(to)]
-    then = store.flows_at(to, env.folder).flows
-    for attempt in range(1, attempts + 1):
-        tip = store.tip(branch)
-        if tip is None:
-            raise StallError(f"{branch} does not exist; there is nothing to roll back")
-        now = store.flows_at(tip, env.folder).flows
-        keys = _select(selectors, then, now, where=f"{branch} or {rev}") if selectors else set(then) | set(now)
-        changes = {k: then.get(k) for k in keys if then.get(k) != now.get(k)}
-        restored = tuple(sorted(k for k, v in changes.items() if v is not None))
-        removed = tuple(sorted(k for k, v in changes.items() if v is None))
-        in_history = store.is_ancestor(to, tip)
-        if not changes:
-            return Rollback(env.name, branch, to, subject[0], in_history, tip, None, attempts=attempt)
-        tree = store.tree_with(tip, env.folder, changes)
-        message = _rollback_message(env, to, subject[0], restored, removed, whole=not selectors)
-        try:
-            commit = store.commit(branch, tip, tree, message)
-        except BranchMovedError:
-            continue  # a push or the service moved the branch: read it again
-        return Rollback(env.name, branch, to, subject[0], in_history, tip, commit, restored, removed, attempt)
-    raise RetryableError(f"{branch} kept moving during {attempts} attempts; nothing was committed, try again")
-
-
-def _rollback_message(env, to: str, subject: str, restored, removed, *, whole: bool) -> str:
-    n = len(restored) + len(removed)
-    scope = "every flow" if whole else "the chosen flows"
-    lines = [f"{env.name}: roll back {n} flow{'s' * (n != 1)} to {to[:12]}", "",
-             f"Restores {scope} of {env.branch_name} as they were at {to[:12]}" + (f' ("{subject}")' if subject else "") + ".", ""]
-    lines += [f"restored: {k}" for k in restored]
-    lines += [f"removed: {k} (not there at {to[:12]})" for k in removed]
-    lines += ["", f"Rollback-To: {to}", f"Environment: {env.name}"]
-    return "\n".join(lines) + "\n"
+        return getattr(module, name)
+    raise AttributeError(name)

@@ -94,6 +94,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _recorded(args, config, COMMANDS[args.command])
     except UsageError as exc:
         print(f"reconciler {args.command}: error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False) or getattr(args, "format", None) == "json":
+            _print_json({"error": f"reconciler {args.command}: {exc}", "details": [], "usage": True})
         return EXIT_USAGE
     except ConfigError as exc:
         _emit_error(args, "invalid configuration", [str(p) for p in exc.problems])

@@ -64,9 +64,10 @@ def cmd_promote(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace, config: Config) -> int:
-    from reconciler.promote import rollback
+    from reconciler.rollback import rollback
 
-    out = rollback(config, _engine(config).store, args.env, args.to, _selectors(args))
+    out = rollback(config, _engine(config).store, args.env, args.to, _selectors(args),
+                   allow_mass_delete=args.allow_mass_delete)
     if args.json:
         _print_json(out.as_dict())
         return EXIT_OK

@@ -18,7 +18,7 @@ from reconciler.rendering import counts_line, steps_lines, trailer_lines
 
 from .common import Progress as _Progress, emit as _emit, engine as _engine
 from .common import exit_for as _exit_for, finished as _finished, print_json as _print_json, render as _render
-from .parser import EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, EXIT_USAGE, UsageError
+from .parser import EXIT_ERROR, EXIT_HELD, EXIT_OK, EXIT_PENDING, UsageError
 
 if TYPE_CHECKING:
     from reconciler.config import Config
@@ -67,9 +67,7 @@ def cmd_plan(args: argparse.Namespace, config: Config) -> int:
     if args.against is not None:
         return cmd_plan_against(args, config, fmt)
     if fmt == "markdown" or args.status:
-        print(f"reconciler plan: error: {'--status' if args.status else '--format markdown'} needs --against REF",
-              file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"{'--status' if args.status else '--format markdown'} needs --against REF")
     progress = _Progress(not args.no_progress)
     try:
         out = _engine(config).sync(args.env, dry_run=True, progress=progress)
@@ -197,10 +195,17 @@ def cmd_history(args: argparse.Namespace, config: Config) -> int:
     env = config.env(args.env)
     engine = _engine(config)
     ref = f"drift/{env.name}" if args.drift else env.branch_name
+    if "" in (args.name, args.version):  # an empty argument ("$NAME" unset) named the whole branch
+        raise UsageError("the flow NAME and VERSION may not be empty (omit them for the whole branch)")
+    if engine.store.tip(ref) is None:  # a branch that is not there has no history, it is not an empty one
+        how = (f"nothing of {env.name}'s live state has been saved yet (a restore, prune or conflict saves it there)"
+               if args.drift else f"check `branch` of environment {env.name} in the config, or run "
+               f"`reconciler export {env.name}` to create it")
+        raise ReconcilerError(f"{ref} does not exist in {engine.store.path}: {how}")
     path = None
-    if args.name:
+    if args.name is not None:
         try:
-            if args.version:
+            if args.version is not None:
                 path = flow_path(env.folder, args.name, args.version)
             else:
                 path = flow_path(env.folder, args.name, "x").rsplit("/", 1)[0]
@@ -209,6 +214,11 @@ def cmd_history(args: argparse.Namespace, config: Config) -> int:
     # A flow's history is its JSON's and its sidecar folder's (a change of code touches only the folder).
     paths = (path, path.removesuffix(".json")) if path and path.endswith(".json") else path
     commits = engine.store.history(ref, paths, limit=args.limit)
+    if path is not None and not commits:  # a typo'd name or version: say so, with what is there
+        known = ", ".join(sorted(str(k) for k in engine.store.flows_at(engine.store.tip(ref), env.folder).flows)[:10])
+        raise ReconcilerError(f"no commit of {ref} ever held {path}: no flow {args.name!r}"
+                              f"{' version ' + repr(args.version) if args.version else ''} in {env.name}'s history"
+                              f" (flows at its tip: {known or 'none'})")
     if args.json:
         _print_json({"environment": env.name, "ref": ref, "path": path, "commits": [c.as_dict() for c in commits]})
         return EXIT_OK
@@ -281,8 +291,9 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> int:
     from reconciler.validate import validate_branch, validate_environments, validate_paths
 
     if args.branch and args.paths:
-        print("reconciler validate: error: give --branch B or paths, not both", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("give --branch B or paths, not both")
+    if args.branch == "" or "" in args.paths:  # an unset "$BRANCH": it checked every branch (or the working folder)
+        raise UsageError("an empty --branch or PATH names nothing: give a branch, tag or commit, or flow files")
     if args.paths:
         results = [validate_paths(config, args.paths)]
     else:

@@ -8,6 +8,7 @@ Imported alone by ``reconciler --help`` and ``--version``, so those start fast.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from reconciler import __version__
@@ -18,10 +19,25 @@ EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_CONFLICT, EXIT_HELD, EXIT_USAGE = 0, 1, 
 
 
 class _Parser(argparse.ArgumentParser):
+    wants_json = False  # the command line being parsed asks for JSON (--json, --format json)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self.prog == "reconciler":  # the top level: the whole command line
+            _Parser.wants_json = wants_json(sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> None:  # argparse would exit 2, which means "pending" here
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
+        if _Parser.wants_json:  # a script reading stdout as JSON gets JSON, also for a usage error
+            print(json.dumps({"error": f"{self.prog}: {message}", "details": [], "usage": True}))
         sys.exit(EXIT_USAGE)
+
+
+def wants_json(argv: list[str]) -> bool:
+    """Does this command line ask for JSON output?"""
+    return "--json" in argv or "--format=json" in argv or any(
+        a == "--format" and b == "json" for a, b in zip(argv, argv[1:]))
 
 
 class UsageError(Exception):
@@ -67,6 +83,17 @@ _EXITS = {
     "demo": "as run",
     "migrate": "0 migrated or nothing to migrate · 1 error (a flow that cannot be read whole is left and named)",
 }
+
+
+def _positive(text: str) -> int:
+    """A count of 1 or more (``-n 0`` printed one commit, ``-n -1`` all of them)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
 
 
 def _sub(sub, name: str, summary: str, description: str):
@@ -129,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("env")
     s.add_argument("--to", required=True, metavar="REV", help="a commit, tag or revision (env/production~2)")
     s.add_argument("--flow", action="append", default=[], metavar="NAME[@VERSION]", help="roll back only this flow (repeatable; default: all)")
+    s.add_argument("--allow-mass-delete", action="store_true",
+                   help="commit the removal of more flows than max_delete allows (or of every flow)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = _sub(sub, "migrate", "store the environment's flows in git in the form it writes (sidecar files for code)",
@@ -177,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?")
     s.add_argument("version", nargs="?")
     s.add_argument("--drift", action="store_true", help="show drift/<env> (live versions saved before overwriting)")
-    s.add_argument("-n", "--limit", type=int, default=None, help="at most this many commits")
+    s.add_argument("-n", "--limit", type=_positive, default=None, metavar="N", help="at most this many commits (1 or more)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     _sub(sub, "schema", "print the JSON Schema of the config file", "Editors can use it to check reconciler.toml.")

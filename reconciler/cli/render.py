@@ -46,6 +46,9 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
         store = _engine(config).store
         folder = env.folder if env is not None else "flows"
         tree = store.flows_at(store.resolve(args.branch), folder)
+        if tree.missing is not None:  # never "nothing to render"
+            raise ReconcilerError(f"{args.branch} has no {folder}/ folder of flows ({tree.missing}); check the branch"
+                                  + ("" if env is not None else ", or give --env ENV for an environment's folder"))
         sources = [(f"{args.branch}:{flow_path(folder, k.name, k.version)}", store.flow_files(oid))
                    for k, oid in sorted(tree.flows.items())]
     selectors = [parse_selector(f) for f in args.flow]
@@ -53,6 +56,7 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
     if out_dir is not None and not out_dir.is_dir():
         raise UsageError(f"--output {out_dir}: no such folder")
     failed = rendered = 0
+    chosen: set[tuple[object, str]] = set()  # (name, version) of every event-processing flow seen
     for where, stored in sources:
         try:
             doc, _, problems = stored_doc(stored, where=where)  # the split form: its sidecars (SQL) joined
@@ -73,6 +77,7 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
                 failed += 1
             continue
         key = f"{doc.get('name')}@{doc.get('version')}"
+        chosen.add((doc.get("name"), str(doc.get("version"))))
         if selectors and not any(s.name == doc.get("name") and s.version in (None, str(doc.get("version")))
                                  for s in selectors):
             continue
@@ -92,6 +97,11 @@ def cmd_render(args: argparse.Namespace, config: Config) -> int:
             print(json_text({"flow": key, "file": where, "sql": sql}))
         else:
             sys.stdout.write(sql)
+    missed = [str(s) for s in selectors if not any(s.name == n and s.version in (None, v) for n, v in chosen)]
+    if missed:  # a typo'd --flow rendered nothing and exited 0
+        print(f"no event-processing flow {', '.join(repr(m) for m in missed)} in "
+              f"{args.branch or ', '.join(args.paths)}", file=sys.stderr)
+        failed += 1
     if not rendered and not failed:
         print("no event-processing flow to render", file=sys.stderr)
     if isinstance(params, _KeptParams) and params.kept:
