@@ -20,18 +20,41 @@ EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_CONFLICT, EXIT_HELD, EXIT_USAGE = 0, 1, 
 
 class _Parser(argparse.ArgumentParser):
     wants_json = False  # the command line being parsed asks for JSON (--json, --format json)
+    argv: list[str] = []  # that command line
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         if self.prog == "reconciler":  # the top level: the whole command line
-            _Parser.wants_json = wants_json(sys.argv[1:] if args is None else list(args))
+            _Parser.argv = sys.argv[1:] if args is None else list(args)
+            _Parser.wants_json = wants_json(_Parser.argv)
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # argparse would exit 2, which means "pending" here
+        if self.prog == "reconciler" and message.startswith("unrecognized arguments: "):
+            message += self._misplaced(message.removeprefix("unrecognized arguments: ").split())
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         if _Parser.wants_json:  # a script reading stdout as JSON gets JSON, also for a usage error
             print(json.dumps({"error": f"{self.prog}: {message}", "details": [], "usage": True}))
         sys.exit(EXIT_USAGE)
+
+
+    def _misplaced(self, unknown: list[str]) -> str:
+        """A hint when the options refused belong to the subcommand but came before it
+        (``reconciler --json plan prod``): where to put them, as a command to copy."""
+        subs = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+        argv = _Parser.argv
+        at = next((i for i, a in enumerate(argv) if a in subs), None)
+        if at is None:
+            return ""
+        sub = subs[argv[at]]
+        known = {o for a in sub._actions for o in a.option_strings}
+        before = [a for a in argv[:at] if a in unknown]
+        if not before or not all(a.split("=", 1)[0] in known for a in before if a.startswith("-")):
+            return ""
+        rest = [a for a in argv if a not in before]
+        return (f" ({' '.join(before)} {'is an option' if len(before) == 1 else 'are options'} of "
+                f"`{argv[at]}`: put {'it' if len(before) == 1 else 'them'} after the command, as in "
+                f"`reconciler {' '.join([*rest, *before])}`)")
 
 
 def wants_json(argv: list[str]) -> bool:
