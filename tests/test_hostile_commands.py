@@ -189,3 +189,23 @@ def test_a_command_option_before_the_command_says_where_it_goes_and_does_nothing
     assert tip(envs, "env/production") == head
     again = envs.cli(*command, *before)  # as printed: it runs
     assert again.returncode in (0, 2), again.stderr
+
+
+def test_validate_says_which_branches_it_did_not_check_and_fails_when_it_checked_none(envs: Workspace) -> None:
+    """staging was never exported: validate checks the others and says staging's branch is not there; with
+    no environment's branch at all (a wrong repository) it is an error, never "0 problems"."""
+    out = envs.cli("validate")
+    assert out.returncode == 0, out.stderr
+    assert "not checked: env/staging (staging) does not exist yet; `reconciler export staging` starts it" in out.stderr
+    doc = json.loads(envs.cli("validate", "--json").stdout)
+    assert doc["ok"] and doc["not_checked"] == ["env/staging"]
+    assert {r["target"] for r in doc["results"]} == {"env/acceptance", "env/production"}
+    wrong = envs.root / "wrong.toml"
+    envs.git("init", "-q", "--bare", str(envs.root / "empty.git"))
+    wrong.write_text(envs.config.read_text().replace("state/flows.git", "empty.git"))
+    for args in (["validate"], ["validate", "--json"]):
+        bad = envs.cli("--config", str(wrong), *args)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert "no environment's branch is in" in bad.stderr and "nothing was validated" in bad.stderr
+        if "--json" in args:
+            assert "nothing was validated" in json.loads(bad.stdout)["error"]

@@ -294,6 +294,7 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> int:
         raise UsageError("give --branch B or paths, not both")
     if args.branch == "" or "" in args.paths:  # an unset "$BRANCH": it checked every branch (or the working folder)
         raise UsageError("an empty --branch or PATH names nothing: give a branch, tag or commit, or flow files")
+    unstarted: list[str] = []  # environments' branches not there: not checked, said so
     if args.paths:
         results = [validate_paths(config, args.paths)]
     else:
@@ -301,9 +302,21 @@ def cmd_validate(args: argparse.Namespace, config: Config) -> int:
         remote = Remote.fetched(store, config.repository) if args.branch else None
         results = ([validate_branch(config, store, args.branch, prefer_remote=remote is not None)] if args.branch
                    else validate_environments(config, store))
+        if not args.branch:
+            unstarted = [e.branch_name for e in config.environments
+                         if e.branch_name not in {r.target for r in results}]
+            if not results:  # nothing at all to check: a wrong repository, never "0 problems"
+                raise ReconcilerError(f"no environment's branch is in {config.repository.path} "
+                                      f"({', '.join(dict.fromkeys(unstarted))}): nothing was validated. Check "
+                                      "[repository] path in the config, or start a branch with `reconciler export ENV`")
     if args.json:
-        _print_json({"ok": all(r.ok for r in results), "results": [r.as_dict() for r in results]})
+        _print_json({"ok": all(r.ok for r in results), "results": [r.as_dict() for r in results],
+                     **({"not_checked": list(dict.fromkeys(unstarted))} if unstarted else {})})
     else:
+        for branch in dict.fromkeys(unstarted):
+            names = ", ".join(e.name for e in config.environments if e.branch_name == branch)
+            print(f"not checked: {branch} ({names}) does not exist yet; `reconciler export "
+                  f"{names.split(', ')[0]}` starts it", file=sys.stderr)
         for r in results:
             for f in r.findings:
                 print(f)
