@@ -209,3 +209,19 @@ def test_validate_says_which_branches_it_did_not_check_and_fails_when_it_checked
         assert "no environment's branch is in" in bad.stderr and "nothing was validated" in bad.stderr
         if "--json" in args:
             assert "nothing was validated" in json.loads(bad.stdout)["error"]
+
+
+def test_suspending_a_flow_git_does_not_hold_says_so_and_the_printed_resume_undoes_it(envs: Workspace) -> None:
+    """A typo (or a flow held before its merge): the hold stands, exit 0, and a note names the branch's
+    flows and the command that undoes it; a flow git holds gets no note."""
+    out = envs.cli("suspend", "production", "--flow", "ordres")
+    assert out.returncode == 0, out.stderr
+    assert "note: no flow ordres on env/production (its flows: billing, orders); it is held when it arrives" \
+        in out.stderr, out.stderr
+    fix = out.stderr.split("`")[1]
+    assert fix == "reconciler resume production --flow ordres"
+    undone = envs.cli(*fix.split()[1:])
+    assert undone.returncode == 0 and "not suspended" in undone.stdout, undone.stdout + undone.stderr
+    real = envs.cli("suspend", "production", "--flow", "orders@1.0")
+    assert real.returncode == 0 and "note:" not in real.stderr, real.stderr
+    envs.cli("resume", "production", "--flow", "orders@1.0", check=True)

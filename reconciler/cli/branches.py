@@ -3,7 +3,7 @@ environment: ``promote``, ``rollback``, ``suspend``, ``resume``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import argparse
 import sys
@@ -94,6 +94,22 @@ def cmd_resume(args: argparse.Namespace, config: Config) -> int:
     return _suspension(args, config, suspend=False)
 
 
+def _not_in_git_yet(config: Config, store: Any, name: str, flows: list[str]) -> None:
+    """A note (stderr; the hold stands) for each selector no flow on the branch matches: a typo, or a flow
+    held before a merge brings it (which is why it is not an error)."""
+    from reconciler.promote import parse_selector
+
+    env = config.env(name)
+    tip = store.tip(env.branch_name)
+    keys = list(store.flows_at(tip, env.folder).flows) if tip is not None else []
+    for text in flows:
+        selector = parse_selector(text)
+        if not any(selector.matches(k) for k in keys):
+            names = ", ".join(sorted({k.name for k in keys})[:10]) or "none"
+            print(f"note: no flow {selector} on {env.branch_name} (its flows: {names}); it is held when it arrives. "
+                  f"A typo? `reconciler resume {name} --flow {selector}` undoes it", file=sys.stderr)
+
+
 def _suspension(args: argparse.Namespace, config: Config, *, suspend: bool) -> int:
     import getpass
     import socket
@@ -101,8 +117,11 @@ def _suspension(args: argparse.Namespace, config: Config, *, suspend: bool) -> i
     from reconciler import holding
 
     who = args.by if getattr(args, "by", None) else f"{getpass.getuser()}@{socket.gethostname()}"
-    changed = holding.change(config, _engine(config).store, args.env, args.flow, suspend=suspend, by=who,
+    store = _engine(config).store
+    changed = holding.change(config, store, args.env, args.flow, suspend=suspend, by=who,
                              reason=getattr(args, "reason", None) or "")
+    if suspend and args.flow:
+        _not_in_git_yet(config, store, args.env, args.flow)
     after, env = changed.after, changed.env
     if args.json:
         _print_json(changed.as_dict())
