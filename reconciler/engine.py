@@ -97,8 +97,7 @@ class Engine:
         once the environment is shown exportable (:func:`exportable`). A mistyped repository path
         with a mistyped folder must not leave an empty repository behind, after which every command
         would find "a repository" rather than say there is none."""
-        path = config.repository.path
-        if not ((path / "HEAD").exists() or (path / ".git").exists()):
+        if not GitStore.is_repository(config.repository.path):
             env = config.env(name)
             driver = make_driver(env)
             try:

@@ -64,7 +64,7 @@ class GitStore(RefsMixin, ReadingMixin, WritingMixin, HistoryMixin):
         self._trees: dict[tuple[str, str], FlowTree] = {}
         self._last: dict[str, tuple[pygit2.Tree, FlowTree]] = {}  # per folder: the last tree read
         try:
-            if (self.path / "HEAD").exists() or (self.path / ".git").exists():
+            if self.is_repository(self.path):
                 self.repo = pygit2.Repository(str(self.path))
             elif create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +73,11 @@ class GitStore(RefsMixin, ReadingMixin, WritingMixin, HistoryMixin):
                 raise StallError(_missing_repository(self.path))
         except (pygit2.GitError, OSError) as exc:
             raise StallError(f"cannot open the git repository at {self.path}: {exc}") from exc
+
+    @staticmethod
+    def is_repository(path: Path) -> bool:
+        """Is there a repository at ``path`` to open (bare, or a working tree's ``.git``)?"""
+        return (path / "HEAD").exists() or (path / ".git").exists()
 
     @classmethod
     def from_config(cls, repository: "RepositoryConfig", *, create: bool = False) -> "GitStore":
