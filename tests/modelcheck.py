@@ -128,6 +128,40 @@ ENVS: dict[str, dict[str, Any]] = {
     "prod": {"drift": "restore", "prune": True, "interval": 2},
 }
 IGNORE = ("exportedAt",)  # top-level pointers /exportedAt
+
+
+def save_by_swap(tmp: Path, path: Path) -> bytes | None:
+    """Put ``tmp`` at ``path`` in one atomic step (as ``os.replace``) and return the bytes it replaced.
+
+    Linux ``renameat2(RENAME_EXCHANGE)`` swaps the two names, so what was at ``path`` at that very
+    moment comes out under ``tmp``, is read and removed. No file at ``path``: a plain rename (None).
+    A file system that cannot swap: ``os.replace`` (None: what it replaced is not known)."""
+    libc = _libc()
+    if libc is not None and path.exists():
+        if libc.renameat2(-100, os.fsencode(tmp), -100, os.fsencode(path), 2) == 0:  # AT_FDCWD, RENAME_EXCHANGE
+            try:
+                return tmp.read_bytes()
+            finally:
+                tmp.unlink(missing_ok=True)
+    os.replace(tmp, path)
+    return None
+
+
+_LIBC: list[Any] = []
+
+
+def _libc() -> Any:
+    if not _LIBC:
+        import ctypes
+        import ctypes.util
+
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            lib.renameat2  # glibc >= 2.28
+        except (OSError, AttributeError):
+            lib = None
+        _LIBC.append(lib)
+    return _LIBC[0]
 PROMOTIONS = (("dev", "acc"), ("acc", "prod"))
 ACTORS = ("u1", "u2", "ui", "rc", "hn", "ch")
 SEED_FLOWS = (("orders", "1.0"), ("billing", "1"), ("users", "2.0"), ("audit", "1"), ("Reports Q3", "1"),
@@ -670,16 +704,33 @@ class Harness:
 
     # ---- the UI (folders)
 
-    def write_folder(self, path: Path, data: bytes, atomic: bool) -> None:
+    def write_folder(self, path: Path, data: bytes, atomic: bool) -> bytes | None:
+        """Save ``data`` at ``path`` as an editor does; returns the bytes the save replaced (None:
+        there was no file, or, where the file system cannot swap two names, not known).
+
+        What a save replaced is what it *replaced*, not what the person read earlier: the service's
+        swap write shows its new version under the name for a moment (while it checks what came
+        out) and then puts back a save made meanwhile, so a file read in that moment and saved later
+        overwrites that save, and the log must say so (the person overwrote it, not the service)."""
         if atomic:
             tmp = path.parent / f".harness-{os.getpid()}-{threading.get_ident()}.tmp"
             tmp.write_bytes(data)
-            os.replace(tmp, path)
-        else:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)  # an editor saving in place
-            with os.fdopen(fd, "wb") as f:
-                f.truncate(0)
-                f.write(data)
+            return save_by_swap(tmp, path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # an editor saving in place
+        with os.fdopen(fd, "r+b") as f:
+            before = f.read()
+            f.seek(0)
+            f.truncate(0)
+            f.write(data)
+        return before
+
+    def saved_over(self, replaced: bytes | None, read: bytes) -> bytes:
+        """What a save overwrote: the bytes it replaced when known, else what the person read."""
+        if replaced is None:
+            return read
+        if replaced != read:
+            self.stats["saves over a file changed since it was read"] += 1
+        return replaced
 
     def folder_edit(self, actor: str, rng: random.Random, env: str, kind: str, token: str,
                     key_wanted: tuple[str, str] | None = None) -> tuple[str, str] | None:
@@ -731,7 +782,7 @@ class Harness:
                 return None  # a file we did not write and cannot read: leave it
             if kind == "break":
                 data = self.broken_bytes(key, token)
-                self.write_folder(path, data, atomic)
+                old = self.saved_over(self.write_folder(path, data, atomic), old)
                 self.broken[(env, name)] = key
                 self.log.add(actor, "ui-break", env=env, place="folder", where=name, flow=kstr(key), token=token,
                              replaced=sorted(tokens_in(old)), atomic=atomic)
@@ -740,7 +791,7 @@ class Harness:
                 doc = json.loads(old)
                 doc["exportedAt"] = f"2027-01-{rng.randint(1, 28):02d}T00:00:00Z"
                 data = self.dumps(rng, doc)
-                self.write_folder(path, data, atomic)
+                old = self.saved_over(self.write_folder(path, data, atomic), old)
                 self.log.add(actor, "ui-touch", env=env, place="folder", where=name, flow=kstr(key),
                              replaced=sorted(tokens_in(old) - tokens_in(data)), atomic=atomic)
                 return key
@@ -750,7 +801,7 @@ class Harness:
             else:
                 doc, op = json.loads(old), "ui-edit"
             data = self.dumps(rng, self.mutate(rng, doc, token))
-            self.write_folder(path, data, atomic)
+            old = self.saved_over(self.write_folder(path, data, atomic), old)
             self.log.add(actor, op, env=env, place="folder", where=name, flow=kstr(key), token=token,
                          replaced=sorted(tokens_in(old) - tokens_in(data)), atomic=atomic)
             return key
@@ -780,7 +831,7 @@ class Harness:
                     g = self.git("show", f"{_branch(env)}:{repo_path(key)}")
                     if g.returncode != 0:
                         return
-                    self.write_folder(self.folder(env) / name, g.stdout, True)
+                    raw = self.saved_over(self.write_folder(self.folder(env) / name, g.stdout, True), raw)
                     self.log.add(actor, "resolve-take-git", env=env, place="folder", where=name, flow=wanted,
                                  replaced=sorted(tokens_in(raw) - tokens_in(g.stdout)))
                     return
@@ -912,7 +963,7 @@ class Harness:
             if seen is not None:
                 while time.perf_counter() < seen + shot:
                     pass
-            os.replace(tmp, folder / name)
+            old = self.saved_over(save_by_swap(tmp, folder / name), old)
             self.recent[(env, name)] = time.monotonic()
             detail = (f"saved {shot * 1e6:.0f} us after the service's temporary file appeared "
                       f"({(seen - started) * 1e3:.1f} ms after the push)" if seen else "no write seen within 0.6 s")
@@ -985,7 +1036,7 @@ class Harness:
                     n += 1
                     token = f"edit-{self.seed}-heal-{n}"
                     data = self.dumps(rng, self.new_doc(rng, key, token))
-                    self.write_folder(path, data, True)
+                    raw = self.saved_over(self.write_folder(path, data, True), raw)
                     self.broken.pop((env, name), None)
                     self.log.add("heal", "ui-fix", env=env, place="folder", where=name, flow=kstr(key), token=token,
                                  replaced=sorted(tokens_in(raw)))

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Workspace, flow, flow_files
-from tests.modelcheck import Harness, _seeds, repo_path, run_model
+from tests.modelcheck import Harness, _seeds, repo_path, run_model, save_by_swap
 
 SEEDS = _seeds(os.environ.get("RECONCILER_MODEL_SEEDS", "1,2"))
 SECONDS = float(os.environ.get("RECONCILER_MODEL_SECONDS", "50"))
@@ -43,6 +43,33 @@ def test_no_edit_is_lost_and_the_status_tells_the_truth_under_random_operations(
     assert result.counts["promote"] >= 1, result.report
     assert result.counts["kill-9"] + result.counts["kill-9-while-running"] >= 1, result.report
     assert not HUNT or result.stats.get("hunted edits (write seen)", 0) >= 1, result.report
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["rename", "in-place"])
+def test_the_harness_logs_what_a_save_replaced_not_what_the_person_read(tmp_path: Path, atomic: bool) -> None:
+    """A person reads a file, the file changes (the service's swap write shows its version for a moment,
+    then puts back a colleague's save), the person saves: the save overwrote the colleague's save, and the
+    log must say so. Logging what was read blamed the service for that loss (CI, seed 2: a save read
+    during the swap's check, saved 250 ms later over the save the swap had put back)."""
+    path = tmp_path / "f@1.json"
+    path.write_bytes(b'{"note": "edit-2-hn-37"}')
+    read = path.read_bytes()
+    path.write_bytes(b'{"note": "edit-2-rc-42"}')  # put back meanwhile
+    data = b'{"note": "edit-2-hn-38"}'
+    if atomic:
+        tmp = tmp_path / ".harness.tmp"
+        tmp.write_bytes(data)
+        replaced = save_by_swap(tmp, path)
+        assert not tmp.exists()
+    else:
+        replaced = Harness.write_folder(None, path, data, atomic=False)  # type: ignore[arg-type]
+    assert replaced == b'{"note": "edit-2-rc-42"}' != read
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f@1.json"]
+    fresh = tmp_path / ".new.tmp"
+    fresh.write_bytes(data)
+    assert save_by_swap(fresh, tmp_path / "g@1.json") is None  # nothing was there
+    assert (tmp_path / "g@1.json").read_bytes() == data
 
 
 def test_the_checker_reports_a_lost_edit_and_a_false_in_sync_status(tmp_path: Path) -> None:
