@@ -414,6 +414,46 @@ def test_a_save_just_before_the_swap_is_swapped_back_under_its_name(folder: Path
     assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
 
 
+def test_a_save_just_before_the_swap_is_back_under_its_name_before_it_is_looked_at(folder: Path) -> None:
+    """The only moment the name shows our version while a save is hidden under a .swap name is a read
+    and a byte compare: the save is swapped back before it is parsed (an editor that reads the file in
+    that moment and saves later would overwrite the save; a parse of a large flow took milliseconds)."""
+    big = flow("orders", steps=[{"id": f"s{i}", "type": "map", "config": {"expr": "x" * 50}} for i in range(2000)])
+    (folder / "o.json").write_text(json.dumps(big, indent=2))  # not canonical bytes: the plan's version needs a parse
+    fs = save_around_the_swap(folder, before={**big, "note": "saved just now"})
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
+    seen = d.export().flows[K].oid
+    hidden_when_parsed = []
+    decoded = d._write.decoded
+
+    def watched(path, raw, expect=None):
+        hidden_when_parsed.append(sorted(p.name for p in folder.iterdir() if p.name.endswith(".swap")))
+        return decoded(path, raw, expect)
+
+    d._write.decoded = watched
+    failed = d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
+    assert "changed since it was read" in failed[K]
+    assert json.loads((folder / "o.json").read_text())["note"] == "saved just now"
+    assert len(hidden_when_parsed) == 2, hidden_when_parsed  # the check before the swap, the message after it
+    assert hidden_when_parsed == [[], []]  # never while the save was under the .swap name
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
+def test_a_file_no_longer_what_the_plan_saw_is_not_swapped_at_all(folder: Path) -> None:
+    """Checked before the swap: a save made after the plan read the folder is refused without ever
+    showing the new version under the flow's name."""
+    (folder / "o.json").write_text(json.dumps(flow("orders")))
+    fs = Seam()
+    d = DirectoryDriver(folder, rules=RULES, fs=fs)
+    seen = d.export().flows[K].oid
+    save(folder / "o.json", flow("orders", note="saved after the plan"))
+    failed = d.apply([Change(K, canon(flow("orders", retries=7)), seen)])
+    assert "changed since it was read" in failed[K]
+    assert fs.ops("exchange") == []
+    assert json.loads((folder / "o.json").read_text())["note"] == "saved after the plan"
+    assert sorted(p.name for p in folder.iterdir()) == ["o.json"]
+
+
 def test_two_saves_around_the_swap_are_both_kept(folder: Path) -> None:
     """A save before the swap and another right after it: the newer one keeps the name, the
     earlier one is kept beside it (reported as a duplicate); the new version is not written."""

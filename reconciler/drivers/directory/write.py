@@ -6,10 +6,11 @@ so a renamed file is always complete. Then each change is carried out only
 if the flow's file still holds what the plan saw (``Change.expect``), by a
 protocol that never loses a save made meanwhile:
 
-- *swap* (where the file system can, Linux ``renameat2(RENAME_EXCHANGE)``):
-  the new version is swapped with the flow's file, so the name never
-  disappears, and what came out is checked: what the plan saw is dropped (it
-  is on drift/<env> already), a save made meanwhile is swapped back;
+- *swap* (where the file system can, Linux ``renameat2(RENAME_EXCHANGE)``,
+  :mod:`.swap`): the flow's file is checked, then swapped with the new version,
+  so the name never disappears, and what came out must be byte for byte what
+  was checked: then it is dropped (it is on drift/<env> already), else it is a
+  save made meanwhile and is swapped back at once;
 - *move aside* (elsewhere, and for deletes): the file is moved to a hidden
   name, the moved copy is checked, and the new version is hard-linked in,
   which fails rather than replace a save made meanwhile;
@@ -28,7 +29,6 @@ A crash leaves hidden files the next run sorts out (:mod:`.recovery`).
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,15 +41,14 @@ from reconciler.logsetup import get_logger
 from reconciler.names import encode
 
 from .fs import FileSystem
-from .hidden import ASIDE, SWAP, TMP, hidden_name
+from .hidden import ASIDE, TMP, hidden_name
+from .swap import swap_in
 
 __all__ = ["Writer"]
 
 log = get_logger("reconciler.drivers.directory")
 
 _FSYNC_EACH = 16
-# errors of a swap that mean "this file system cannot" (EPERM too, until a swap has worked here)
-_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
 
 
 class Writer:
@@ -244,83 +243,8 @@ class Writer:
         return aside
 
     def _swap_in(self, change: Change, path: str, tmp: str) -> bool:
-        """Replace ``path`` by the new version in ``tmp`` atomically (the name never disappears),
-        then check what came out; a save made meanwhile is swapped back under its name.
-
-        ``tmp`` (complete, synced) is first renamed to a ``.swap`` name; from then on this method
-        owns that file and the caller's clean-up of ``tmp`` cannot touch it: it is removed only
-        when it holds our version or what the plan saw, else put back under a flow's name, or, if
-        even that fails (or we are interrupted), left for the next run's recovery. Returns False
-        (nothing done, ``tmp`` as it was) where the file system cannot swap."""
-        if not self._can_exchange or not change.expect or change.data is None:
-            return False
-        swap = self._hidden(SWAP, path, expect=change.expect, new=change.oid or blob_id(change.data))
-        try:
-            ours = self.fs.stat(tmp)
-            self.fs.rename(tmp, swap)
-        except OSError:
-            return False  # the move-aside write will do
-        try:
-            self.fs.exchange(swap, path)
-        except OSError as exc:
-            unsupported = exc.errno in _NO_EXCHANGE or (exc.errno == errno.EPERM and not self._exchanged)
-            try:
-                self.fs.rename(swap, tmp)  # still ours, untouched: back to the temporary name
-            except OSError:
-                self.fs.unlink(swap, missing_ok=True)
-            if isinstance(exc, FileNotFoundError):
-                raise Refused(moved(path, change.expect, None)) from None
-            if unsupported:
-                self._can_exchange = False
-                log.info("this file system cannot swap two names; files are replaced by moving them aside",
-                         folder=str(self.root), error=exc.strerror)
-                return False
-            raise
-        self._exchanged = True
-        try:
-            return self._check_swapped(change, path, swap, ours)
-        except BaseException:
-            self.interrupted = True  # a .swap file may be left: the next run sorts it out first
-            raise
-
-    def _check_swapped(self, change: Change, path: str, swap: str, ours: os.stat_result) -> bool:
-        assert change.data is not None
-        try:
-            current = self.current(swap, change.expect)  # what was at path the moment the new version went in
-        except Refused:
-            current = "unreadable"
-        if current == change.expect:
-            self.fs.unlink(swap, missing_ok=True)  # what the plan saw: already saved to drift/<env>
-            return True
-        # A save landed between the plan's read and the swap: it goes back under its name.
-        data = change.data
-
-        def is_ours() -> bool:  # our file (inode) with our bytes: not a save, not edited in place
-            try:
-                st = self.fs.lstat(swap)
-            except OSError:
-                return False
-            return os.path.samestat(st, ours) and self.hash_of(swap) == blob_id(data)
-
-        kept = None
-        try:
-            self.fs.exchange(swap, path)
-            if not is_ours():  # saved again after our swap: the newest keeps the name
-                self.fs.exchange(swap, path)
-            if is_ours():
-                self.fs.unlink(swap, missing_ok=True)
-            else:
-                kept = self.restore(swap, path, change.key)
-        except FileNotFoundError:  # the name was deleted after our swap: the save takes it back
-            kept = self.restore(swap, path, change.key)
-        except OSError:
-            kept = self.restore(swap, path, change.key)
-            raise
-        self.touched.add(os.path.basename(path))
-        if kept is not None and kept != path:
-            raise Refused(f"{path} was saved twice during the write; the earlier save is kept as {kept}, "
-                           f"the next run re-checks it")
-        raise Refused(moved(path, change.expect, current))
+        """The swap write (:func:`.swap.swap_in`); False where the file system cannot swap."""
+        return swap_in(self, change, path, tmp)
 
     def reread(self, key: FlowKey, path: str) -> str | None:
         """:meth:`current` of a flow's file, for the read-after-write of the last batch: a file that holds
@@ -349,12 +273,16 @@ class Writer:
             return None
         except OSError as exc:
             raise Refused(f"cannot re-read {path}: {exc.strerror}") from exc
+        return self.decoded(str(path), raw, expect)
+
+    def decoded(self, path: str, raw: bytes, expect: str | None = None) -> str:
+        """:meth:`current` of bytes already read from ``path``."""
         if self._decode is not None:
-            return self._decode(str(path), raw)
+            return self._decode(path, raw)
         if expect is not None and blob_id(raw) == expect:
             return expect
         try:
-            got = flow_from_doc(parse_json(raw), self.identity, self.rules, where=str(path))
+            got = flow_from_doc(parse_json(raw), self.identity, self.rules, where=path)
         except InvalidJSON:
             return "invalid"
         return got.oid if isinstance(got, CanonicalFlow) else "invalid"
