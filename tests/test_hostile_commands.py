@@ -175,16 +175,22 @@ def test_render_of_a_branch_without_the_flows_folder_is_an_error(envs: Workspace
     assert out.returncode == 1 and "nofolder has no flows/ folder" in out.stderr, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("before", [["--json"], ["-q", "--dry-run"]], ids=["json", "two"])
-def test_a_command_option_before_the_command_says_where_it_goes_and_does_nothing(envs: Workspace, before) -> None:
+@pytest.mark.parametrize("before, command", [
+    (["--json"], ["plan", "production"]),
+    (["-q", "--dry-run"], ["sync", "production"]),
+    # an option with its value as a separate word: argparse takes the value for the command
+    (["--format", "json"], ["plan", "production"]),
+    (["-n", "1"], ["history", "production"]),
+], ids=["json", "two", "with-a-value", "number"])
+def test_a_command_option_before_the_command_says_where_it_goes_and_does_nothing(envs: Workspace, before,
+                                                                                  command) -> None:
     """`reconciler --json plan production`: exit 64, nothing run, and the message is the command to copy."""
     head = tip(envs, "env/production")
-    command = ["plan", "production"] if before == ["--json"] else ["sync", "production"]
     out = envs.cli(*before, *command)
     assert out.returncode == 64, out.stderr
     fixed = f"reconciler {' '.join([*command, *before])}"
     assert f"of `{command[0]}`: put" in out.stderr and f"`{fixed}`" in out.stderr, out.stderr
-    if before == ["--json"]:
+    if "json" in before:
         assert fixed in json.loads(out.stdout)["error"]
     assert tip(envs, "env/production") == head
     again = envs.cli(*command, *before)  # as printed: it runs

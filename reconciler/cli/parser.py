@@ -29,32 +29,53 @@ class _Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # argparse would exit 2, which means "pending" here
-        if self.prog == "reconciler" and message.startswith("unrecognized arguments: "):
-            message += self._misplaced(message.removeprefix("unrecognized arguments: ").split())
+        if self.prog == "reconciler" and (message.startswith("unrecognized arguments: ")
+                                          or message.startswith("argument COMMAND: invalid choice: ")):
+            message += self._misplaced()
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         if _Parser.wants_json:  # a script reading stdout as JSON gets JSON, also for a usage error
             print(json.dumps({"error": f"{self.prog}: {message}", "details": [], "usage": True}))
         sys.exit(EXIT_USAGE)
 
-
-    def _misplaced(self, unknown: list[str]) -> str:
-        """A hint when the options refused belong to the subcommand but came before it
-        (``reconciler --json plan prod``): where to put them, as a command to copy."""
+    def _misplaced(self) -> str:
+        """A hint when options of the subcommand came before it (``reconciler --json plan prod``,
+        ``reconciler --format json plan prod``, whose ``json`` argparse takes for the command):
+        where to put them, as a command to copy. Nothing unless every word before the subcommand
+        is a global option (with its value) or an option of that subcommand (with its value)."""
         subs = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
         argv = _Parser.argv
         at = next((i for i, a in enumerate(argv) if a in subs), None)
         if at is None:
             return ""
-        sub = subs[argv[at]]
-        known = {o for a in sub._actions for o in a.option_strings}
-        before = [a for a in argv[:at] if a in unknown]
-        if not before or not all(a.split("=", 1)[0] in known for a in before if a.startswith("-")):
+        mine = _takes_value(self)
+        theirs = _takes_value(subs[argv[at]])
+        before, i = [], 0
+        while i < at:
+            word = argv[i]
+            name = word.split("=", 1)[0]
+            if name in mine:  # a global option (the subcommands have copies): it may stay where it is
+                i += 1 + (mine[name] and "=" not in word)
+                continue
+            if name not in theirs:
+                return ""
+            n = 1 + (theirs[name] and "=" not in word)
+            before += argv[i:i + n]
+            i += n
+        if not before or i != at:
             return ""
-        rest = [a for a in argv if a not in before]
-        return (f" ({' '.join(before)} {'is an option' if len(before) == 1 else 'are options'} of "
-                f"`{argv[at]}`: put {'it' if len(before) == 1 else 'them'} after the command, as in "
+        rest = argv[:]
+        for word in before:
+            rest.remove(word)
+        options = [w for w in before if w.startswith("-")]
+        return (f" ({' '.join(before)} {'is an option' if len(options) == 1 else 'are options'} of "
+                f"`{argv[at]}`: put {'it' if len(options) == 1 else 'them'} after the command, as in "
                 f"`reconciler {' '.join([*rest, *before])}`)")
+
+
+def _takes_value(parser: argparse.ArgumentParser) -> dict[str, bool]:
+    """Each option string of ``parser`` -> whether it takes a value (``--format json``, not ``--json``)."""
+    return {o: a.nargs != 0 for a in parser._actions for o in a.option_strings}
 
 
 def wants_json(argv: list[str]) -> bool:
